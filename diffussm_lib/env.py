@@ -1,0 +1,75 @@
+"""The environment a notebook or script runs in: one-line report, fast-mode knob, seeding.
+
+Every notebook starts with ``print(environment_report())`` so that a reader knows which torch,
+which device and which SSM kernels produced the numbers below it.
+
+The fast-mode knob
+------------------
+``DIFFUSSM_FAST=1`` (set by CI) shrinks training, sampling and evaluation sizes so that every
+notebook executes in seconds to a minute on 2 CPU cores. Without it notebooks run the real sizes.
+Use ``by_mode(full=..., fast=...)`` rather than reading the variable yourself.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+
+import numpy as np
+import torch
+
+FAST_ENV_VAR = "DIFFUSSM_FAST"
+
+
+def fast_mode() -> bool:
+    """True when ``DIFFUSSM_FAST`` is set to a true value (1, true, yes, on)."""
+    return os.environ.get(FAST_ENV_VAR, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def by_mode(full, fast):
+    """Return ``fast`` in fast mode (CI), else ``full``: the one knob that shrinks the course."""
+    return fast if fast_mode() else full
+
+
+def default_device() -> torch.device:
+    """CUDA if available, else CPU. (MPS is not used: the FFT paths are unreliable there.)"""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch; return a CPU ``torch.Generator`` seeded the same way."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def fused_kernels_status() -> tuple[bool, str]:
+    """Whether mamba-ssm / causal-conv1d fused CUDA kernels are usable here, and why (not).
+
+    mamba_ssm is imported only when a CUDA device exists: on CPU its import needs compiled
+    extensions that do not exist, and the library never touches it there.
+    """
+    missing = [p for p in ("mamba_ssm", "causal_conv1d") if importlib.util.find_spec(p) is None]
+    if not torch.cuda.is_available():
+        return False, "no CUDA device"
+    if missing:
+        return False, "not installed: " + ", ".join(missing) + " (pip install -e '.[kernels]')"
+    try:  # pragma: no cover - needs a CUDA machine
+        import selective_scan_cuda  # noqa: F401
+        import causal_conv1d_cuda  # noqa: F401
+    except ImportError as e:  # pragma: no cover
+        return False, f"installed but not importable: {e}"
+    return True, "mamba-ssm + causal-conv1d"  # pragma: no cover
+
+
+def environment_report() -> str:
+    """One line: torch version, device, fused kernels, fast mode."""
+    dev = default_device()
+    name = torch.cuda.get_device_name(0) if dev.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    ok, why = fused_kernels_status()
+    kernels = f"yes ({why})" if ok else f"no ({why}; pure-PyTorch SSM backend)"
+    return (f"torch {torch.__version__} | device {dev.type} ({name}) | fused SSM kernels: {kernels}"
+            f" | fast mode {'on' if fast_mode() else 'off'}")
