@@ -1,0 +1,207 @@
+"""Typed configs loaded from YAML, strictly.
+
+A config file is YAML whose top-level sections map onto the dataclasses below::
+
+    model:     ModelConfig      the denoiser (DiffuSSM or the DiT baseline)
+    diffusion: DiffusionConfig  the noise schedule and training target
+    data:      DataConfig       which dataset, image size, padding
+    train:     TrainConfig      optimisation, EMA, checkpointing
+
+Nothing is silently ignored: an unknown key, a missing required key or a value of the wrong type
+raises ``ConfigError`` naming the key (as a dotted path, e.g. ``model.depth``) and the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file (or dict) does not match its dataclass; the message names key and file."""
+
+
+# --------------------------------------------------------------------------------------------
+# The configs
+# --------------------------------------------------------------------------------------------
+@dataclass
+class ModelConfig:
+    """The denoiser. ``arch`` picks DiffuSSM (the paper) or the DiT baseline of the same interface."""
+
+    arch: Literal["diffussm", "dit"]  # required: which backbone
+    in_channels: int = 1              # C
+    image_size: int = 32              # H = W
+    patch_size: int = 1               # p: 1 = no patching (the paper's default)
+    hidden_dim: int = 128             # D
+    depth: int = 6                    # number of blocks
+    num_classes: int = 10             # real classes; one extra "null" class is added for guidance
+    learn_sigma: bool = False         # also predict a variance (doubles the output channels)
+    # DiffuSSM only
+    hourglass_ratio: int = 2          # M: dense layers run on J = L/M tokens
+    ssm_core: Literal["s4d", "selective"] = "s4d"
+    ssm_state: Optional[int] = None   # N: None = the core's default (64 for S4D, 16 selective)
+    bidirectional: bool = True        # False = the causal ablation
+    ssm_backend: Literal["auto", "torch", "cuda"] = "auto"
+    # DiT only
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+
+
+@dataclass
+class DiffusionConfig:
+    """The forward process and what the network predicts."""
+
+    timesteps: int = 1000                                  # T
+    schedule: Literal["linear", "cosine"] = "cosine"
+    beta_start: float = 1e-4                               # linear schedule only
+    beta_end: float = 0.02                                 # linear schedule only
+    prediction: Literal["eps", "v"] = "eps"
+
+
+@dataclass
+class DataConfig:
+    """Which images. ``name`` is "mnist", "cifar10" or "folder" (then ``path`` is required)."""
+
+    name: Literal["mnist", "cifar10", "folder"]  # required
+    path: Optional[str] = None        # data directory; None = the loader's cache directory
+    pad_to: Optional[int] = 32        # pad 28x28 MNIST to 32x32 (None = keep the native size)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, classifier-free-guidance label dropout, EMA, logging and checkpoints."""
+
+    max_steps: int = 10_000
+    batch_size: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 500
+    grad_clip: float = 1.0
+    label_dropout: float = 0.1        # probability of replacing the class by the null class
+    ema_decay: float = 0.999
+    precision: Literal["fp32", "bf16"] = "fp32"
+    seed: int = 0
+    log_every: int = 50
+    sample_every: int = 1000
+    checkpoint_every: int = 500
+    num_workers: int = 0
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole experiment: what ``diffussm train --config FILE`` reads."""
+
+    name: str                         # required: names the run and its output folder
+    model: ModelConfig                # required section
+    data: DataConfig                  # required section
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# --------------------------------------------------------------------------------------------
+# Strict conversion dict -> dataclass
+# --------------------------------------------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it (ints are accepted for floats)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{key}' must be a mapping (section {tp.__name__}), got {type(value).__name__}")
+        return _from_dict(tp, value, source, prefix=key + ".")
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(value, a, key, source)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{source}: '{key}' has the wrong type: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{source}: '{key}' must be one of {list(args)}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: '{key}' must be a list, got {value!r}")
+        inner = args[0] if args else Any
+        return [_convert(v, inner, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: '{key}' must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{source}: '{key}' must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{source}: '{key}': unsupported annotation {tp!r}")  # pragma: no cover
+
+
+def _from_dict(cls, data: dict, source: str, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        names = ", ".join(f"'{prefix}{k}'" for k in unknown)
+        raise ConfigError(f"{source}: unknown key {names} (allowed in this section: {', '.join(sorted(fields))})")
+    kwargs = {}
+    for name, f in fields.items():
+        key = prefix + name
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{source}: missing required key '{key}'")
+            continue
+        kwargs[name] = _convert(data[name], hints[name], key, source)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict, cls=ExperimentConfig, source: str = "<dict>"):
+    """Build ``cls`` from a plain dict, strictly (see module docstring)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
+    return _from_dict(cls, data, source)
+
+
+def load_config(path: str | Path, cls=ExperimentConfig):
+    """Read a YAML file into ``cls`` (default ``ExperimentConfig``). Errors name key and file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    return config_from_dict({} if data is None else data, cls, source=str(path))
+
+
+def config_to_dict(cfg) -> dict:
+    """The inverse of ``config_from_dict``: plain dicts/lists, ready for YAML or JSON."""
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg, path: str | Path) -> None:
+    """Write ``cfg`` as YAML (round-trips through ``load_config``)."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

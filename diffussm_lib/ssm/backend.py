@@ -1,0 +1,107 @@
+"""Choosing between our pure-PyTorch SSM kernels and the fused CUDA kernels of mamba-ssm.
+
+Three names, one rule each:
+
+``"torch"``  our implementation (``diffussm_lib.ssm.scan`` / ``conv1d``); runs on any device.
+``"cuda"``   mamba-ssm's ``selective_scan_fn`` / causal-conv1d's ``causal_conv1d_fn``. Asking for
+             them when the tensors are not on CUDA, or when the packages do not import, is an error
+             that names the problem; there is never a silent fallback.
+``"auto"``   ``"cuda"`` when the tensors are on CUDA (in a dtype the kernels take) and the packages
+             import, else ``"torch"``.
+
+The library never imports ``mamba_ssm`` / ``causal_conv1d`` unless the tensors are on a CUDA
+device: on a CPU machine their import needs compiled extensions that do not exist.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import torch
+
+BACKENDS = ("auto", "torch", "cuda")
+
+# The fused kernels take these input dtypes (float64 is not among them).
+_CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+# Which package provides which function, and from which module we take it.
+_KERNELS = {
+    "selective_scan": ("mamba-ssm", "mamba_ssm.ops.selective_scan_interface", "selective_scan_fn"),
+    "causal_conv1d": ("causal-conv1d", "causal_conv1d", "causal_conv1d_fn"),
+}
+_cache: dict[str, object] = {}
+
+
+class BackendUnavailableError(RuntimeError):
+    """``backend="cuda"`` was asked for and cannot be honoured (package missing, tensor on CPU...)."""
+
+
+def check_backend_name(backend: str) -> str:
+    """Return ``backend`` if it is one of ``"auto"``, ``"torch"``, ``"cuda"``; raise otherwise."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return backend
+
+
+def _load(kernel: str):
+    """Import and return the fused function for ``kernel``; raise ``ImportError`` naming the package."""
+    if kernel in _cache:
+        return _cache[kernel]
+    package, module, attr = _KERNELS[kernel]
+    top = module.split(".")[0]
+    if importlib.util.find_spec(top) is None:
+        raise ImportError(f"package {package!r} is not installed (pip install -e '.[kernels]')")
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except Exception as e:  # noqa: BLE001 - a broken install raises all sorts of things
+        raise ImportError(f"package {package!r} is installed but its CUDA kernels do not import: {e}") from e
+    _cache[kernel] = fn
+    return fn
+
+
+def resolve_backend(backend: str, kernel: str, *tensors: torch.Tensor | None) -> str:
+    """Decide which implementation of ``kernel`` runs on ``tensors``: ``"torch"`` or ``"cuda"``.
+
+    Args:
+        backend: ``"auto"``, ``"torch"`` or ``"cuda"``.
+        kernel: ``"selective_scan"`` or ``"causal_conv1d"``.
+        tensors: the inputs (``None`` entries are ignored); the first one decides the device.
+    Raises:
+        BackendUnavailableError: ``backend="cuda"`` and the tensors are not CUDA tensors of a dtype
+            the kernels take, or the package is missing / does not import.
+    """
+    check_backend_name(backend)
+    if backend == "torch":
+        return "torch"
+    ts = [t for t in tensors if t is not None]
+    on_cuda = bool(ts) and all(t.is_cuda for t in ts)
+    dtype_ok = bool(ts) and ts[0].dtype in _CUDA_DTYPES
+    package = _KERNELS[kernel][0]
+    if backend == "cuda":
+        if not on_cuda:
+            devices = sorted({str(t.device) for t in ts})
+            raise BackendUnavailableError(
+                f"backend='cuda' asks for {package}'s fused {kernel} kernel, which needs CUDA tensors; "
+                f"got tensors on {devices}. Use backend='torch' or 'auto' on this device.")
+        if not dtype_ok:
+            raise BackendUnavailableError(
+                f"backend='cuda': {package}'s {kernel} kernel takes {[str(d) for d in _CUDA_DTYPES]}, "
+                f"got {ts[0].dtype}. Use backend='torch' for this dtype.")
+        try:
+            _load(kernel)
+        except ImportError as e:
+            raise BackendUnavailableError(f"backend='cuda' needs {package}: {e}") from e
+        return "cuda"
+    # auto: never touch the packages unless the tensors are on CUDA.
+    if not (on_cuda and dtype_ok):
+        return "torch"
+    try:
+        _load(kernel)
+    except ImportError:
+        return "torch"
+    return "cuda"
+
+
+def cuda_kernel(kernel: str):
+    """The fused function for ``kernel`` (call only after ``resolve_backend`` returned ``"cuda"``)."""
+    return _load(kernel)
