@@ -1,0 +1,111 @@
+"""What the denoiser predicts, and the training loss.
+
+Three equivalent parameterisations of the denoiser's output, given x_t = a x_0 + b eps with
+a = sqrt(alpha_bar_t), b = sqrt(1 - alpha_bar_t) (so a^2 + b^2 = 1):
+
+* ``"eps"``: the noise eps (DDPM). x_0 = (x_t - b eps) / a.
+* ``"v"``:   the velocity v = a eps - b x_0 (Salimans & Ho 2022). x_0 = a x_t - b v,
+  eps = b x_t + a v. Unlike eps, v stays informative at high noise, where x_0 = (x_t - b eps)/a
+  divides by a tiny a.
+* ``x0`` itself (used internally by the samplers).
+
+Learned variance: a model whose output has 2C channels (``learn_sigma``) predicts eps (or v) in the
+first C channels and a variance in the last C. This loss trains only the first C channels (the
+"simple" loss); the variance channels receive no gradient from it.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .schedule import NoiseSchedule, Timestep, coef
+
+PREDICTIONS = ("eps", "v")
+
+
+def check_prediction(prediction: str) -> None:
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {PREDICTIONS} (diffusion.prediction), got {prediction!r}")
+
+
+def _a_b(schedule: NoiseSchedule, t: Timestep, x: Tensor) -> tuple[Tensor, Tensor]:
+    return coef(schedule.sqrt_alpha_bar, t, x), coef(schedule.sqrt_one_minus_alpha_bar, t, x)
+
+
+def x0_from_eps(schedule: NoiseSchedule, x_t: Tensor, t: Timestep, eps: Tensor) -> Tensor:
+    """x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t). All (B, C, H, W); t long (B,) or int."""
+    a, b = _a_b(schedule, t, x_t)
+    return (x_t - b * eps) / a
+
+
+def eps_from_x0(schedule: NoiseSchedule, x_t: Tensor, t: Timestep, x0: Tensor) -> Tensor:
+    """eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t). All (B, C, H, W)."""
+    a, b = _a_b(schedule, t, x_t)
+    return (x_t - a * x0) / b
+
+
+def v_from_x0_eps(schedule: NoiseSchedule, x0: Tensor, eps: Tensor, t: Timestep) -> Tensor:
+    """The v-prediction target v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0. All (B, C, H, W)."""
+    a, b = _a_b(schedule, t, x0)
+    return a * eps - b * x0
+
+
+def x0_from_v(schedule: NoiseSchedule, x_t: Tensor, t: Timestep, v: Tensor) -> Tensor:
+    """x_0 = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v. All (B, C, H, W)."""
+    a, b = _a_b(schedule, t, x_t)
+    return a * x_t - b * v
+
+
+def eps_from_v(schedule: NoiseSchedule, x_t: Tensor, t: Timestep, v: Tensor) -> Tensor:
+    """eps = sqrt(1 - alpha_bar_t) x_t + sqrt(alpha_bar_t) v. All (B, C, H, W)."""
+    a, b = _a_b(schedule, t, x_t)
+    return b * x_t + a * v
+
+
+def split_channels(model_output: Tensor, channels: int) -> tuple[Tensor, Optional[Tensor]]:
+    """(prediction (B, C, H, W), variance channels (B, C, H, W) or None) from a model output with
+    C or 2C channels (2C = learned variance: the first C are the eps / v prediction)."""
+    k = model_output.shape[1]
+    if k == channels:
+        return model_output, None
+    if k == 2 * channels:
+        return model_output[:, :channels], model_output[:, channels:]
+    raise ValueError(f"model output has {k} channels; expected C = {channels} (or 2C = {2 * channels} "
+                     f"with a learned variance), output shape {tuple(model_output.shape)}")
+
+
+def predict_x0_eps(schedule: NoiseSchedule, model_output: Tensor, x_t: Tensor, t: Timestep,
+                   prediction: str = "eps") -> tuple[Tensor, Tensor]:
+    """Turn a model output (eps or v, (B, C, H, W)) at x_t (B, C, H, W) into (x0, eps), both (B, C, H, W)."""
+    check_prediction(prediction)
+    if prediction == "eps":
+        return x0_from_eps(schedule, x_t, t, model_output), model_output
+    return x0_from_v(schedule, x_t, t, model_output), eps_from_v(schedule, x_t, t, model_output)
+
+
+def diffusion_loss(model, schedule: NoiseSchedule, x0: Tensor, y: Optional[Tensor],
+                   generator: Optional[torch.Generator] = None, prediction: str = "eps",
+                   t: Optional[Tensor] = None, noise: Optional[Tensor] = None) -> Tensor:
+    """The "simple" loss of DDPM: E_{t, eps} || target - model(x_t, t, y) ||^2 (mean over all entries).
+
+    model: callable model(x (B, C, H, W), t long (B,), y long (B,) or None) -> (B, C or 2C, H, W).
+    x0: clean images (B, C, H, W). y: labels (B,) or None (apply ``drop_labels`` before, for
+    classifier-free guidance). t ~ Uniform{0..T-1} and noise ~ N(0, I) are drawn from ``generator``
+    (on x0's device) unless given. target = eps (``prediction="eps"``) or v (``"v"``).
+    Returns a scalar tensor.
+    """
+    check_prediction(prediction)
+    if x0.dim() != 4:
+        raise ValueError(f"x0 must have shape (B, C, H, W), got {tuple(x0.shape)}")
+    B = x0.shape[0]
+    if t is None:
+        t = torch.randint(0, schedule.T, (B,), generator=generator, device=x0.device)
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    x_t = schedule.q_sample(x0, t, noise)
+    out, _ = split_channels(model(x_t, t, y), x0.shape[1])
+    target = noise if prediction == "eps" else v_from_x0_eps(schedule, x0, noise, t)
+    return F.mse_loss(out.float(), target.float())
