@@ -1,19 +1,8 @@
-"""Shared test setup.
-
-Tests (and the notebooks nbval executes, which inherit this environment) read MNIST from the
-repository's sibling folder ``../shared/data`` when it exists and ``DIFFUSSM_DATA_DIR`` is unset;
-elsewhere the loader uses its cache directory and downloads.
-"""
+"""Test helpers shared by the unit tests (the data directory is set by the root conftest.py)."""
 import importlib
 import os
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-_shared = REPO.parent / "shared" / "data"
-if not os.environ.get("DIFFUSSM_DATA_DIR") and (_shared / "mnist").is_dir():
-    os.environ["DIFFUSSM_DATA_DIR"] = str(_shared)
 
 REQUIRE_ORACLES = os.environ.get("DIFFUSSM_REQUIRE_ORACLES", "") == "1"
 
