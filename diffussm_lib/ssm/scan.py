@@ -19,6 +19,9 @@ are large. So we keep the loop over time, but make every step one fused in-place
 small contiguous (B, D, N) slab, and do all the other work (the ``exp`` of the decays, the input
 term, the contraction with ``C``) vectorised over blocks of ``block`` time steps. Only one block of
 states is alive at a time, plus one state per block boundary ("checkpoints") for the backward.
+``delta_bias``, softplus, the skip ``D * u`` and the gate ``silu(z)`` are fused into the same pass
+over each block, so every input is read once and the output written once: the time grows linearly
+with L even when the tensors no longer fit in cache.
 
 The backward is hand-written: it walks the blocks in reverse, recomputes the block's decays and
 states from its checkpoint, runs the adjoint recurrence ``g_t = C_t dy_t + exp(delta_{t+1} A)
@@ -35,7 +38,15 @@ import torch.nn.functional as F
 
 from .backend import cuda_kernel, resolve_backend
 
-DEFAULT_BLOCK = 32
+# A block's (T, B, D, N) tensors hold about this many elements (1 MiB in float32): small enough to
+# stay in cache, large enough that the vectorised work amortises its per-operation overhead.
+BLOCK_ELEMENTS = 2**18
+MIN_BLOCK, MAX_BLOCK = 8, 512
+
+
+def default_block(b: int, d: int, n: int) -> int:
+    """Time steps per block for a (b, d, n) state: BLOCK_ELEMENTS / (b*d*n), clamped to [8, 512]."""
+    return max(MIN_BLOCK, min(MAX_BLOCK, BLOCK_ELEMENTS // max(1, b * d * n)))
 
 
 def _check_args(u, delta, A, B, C, D, z, delta_bias):
@@ -116,106 +127,163 @@ def _block_states(h0, delta_t, du_t, A, B_t):
     """
     dA = torch.exp(delta_t.unsqueeze(-1) * A)                                 # (T, B, D, N)
     S = du_t.unsqueeze(-1) * B_t.unsqueeze(2)                                 # input terms
-    S[0].addcmul_(dA[0], h0)
-    for i in range(1, S.shape[0]):
-        S[i].addcmul_(dA[i], S[i - 1])                                        # h_t = dA_t h_{t-1} + x_t
+    Sl, dAl = S.unbind(0), dA.unbind(0)                                       # views, made in one call
+    Sl[0].addcmul_(dAl[0], h0)
+    for i in range(1, len(Sl)):
+        Sl[i].addcmul_(dAl[i], Sl[i - 1])                                     # h_t = dA_t h_{t-1} + x_t
     return S, dA
 
 
-def _tmajor(x):
-    """(B, K, L) -> contiguous (L, B, K)."""
-    return x.permute(2, 0, 1).contiguous()
+def _blk(x, s, e):
+    """Time steps s..e-1 of a (B, K, L) tensor as a contiguous time-major (e-s, B, K) block.
+
+    May be a view of ``x`` (when no copy is needed): never modify it in place.
+    """
+    return x[:, :, s:e].permute(2, 0, 1).contiguous()
+
+
+def _softplus_grad(x):
+    """d softplus(x) / dx, matching torch's softplus (beta 1, threshold 20)."""
+    return torch.where(x > 20, torch.ones_like(x), torch.sigmoid(x))
 
 
 class _BlockedScan(torch.autograd.Function):
-    """y, last = scan(u, delta, A, B, C): the core recurrence without D, z, bias or softplus.
+    """The whole fused selective scan, one block of time steps at a time.
 
-    u, delta: (B, D, L); A: (D, N); B, C: (B, N, L), all in one float dtype. Returns y (B, D, L)
-    and the last state (B, D, N).
+    u, delta: (B, D, L); A: (D, N); B, C: (B, N, L); D_skip, delta_bias: (D,) or None; z: (B, D, L)
+    or None; all in one float dtype. Returns out (B, D, L) and the last state (B, D, N).
+
+    Per block, everything happens on cache-sized, time-major copies: delta + bias and softplus, the
+    scan, y = C.h, the skip D*u and the gate silu(z); each input is read once and the output
+    written once. The backward recomputes all of it from the block's checkpoint state.
     """
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, block):
+    def forward(ctx, u, delta, A, B, C, D_skip, z, delta_bias, softplus, block):
         with torch.autocast(u.device.type, enabled=False):
             b, d, L = u.shape
             n = A.shape[1]
-            dT, BT, CT = _tmajor(delta), _tmajor(B), _tmajor(C)               # (L,B,D), (L,B,N) x2
-            duT = dT * _tmajor(u)                                             # (L, B, D)
             nblk = math.ceil(L / block)
             ckpt = u.new_empty(nblk, b, d, n)                                 # state before each block
-            yT = u.new_empty(L, b, d)
+            out = u.new_empty(b, d, L)
             h = u.new_zeros(b, d, n)
             for k in range(nblk):
                 s, e = k * block, min(L, (k + 1) * block)
                 ckpt[k] = h
-                S, _ = _block_states(h, dT[s:e], duT[s:e], A, BT[s:e])
-                # y_t[d] = sum_n S_t[d, n] C_t[n]: one batched mat-vec over (T*B)
-                torch.bmm(S.view(-1, d, n), CT[s:e].reshape(-1, n, 1), out=yT[s:e].view(-1, d, 1))
+                dT = _blk(delta, s, e)                                        # (T, B, D)
+                if delta_bias is not None:
+                    dT = dT + delta_bias                                      # (never in place: may be a view)
+                if softplus:
+                    dT = F.softplus(dT)
+                uT = _blk(u, s, e)
+                S, _ = _block_states(h, dT, dT * uT, A, _blk(B, s, e))
+                # y_t[d] = sum_n C_t[n] S_t[d, n], batched over (T*B) as row-vector x matrix products
+                # ((1, n) @ (n, d) is much faster on CPU than the equivalent (d, n) @ (n, 1))
+                yT = torch.bmm(_blk(C, s, e).view(-1, 1, n), S.view(-1, d, n).transpose(1, 2)).view(e - s, b, d)
+                if D_skip is not None:
+                    yT.addcmul_(uT, D_skip)
+                if z is not None:
+                    yT.mul_(F.silu(_blk(z, s, e)))
+                out[:, :, s:e] = yT.permute(1, 2, 0)
                 h = S[-1]
             last = h.clone()
-        ctx.save_for_backward(u, delta, A, B, C, ckpt)
-        ctx.block = block
-        return yT.permute(1, 2, 0).contiguous(), last
+        ctx.save_for_backward(u, delta, A, B, C, D_skip, z, delta_bias, ckpt)
+        ctx.softplus, ctx.block = softplus, block
+        return out, last
 
     @staticmethod
-    def backward(ctx, gy, glast):
-        u, delta, A, B, C, ckpt = ctx.saved_tensors
-        block = ctx.block
+    def backward(ctx, gout, glast):
+        u, delta, A, B, C, D_skip, z, delta_bias, ckpt = ctx.saved_tensors
+        softplus, block = ctx.softplus, ctx.block
         with torch.autocast(u.device.type, enabled=False):
             b, d, L = u.shape
             n = A.shape[1]
-            if gy is None:
-                gy = torch.zeros_like(u)
-            dT, uT, BT, CT, gyT = (_tmajor(x) for x in (delta, u, B, C, gy.to(u.dtype)))
-            duT = dT * uT
-            g_delta, g_u = torch.empty_like(dT), torch.empty_like(uT)
-            g_B, g_C = torch.empty_like(BT), torch.empty_like(CT)
+            if gout is None:
+                gout = torch.zeros_like(u)
+            gout = gout.to(u.dtype)
+            g_delta, g_u = torch.empty_like(delta), torch.empty_like(u)
+            g_B, g_C = torch.empty_like(B), torch.empty_like(C)
+            g_z = torch.empty_like(z) if z is not None else None
             g_A = torch.zeros_like(A)
+            g_D = torch.zeros_like(D_skip) if D_skip is not None else None
+            g_bias = torch.zeros_like(delta_bias) if delta_bias is not None else None
             # carry = dL/dh_{e-1} flowing in from the future of the current block
             carry = glast.to(u.dtype) if glast is not None else None
             for k in reversed(range(ckpt.shape[0])):
                 s, e = k * block, min(L, (k + 1) * block)
+                T = e - s
                 h0 = ckpt[k]
-                S, dA = _block_states(h0, dT[s:e], duT[s:e], A, BT[s:e])     # recompute (T, B, D, N)
+                # recompute the block's forward: step sizes, states, decays
+                draw = _blk(delta, s, e)                                      # (T, B, D)
+                if delta_bias is not None:
+                    draw = draw + delta_bias
+                dT = F.softplus(draw) if softplus else draw
+                uT, BT, CT, gT = (_blk(x, s, e) for x in (u, B, C, gout))
+                duT = dT * uT
+                S, dA = _block_states(h0, dT, duT, A, BT)                     # (T, B, D, N)
                 S2 = S.view(-1, d, n)
+                # through the gate and the skip: gT becomes dL/dy for y = C.h
+                if z is not None:
+                    zT = _blk(z, s, e)
+                    sig = torch.sigmoid(zT)
+                    pre = torch.bmm(CT.view(-1, 1, n), S2.transpose(1, 2)).view(T, b, d)
+                    if D_skip is not None:
+                        pre.addcmul_(uT, D_skip)
+                    # d silu(z)/dz = sig * (1 + z (1 - sig))
+                    g_z[:, :, s:e] = (gT * pre * sig * (1 + zT * (1 - sig))).permute(1, 2, 0)
+                    gT = gT * (zT * sig)
+                if D_skip is not None:
+                    g_D += (gT * uT).sum((0, 1))
                 # dC_t[n] = sum_d dy_t[d] h_t[d, n]
-                torch.bmm(S2.transpose(1, 2), gyT[s:e].reshape(-1, d, 1), out=g_C[s:e].view(-1, n, 1))
+                g_C[:, :, s:e] = torch.bmm(gT.view(-1, 1, d), S2).view(T, b, n).permute(1, 2, 0)
                 # adjoint: G_t = dy_t C_t + dA_{t+1} G_{t+1}, run backwards in place
-                G = gyT[s:e].unsqueeze(-1) * CT[s:e].unsqueeze(2)            # (T, B, D, N)
+                G = gT.unsqueeze(-1) * CT.unsqueeze(2)                        # (T, B, D, N)
                 if carry is not None:
                     G[-1].add_(carry)
-                for i in range(G.shape[0] - 2, -1, -1):
-                    G[i].addcmul_(dA[i + 1], G[i + 1])
+                Gl, dAl = G.unbind(0), dA.unbind(0)
+                for i in range(T - 2, -1, -1):
+                    Gl[i].addcmul_(dAl[i + 1], Gl[i + 1])
                 carry = dA[0] * G[0]
                 G2 = G.view(-1, d, n)
                 # input term x_t = du_t B_t: dB_t[n] = sum_d G_t[d,n] du_t[d]; d(du_t)[d] = sum_n G_t[d,n] B_t[n]
-                torch.bmm(G2.transpose(1, 2), duT[s:e].reshape(-1, d, 1), out=g_B[s:e].view(-1, n, 1))
-                GB = torch.bmm(G2, BT[s:e].reshape(-1, n, 1)).view(e - s, b, d)
-                # decay term: d(delta_t A)[d,n] = G_t h_{t-1} dA_t   (S becomes the previous states)
+                g_B[:, :, s:e] = torch.bmm(duT.view(-1, 1, d), G2).view(T, b, n).permute(1, 2, 0)
+                GB = torch.bmm(BT.view(-1, 1, n), G2.transpose(1, 2)).view(T, b, d)
+                # decay term: d(delta_t A)[d,n] = G_t h_{t-1} dA_t   (S holds the states h_t)
                 gX = G.mul_(dA)
                 gX[1:].mul_(S[:-1])
                 gX[0].mul_(h0)
-                g_delta[s:e] = (gX * A).sum(-1).add_(GB * uT[s:e])
-                g_u[s:e] = GB.mul_(dT[s:e])
-                g_A += gX.mul_(dT[s:e].unsqueeze(-1)).sum((0, 1))
-        back = lambda x: x.permute(1, 2, 0)  # (L, B, K) -> (B, K, L) view
-        return back(g_u), back(g_delta), g_A, back(g_B), back(g_C), None
+                g_dT = (gX * A).sum(-1).add_(GB * uT)                         # dL/d(step size)
+                gu = GB.mul_(dT)
+                if D_skip is not None:
+                    gu.addcmul_(gT, D_skip)
+                g_u[:, :, s:e] = gu.permute(1, 2, 0)
+                g_A += gX.mul_(dT.unsqueeze(-1)).sum((0, 1))
+                if softplus:
+                    g_dT.mul_(_softplus_grad(draw))
+                if delta_bias is not None:
+                    g_bias += g_dT.sum((0, 1))
+                g_delta[:, :, s:e] = g_dT.permute(1, 2, 0)
+        return g_u, g_delta, g_A, g_B, g_C, g_D, g_z, g_bias, None, None
 
 
 def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                         return_last_state=False, block: int = DEFAULT_BLOCK):
+                         return_last_state=False, block: int | None = None):
     """Our fast exact scan in pure PyTorch (any device). Shapes and semantics as ``selective_scan``.
 
     Computes in float64 if any input is float64, else float32; returns ``y`` in ``u``'s dtype.
-    ``block`` is the number of time steps processed together (a speed knob; results do not depend on it).
+    ``block`` is the number of time steps processed together (a speed knob; results do not depend on
+    it); default ``default_block(B, D, N)``, e.g. 32 for (4, 128, 16).
     """
     _check_args(u, delta, A, B, C, D, z, delta_bias)
+    if block is None:
+        block = default_block(u.shape[0], u.shape[1], A.shape[1])
     if block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
     dtype_in, dtype = u.dtype, _compute_dtype(u, delta, A, B, C)
-    u, delta = _pre(u, delta, delta_bias, delta_softplus, dtype)
-    y, last = _BlockedScan.apply(u, delta, A.to(dtype), B.to(dtype).contiguous(), C.to(dtype).contiguous(), block)
-    y = _post(y, u, D, z, dtype_in)
+    cast = lambda t: t.to(dtype) if t is not None else None
+    y, last = _BlockedScan.apply(cast(u), cast(delta), cast(A), cast(B), cast(C), cast(D), cast(z),
+                                 cast(delta_bias), bool(delta_softplus), block)
+    y = y.to(dtype_in)
     return (y, last) if return_last_state else y
 
 

@@ -1,0 +1,197 @@
+"""S4D: a diagonal, time-invariant state space model, applied as a long convolution by FFT.
+
+One SSM per channel h (H channels), each with N real state dimensions held as M = N/2 complex
+modes that come in conjugate pairs (so only one of each pair is stored and the output is twice the
+real part). For mode n of channel h, with step size dt_h:
+
+    continuous:  x'(t) = A x(t) + B u(t),  y(t) = Re(C x(t)) * 2 + D u(t),   A = diag(a_n), Re a_n < 0
+    ZOH:         z_n = exp(dt a_n),  Bbar_n = (exp(dt a_n) - 1) / a_n * B_n
+    recurrence:  x_k = z x_{k-1} + Bbar u_k,       y_k = 2 Re(C x_k) + D u_k
+    convolution: y = K * u + D u,   K_k = 2 Re(sum_n C_n Bbar_n z_n^k)   (k = 0..L-1)
+
+B is fixed to 1 (it is redundant with C). Initialisations of a_n (n = 0..M-1):
+
+    S4D-Lin: a_n = -1/2 + i pi n
+    S4D-Inv: a_n = -1/2 + i (M/pi) (M/(2n+1) - 1)
+
+The kernel is a Vandermonde product (the matrix z_n^k). We evaluate it without forming the full
+(M, L) matrix of powers: writing k = T a + b (T about sqrt(L)), z^k = z^b z^(T a), so the kernel is
+one real matrix product of an (M, T) and an (M, ceil(L/T)) table of exponentials. Every power is
+``exp(dt a_n * k)`` computed directly, never by repeated multiplication, so no error accumulates.
+
+The causal convolution is done by FFT zero-padded to length 2L (so the circular convolution does
+not wrap around), with a hand-written backward that reuses the saved spectra.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+INITS = ("lin", "inv")
+
+
+def s4d_init_A(d_model: int, d_state: int, init: str = "lin") -> tuple[torch.Tensor, torch.Tensor]:
+    """Diagonal A for ``d_model`` channels and ``d_state`` real state dims (d_state/2 complex modes).
+
+    Returns ``(A_real, A_imag)``, both (H, M) float32 with M = d_state // 2; A = A_real + i A_imag.
+    """
+    if init not in INITS:
+        raise ValueError(f"S4D init must be one of {INITS}, got {init!r}")
+    if d_state < 2 or d_state % 2:
+        raise ValueError(f"d_state must be an even number >= 2 (conjugate pairs), got {d_state}")
+    M = d_state // 2
+    n = torch.arange(M, dtype=torch.float64)
+    imag = math.pi * n if init == "lin" else (M / math.pi) * (M / (2 * n + 1) - 1)
+    real = torch.full((M,), -0.5)
+    return real.repeat(d_model, 1).float(), imag.repeat(d_model, 1).float()
+
+
+def zoh(dtA: torch.Tensor, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-order hold for a diagonal SSM with B = 1: ``z = exp(dt A)``, ``Bbar = (z - 1) / A``.
+
+    dtA, A: complex (H, M). Returns (z, Bbar), complex (H, M).
+    """
+    z = torch.exp(dtA)
+    return z, (z - 1) / A
+
+
+def s4d_kernel_vandermonde(z: torch.Tensor, CB: torch.Tensor, L: int) -> torch.Tensor:
+    """The definition: K_k = 2 Re(sum_n CB_n z_n^k) with the full (H, M, L) Vandermonde matrix.
+
+    z, CB: complex (H, M). Returns the real kernel (H, L). O(H M L) memory; for teaching and tests.
+    """
+    k = torch.arange(L, device=z.device, dtype=z.real.dtype)
+    V = torch.exp(torch.log(z)[..., None] * k)                               # (H, M, L)
+    return 2 * torch.einsum("hm,hml->hl", CB, V).real
+
+
+def s4d_kernel(dtA: torch.Tensor, CB: torch.Tensor, L: int) -> torch.Tensor:
+    """Fast kernel K_k = 2 Re(sum_n CB_n exp(dtA_n k)), k = 0..L-1, via z^(Ta+b) = z^b z^(Ta).
+
+    dtA, CB: complex (H, M). Returns (H, L) real, in the real dtype of ``dtA``.
+    """
+    if L < 1:
+        raise ValueError(f"kernel length must be >= 1, got {L}")
+    T = math.isqrt(L - 1) + 1                                                 # ceil(sqrt(L)), >= 1
+    nA = -(-L // T)
+    rdt = dtA.real.dtype
+    b = torch.arange(T, device=dtA.device, dtype=rdt)
+    a = torch.arange(nA, device=dtA.device, dtype=rdt) * T
+    # exp(dtA k) from real exp / cos / sin: vectorised, and much faster on CPU than complex exp
+    re, im = dtA.real[..., None], dtA.imag[..., None]
+    mag_b, ang_b = torch.exp(re * b), im * b                                  # (H, M, T)
+    Pb_re, Pb_im = mag_b * torch.cos(ang_b), mag_b * torch.sin(ang_b)
+    mag_a, ang_a = torch.exp(re * a), im * a                                  # (H, M, nA)
+    Pa_re, Pa_im = mag_a * torch.cos(ang_a), mag_a * torch.sin(ang_a)
+    cr, ci = CB.real[..., None], CB.imag[..., None]
+    W_re, W_im = cr * Pb_re - ci * Pb_im, cr * Pb_im + ci * Pb_re             # CB z^b, (H, M, T)
+    # Re(sum_m z_m^(Ta) W_m,b) = sum_m (Re Pa Re W - Im Pa Im W): one real batched matmul
+    # (H, nA, 2M) @ (H, 2M, T) on contiguous operands
+    Pri = torch.cat([Pa_re, -Pa_im], dim=1).transpose(1, 2).contiguous()
+    Wri = torch.cat([W_re, W_im], dim=1)
+    K = torch.bmm(Pri, Wri)                                                   # (H, nA, T)
+    return 2 * K.reshape(K.shape[0], nA * T)[:, :L]
+
+
+def s4d_recurrence(u: torch.Tensor, z: torch.Tensor, Bbar: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """The recurrent view, one step at a time: x_k = z x_{k-1} + Bbar u_k, y_k = 2 Re(C x_k).
+
+    u: (B, H, L) real; z, Bbar, C: complex (H, M). Returns y (B, H, L) (no D term). For tests.
+    """
+    x = torch.zeros(u.shape[0], *z.shape, dtype=z.dtype, device=u.device)    # (B, H, M)
+    ys = []
+    for k in range(u.shape[-1]):
+        x = z * x + Bbar * u[:, :, k, None]
+        ys.append(2 * (C * x).sum(-1).real)
+    return torch.stack(ys, dim=-1)
+
+
+class _FFTConv(torch.autograd.Function):
+    """y = causal_conv(u, k) by FFT of length 2L. u: (B, H, L); k: (H, L). Returns (B, H, L)."""
+
+    @staticmethod
+    def forward(ctx, u, k):
+        L = u.shape[-1]
+        n = 2 * L
+        Uf = torch.fft.rfft(u, n=n)                                           # (B, H, L+1)
+        Kf = torch.fft.rfft(k, n=n)                                           # (H, L+1)
+        y = torch.fft.irfft(Uf * Kf, n=n)[..., :L]
+        ctx.save_for_backward(Uf, Kf)
+        ctx.L = L
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        Uf, Kf = ctx.saved_tensors
+        L, n = ctx.L, 2 * ctx.L
+        Gf = torch.fft.rfft(gy, n=n)
+        # correlations: du[s] = sum_t gy[t] k[t-s], dk[j] = sum_b sum_t gy[t] u[t-j]
+        gu = torch.fft.irfft(Gf * Kf.conj(), n=n)[..., :L] if ctx.needs_input_grad[0] else None
+        gk = torch.fft.irfft((Gf * Uf.conj()).sum(0), n=n)[..., :L] if ctx.needs_input_grad[1] else None
+        return gu, gk
+
+
+def fft_causal_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Causal convolution y_t = sum_{s<=t} k_{t-s} u_s per channel, by FFT zero-padded to 2L.
+
+    u: (B, H, L) real; k: (H, L) real, same dtype. Returns (B, H, L).
+    """
+    if u.dim() != 3 or k.shape != u.shape[1:]:
+        raise ValueError(f"fft_causal_conv wants u (B, H, L) and k (H, L); got {tuple(u.shape)}, {tuple(k.shape)}")
+    return _FFTConv.apply(u, k)
+
+
+class S4D(nn.Module):
+    """A bank of ``d_model`` independent diagonal SSMs (one per channel), applied by FFT convolution.
+
+    Args:
+        d_model: H, the number of channels.
+        d_state: N real state dims per channel (N/2 complex modes); 64 as in BiGS.
+        init: ``"lin"`` (S4D-Lin, default) or ``"inv"`` (S4D-Inv).
+        dt_min, dt_max: step sizes are initialised log-uniformly in [dt_min, dt_max].
+    Forward: u (B, H, L) -> y (B, H, L), y = K * u + D u. Computed in float32 (float64 if the module
+    or input is float64), outside autocast; returned in ``u``'s dtype.
+    Parameters: ``log_dt`` (H,), ``log_A_real`` (H, M), ``A_imag`` (H, M), ``C`` (H, M, 2) (real
+    and imaginary parts), ``D`` (H,).
+    """
+
+    def __init__(self, d_model: int, d_state: int = 64, init: str = "lin", dt_min: float = 1e-3,
+                 dt_max: float = 1e-1):
+        super().__init__()
+        if d_model < 1:
+            raise ValueError(f"d_model must be >= 1, got {d_model}")
+        if not 0 < dt_min <= dt_max:
+            raise ValueError(f"need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
+        self.d_model, self.d_state, self.init = d_model, d_state, init
+        A_real, A_imag = s4d_init_A(d_model, d_state, init)
+        log_dt = torch.rand(d_model) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        self.log_dt = nn.Parameter(log_dt)
+        self.log_A_real = nn.Parameter(torch.log(-A_real))
+        self.A_imag = nn.Parameter(A_imag)
+        self.C = nn.Parameter(torch.randn(d_model, d_state // 2, 2) * math.sqrt(0.5))
+        self.D = nn.Parameter(torch.randn(d_model))
+
+    def discrete(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(dtA, z, Bbar, C): the ZOH-discretised SSM, each complex (H, M)."""
+        A = torch.complex(-torch.exp(self.log_A_real), self.A_imag)
+        dtA = torch.exp(self.log_dt)[:, None] * A
+        z, Bbar = zoh(dtA, A)
+        return dtA, z, Bbar, torch.view_as_complex(self.C)
+
+    def kernel(self, L: int) -> torch.Tensor:
+        """The convolution kernel K (H, L), by the fast factored Vandermonde product."""
+        dtA, _, Bbar, C = self.discrete()
+        return s4d_kernel(dtA, C * Bbar, L)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        if u.dim() != 3 or u.shape[1] != self.d_model:
+            raise ValueError(f"S4D expects u of shape (B, H={self.d_model}, L), got {tuple(u.shape)}")
+        dtype_in = u.dtype
+        with torch.autocast(u.device.type, enabled=False):
+            dtype = torch.float64 if torch.float64 in (u.dtype, self.log_dt.dtype) else torch.float32
+            u = u.to(dtype)
+            k = self.kernel(u.shape[-1]).to(dtype)
+            y = fft_causal_conv(u, k) + self.D.to(dtype)[:, None] * u
+        return y.to(dtype_in)

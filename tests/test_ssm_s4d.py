@@ -1,0 +1,97 @@
+"""S4D: recurrence == Vandermonde kernel == fast kernel == FFT convolution; initialisations; gradients."""
+import math
+
+import pytest
+import torch
+
+from diffussm_lib.ssm import S4D, fft_causal_conv, s4d_kernel_vandermonde, s4d_recurrence
+from diffussm_lib.ssm.s4d import s4d_init_A
+
+
+def direct_causal_conv(u, k):
+    """y_t = sum_{s<=t} k_{t-s} u_s by a double loop over lags (the definition). u (B,H,L), k (H,L)."""
+    L = u.shape[-1]
+    y = torch.zeros_like(u)
+    for j in range(L):
+        y[..., j:] += k[:, j, None] * u[..., : L - j]
+    return y
+
+
+@pytest.mark.parametrize("init", ["lin", "inv"])
+@pytest.mark.parametrize("L", [1, 2, 7, 64, 100, 257, 1000])
+def test_recurrence_equals_fft_convolution_float64(L, init):
+    torch.manual_seed(L)
+    m = S4D(3, 16, init=init, dt_min=1e-3, dt_max=0.5).double()
+    u = torch.randn(2, 3, L, dtype=torch.float64)
+    _, z, Bbar, C = m.discrete()
+    with torch.no_grad():
+        want = s4d_recurrence(u, z, Bbar, C) + m.D[:, None] * u
+        got = m(u)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-11)
+
+
+@pytest.mark.parametrize("L", [1, 3, 10, 196, 784, 1025])
+def test_fast_kernel_equals_vandermonde(L):
+    torch.manual_seed(0)
+    m = S4D(4, 64, dt_max=0.9).double()
+    dtA, z, Bbar, C = m.discrete()
+    with torch.no_grad():
+        torch.testing.assert_close(m.kernel(L), s4d_kernel_vandermonde(z, C * Bbar, L), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("L", [1, 5, 33])
+def test_fft_conv_forward_and_backward_equal_direct_convolution(L):
+    g = torch.Generator().manual_seed(L)
+    u = torch.randn(2, 3, L, generator=g, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(3, L, generator=g, dtype=torch.float64, requires_grad=True)
+    y1, y2 = fft_causal_conv(u, k), direct_causal_conv(u, k)
+    torch.testing.assert_close(y1, y2, rtol=1e-11, atol=1e-12)
+    cot = torch.randn(y1.shape, generator=g, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad((y1 * cot).sum(), (u, k)), torch.autograd.grad((y2 * cot).sum(), (u, k))):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-12)
+    if L <= 5:   # finite differences: small inputs only
+        assert torch.autograd.gradcheck(fft_causal_conv, (u, k))
+
+
+def test_module_gradcheck_float64():
+    torch.manual_seed(0)
+    m = S4D(2, 4).double()
+    u = torch.randn(1, 2, 9, dtype=torch.float64, requires_grad=True)
+    params = tuple(m.parameters())
+
+    def f(u, *ps):
+        return torch.func.functional_call(m, dict(zip([n for n, _ in m.named_parameters()], ps)), (u,))
+    assert torch.autograd.gradcheck(f, (u, *params))
+
+
+def test_initialisations():
+    re, im = s4d_init_A(2, 8, "lin")
+    assert re.shape == im.shape == (2, 4) and (re == -0.5).all()
+    torch.testing.assert_close(im[0], math.pi * torch.arange(4.0))
+    re, im = s4d_init_A(1, 8, "inv")
+    M = 4
+    torch.testing.assert_close(im[0], torch.tensor([M / math.pi * (M / (2 * n + 1) - 1) for n in range(M)]))
+    with pytest.raises(ValueError, match="d_state"):
+        S4D(3, 7)
+    with pytest.raises(ValueError, match="init"):
+        S4D(3, 8, init="legs")
+
+
+def test_stable_kernel_decays():
+    torch.manual_seed(0)
+    m = S4D(8, 64)
+    with torch.no_grad():
+        _, z, _, _ = m.discrete()
+        assert (z.abs() < 1).all(), "|z| < 1: every mode decays"
+        K = m.kernel(4096)
+    assert torch.isfinite(K).all()
+
+
+def test_dtype_and_autocast():
+    m = S4D(4, 8)
+    u = torch.randn(2, 4, 30)
+    assert m(u).dtype == torch.float32
+    assert m(u.bfloat16()).dtype == torch.bfloat16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = m(u)
+    torch.testing.assert_close(y, m(u))
