@@ -1,0 +1,201 @@
+"""The ``diffussm`` command (also ``python -m diffussm_lib``): one command, one subcommand per task.
+
+    diffussm train  --config configs/mnist_diffussm.yaml [--output-dir DIR] [--max-steps N] [--resume]
+    diffussm sample --checkpoint CKPT --output-dir DIR [--num-samples N] [--sampler ddpm|ddim]
+                    [--steps S] [--guidance W] [--labels 0,1,...|all] [--seed S]
+    diffussm export --checkpoint CKPT --output-dir DIR      (EMA weights + config + model card)
+
+``train`` writes ``checkpoint.safetensors`` (atomically, every ``train.checkpoint_every`` steps and
+at the end), ``config.yaml``, ``metrics.jsonl`` and ``samples/*.png`` into its output folder
+(default ``runs/<config name>``). Killed at any moment, ``--resume`` continues from the last
+checkpoint. Under ``torchrun --nproc_per_node=K -m diffussm_lib train ...`` it trains with
+DistributedDataParallel on K processes (one per GPU, or gloo on CPU).
+
+``sample`` writes ``samples.npz`` (``images`` uint8 (N, H, W, C), ``labels`` (N,), -1 where
+unconditional) and ``grid.png``. ``--checkpoint`` is a checkpoint file or a folder holding one (a
+run folder, or exported weights such as ``checkpoints/mnist_diffussm``).
+
+Errors in the input (config, checkpoint, data, labels) print one clear line and exit with status 2
+(set ``DIFFUSSM_DEBUG=1`` for the traceback); a non-finite loss exits with status 3.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+EXIT_USAGE = 2
+EXIT_NONFINITE = 3
+
+
+# --------------------------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------------------------
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="experiment YAML (e.g. configs/mnist_diffussm.yaml); optional with --resume "
+                                    "(then the run's own config is used)")
+    p.add_argument("--output-dir", help="run folder (default: runs/<config name>)")
+    p.add_argument("--max-steps", type=int, help="train until this many updates in total (overrides train.max_steps)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run folder's checkpoint (starts from scratch if there is none)")
+    p.add_argument("--init-from", metavar="CKPT",
+                   help="start from these weights (e.g. checkpoints/mnist_diffussm); fresh optimizer and step")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA if available; cuda:LOCAL_RANK under torchrun)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from .config import load_config
+    from .trainer import Trainer, shutdown_distributed
+
+    out = Path(args.output_dir) if args.output_dir else None
+    if args.config:
+        cfg = load_config(args.config)
+    elif args.resume and out is not None and (out / CHECKPOINT_NAME).exists():
+        cfg = load_checkpoint(out / CHECKPOINT_NAME).config
+    else:
+        raise UsageError("train needs --config (or --resume with an --output-dir that holds a checkpoint)")
+    out = out or Path("runs") / cfg.name
+    if args.max_steps is not None and args.max_steps < 0:
+        raise UsageError(f"--max-steps must be >= 0, got {args.max_steps}")
+    if (out / CHECKPOINT_NAME).exists() and not args.resume:
+        raise UsageError(f"{out} already holds a checkpoint ({out / CHECKPOINT_NAME}); pass --resume to continue "
+                         "that run, or choose another --output-dir")
+    if args.resume and args.init_from:
+        raise UsageError("--resume and --init-from exclude each other")
+    try:
+        trainer = Trainer(cfg, out, device=args.device, init_from=args.init_from, progress=not args.no_progress)
+        res = trainer.train(max_steps=args.max_steps, resume=args.resume)
+        if trainer.dist.is_main:
+            last = f"{res.history[-1]['loss']:.4f}" if res.history else "n/a"
+            print(f"done: step {res.step}, last logged loss {last}, {res.images_per_sec:.1f} images/s; "
+                  f"checkpoint {res.checkpoint}", flush=True)
+    finally:
+        shutdown_distributed()
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# sample
+# --------------------------------------------------------------------------------------------
+def add_sample_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="checkpoint file, run folder, or exported weights folder")
+    p.add_argument("--output-dir", required=True, help="where samples.npz and grid.png go")
+    p.add_argument("--num-samples", type=int, default=8, help="number of images N (default 8)")
+    p.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddim", help="default ddim")
+    p.add_argument("--steps", type=int, help="sampling steps (default: 50 for ddim, all T for ddpm)")
+    p.add_argument("--guidance", type=float, default=1.0,
+                   help="classifier-free guidance scale w (1 = plain conditional; needs --labels)")
+    p.add_argument("--labels", help="'all' (every class in equal numbers) or a list like 0,1,7 (repeated "
+                                    "cyclically); omitted = unconditional")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 = deterministic)")
+    p.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights (default ema)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument("--no-clip", action="store_true", help="do not clip the predicted x_0 to [-1, 1]")
+    p.add_argument("--device", help="default: CUDA if available, else CPU")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import load_model
+    from .diffusion import NoiseSchedule
+    from .sampling import generate, grid_columns, parse_labels, save_samples
+
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, cfg, ckpt = load_model(args.checkpoint, which=args.weights, device=device)
+    labels = parse_labels(args.labels, args.num_samples, cfg.model.num_classes)
+    schedule = NoiseSchedule.from_config(cfg.diffusion)
+    images = generate(model, schedule, args.num_samples, labels, image_size=cfg.model.image_size,
+                      channels=cfg.model.in_channels, sampler=args.sampler, steps=args.steps,
+                      guidance=args.guidance, seed=args.seed, prediction=cfg.diffusion.prediction, eta=args.eta,
+                      clip_x0=not args.no_clip, batch_size=args.batch_size, device=device,
+                      progress=not args.no_progress)
+    npz, grid = save_samples(args.output_dir, images, labels,
+                             ncol=grid_columns(labels, cfg.model.num_classes, args.num_samples))
+    info = {"checkpoint": str(ckpt.path), "step": ckpt.step, "weights": args.weights, "sampler": args.sampler,
+            "steps": args.steps, "guidance": args.guidance, "labels": args.labels, "seed": args.seed,
+            "eta": args.eta, "num_samples": args.num_samples, "clip_x0": not args.no_clip}
+    (Path(args.output_dir) / "sample_args.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(f"wrote {args.num_samples} samples from {ckpt.path} (step {ckpt.step}) to {npz} and {grid}", flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# export
+# --------------------------------------------------------------------------------------------
+def add_export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="training checkpoint (file or run folder)")
+    p.add_argument("--output-dir", required=True, help="folder for model.safetensors, config.yaml, README.md")
+    p.add_argument("--weights", choices=("ema", "model"), default="ema")
+    p.add_argument("--no-model-card", action="store_true", help="do not write README.md")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .checkpoint import export_weights
+
+    path = export_weights(args.checkpoint, args.output_dir, which=args.weights, model_card=not args.no_model_card)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)", flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------------
+class UsageError(ValueError):
+    """Wrong combination of command-line options."""
+
+
+# name -> (help, add arguments, run). Later subcommands (e.g. ``evaluate``) register here.
+SUBCOMMANDS: Dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "train": ("train a model from a config (resumable, torchrun-ready)", add_train_args, run_train),
+    "sample": ("sample images from a checkpoint into samples.npz + grid.png", add_sample_args, run_sample),
+    "export": ("write a checkpoint's EMA weights + config + model card for sharing", add_export_args, run_export),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diffussm", description="DiffuSSM course: train, sample, export.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (help_, add, run) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        add(p)
+        p.set_defaults(_run=run)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``diffussm`` console script. Returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .data import DataError
+    from .trainer import NonFiniteLossError
+
+    debug = os.environ.get("DIFFUSSM_DEBUG", "") not in ("", "0")
+    try:
+        return int(args._run(args) or 0)
+    except NonFiniteLossError as e:
+        if debug:
+            raise
+        print(f"diffussm {args.command}: stopped: {e}", file=sys.stderr, flush=True)
+        return EXIT_NONFINITE
+    except (ConfigError, CheckpointError, DataError, UsageError, ValueError) as e:
+        if debug:
+            raise
+        print(f"diffussm {args.command}: error: {e}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,522 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · The DiffuSSM block: a gated hourglass around a bidirectional SSM
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/diffussm-course/diffussm-course/blob/main/notebooks/03_hourglass_diffussm_block.ipynb)
+#
+# Notebooks 01-02 built the bidirectional SSM: a layer that mixes a sequence of L tokens in
+# O(L log L) time, in both directions. This notebook wraps it into the **DiffuSSM block** of
+# "Diffusion Models Without Attention" (Yan, Gu & Rush, 2023), conditions it on the timestep and
+# the class, stacks it into a full denoiser, and builds the **DiT** baseline it replaces.
+#
+# **Objectives.** By the end of this notebook you can
+# 1. turn the paper's four equations (up, SSM, down, gate) into code, with the shape of every tensor;
+# 2. explain the hourglass: why the dense layers run on J = L/M tokens while the SSM sees all L;
+# 3. state where the paper is ambiguous, which reading this course takes, and how it is tested;
+# 4. condition a block on timestep and class with adaLN-Zero, and show every block starts as the identity;
+# 5. assemble the DiffuSSM denoiser and a DiT of the same interface from shared pieces;
+# 6. count parameters and FLOPs of both blocks from 64 to 16384 tokens and find where they cross.
+
+# %%
+# Setup: in a clone the library is one folder up; in Colab we clone the course and install it.
+import importlib.util, os, subprocess, sys
+REPO = "https://github.com/diffussm-course/diffussm-course"
+if importlib.util.find_spec("diffussm_lib") is None:
+    if "google.colab" in sys.modules:
+        subprocess.run(["git", "clone", "--depth=1", REPO, "/content/diffussm-course"], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/diffussm-course[notebooks]"], check=True)
+        sys.path.insert(0, "/content/diffussm-course")
+    else:
+        sys.path.insert(0, os.path.abspath(".."))
+from diffussm_lib.env import environment_report, by_mode, seed_everything
+print(environment_report())
+
+# %%
+import math
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from diffussm_lib.ssm import BidirectionalSSM
+
+seed_everything(0)
+torch.set_printoptions(precision=4, sci_mode=False)
+
+# %% [markdown]
+# ## 1. From pixels to a sequence
+#
+# A diffusion backbone maps a noisy image x (B, C, H, W), a timestep t and a class y to a
+# prediction of the noise, of the same shape as x. Both backbones here first turn the image into a
+# sequence: cut it into p x p patches (p = 1: every pixel is a token, the paper's setting) and read
+# them in **raster order**, row by row: patch (r, s) becomes token l = r (W/p) + s, a vector of
+# C p^2 values. A 4 x 6 image with numbered pixels makes the order visible:
+
+# %%
+def my_patchify(x, p):
+    """x (B, C, H, W) -> (B, L, C p^2), raster order over the (H/p) x (W/p) grid of patches."""
+    B, C, H, W = x.shape
+    tokens = []
+    for r in range(H // p):
+        for s in range(W // p):
+            tokens.append(x[:, :, r * p:(r + 1) * p, s * p:(s + 1) * p].reshape(B, C * p * p))
+    return torch.stack(tokens, dim=1)
+
+img = torch.arange(24.0).reshape(1, 1, 4, 6)
+print(img[0, 0])
+print("p = 1 ->", my_patchify(img, 1).shape, "  first tokens:", my_patchify(img, 1)[0, :8, 0].tolist())
+print("p = 2 ->", my_patchify(img, 2).shape, "  token 1 = patch (0, 1):", my_patchify(img, 2)[0, 1].tolist())
+
+# %% [markdown]
+# The library's `patchify` does the same with one reshape and one permute (no Python loop); it and
+# its inverse `unpatchify` are shared by both backbones.
+
+# %%
+from diffussm_lib.patches import check_image_size, group_tokens, patchify, unpatchify
+
+x = torch.randn(2, 3, 8, 12)
+for p in (1, 2, 4):
+    assert torch.equal(patchify(x, p), my_patchify(x, p))
+    assert torch.equal(unpatchify(patchify(x, p), p, 8, 12), x)
+print("patchify == my_patchify for p = 1, 2, 4, and unpatchify inverts it")
+
+# %% [markdown]
+# ## 2. The block, as the paper writes it
+#
+# Let the block input be I with J tokens of width D, the ratio be M (2 in the paper), L = J M, and
+# index a long-sequence position as l = jM + k (stream token j, offset k = 0..M-1). With σ an
+# activation:
+#
+# | step | equation | shape |
+# |---|---|---|
+# | up   | U_l = σ(W↑_k σ(W⁰ I_j)) | L x D |
+# | SSM  | Y = BidirectionalSSM(U) (two directions side by side) | L x 2D |
+# | down | I'_j = concat_k σ(W↓_k Y_{jM+k}), each W↓_k: 2D -> 2D/M | J x 2D |
+# | gate | O_j = W³ (σ(W² I'_j) ⊙ σ(W¹ I_j)) | J x D |
+#
+# plus a skip connection around the block. An hourglass: the **dense layers (W⁰, W¹, W², W³) act on
+# J tokens**, the **SSM on all L**. The up step gives every one of the M positions inside stream
+# token j its own matrix W↑_k, so the SSM sees L distinct tokens; the down step gives each position
+# its own matrix W↓_k and concatenates the M results, so nothing is averaged away.
+#
+# ```text
+#   stream token I_j (D)  ── one of J ─────────────────────────────────┐
+#        │ W⁰, σ                                      (J x D)          │ W¹, σ  (J x 2D)
+#        │ W↑_0 ... W↑_{M-1}, σ; interleave l = jM+k   (L x D)          │
+#   ┌────┴──────────────────────────────────────────────────┐          │
+#   │ BidirectionalSSM: forward ⟶ and reversed ⟵, concat   │ (L x 2D) │    long path:
+#   └────┬──────────────────────────────────────────────────┘          │    every pixel
+#        │ W↓_0 ... W↓_{M-1}, σ; concat the M offsets   (J x 2D)         │
+#        │ W², σ                                        (J x 2D)         │
+#        └──────────────────── ⊙ ──────────────────────────────────────┘
+#                              │ W³                     (J x D)
+#                              ▼ O_j  (+ skip, gated by adaLN-Zero)
+# ```
+#
+# We now build each step with small sizes, printing shapes, with our own weights.
+
+# %%
+D, M, J, B = 8, 2, 4, 1
+L = J * M
+gen = torch.Generator().manual_seed(0)
+def rnd(*shape):
+    return torch.randn(*shape, generator=gen) / math.sqrt(shape[-1])
+
+W0, b0 = rnd(D, D), rnd(D)
+Wup, bup = [rnd(D, D) for _ in range(M)], [rnd(D) for _ in range(M)]          # one matrix per offset k
+Wdown, bdown = [rnd(2 * D // M, 2 * D) for _ in range(M)], [rnd(2 * D // M) for _ in range(M)]
+W1, b1 = rnd(2 * D, D), rnd(2 * D)
+W2, b2 = rnd(2 * D, 2 * D), rnd(2 * D)
+W3, b3 = rnd(D, 2 * D), rnd(D)
+sigma = F.gelu                     # our reading of σ: GELU (as in BiGS, the paper's SSM block)
+
+I = torch.randn(B, J, D, generator=gen)
+print("I   (block input)   ", tuple(I.shape), "= (B, J, D)")
+
+a = sigma(I @ W0.T + b0)
+print("σ(W⁰ I)             ", tuple(a.shape), "= (B, J, D)   dense layer on J tokens")
+U = torch.stack([sigma(a @ Wup[k].T + bup[k]) for k in range(M)], dim=2)       # (B, J, M, D)
+U = U.reshape(B, L, D)                                                         # l = jM + k
+print("U   (up)            ", tuple(U.shape), "= (B, L, D)   offset k of token j -> position jM + k")
+
+ssm = BidirectionalSSM(D, core="s4d")
+Y = ssm(U)
+print("Y   (SSM)           ", tuple(Y.shape), "= (B, L, 2D)  forward half, then reversed half;",
+      "backend:", ssm.backend_used)
+
+Yk = Y.reshape(B, J, M, 2 * D)                                                 # Yk[:, j, k] = Y_{jM+k}
+Ip = torch.cat([sigma(Yk[:, :, k] @ Wdown[k].T + bdown[k]) for k in range(M)], dim=-1)
+print("I'  (down)          ", tuple(Ip.shape), "= (B, J, 2D)  M chunks of 2D/M, concatenated")
+
+O = (sigma(Ip @ W2.T + b2) * sigma(I @ W1.T + b1)) @ W3.T + b3
+print("O   (gate)          ", tuple(O.shape), "= (B, J, D)")
+
+# %% [markdown]
+# The library's `Hourglass` stores the M matrices W↑_k as one `Linear(D, M D)` (output chunk k is
+# W↑_k, one matrix product instead of M) and the W↓_k in an `OffsetLinear` of shape (M, 2D/M, 2D).
+# We copy our weights into it and check that it computes exactly the same O, and that it accepts
+# any length (no parameter depends on L: the defect of a dense L x J token-mixing matrix is gone).
+
+# %%
+from diffussm_lib.hourglass import Hourglass
+
+hg = Hourglass(D, M, ssm)
+with torch.no_grad():
+    hg.w0.weight.copy_(W0); hg.w0.bias.copy_(b0)
+    hg.w_up.weight.copy_(torch.cat(Wup, dim=0)); hg.w_up.bias.copy_(torch.cat(bup))
+    hg.w_down.weight.copy_(torch.stack(Wdown)); hg.w_down.bias.copy_(torch.stack(bdown))
+    for lin, (W_, b_) in zip((hg.w1, hg.w2, hg.w3), ((W1, b1), (W2, b2), (W3, b3))):
+        lin.weight.copy_(W_); lin.bias.copy_(b_)
+torch.testing.assert_close(hg.up(I), U)
+torch.testing.assert_close(hg.down(Y), Ip)
+torch.testing.assert_close(hg(I), O)
+print("library Hourglass == our step-by-step block; max |diff| =", (hg(I) - O).abs().max().item())
+for J_other in (3, 50):
+    print(f"J = {J_other:3d}: Hourglass output {tuple(hg(torch.randn(1, J_other, D)).shape)}")
+
+# %% [markdown]
+# ## 3. Where does the sequence get shorter? Our reading of the paper
+#
+# The equations index the block's input and output by j, so **a block maps J tokens to J tokens**.
+# Reviewers noted that the paper's figure and equations do not match exactly, and the paper does
+# not say how the image's L tokens become the J tokens of the first block. This course reads it so:
+#
+# | question | our choice | why / where tested |
+# |---|---|---|
+# | where L -> J happens | once, in the input projection: stream token j holds the M raster tokens jM..jM+M-1 (concatenated, then a Linear to D); the residual stream has J tokens | the equations' I_j, O_j; the paper's FLOP count (below); `test_hourglass_matches_the_equations_loop_by_loop` |
+# | width of the gate | W¹: D -> 2D, W²: 2D -> 2D, W³: 2D -> D | reproduces "13 (L/M) D² + L D²" exactly (below) |
+# | σ | GELU everywhere; no activation after W³ | BiGS, the block the paper adapts |
+# | down step | **concatenates** the M offsets (each W↓_k: 2D -> 2D/M) | the equation's feature index D_m k : D_m (k+1) |
+# | two directions | forward and truly reversed SSM, concatenated (forward first) | notebook 02; `test_first_pixel_sees_last_pixel_only_when_bidirectional` |
+# | norm, skip, conditioning | DiT's adaLN-Zero: h = I + α(c) ⊙ Hourglass(LN(I) (1 + γ(c)) + β(c)); both gate branches read the modulated input | identity at init: `test_every_block_is_identity_at_init` |
+# | positions | no positional embedding: the SSM already knows the order (DiT needs one) | |
+#
+# The alternative, a residual stream of L tokens with a shorten-then-expand inside every block,
+# needs two extra matrices per block that the equations do not have, and runs the skip path on L.
+#
+# **The FLOP check.** In multiply-adds per token of the stream, W⁰ costs D², W¹ 2D², W² 4D², W³
+# 2D², the down step 4D² (M matrices 2D x 2D/M, applied to M positions), and the up step M D² (one
+# D x D per position). Per block: (1 + 2 + 4 + 2 + 4) J D² + L D² = **13 J D² + L D²**, the
+# paper's formula. torch's FLOP counter, run on the library's block with the SSM replaced by a free
+# stand-in, agrees (FLOPs = 2 x multiply-adds):
+
+# %%
+from diffussm_lib.models import count_flops, diffussm_block_flops_formula
+
+class FreeBidirectional(nn.Module):
+    """A zero-cost stand-in for the SSM, (B, L, D) -> (B, L, 2D): to count the dense layers alone."""
+    def __init__(self, d):
+        super().__init__()
+        self.out_dim = 2 * d
+    def forward(self, u):
+        return torch.cat([u, u], dim=-1)
+
+for (D_, M_, L_) in [(64, 2, 256), (96, 4, 1024), (32, 1, 100)]:
+    counted = count_flops(Hourglass(D_, M_, FreeBidirectional(D_)), torch.randn(1, L_ // M_, D_))
+    J_ = L_ // M_
+    paper = 2 * (13 * J_ * D_**2 + L_ * D_**2)
+    print(f"D={D_:3d} M={M_} L={L_:5d}: FlopCounterMode {counted:>12,d}   2(13 J D² + L D²) {paper:>12,d}")
+    assert counted == paper == diffussm_block_flops_formula(L_, D_, M_)
+
+# %% [markdown]
+# ## 4. Conditioning: timestep, class and adaLN-Zero
+#
+# Following DiT, the timestep becomes sinusoidal features then a small MLP, the class looks up a
+# table with **num_classes + 1 rows** (the last row is the *null* class used for classifier-free
+# guidance: `y = None` means "all null"), and their sum c (B, D) conditions every block through
+# **adaptive layer norm**: a zero-initialised Linear of SiLU(c) gives a shift β, a scale γ and a
+# gate α per channel, and the block is
+#
+#     h = I + α(c) ⊙ Hourglass( LN(I) ⊙ (1 + γ(c)) + β(c) ).
+#
+# At initialisation α = 0, so every block is exactly the identity ("adaLN-Zero"): a deep stack
+# starts as a clean residual path, and the labels start to matter as soon as the modulation learns.
+
+# %%
+from diffussm_lib.conditioning import LabelEmbedder, modulate, timestep_features
+
+def my_timestep_features(t, dim, max_period=10_000.0):
+    half = dim // 2
+    w = torch.exp(-math.log(max_period) * torch.arange(half) / half)
+    return torch.cat([torch.cos(t.float()[:, None] * w), torch.sin(t.float()[:, None] * w)], dim=-1)
+
+t = torch.tensor([0, 10, 999])
+torch.testing.assert_close(timestep_features(t, 256), my_timestep_features(t, 256))
+labels = LabelEmbedder(num_classes=10, dim=D)
+print("label table rows:", labels.table.num_embeddings, "| null class:", labels.null_class)
+torch.testing.assert_close(labels(None, batch=2), labels(torch.tensor([10, 10])))
+print("timestep features match; y = None is the null class")
+
+# %%
+from diffussm_lib.hourglass import DiffuSSMBlock
+
+block = DiffuSSMBlock(D, M, ssm=BidirectionalSSM(D, core="s4d"))
+x_stream, c = torch.randn(2, J, D), torch.randn(2, D)
+
+def my_block(x, c):
+    shift, scale, gate = block.ada.linear(F.silu(c)).chunk(3, dim=-1)
+    h = F.layer_norm(x, (D,), eps=1e-6) * (1 + scale[:, None]) + shift[:, None]
+    return x + gate[:, None] * block.hourglass(h)
+
+print("at init: block(x, c) == x ?", torch.equal(block(x_stream, c), x_stream))
+with torch.no_grad():                                # pretend training moved the modulation
+    block.ada.linear.weight.normal_(0, 0.3)
+torch.testing.assert_close(block(x_stream, c), my_block(x_stream, c))
+print("after moving the modulation: max |block(x, c) - x| =", (block(x_stream, c) - x_stream).abs().max().item(),
+      "| matches our formula")
+
+# %% [markdown]
+# ## 5. The denoiser, and its DiT twin
+#
+# The full model (class `DiffuSSM`):
+#
+#     x (B, C, H, W) -> patchify -> group M tokens -> Linear -> stream (B, J, D)
+#                    -> N x DiffuSSMBlock(., c)
+#                    -> adaLN + Linear to M patches per stream token -> (B, C, H, W)
+#
+# The output head is zero-initialised too, so the untrained model predicts 0. It predicts the noise
+# (or, with `learn_sigma`, also a variance: 2C output channels). Images of any H, W work as long as
+# H and W are multiples of p and L = HW/p² is a multiple of M; otherwise the error names the sizes.
+#
+# The **DiT baseline** (class `DiT`) shares the conditioning, the input projection (with M = 1)
+# and the output head; its blocks are DiT blocks (attention + MLP, each with adaLN-Zero) on all L
+# tokens, plus a fixed 2-D sin-cos positional embedding. Same interface, width and depth, so
+# notebook 07 can compare them at matched parameters or FLOPs. The course's MNIST configs:
+
+# %%
+from diffussm_lib.config import ModelConfig, load_config
+from diffussm_lib.models import build_model, count_params
+
+CONFIGS = Path("..") / "configs" if (Path("..") / "configs").is_dir() else Path("configs")
+cfg_ssm = load_config(CONFIGS / "mnist_diffussm.yaml").model
+cfg_dit = load_config(CONFIGS / "mnist_dit.yaml").model
+for cfg in (cfg_ssm, cfg_dit):
+    print(f"{cfg.arch:9s}: image {cfg.image_size}x{cfg.image_size}, patch {cfg.patch_size}, "
+          f"width {cfg.hidden_dim}, depth {cfg.depth}")
+seed_everything(0)
+model = build_model(cfg_ssm)
+dit = build_model(cfg_dit)
+
+xb = torch.randn(4, 1, 28, 28)
+tb, yb = torch.randint(0, 1000, (4,)), torch.tensor([0, 3, 7, model.null_class])
+print("patch tokens L :", tuple(patchify(xb, cfg_ssm.patch_size).shape))
+h = model.embed(xb)
+print("stream J       :", tuple(h.shape), " (M = 2 patches per stream token)")
+cb = model.cond(tb, yb)
+print("condition c    :", tuple(cb.shape))
+print("first block    :", tuple(model.blocks[0](h, cb).shape), "  its SSM runs on",
+      model.blocks[0].hourglass.up(h).shape[1], "tokens")
+out = model(xb, tb, yb)
+print("output         :", tuple(out.shape), " all zero at init:", bool(torch.all(out == 0)))
+print("DiT output     :", tuple(dit(xb, tb, None).shape))
+try:
+    model(torch.randn(1, 1, 30, 30), tb[:1], None)
+except ValueError as e:
+    print("30x30 image    : ValueError:", e)
+
+# %%
+def param_table(m):
+    parts = {"input projection": m.embed, "conditioning": m.cond, "blocks": m.blocks, "output head": m.final}
+    return {k: count_params(v) for k, v in parts.items()} | {"total": count_params(m)}
+
+rows = {"DiffuSSM": param_table(model), "DiT": param_table(dit)}
+print(f"{'':18s}{'DiffuSSM':>12s}{'DiT':>12s}")
+for k in rows["DiffuSSM"]:
+    print(f"{k:18s}{rows['DiffuSSM'][k]:12,d}{rows['DiT'][k]:12,d}")
+blk = model.blocks[0]
+print("\none DiffuSSM block:", f"{count_params(blk):,d}", "= hourglass dense",
+      f"{count_params(blk.hourglass) - count_params(blk.hourglass.ssm):,d}", "+ SSM",
+      f"{count_params(blk.hourglass.ssm):,d}", "+ adaLN", f"{count_params(blk.ada):,d}")
+print("one DiT block     :", f"{count_params(dit.blocks[0]):,d}")
+
+# %% [markdown]
+# Per block the dense weights are (13 + M) D² for DiffuSSM against 12 D² for DiT (4 D² attention
+# + 8 D² MLP), plus adaLN: 3D² against 6D². At M = 2 the two blocks have nearly the same size.
+#
+# ### Does the first pixel see the last one?
+#
+# A causal SSM on a raster-ordered image lets a pixel see only the rows above it; the reversed
+# direction adds the rows below. We make the zero-initialised layers random (as after some
+# training) and plot |∂ output(first pixel) / ∂ input| over the image for a bidirectional model and
+# for the causal ablation (one direction only). With M = 2 the first stream token holds pixels 0
+# and 1; every other pixel can reach the first output only through the SSM.
+
+# %%
+def randomize_zero_init(m, std=0.3):
+    with torch.no_grad():
+        for mod in m.modules():
+            if hasattr(mod, "ada"):
+                mod.ada.linear.weight.normal_(0, std); mod.ada.linear.bias.normal_(0, std)
+        m.final.linear.weight.normal_(0, std)
+    return m
+
+side = by_mode(full=28, fast=12)
+fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
+for ax, bidirectional in zip(axes, (True, False)):
+    seed_everything(0)
+    small = randomize_zero_init(build_model(ModelConfig(arch="diffussm", hidden_dim=32, depth=2, patch_size=1,
+                                                        image_size=side, bidirectional=bidirectional)))
+    xg = torch.randn(1, 1, side, side, requires_grad=True)
+    small(xg, torch.tensor([500]), torch.tensor([3]))[0, 0, 0, 0].backward()
+    g = xg.grad[0, 0].abs()
+    im = ax.imshow(torch.log10(g + 1e-30).clamp(min=-12), cmap="magma", vmin=-12)
+    ax.set_title(f"{'bidirectional' if bidirectional else 'causal'}: last pixel {g[-1, -1]:.1e}")
+    ax.axis("off")
+fig.colorbar(im, ax=axes, label="log10 |grad| (clipped at -12)")
+plt.show()
+
+# %% [markdown]
+# The bidirectional model's first output depends on every pixel; the causal one only on its own
+# stream token (the S4D convolution runs by FFT, so "zero" is float32 roundoff, about 1e-11; with the
+# selective scan it is exactly 0, as the tests check).
+#
+# ## 6. Cost: linear against quadratic
+#
+# We count FLOPs with **torch's own FLOP counter** (`torch.utils.flop_counter.FlopCounterMode`).
+# It counts matrix products (FLOPs = 2 x multiply-adds), not element-wise ops. The library's
+# `count_flops` adds two formulas it lacks: the CPU flash-attention kernel behind
+# `scaled_dot_product_attention` (counted as torch counts the CUDA ones) and FFTs (2.5 n log₂ n per
+# real transform of length n), so the SSM's convolutions are counted too. DiT blocks are counted on
+# the `meta` device (shapes only, so the L² attention at L = 16384 costs nothing to count), DiffuSSM
+# blocks on the CPU with batch 1 (cheap: linear in L). Width D = 256 as in the benchmark.
+
+# %%
+from diffussm_lib.models import block_flops, build_block, dit_block_flops_formula
+
+Dw = 256
+Ls = by_mode(full=[64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384], fast=[64, 256, 1024, 4096, 16384])
+c_ssm = ModelConfig(arch="diffussm", hidden_dim=Dw, hourglass_ratio=2)
+c_ssm1 = ModelConfig(arch="diffussm", hidden_dim=Dw, hourglass_ratio=1)
+c_dit = ModelConfig(arch="dit", hidden_dim=Dw, num_heads=4)
+flops = {"DiffuSSM (M=2)": [], "DiffuSSM (M=1, no hourglass)": [], "DiT, patch 1 (L tokens)": [],
+         "DiT, patch 2 (L/4 tokens)": []}
+t0 = time.perf_counter()
+for L_ in Ls:
+    flops["DiffuSSM (M=2)"].append(block_flops(c_ssm, L_))
+    flops["DiffuSSM (M=1, no hourglass)"].append(block_flops(c_ssm1, L_))
+    flops["DiT, patch 1 (L tokens)"].append(block_flops(c_dit, L_))
+    flops["DiT, patch 2 (L/4 tokens)"].append(block_flops(c_dit, L_ // 4))
+print(f"counted in {time.perf_counter() - t0:.1f} s")
+print(f"{'L':>6s}" + "".join(f"{k[:22]:>24s}" for k in flops))
+for i, L_ in enumerate(Ls):
+    print(f"{L_:6d}" + "".join(f"{v[i] / 1e9:21.2f} GF" for v in flops.values()))
+assert flops["DiT, patch 1 (L tokens)"][0] == dit_block_flops_formula(Ls[0], Dw) + 2 * 6 * Dw * Dw
+
+# %%
+def crossing(Ls, a, b):
+    """Log-log interpolated L where curve a (cheaper at small L) meets b, or None in this range."""
+    for i in range(1, len(Ls)):
+        r0, r1 = math.log(a[i - 1] / b[i - 1]), math.log(a[i] / b[i])
+        if (r0 < 0) != (r1 < 0):
+            f = r0 / (r0 - r1)
+            return math.exp(math.log(Ls[i - 1]) + f * math.log(Ls[i] / Ls[i - 1]))
+    return None
+
+def slope(Ls, ys):
+    return (math.log(ys[-1]) - math.log(ys[-2])) / (math.log(Ls[-1]) - math.log(Ls[-2]))
+
+fig, ax = plt.subplots(figsize=(7.5, 5))
+styles = {"DiffuSSM (M=2)": "C0-o", "DiffuSSM (M=1, no hourglass)": "C0:s", "DiT, patch 1 (L tokens)": "C3-o",
+          "DiT, patch 2 (L/4 tokens)": "C3--^"}
+for k, v in flops.items():
+    ax.loglog(Ls, v, styles[k], label=f"{k}: slope {slope(Ls, v):.2f}")
+pairs = {("DiffuSSM (M=2)", "DiT, patch 1 (L tokens)"): "DiffuSSM M=2 / DiT p=1",
+         ("DiffuSSM (M=1, no hourglass)", "DiT, patch 1 (L tokens)"): "DiffuSSM M=1 / DiT p=1",
+         ("DiT, patch 2 (L/4 tokens)", "DiffuSSM (M=2)"): "DiT p=2 / DiffuSSM M=2"}
+crossovers = {}
+for (a_, b_), name in pairs.items():
+    Lx = crossing(Ls, flops[a_], flops[b_])
+    crossovers[(a_, b_)] = Lx
+    if Lx is not None:
+        ax.axvline(Lx, color="gray", lw=0.8, ls="--")
+        ax.annotate(f"crossover\n{name}\nL ≈ {Lx:,.0f}", (Lx, flops[b_][0]), xytext=(4, 0),
+                    textcoords="offset points", fontsize=8)
+ax.set_xlabel("L: pixels (tokens of the SSM; p = 1)")
+ax.set_ylabel("forward FLOPs of one block (batch 1)")
+ax.set_title(f"One block, D = {Dw}: linear (DiffuSSM) against quadratic (DiT)")
+ax.legend(fontsize=8)
+plt.show()
+for (a_, b_), Lx in crossovers.items():
+    where = f"L ≈ {Lx:,.0f}" if Lx else f"none in [{Ls[0]}, {Ls[-1]}]"
+    print(f"{a_} vs {b_}: crossover {where}")
+
+# %% [markdown]
+# What the curves say, at D = 256:
+#
+# * **DiT with patch 1** (full attention over every pixel) grows like L² (slope -> 2): its
+#   attention, 4 L² D FLOPs, overtakes its dense layers, 24 L D², at L = 6D = 1536.
+# * **DiffuSSM** grows like L (slope ≈ 1; the FFTs add the log L). With the hourglass (M = 2) its
+#   dense cost, 2 (13 L/2 + L) D² = 15 L D², is *below* DiT's 24 L D² even before attention, so it
+#   is cheaper at every L in FLOPs: the crossover lies below the range. Without the hourglass
+#   (M = 1: 28 L D²), the block costs more than a DiT block at short sequences and wins from
+#   28 L D² = 24 L D² + 4 L² D, i.e. L = D (a little later with the SSM's FFTs): this is the
+#   crossover "linear against quadratic".
+# * The paper's own comparison is against **DiT with 2x2 patches** (L/4 tokens). That DiT is cheaper
+#   at small images and loses only at long sequences (15 L D² = 6 L D² + L² D / 4 at L = 36 D,
+#   about 9000 pixels at D = 256, plus the FFTs):
+#   the reason the paper finds DiffuSSM-XL costlier per forward pass than DiT-XL/2 at 256 px
+#   (L = 1024 latent pixels), and the gap closing at higher resolution.
+#
+# FLOPs are not time. On a CPU the SSM's FFTs and element-wise work run far below matrix-product
+# speed, so the measured crossover is later; `benchmarks/bench_blocks.py` measures forward+backward
+# time of the two blocks at D = 256, batch 8 for L = 256 ... 16384. A quick version here (batch 2,
+# short lengths in fast mode; compare with the benchmark's numbers, taken on a quiet machine):
+
+# %%
+def fwd_bwd_seconds(block, S, D_, batch=2, reps=2):
+    x_ = torch.randn(batch, S, D_, requires_grad=True)
+    c_ = torch.randn(batch, D_)
+    best = float("inf")
+    for _ in range(reps + 1):
+        t_ = time.perf_counter()
+        block(x_, c_).square().mean().backward()
+        best = min(best, time.perf_counter() - t_)
+    return best
+
+Dt = by_mode(full=256, fast=64)
+Lt = by_mode(full=[256, 1024, 4096], fast=[256, 1024])
+b_ssm = build_block(ModelConfig(arch="diffussm", hidden_dim=Dt))
+b_dit = build_block(ModelConfig(arch="dit", hidden_dim=Dt, num_heads=4))
+print(f"D = {Dt}, batch 2, forward+backward, {torch.get_num_threads()} threads")
+for L_ in Lt:
+    ts_, td_ = fwd_bwd_seconds(b_ssm, L_ // 2, Dt), fwd_bwd_seconds(b_dit, L_, Dt)
+    print(f"L = {L_:5d}: DiffuSSM {ts_ * 1e3:8.1f} ms   DiT {td_ * 1e3:8.1f} ms   DiT/DiffuSSM {td_ / ts_:5.2f}")
+
+# %% [markdown]
+# ## Summary
+#
+# * The DiffuSSM block is an **hourglass**: dense layers on J = L/M tokens, a bidirectional SSM on
+#   all L tokens in between, reached through one up-projection and one down-projection **per
+#   offset k**, so nothing depends on the resolution.
+# * Our reading: the residual stream has J tokens (the input projection groups M neighbours);
+#   GELU; the down step concatenates; the gate has width 2D; adaLN-Zero gives every block an
+#   identity start. It reproduces the paper's 13 (L/M) D² + L D² exactly.
+# * The denoiser and its DiT baseline share conditioning (timestep + class, with a null class for
+#   guidance), input projection and output head; they differ only in their blocks.
+# * FLOPs: DiffuSSM linear in L, DiT with full attention quadratic; the crossover depends on what
+#   you compare against (patching, hourglass ratio).
+#
+# **Exercises.**
+# 1. Replace the concatenation in the down step by a sum over offsets (W↓_k: 2D -> 2D). How do the
+#    parameters and FLOPs change? What information can the sum no longer keep apart?
+# 2. Write the dense cost of a block with M = 4 per pixel (use 2 (13 J D² + L D²)) and find, by
+#    hand, the L where it meets a DiT block with 2x2 patches. Check your answer with `block_flops`.
+# 3. Plot the gradient map of section 5 for `ssm_core="selective"`. Why does the influence of far
+#    pixels fall off so much faster at initialisation?
+#
+# Next: the diffusion objective and samplers that train and use this denoiser.

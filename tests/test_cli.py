@@ -1,0 +1,178 @@
+"""The ``diffussm`` command on the tiny config with real MNIST: train then sample (files, shapes,
+value range, labels), resume after SIGKILL, clear errors (malformed config, mismatched checkpoint,
+pickle), determinism across processes."""
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from _train_helpers import cli_env, one_thread, run_cli, tiny_config, with_model, write_config
+from diffussm_lib import checkpoint as C
+from diffussm_lib.cli import main
+from diffussm_lib.trainer import Trainer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained for 4 steps by ``diffussm train`` (in-process), with a sample grid."""
+    d = tmp_path_factory.mktemp("cli")
+    cfg_path = write_config(tiny_config(max_steps=4, sample_every=4), d / "tiny.yaml")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rc = main(["train", "--config", str(cfg_path), "--output-dir", str(d / "run"), "--no-progress"])
+    finally:
+        torch.set_num_threads(n)
+    assert rc == 0
+    return d, cfg_path
+
+
+def test_train_writes_checkpoint_config_metrics_and_grid(trained):
+    d, _ = trained
+    run = d / "run"
+    assert C.load_checkpoint(run).step == 4
+    assert (run / "config.yaml").exists() and (run / "samples" / "step_0000004.png").exists()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4] and all(np.isfinite(r["loss"]) for r in records)
+
+
+def _sample(d, name, *args):
+    out = d / name
+    rc = main(["sample", "--checkpoint", str(d / "run"), "--output-dir", str(out), "--no-progress", *map(str, args)])
+    assert rc == 0
+    return out, np.load(out / "samples.npz")
+
+
+@pytest.mark.parametrize("args,labels", [
+    (["--labels", "all", "--num-samples", 10, "--steps", 4], list(range(10))),
+    (["--labels", "3,5", "--num-samples", 5, "--sampler", "ddpm", "--steps", 3, "--guidance", 2.0], [3, 5, 3, 5, 3]),
+    (["--num-samples", 4, "--steps", 2], [-1] * 4),
+])
+def test_sample_files_shapes_range_labels(trained, args, labels):
+    d, _ = trained
+    out, s = _sample(d, "s_" + str(len(labels)), *args)
+    n = len(labels)
+    assert s["images"].shape == (n, 28, 28, 1) and s["images"].dtype == np.uint8
+    assert s["labels"].tolist() == labels and s["labels"].dtype == np.int64
+    assert s["images"].max() > s["images"].min(), "constant images"
+    grid = np.asarray(Image.open(out / "grid.png"))
+    cols = 10 if labels == list(range(10)) else int(np.ceil(np.sqrt(n)))
+    assert grid.shape[1] == 2 * (cols * 30 + 2), grid.shape  # 28 px + 2 pad per column, upscaled x2
+    assert json.loads((out / "sample_args.json").read_text())["step"] == 4
+
+
+def test_same_seed_same_samples_across_processes(trained):
+    d, _ = trained
+    _, a = _sample(d, "det_a", "--labels", "1,2", "--num-samples", 4, "--steps", 3, "--seed", 7, "--guidance", 1.5)
+    _, b = _sample(d, "det_b", "--labels", "1,2", "--num-samples", 4, "--steps", 3, "--seed", 8, "--guidance", 1.5)
+    p = run_cli(["sample", "--checkpoint", d / "run", "--output-dir", d / "det_c", "--labels", "1,2",
+                 "--num-samples", 4, "--steps", 3, "--seed", 7, "--guidance", 1.5, "--no-progress"])
+    assert p.returncode == 0, p.stderr
+    c = np.load(d / "det_c" / "samples.npz")
+    assert np.array_equal(a["images"], c["images"]), "same seed, different samples"
+    assert not np.array_equal(a["images"], b["images"])
+
+
+def test_sample_label_errors(trained, capsys):
+    d, _ = trained
+    for labels, msg in [("all", "multiple of 10"), ("4,12", "class 12 is outside")]:
+        rc = main(["sample", "--checkpoint", str(d / "run"), "--output-dir", str(d / "bad"), "--labels", labels,
+                   "--num-samples", "7", "--no-progress"])
+        assert rc == 2 and msg in capsys.readouterr().err
+    rc = main(["sample", "--checkpoint", str(d / "run"), "--output-dir", str(d / "bad"), "--guidance", "3"])
+    assert rc == 2 and "needs class labels" in capsys.readouterr().err
+
+
+def test_malformed_config_errors_name_key_and_file(tmp_path, capsys):
+    good = write_config(tiny_config(), tmp_path / "good.yaml")
+    cases = [("unknown", good.read_text().replace("hidden_dim:", "hiden_dim:"), "unknown key 'model.hiden_dim'"),
+             ("type", good.read_text().replace("batch_size: 8", "batch_size: eight"), "'train.batch_size' must be an integer"),
+             ("yaml", "model: [unclosed", "not valid YAML")]
+    for name, text, msg in cases:
+        p = tmp_path / f"{name}.yaml"
+        p.write_text(text)
+        assert main(["train", "--config", str(p), "--output-dir", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and f"{name}.yaml" in err and "Traceback" not in err, err
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_mismatched_checkpoint_and_overwrite_protection(trained, tmp_path, capsys):
+    d, cfg_path = trained
+    other = write_config(with_model(tiny_config(), hidden_dim=48, depth=3), tmp_path / "other.yaml")
+    assert main(["train", "--config", str(other), "--output-dir", str(d / "run"), "--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "model.hidden_dim: checkpoint 32, config 48" in err and "model.depth: checkpoint 2, config 3" in err
+    assert main(["train", "--config", str(cfg_path), "--output-dir", str(d / "run")]) == 2
+    assert "already holds a checkpoint" in capsys.readouterr().err
+    assert C.load_checkpoint(d / "run").step == 4, "the run was not touched"
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('code ran')",))
+
+
+def test_sample_refuses_a_pickle_checkpoint(tmp_path, capsys):
+    marker = tmp_path / "MARKER"
+    evil = tmp_path / "model.pt"
+    torch.save({"state_dict": _Payload(marker)}, evil)
+    assert main(["sample", "--checkpoint", str(evil), "--output-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "never unpickles" in err and not marker.exists()
+    evil.write_bytes(pickle.dumps(_Payload(marker)))
+    assert main(["train", "--init-from", str(evil), "--config", str(write_config(tiny_config(), tmp_path / "t.yaml")),
+                 "--output-dir", str(tmp_path / "r")]) == 2
+    assert "never unpickles" in capsys.readouterr().err and not marker.exists()
+
+
+def test_resume_after_sigkill_continues_from_the_saved_step(tmp_path, capsys):
+    cfg = tiny_config(max_steps=100_000, checkpoint_every=1, log_every=1)
+    cfg_path = write_config(cfg, tmp_path / "tiny.yaml")
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "diffussm_lib", "train", "--config", str(cfg_path),
+                             "--output-dir", str(run), "--no-progress"], env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ck = run / C.CHECKPOINT_NAME
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if ck.exists() and int(C.read_metadata(ck)["step"]) >= 3:
+                break
+            time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+    saved = C.load_checkpoint(run).step              # whatever the kill left: a complete checkpoint
+    assert saved >= 3
+    target = saved + 2
+    assert main(["train", "--config", str(cfg_path), "--output-dir", str(run), "--resume",
+                 "--max-steps", str(target), "--no-progress"]) == 0
+    assert f"resumed from {ck} at step {saved}" in capsys.readouterr().out
+    resumed = C.load_checkpoint(run)
+    assert resumed.step == target
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, target + 1)), "metrics after the checkpoint were not rewound"
+    # and it is the run that never stopped (up to rounding: BLAS kernels may round differently in
+    # another process, e.g. with other memory alignment)
+    straight = Trainer(tiny_config(max_steps=target), progress=False, log=lambda m: None)
+    straight.train()
+    for k, v in straight.bare_model.state_dict().items():
+        torch.testing.assert_close(resumed.model[k], v, rtol=1e-5, atol=1e-6, msg=k)
+    for k, v in straight.ema.state_dict().items():
+        torch.testing.assert_close(resumed.ema[k], v, rtol=1e-5, atol=1e-6, msg=k)

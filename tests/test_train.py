@@ -1,0 +1,230 @@
+"""The training loop, in-process on random images (no MNIST): warm-up, EMA, exact resume, the
+non-finite-loss stop, the library loop equals the loop notebook 05 writes by hand, bf16, sampling
+helpers (labels, determinism, grids)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from _train_helpers import one_thread, synthetic_dataset, tiny_config, with_model  # noqa: F401 (fixture)
+from diffussm_lib import checkpoint as C
+from diffussm_lib.diffusion import NoiseSchedule, diffusion_loss, drop_labels
+from diffussm_lib.ema import EMA, ema_decay_at
+from diffussm_lib.models import build_model
+from diffussm_lib.sampling import generate, grid_columns, make_grid, parse_labels, save_samples
+from diffussm_lib.trainer import (NonFiniteLossError, Trainer, epoch_batches, lr_at, make_optimizer,
+                                  step_generator)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def make_trainer(cfg, out=None, **kw):
+    return Trainer(cfg, out, dataset=synthetic_dataset(cfg), progress=False, log=lambda m: None, **kw)
+
+
+def test_lr_warmup_then_constant():
+    assert [lr_at(s, 1.0, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert lr_at(0, 3e-4, 0) == 3e-4
+
+
+def test_ema_update_rule_and_warmup():
+    lin = torch.nn.Linear(3, 2)
+    ema = EMA(lin, decay=0.9, warmup=False)
+    w0 = lin.weight.detach().clone()
+    with torch.no_grad():
+        lin.weight.add_(1.0)
+    assert ema.update(lin) == 0.9
+    assert torch.allclose(ema.module.weight, 0.9 * w0 + 0.1 * (w0 + 1.0))
+    assert not ema.module.weight.requires_grad
+    assert [round(ema_decay_at(n, 0.999), 4) for n in (0, 1, 10)] == [0.1, 0.1818, 0.55]
+    assert ema_decay_at(10**6, 0.999) == 0.999
+    with pytest.raises(ValueError, match="ema_decay"):
+        EMA(lin, decay=1.0)
+
+
+def test_epoch_batches_shard_the_data_disjointly():
+    b0 = epoch_batches(20, 4, seed=1, epoch=0, rank=0, world_size=2)
+    b1 = epoch_batches(20, 4, seed=1, epoch=0, rank=1, world_size=2)
+    seen0, seen1 = {i for b in b0 for i in b}, {i for b in b1 for i in b}
+    assert len(b0) == len(b1) == 2 and not seen0 & seen1
+    assert epoch_batches(20, 4, 1, 0) != epoch_batches(20, 4, 1, 1), "each epoch reshuffles"
+
+
+def _weights(trainer):
+    return {**{"m." + k: v.clone() for k, v in trainer.bare_model.state_dict().items()},
+            **{"e." + k: v.clone() for k, v in trainer.ema.state_dict().items()}}
+
+
+def test_resume_continues_as_if_never_stopped(tmp_path):
+    cfg = tiny_config(max_steps=6, checkpoint_every=3)
+    straight = make_trainer(cfg)
+    straight.train()
+    first = make_trainer(cfg, tmp_path)
+    first.train(max_steps=3)                       # "killed" after its checkpoint at step 3
+    assert C.load_checkpoint(tmp_path).step == 3
+    second = make_trainer(cfg, tmp_path)
+    second.train(resume=True)
+    assert second.step == 6 and C.load_checkpoint(tmp_path).step == 6
+    a, b = _weights(straight), _weights(second)
+    for k in a:   # bit for bit in practice; a tolerance only for BLAS rounding that depends on alignment
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7, msg=k)
+    steps = [int(line.split('"step": ')[1].split(",")[0]) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 3, 4, 6], steps  # every log_every=2 steps, plus the end of each run
+
+
+def test_resume_with_another_model_config_names_the_keys(tmp_path):
+    cfg = tiny_config(max_steps=2)
+    make_trainer(cfg, tmp_path).train()
+    other = with_model(cfg, hidden_dim=2 * cfg.model.hidden_dim)
+    with pytest.raises(C.CheckpointError, match=r"model\.hidden_dim: checkpoint 32, config 64"):
+        make_trainer(other, tmp_path).train(resume=True)
+
+
+def test_init_from_exported_weights(tmp_path):
+    cfg = tiny_config(max_steps=2)
+    first = make_trainer(cfg, tmp_path / "a")
+    first.train()
+    C.export_weights(tmp_path / "a", tmp_path / "exported")
+    tuned = make_trainer(cfg, tmp_path / "b", init_from=tmp_path / "exported")
+    assert tuned.step == 0 and tuned.ema.num_updates == 2      # fresh optimizer and step, EMA decay continues
+    for k, v in first.ema.state_dict().items():
+        assert torch.equal(tuned.bare_model.state_dict()[k], v) and torch.equal(tuned.ema.state_dict()[k], v)
+    assert tuned.train().step == 2
+    with pytest.raises(C.CheckpointError, match="cannot be resumed"):
+        make_trainer(cfg).resume(tmp_path / "exported" / C.WEIGHTS_NAME)
+
+
+class NaNAfter(torch.nn.Module):
+    """Wraps a denoiser; returns NaN from forward call number ``n`` on."""
+
+    def __init__(self, model, n):
+        super().__init__()
+        self.inner, self.n, self.calls = model, n, 0
+        self.num_classes, self.null_class = model.num_classes, model.null_class
+
+    def forward(self, x, t, y=None):
+        self.calls += 1
+        out = self.inner(x, t, y)
+        return out * float("nan") if self.calls > self.n else out
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = tiny_config(max_steps=10, checkpoint_every=2)
+    trainer = make_trainer(cfg, tmp_path, model=NaNAfter(build_model(cfg.model), n=5))
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at step 5.*last good checkpoint.*step 4"):
+        trainer.train()
+    ck = C.load_checkpoint(tmp_path)
+    assert ck.step == 4 and all(torch.isfinite(v).all() for v in ck.model.values())
+    assert trainer.step == 5, "the bad update was not applied"
+
+
+def test_library_loop_equals_the_loop_written_by_hand():
+    """What notebook 05 builds step by step: the same seeds give the same weights as ``Trainer``."""
+    cfg = tiny_config(max_steps=3, label_dropout=0.5)
+    tc, data = cfg.train, synthetic_dataset(cfg)
+    torch.manual_seed(tc.seed)
+    model = build_model(cfg.model)
+    ema = EMA(model, tc.ema_decay)
+    opt = make_optimizer(model, tc.lr, tc.weight_decay)
+    schedule = NoiseSchedule.from_config(cfg.diffusion)
+    batches = epoch_batches(len(data), tc.batch_size, tc.seed, epoch=0)
+    for step in range(tc.max_steps):
+        idx = torch.tensor(batches[step])
+        x, y = data.x[idx], data.y[idx]
+        g = step_generator(tc.seed, step)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, tc.lr, tc.warmup_steps)
+        loss = diffusion_loss(model, schedule, x, drop_labels(y, tc.label_dropout, model.null_class, g), generator=g)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        ema.update(model)
+    trainer = make_trainer(cfg)
+    trainer.train()
+    for (k, a), b in zip(ema.state_dict().items(), trainer.ema.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_bf16_autocast_step_on_cpu():
+    trainer = make_trainer(tiny_config(max_steps=2, precision="bf16"))
+    res = trainer.train()
+    assert res.step == 2 and all(math.isfinite(r["loss"]) for r in res.history)
+    assert next(trainer.bare_model.parameters()).dtype == torch.float32, "weights stay fp32"
+
+
+def test_data_and_model_shape_mismatch_is_clear():
+    cfg = tiny_config()
+    with pytest.raises(ValueError, match=r"data gives images of shape \(1, 28, 28\).*expects \(1, 32, 32\)"):
+        Trainer(with_model(cfg, image_size=32), dataset=synthetic_dataset(cfg), progress=False)
+
+
+# ----------------------------------------------------------------------------- sampling helpers
+def test_parse_labels():
+    assert parse_labels(None, 4, 10) is None
+    assert parse_labels("all", 20, 10).tolist() == list(range(10)) * 2
+    assert parse_labels("3,1,4", 7, 10).tolist() == [3, 1, 4, 3, 1, 4, 3]
+    assert parse_labels([7], 2, 10).tolist() == [7, 7]
+    for bad, msg in [("all", "multiple of 10"), ("1,x", "'x' is not an integer"), ("10", "outside"), (",", "expected")]:
+        with pytest.raises(ValueError, match=msg):
+            parse_labels(bad, 7, 10)
+
+
+class Spy(torch.nn.Module):
+    """Records the labels the sampler feeds the model; predicts zero noise."""
+
+    num_classes, null_class = 10, 10
+
+    def __init__(self):
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.zeros(()))
+        self.seen = []
+
+    def forward(self, x, t, y=None):
+        self.seen.append(None if y is None else y.clone())
+        return torch.zeros_like(x)
+
+
+def test_labels_reach_the_model_and_guidance_adds_the_null_class():
+    sched = NoiseSchedule.cosine(20)
+    spy = Spy()
+    generate(spy, sched, 3, parse_labels("2,5", 3, 10), image_size=4, channels=1, steps=2, guidance=3.0)
+    assert spy.seen[0].tolist() == [2, 5, 2, 10, 10, 10]     # conditional + null in one batch
+    spy.seen.clear()
+    generate(spy, sched, 2, None, image_size=4, channels=1, steps=2)
+    assert spy.seen == [None, None]
+    with pytest.raises(ValueError, match="needs class labels"):
+        generate(spy, sched, 2, None, image_size=4, channels=1, guidance=2.0)
+
+
+def test_sampling_is_deterministic_given_the_seed():
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    for p in model.parameters():                 # leave adaLN-Zero's identity: a non-trivial model
+        p.data.normal_(0, 0.05)
+    sched = NoiseSchedule.from_config(cfg.diffusion)
+    kw = dict(image_size=28, channels=1, steps=3, guidance=2.0, batch_size=2)
+    y = parse_labels("all", 10, 10)
+    a = generate(model, sched, 10, y, seed=5, **kw)
+    b = generate(model, sched, 10, y, seed=5, **kw)
+    c = generate(model, sched, 10, y, seed=6, **kw)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == (10, 1, 28, 28) and a.min() >= -1 and a.max() <= 1
+    d = generate(model, sched, 4, None, seed=5, sampler="ddpm", **{**kw, "guidance": 1.0})
+    assert torch.equal(d, generate(model, sched, 4, None, seed=5, sampler="ddpm", **{**kw, "guidance": 1.0}))
+
+
+def test_grid_and_sample_files(tmp_path):
+    imgs = torch.linspace(-1, 1, 6 * 3 * 4 * 5).reshape(6, 3, 4, 5)
+    grid = make_grid(imgs, ncol=4, pad=1)
+    imgs = torch.linspace(-1, 1, 6 * 4 * 5).reshape(6, 1, 4, 5)
+    assert grid.shape == (2 * 5 + 1, 4 * 6 + 1, 3) and grid.dtype == np.uint8
+    y = torch.arange(20) % 10
+    assert grid_columns(y, 10, 20) == 10 and grid_columns(None, 10, 20) is None
+    npz, png = save_samples(tmp_path, imgs, None)
+    d = np.load(npz)
+    assert d["images"].shape == (6, 4, 5, 1) and d["images"].dtype == np.uint8
+    assert d["images"].min() == 0 and d["images"].max() == 255 and d["labels"].tolist() == [-1] * 6
+    assert png.exists()
