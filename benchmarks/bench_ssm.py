@@ -17,7 +17,7 @@ What it prints, per sequence length L:
 Then the targets of issue #3, each PASS or FAIL with its number.
 
 The scan is benchmarked in Mamba's configuration: D skip, z gate, delta_bias, delta_softplus.
-mamba-ssm's reference is reached through tests/mamba_oracle.py (stand-ins for the missing compiled
+mamba-ssm's reference is reached through tests/oracles.py (stand-ins for the missing compiled
 extensions); the library itself never imports mamba-ssm on CPU. Timings on a shared machine are
 noisy: run it when the machine is otherwise idle.
 """
@@ -77,7 +77,7 @@ def _workload(spec: dict, L: int):
         if impl == "ours":
             fn = selective_scan_torch
         else:
-            from mamba_oracle import load_selective_scan_ref
+            from oracles import load_selective_scan_ref
             fn = load_selective_scan_ref()
         args = scan_inputs(L, spec["b"], spec["d"], spec["n"])
         leaves = [a.requires_grad_() for a in args]

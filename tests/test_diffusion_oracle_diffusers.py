@@ -13,7 +13,7 @@ Each step comparison runs twice:
 """
 import pytest
 import torch
-from conftest import import_oracle
+from oracles import import_oracle
 
 from diffussm_lib.diffusion import NoiseSchedule, ddim_step, ddpm_sample, ddpm_step, sampling_timesteps
 

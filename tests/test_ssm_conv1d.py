@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from diffussm_lib.ssm import causal_conv1d
-from mamba_oracle import load_causal_conv1d_ref
+from oracles import load_causal_conv1d_ref
 
 
 def make(L, width, bias, b=2, d=5, dtype=torch.float32, seed=0):

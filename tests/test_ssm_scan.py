@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from diffussm_lib.ssm import selective_scan, selective_scan_sequential, selective_scan_torch
-from mamba_oracle import load_selective_scan_ref
+from oracles import load_selective_scan_ref
 
 # (use D, use z, use delta_bias, delta_softplus): all 16 combinations
 OPTIONS = list(itertools.product([False, True], repeat=4))

@@ -1,4 +1,5 @@
-"""Test-only access to the pure-PyTorch references of mamba-ssm and causal-conv1d on a CPU machine.
+"""Test oracles: the skip/fail rule for reference packages, and test-only access to the pure-PyTorch
+references of mamba-ssm and causal-conv1d on a CPU machine.
 
 ``selective_scan_ref`` (mamba_ssm.ops.selective_scan_interface) and ``causal_conv1d_ref``
 (causal_conv1d.causal_conv1d_interface) are plain PyTorch, but the modules that define them import
@@ -41,6 +42,14 @@ def _unavailable(what: str, why: str):
     if oracles_required():
         pytest.fail(f"{msg} ({REQUIRE_ENV}=1: oracle tests must run here, not skip)", pytrace=False)
     pytest.skip(msg)
+
+
+def import_oracle(name: str):
+    """Import a test-only reference package (e.g. ``diffusers``) under the same skip/fail rule."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        _unavailable(f"package '{name}'", str(e))
 
 
 class _StandIn(types.ModuleType):
