@@ -4,6 +4,7 @@
     diffussm sample --checkpoint CKPT --output-dir DIR [--num-samples N] [--sampler ddpm|ddim]
                     [--steps S] [--guidance W] [--labels 0,1,...|all] [--seed S]
     diffussm export --checkpoint CKPT --output-dir DIR      (EMA weights + config + model card)
+    diffussm evaluate --checkpoint CKPT [--num-samples N] [--sampler ...] [--steps S] [--guidance W]
 
 ``train`` writes ``checkpoint.safetensors`` (atomically, every ``train.checkpoint_every`` steps and
 at the end), ``config.yaml``, ``metrics.jsonl`` and ``samples/*.png`` into its output folder
@@ -148,22 +149,75 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# evaluate
+# --------------------------------------------------------------------------------------------
+def add_evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="checkpoint file, run folder, or exported weights folder")
+    p.add_argument("--num-samples", type=int, default=10000, help="N (default 10000); FID is compared at equal N")
+    p.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddim", help="default ddim")
+    p.add_argument("--steps", type=int, help="sampling steps (default: 50 for ddim, all T for ddpm)")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale w")
+    p.add_argument("--unconditional", action="store_true",
+                   help="sample without labels (default: every class in equal numbers)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=250, help="images per forward pass")
+    p.add_argument("--device", help="default: CUDA if available, else CPU")
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import load_model
+    from .diffusion import NoiseSchedule
+    from .evaluate import evaluate_images
+    from .sampling import generate, parse_labels
+
+    if args.num_samples < 2:
+        raise UsageError(f"--num-samples must be >= 2 (FID needs a covariance), got {args.num_samples}")
+    if args.unconditional and args.guidance != 1.0:
+        raise UsageError("--guidance needs class labels: drop --unconditional or use --guidance 1")
+    device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, cfg, ckpt = load_model(args.checkpoint, device=device)
+    if cfg.model.in_channels != 1:
+        raise UsageError(f"FID-LeNet is defined for 1-channel MNIST-like images; this model has "
+                         f"{cfg.model.in_channels} channels (model.in_channels)")
+    labels = None if args.unconditional else parse_labels("all", args.num_samples, cfg.model.num_classes)
+    images = generate(model, NoiseSchedule.from_config(cfg.diffusion), args.num_samples, labels,
+                      image_size=cfg.model.image_size, channels=1, sampler=args.sampler, steps=args.steps,
+                      guidance=args.guidance, seed=args.seed, prediction=cfg.diffusion.prediction,
+                      batch_size=args.batch_size, device=device, progress=not args.no_progress)
+    report = evaluate_images(images, labels, seed=args.seed)
+    print(f"checkpoint {ckpt.path} (step {ckpt.step}), {args.sampler} "
+          f"{args.steps or ('50' if args.sampler == 'ddim' else 'all')} steps, guidance {args.guidance}")
+    print(report, flush=True)
+    if args.json:
+        info = dict(report.as_dict(), checkpoint=str(ckpt.path), step=ckpt.step, sampler=args.sampler,
+                    steps=args.steps, guidance=args.guidance, seed=args.seed, conditional=labels is not None)
+        Path(args.json).write_text(json.dumps(info, indent=2) + "\n")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # The command
 # --------------------------------------------------------------------------------------------
 class UsageError(ValueError):
     """Wrong combination of command-line options."""
 
 
-# name -> (help, add arguments, run). Later subcommands (e.g. ``evaluate``) register here.
+# name -> (help, add arguments, run). Each subcommand registers here.
 SUBCOMMANDS: Dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "train": ("train a model from a config (resumable, torchrun-ready)", add_train_args, run_train),
     "sample": ("sample images from a checkpoint into samples.npz + grid.png", add_sample_args, run_sample),
     "export": ("write a checkpoint's EMA weights + config + model card for sharing", add_export_args, run_export),
+    "evaluate": ("FID-LeNet, real-vs-real floor, class accuracy, mode histogram of a checkpoint's samples",
+                 add_evaluate_args, run_evaluate),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="diffussm", description="DiffuSSM course: train, sample, export.")
+    parser = argparse.ArgumentParser(prog="diffussm", description="DiffuSSM course: train, sample, export, evaluate.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (help_, add, run) in SUBCOMMANDS.items():
