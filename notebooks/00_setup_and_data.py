@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -183,8 +185,8 @@ print("3-channel item:", tuple(rgb_ds[0][0].shape), "channels:", rgb_ds.channels
 # | 02 | selective and bidirectional SSM | Mamba's selective scan, a fast CPU scan, the bidirectional layer | `diffussm_lib.ssm` |
 # | 03 | the hourglass DiffuSSM block | block, adaLN-Zero conditioning, the denoiser, the DiT baseline | `diffussm_lib.hourglass`, `.diffussm`, `.dit` |
 # | 04 | diffusion | schedules, loss, DDPM/DDIM samplers, guidance | `diffussm_lib.diffusion` |
-# | 05 | training | the training loop, EMA, checkpoints, the CLI | (issue 6) |
-# | 06 | sampling | the denoising viewer with sliders | (issue 7) |
-# | 07 | evaluation | FID-LeNet, DiffuSSM vs DiT at equal compute, ablations | (issue 8) |
+# | 05 | training | the training loop, EMA, checkpoints, the CLI | `diffussm_lib.trainer`, `.checkpoint`, `.cli` |
+# | 06 | sampling | the denoising viewer with sliders | `diffussm_lib.viewer`, `.sampling` |
+# | 07 | evaluation | FID-LeNet, DiffuSSM vs DiT at equal compute, ablations | `diffussm_lib.lenet`, `.fid`, `.evaluate` |
 #
 # Next: **01 · State space models**, where we build the long-range layer that replaces attention.
