@@ -45,9 +45,15 @@ class EvalReport:
         return "\n".join(lines)
 
 
+@lru_cache(maxsize=1)
+def _extractor():
+    """The committed FID-LeNet, read from disk once per process."""
+    return load_lenet()
+
+
 @lru_cache(maxsize=2)
 def _test_stats(root: Optional[str]) -> FeatureStats:
-    feats, _ = classify(load_lenet(), mnist_dataset("test", pad_to=32, root=root).x)
+    feats, _ = classify(_extractor(), mnist_dataset("test", pad_to=32, root=root).x)
     return FeatureStats.of(feats)
 
 
@@ -55,7 +61,7 @@ def real_floor(n: int, seed: int = 0, root: Optional[str] = None) -> float:
     """FID-LeNet of ``n`` random MNIST training images (seeded) against the test set."""
     train = mnist_dataset("train", pad_to=32, root=root)
     idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]
-    feats, _ = classify(load_lenet(), train.x[idx])
+    feats, _ = classify(_extractor(), train.x[idx])
     return frechet_distance(_test_stats(root), FeatureStats.of(feats))
 
 
@@ -66,7 +72,7 @@ def evaluate_images(images: torch.Tensor, labels: Optional[torch.Tensor] = None,
         raise ValueError(f"FID-LeNet evaluates grey MNIST-like images (N, 1, H, W); got {tuple(images.shape)}")
     if labels is not None and labels.shape != images.shape[:1]:
         raise ValueError(f"labels shape {tuple(labels.shape)} does not match {images.shape[0]} images")
-    feats, pred = classify(load_lenet(), images)
+    feats, pred = classify(_extractor(), images)
     return EvalReport(
         n=len(images),
         fid=frechet_distance(_test_stats(root), FeatureStats.of(feats)),
