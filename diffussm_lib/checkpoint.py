@@ -33,7 +33,7 @@ import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -419,12 +419,17 @@ def load_model(path: str | os.PathLike, which: str = "ema", device: str | torch.
 
 
 def export_weights(path: str | os.PathLike, out_dir: str | os.PathLike, which: str = "ema",
-                   model_card: bool = True) -> Path:
+                   model_card: bool = True, evaluations: Sequence[dict] = ()) -> Path:
     """Write a sharable weights file from a training checkpoint: ``out_dir/model.safetensors``
     (only the ``which`` weights, as EMA or model tensors; no optimizer), ``out_dir/config.yaml`` and,
-    with ``model_card``, a ``README.md`` template filled in from the checkpoint's metadata.
-    Returns the weights path."""
+    with ``model_card``, a ``README.md`` filled in from the checkpoint's metadata and from
+    ``evaluations``: reports written by ``diffussm evaluate --json`` (each must be of this
+    checkpoint's step). Returns the weights path."""
     ckpt = load_checkpoint(path)
+    for ev in evaluations:
+        if ev.get("step") != ckpt.step:
+            raise ValueError(f"evaluation {ev.get('source', '?')} is of step {ev.get('step')}, but checkpoint "
+                             f"{ckpt.path} is at step {ckpt.step}: evaluate the checkpoint you export")
     weights = ckpt.weights(which)
     kind = "ema" if (which == "ema" and ckpt.ema is not None) else "model"
     out_dir = Path(out_dir)
@@ -434,13 +439,32 @@ def export_weights(path: str | os.PathLike, out_dir: str | os.PathLike, which: s
     save_config_atomic(ckpt.config, out_dir / CONFIG_NAME)
     if model_card:
         card = out_dir / "README.md"
-        text = model_card_text(ckpt, target)
+        text = model_card_text(ckpt, target, evaluations)
         atomic_write(card, lambda tmp: Path(tmp).write_text(text))
     return target
 
 
-def model_card_text(ckpt: Checkpoint, weights_path: Path) -> str:
-    """A model card (markdown) for exported weights; sample-quality numbers are left to fill in."""
+def quality_table(evaluations: Sequence[dict]) -> List[str]:
+    """Markdown lines: one row per ``diffussm evaluate --json`` report."""
+    if not evaluations:
+        return ["Not measured yet: run `diffussm evaluate --checkpoint CKPT --json FILE` and export again "
+                "with `--evaluation FILE`."]
+    rows = ["| samples | sampler | steps | guidance w | FID-LeNet | real-vs-real floor (same N) | class accuracy "
+            "| histogram deviation |",
+            "|---|---|---|---|---|---|---|---|"]
+    for ev in evaluations:
+        steps = ev.get("steps") or ("50" if ev.get("sampler") == "ddim" else "all")
+        acc = "n/a (unconditional)" if ev.get("class_accuracy") is None else f"{100 * ev['class_accuracy']:.2f}%"
+        floor = "n/a" if ev.get("floor") is None else f"{ev['floor']:.3f}"
+        rows.append(f"| {ev['n']} | {ev.get('sampler')} | {steps} | {ev.get('guidance')} | {ev['fid']:.3f} | {floor} "
+                    f"| {acc} | {ev['histogram_deviation']:.4f} |")
+    return rows + ["", "Measured by `diffussm evaluate` (FID-LeNet against the 10,000 MNIST test images; "
+                       "see notebook 07), seed " + ", ".join(sorted({str(ev.get('seed', 0)) for ev in evaluations}))
+                   + "."]
+
+
+def model_card_text(ckpt: Checkpoint, weights_path: Path, evaluations: Sequence[dict] = ()) -> str:
+    """A model card (markdown) for exported weights, with the given evaluation reports."""
     cfg, ex = ckpt.config, ckpt.extra
     train_h = ex.get("train_seconds", 0.0) / 3600.0
     wall_h = ex.get("wall_seconds", ex.get("train_seconds", 0.0)) / 3600.0
@@ -467,7 +491,7 @@ def model_card_text(ckpt: Checkpoint, weights_path: Path) -> str:
         "",
         "## Sample quality",
         "",
-        "(fill in the numbers notebook 07 computes)",
+        *quality_table(evaluations),
         "",
         "## Config",
         "",

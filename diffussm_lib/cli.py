@@ -1,6 +1,6 @@
 """The ``diffussm`` command (also ``python -m diffussm_lib``): one command, one subcommand per task.
 
-    diffussm train  --config configs/mnist_diffussm.yaml [--output-dir DIR] [--max-steps N] [--resume]
+    diffussm train  --config configs/mnist_diffussm.yaml [--output-dir DIR] [--max-steps N] [--max-minutes M] [--resume]
     diffussm sample --checkpoint CKPT --output-dir DIR [--num-samples N] [--sampler ddpm|ddim]
                     [--steps S] [--guidance W] [--labels 0,1,...|all] [--seed S]
     diffussm export --checkpoint CKPT --output-dir DIR      (EMA weights + config + model card)
@@ -40,6 +40,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                                     "(then the run's own config is used)")
     p.add_argument("--output-dir", help="run folder (default: runs/<config name>)")
     p.add_argument("--max-steps", type=int, help="train until this many updates in total (overrides train.max_steps)")
+    p.add_argument("--max-minutes", type=float,
+                   help="training-time budget: stop once the time spent in training steps (summed over resumed "
+                        "sessions) reaches this, or at max steps, whichever comes first")
     p.add_argument("--resume", action="store_true",
                    help="continue from the run folder's checkpoint (starts from scratch if there is none)")
     p.add_argument("--init-from", metavar="CKPT",
@@ -63,6 +66,8 @@ def run_train(args: argparse.Namespace) -> int:
     out = out or Path("runs") / cfg.name
     if args.max_steps is not None and args.max_steps < 0:
         raise UsageError(f"--max-steps must be >= 0, got {args.max_steps}")
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise UsageError(f"--max-minutes must be > 0, got {args.max_minutes}")
     if (out / CHECKPOINT_NAME).exists() and not args.resume:
         raise UsageError(f"{out} already holds a checkpoint ({out / CHECKPOINT_NAME}); pass --resume to continue "
                          "that run, or choose another --output-dir")
@@ -70,7 +75,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise UsageError("--resume and --init-from exclude each other")
     try:
         trainer = Trainer(cfg, out, device=args.device, init_from=args.init_from, progress=not args.no_progress)
-        res = trainer.train(max_steps=args.max_steps, resume=args.resume)
+        res = trainer.train(max_steps=args.max_steps, resume=args.resume,
+                            max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
         if trainer.dist.is_main:
             last = f"{res.history[-1]['loss']:.4f}" if res.history else "n/a"
             print(f"done: step {res.step}, last logged loss {last}, {res.images_per_sec:.1f} images/s; "
@@ -138,12 +144,26 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-dir", required=True, help="folder for model.safetensors, config.yaml, README.md")
     p.add_argument("--weights", choices=("ema", "model"), default="ema")
     p.add_argument("--no-model-card", action="store_true", help="do not write README.md")
+    p.add_argument("--evaluation", nargs="+", default=[], metavar="JSON",
+                   help="reports from `diffussm evaluate --json` of this checkpoint: their numbers go into the "
+                        "model card's sample-quality table")
 
 
 def run_export(args: argparse.Namespace) -> int:
     from .checkpoint import export_weights
 
-    path = export_weights(args.checkpoint, args.output_dir, which=args.weights, model_card=not args.no_model_card)
+    evaluations = []
+    for f in args.evaluation:
+        try:
+            ev = json.loads(Path(f).read_text())
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--evaluation {f}: cannot read it as JSON ({e})") from e
+        missing = [k for k in ("n", "fid", "histogram_deviation", "step") if k not in ev]
+        if missing:
+            raise UsageError(f"--evaluation {f}: not a `diffussm evaluate --json` report (missing {missing})")
+        evaluations.append(dict(ev, source=f))
+    path = export_weights(args.checkpoint, args.output_dir, which=args.weights, model_card=not args.no_model_card,
+                          evaluations=evaluations)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)", flush=True)
     return 0
 

@@ -488,9 +488,16 @@ class Trainer:
             cb.on_sample(self, self.step, images)
 
     # ------------------------------------------------------------------ the loop
-    def train(self, max_steps: Optional[int] = None, resume: bool = False) -> TrainResult:
+    def train(self, max_steps: Optional[int] = None, resume: bool = False,
+              max_seconds: Optional[float] = None) -> TrainResult:
         """Train until ``max_steps`` total updates (default ``train.max_steps``), continuing from the
-        current step (after ``resume=True``: from the output folder's checkpoint, if any)."""
+        current step (after ``resume=True``: from the output folder's checkpoint, if any).
+
+        ``max_seconds``: a training-time budget. The run also stops (and checkpoints) after the first
+        update that brings ``train_seconds`` (time spent in training steps, summed over resumed
+        sessions) to at least this. Equal budgets make equal-compute comparisons (notebook 07)."""
+        if max_seconds is not None and not max_seconds > 0:
+            raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
         tc = self.cfg.train
         if max_steps is not None and max_steps != tc.max_steps:
             self.cfg = replace(self.cfg, train=replace(tc, max_steps=int(max_steps)))
@@ -504,10 +511,15 @@ class Trainer:
         if self.step >= tc.max_steps:
             self.log(f"already at step {self.step} >= max_steps {tc.max_steps}: nothing to do")
             return self._result()
+        if max_seconds is not None and self.train_seconds >= max_seconds:
+            self.log(f"already at {self.train_seconds:.0f} s of training >= the budget of {max_seconds:.0f} s: "
+                     "nothing to do")
+            return self._result()
         self.log(f"training {self.cfg.name}: {sum(p.numel() for p in self.bare_model.parameters()):,} parameters, "
                  f"steps {self.step} -> {tc.max_steps}, global batch {tc.batch_size}"
                  + (f" on {self.dist.world_size} processes" if self.dist.enabled else "")
-                 + f", {self.device.type}, {tc.precision}")
+                 + f", {self.device.type}, {tc.precision}"
+                 + (f", time budget {max_seconds:.0f} s" if max_seconds is not None else ""))
         bar = None
         if self.progress and main:
             from tqdm.auto import tqdm
@@ -530,7 +542,9 @@ class Trainer:
                 s = self.step
                 if bar is not None:
                     bar.update(1)
-                if s % tc.log_every == 0 or s == tc.max_steps:
+                out_of_time = self._budget_spent(max_seconds)
+                last = s >= tc.max_steps or out_of_time
+                if s % tc.log_every == 0 or last:
                     mean = torch.tensor([sum(window) / len(window)], dtype=torch.float64)
                     if self.dist.enabled:
                         dist.all_reduce(mean)
@@ -551,17 +565,30 @@ class Trainer:
                 if tc.sample_every > 0 and s % tc.sample_every == 0 and main:
                     self._write_grid()
                 if self.output_dir is not None and (
-                        (tc.checkpoint_every > 0 and s % tc.checkpoint_every == 0) or s == tc.max_steps):
+                        (tc.checkpoint_every > 0 and s % tc.checkpoint_every == 0) or last):
                     self.wall_seconds += time.perf_counter() - t_wall
                     t_wall = time.perf_counter()
                     self.save_checkpoint()
-                if s >= tc.max_steps:
+                if last:
+                    if out_of_time and s < tc.max_steps:
+                        self.log(f"time budget reached: {self.train_seconds:.0f} s of training >= {max_seconds:.0f} s "
+                                 f"at step {s}")
                     break
         finally:
             self.wall_seconds += time.perf_counter() - t_wall
             if bar is not None:
                 bar.close()
         return self._result()
+
+    def _budget_spent(self, max_seconds: Optional[float]) -> bool:
+        """True once ``train_seconds`` reaches ``max_seconds``; under DDP rank 0's clock decides for all
+        ranks (so that they stop after the same update)."""
+        if max_seconds is None:
+            return False
+        flag = torch.tensor([1.0 if self.train_seconds >= max_seconds else 0.0], device=self.device)
+        if self.dist.enabled:
+            dist.broadcast(flag, src=0)
+        return bool(flag.item())
 
     def _result(self) -> TrainResult:
         ips = self.step * self.cfg.train.batch_size / self.train_seconds if self.train_seconds else 0.0

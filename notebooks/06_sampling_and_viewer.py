@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -53,7 +55,7 @@ import numpy as np
 import torch
 
 import diffussm_lib
-from diffussm_lib.env import default_device, fast_mode
+from diffussm_lib.env import default_device
 from diffussm_lib.diffusion import NoiseSchedule, ddim_step, guided_eps, sampling_timesteps
 from diffussm_lib.sampling import generate, make_grid
 
@@ -83,16 +85,17 @@ def show_grid(images, ncol, title=None, ax=None, scale=1.0):
 # The course ships a DiffuSSM trained on MNIST with `configs/mnist_diffussm.yaml` (notebook 05 and
 # the `diffussm train` command), exported as `checkpoints/mnist_diffussm/` (a safetensors file
 # plus its config: loading it never runs code from the file). We load it when it is there.
-#
-# When it is not there (and always in fast mode, `DIFFUSSM_FAST=1`, which CI uses) we train the
-# tiny config `configs/tiny.yaml` instead (a few seconds in fast mode, a minute or two otherwise), so
-# that every cell below runs. Its samples are blobs rather than digits, but the viewer, the timings
-# and the comparisons work the same way. The next cell says which of the two you have.
+# Fast mode (`DIFFUSSM_FAST=1`, which CI uses) only takes fewer images and
+# sampling steps below; it uses the same checkpoint. When the checkpoint is not there (a partial
+# copy of the course) we train the tiny config `configs/tiny.yaml` instead (a few seconds in fast
+# mode, a minute or two otherwise), so that every cell below runs; its samples are blobs rather than
+# digits, but the viewer, the timings and the comparisons work the same way. The next cell says
+# which of the two you have.
 
 # %%
 from diffussm_lib.checkpoint import WEIGHTS_NAME, load_model
 
-if (PRETRAINED / WEIGHTS_NAME).is_file() and not fast_mode():
+if (PRETRAINED / WEIGHTS_NAME).is_file():
     model, cfg, ckpt = load_model(PRETRAINED, which="ema", device=device)
     SOURCE = f"pretrained checkpoint {ckpt.path.relative_to(ROOT)} (step {ckpt.step})"
 else:
@@ -100,7 +103,7 @@ else:
     from diffussm_lib.data import ImageDataset, load_mnist
     from diffussm_lib.trainer import Trainer
 
-    why = "fast mode (DIFFUSSM_FAST=1)" if fast_mode() else f"no checkpoint in {PRETRAINED.relative_to(ROOT)}"
+    why = f"no checkpoint in {PRETRAINED.relative_to(ROOT)}"
     cfg = load_config(ROOT / "configs" / "tiny.yaml")
     cfg = replace(cfg, train=replace(cfg.train, max_steps=by_mode(full=500, fast=30), batch_size=32, lr=1e-3,
                                      warmup_steps=20, log_every=10**9, sample_every=0, checkpoint_every=0))

@@ -186,3 +186,19 @@ def test_export_weights_and_load_model(tmp_path):
         assert torch.equal(m.state_dict()[k], v)
     with pytest.raises(C.CheckpointError, match="holds no 'model' weights"):
         C.load_model(tmp_path / "exp", which="model")
+    assert "Not measured yet" in card
+
+
+def test_model_card_takes_evaluation_reports_of_the_same_step(tmp_path):
+    cfg = tiny_config()
+    model, ema, opt, x = _trained_state(cfg)
+    C.save_checkpoint(tmp_path / "run" / C.CHECKPOINT_NAME, config=cfg, step=5, model=model.state_dict(),
+                      ema=ema.state_dict(), optimizer=opt.state_dict())
+    ev = dict(n=1000, fid=3.456, floor=1.234, class_accuracy=0.9876, histogram_deviation=0.0123, step=5,
+              sampler="ddim", steps=25, guidance=2.0, seed=0)
+    C.export_weights(tmp_path / "run", tmp_path / "exp", evaluations=[ev])
+    card = (tmp_path / "exp" / "README.md").read_text()
+    assert "| 1000 | ddim | 25 | 2.0 | 3.456 | 1.234 | 98.76% | 0.0123 |" in card
+    with pytest.raises(ValueError, match="step 4, but checkpoint .* at step 5"):
+        C.export_weights(tmp_path / "run", tmp_path / "exp2", evaluations=[dict(ev, step=4)])
+    assert not (tmp_path / "exp2").exists()

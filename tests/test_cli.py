@@ -176,3 +176,28 @@ def test_resume_after_sigkill_continues_from_the_saved_step(tmp_path, capsys):
         torch.testing.assert_close(resumed.model[k], v, rtol=1e-5, atol=1e-6, msg=k)
     for k, v in straight.ema.state_dict().items():
         torch.testing.assert_close(resumed.ema[k], v, rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_time_budget_flag_and_export_with_an_evaluation(trained, tmp_path, capsys):
+    d, cfg_path = trained
+    assert main(["train", "--config", str(cfg_path), "--output-dir", str(tmp_path / "b"), "--max-minutes", "0"]) == 2
+    assert "--max-minutes must be > 0" in capsys.readouterr().err
+    rc = main(["train", "--config", str(cfg_path), "--output-dir", str(tmp_path / "b"), "--max-steps", "50",
+               "--max-minutes", "0.0001", "--no-progress"])
+    assert rc == 0 and C.load_checkpoint(tmp_path / "b").step == 1        # the first update spends the budget
+    ev = tmp_path / "ev.json"
+    assert main(["evaluate", "--checkpoint", str(d / "run"), "--num-samples", "20", "--steps", "2",
+                 "--guidance", "2", "--json", str(ev), "--no-progress"]) == 0
+    assert main(["export", "--checkpoint", str(d / "run"), "--output-dir", str(tmp_path / "exp"),
+                 "--evaluation", str(ev)]) == 0
+    card = (tmp_path / "exp" / "README.md").read_text()
+    fid = json.loads(ev.read_text())["fid"]
+    assert f"| 20 | ddim | 2 | 2.0 | {fid:.3f} |" in card
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"fid": 1}')
+    assert main(["export", "--checkpoint", str(d / "run"), "--output-dir", str(tmp_path / "exp2"),
+                 "--evaluation", str(bad)]) == 2
+    assert "not a `diffussm evaluate --json` report" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(tmp_path / "b"), "--output-dir", str(tmp_path / "exp3"),
+                 "--evaluation", str(ev)]) == 2
+    assert "is of step 4, but checkpoint" in capsys.readouterr().err

@@ -95,3 +95,19 @@ def test_dtype_and_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = m(u)
     torch.testing.assert_close(y, m(u))
+
+
+def test_fft_length_is_the_smallest_5_smooth_length_without_wraparound():
+    from diffussm_lib.ssm.s4d import fft_length
+
+    def smooth(n):
+        for p in (2, 3, 5):
+            while n % p == 0:
+                n //= p
+        return n == 1
+
+    for L in range(1, 600):
+        n = fft_length(L)
+        assert n >= 2 * L - 1 and smooth(n), (L, n)
+        assert not any(smooth(m) for m in range(2 * L - 1, n)), (L, n)
+    assert fft_length(196) == 400   # not 392 = 8 * 7^2

@@ -1,0 +1,205 @@
+"""Comparisons at equal training compute (notebook 07, ``benchmarks/bench_quality.py``).
+
+One idea: give every model the **same training-time budget** on the same machine (not the same
+number of steps: a cheaper model may take more of them), then measure each with the same metric.
+
+* ``variant(cfg, name, **model)``: a config with some model keys changed (the ablations).
+* ``ABLATIONS``: the paper's design choices, each changed alone from the DiffuSSM config.
+* ``train_for_budget(cfg, seconds)``: train with the library's ``Trainer`` until the budget is spent.
+* ``evaluate_run(run, ...)``: sample from the run's EMA weights and measure FID-LeNet, the real-vs-real
+  floor at the same N, class accuracy and the class histogram (``diffussm_lib.evaluate``).
+* ``results_table(runs)``: one markdown table.
+* ``scaling_rows(...)``: forward FLOPs and measured forward time of both backbones from 28x28 to
+  256x256 inputs.
+
+Dimensions: N samples, H = W image size, p patch size, L = (H/p)^2 tokens.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .config import ExperimentConfig, ModelConfig
+from .models import build_model, count_flops, count_params
+
+# name -> model keys changed from the DiffuSSM config (everything else, training included, is equal)
+ABLATIONS: Dict[str, Dict] = {
+    "DiffuSSM (S4D, M=2, patch 2, bidirectional)": {},
+    "selective (Mamba) core": {"ssm_core": "selective"},
+    "M = 1 (no hourglass)": {"hourglass_ratio": 1},
+    "M = 4": {"hourglass_ratio": 4},
+    "patch 1 (L = 784)": {"patch_size": 1},
+    "causal (one direction)": {"bidirectional": False},
+}
+
+
+def variant(cfg: ExperimentConfig, name: Optional[str] = None, **model) -> ExperimentConfig:
+    """``cfg`` with the given ``model`` keys replaced (unknown keys raise, naming them)."""
+    known = set(ModelConfig.__dataclass_fields__)
+    bad = sorted(set(model) - known)
+    if bad:
+        raise ValueError(f"variant: unknown model keys {bad} (known: {sorted(known)})")
+    return replace(cfg, name=name or cfg.name, model=replace(cfg.model, **model))
+
+
+@dataclass
+class BudgetRun:
+    """A model trained for a time budget: its config, EMA model, and what the run measured."""
+
+    name: str
+    config: ExperimentConfig
+    ema_model: nn.Module
+    params: int
+    steps: int
+    train_seconds: float
+    images_per_sec: float
+    final_loss: Optional[float]
+    evaluations: List[Dict] = field(default_factory=list)
+    last_images: Optional[torch.Tensor] = field(default=None, repr=False)   # (N, 1, H, W) of the last evaluation
+
+    def summary(self) -> Dict:
+        return {"name": self.name, "arch": self.config.model.arch, "params": self.params, "steps": self.steps,
+                "train_seconds": round(self.train_seconds, 1), "images_per_sec": round(self.images_per_sec, 1),
+                "final_loss": self.final_loss, "evaluations": self.evaluations}
+
+
+def train_for_budget(cfg: ExperimentConfig, seconds: Optional[float] = None, *, max_steps: Optional[int] = None,
+                     dataset=None, name: Optional[str] = None, device=None,
+                     log: Optional[Callable[[str], None]] = None) -> BudgetRun:
+    """Train ``cfg`` (no files written) until ``seconds`` of training time or ``max_steps`` updates,
+    whichever comes first (at least one of them must be given; ``max_steps`` defaults to a bound
+    that the budget always reaches first). ``dataset``: share one loaded dataset between runs."""
+    from .trainer import Trainer
+
+    if seconds is None and max_steps is None:
+        raise ValueError("train_for_budget needs seconds or max_steps")
+    steps = max_steps if max_steps is not None else 10**9
+    cfg = replace(cfg, train=replace(cfg.train, max_steps=steps, sample_every=0, checkpoint_every=0))
+    trainer = Trainer(cfg, None, dataset=dataset, device=device, progress=False, log=log or (lambda m: None))
+    res = trainer.train(max_seconds=seconds)
+    return BudgetRun(name=name or cfg.name, config=cfg, ema_model=trainer.ema.module.eval(),
+                     params=count_params(trainer.bare_model), steps=res.step, train_seconds=res.train_seconds,
+                     images_per_sec=res.images_per_sec,
+                     final_loss=res.history[-1]["loss"] if res.history else None)
+
+
+def evaluate_run(run: BudgetRun, n: int, *, guidance: float = 1.0, sampler: str = "ddim", steps: int = 25,
+                 seed: int = 0, batch_size: int = 250) -> Dict:
+    """Sample ``n`` images (every class in equal numbers) from the run's EMA model and evaluate them.
+    Appends to and returns ``run.evaluations[-1]``: the ``EvalReport`` fields plus the sampling settings
+    and ``sample_seconds``."""
+    from .diffusion import NoiseSchedule
+    from .evaluate import evaluate_images
+    from .sampling import generate, parse_labels
+
+    cfg = run.config
+    if cfg.model.in_channels != 1:
+        raise ValueError(f"FID-LeNet needs 1-channel images; {run.name} has {cfg.model.in_channels}")
+    labels = parse_labels("all", n, cfg.model.num_classes)
+    t0 = time.perf_counter()
+    images = generate(run.ema_model, NoiseSchedule.from_config(cfg.diffusion), n, labels,
+                      image_size=cfg.model.image_size, channels=1, sampler=sampler, steps=steps, guidance=guidance,
+                      seed=seed, prediction=cfg.diffusion.prediction, batch_size=batch_size)
+    dt = time.perf_counter() - t0
+    report = evaluate_images(images, labels, seed=seed)
+    out = dict(report.as_dict(), sampler=sampler, steps=steps, guidance=guidance, seed=seed,
+               sample_seconds=round(dt, 1))
+    run.evaluations.append(out)
+    run.last_images = images
+    return out
+
+
+def results_table(runs: Sequence[BudgetRun]) -> str:
+    """Markdown: one row per (run, evaluation)."""
+    rows = ["| model | params | train time | steps | images/s | final loss | guidance w | N | FID-LeNet "
+            "| floor (same N) | class acc. | hist. dev. |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        loss = "n/a" if r.final_loss is None else f"{r.final_loss:.4f}"
+        head = f"| {r.name} | {r.params / 1e6:.2f} M | {r.train_seconds / 60:.1f} min | {r.steps} | " \
+               f"{r.images_per_sec:.1f} | {loss} |"
+        for ev in r.evaluations or [{}]:
+            if not ev:
+                rows.append(head + " | | | | | |")
+                continue
+            acc = "n/a" if ev.get("class_accuracy") is None else f"{100 * ev['class_accuracy']:.1f}%"
+            floor = "n/a" if ev.get("floor") is None else f"{ev['floor']:.2f}"
+            rows.append(head + f" {ev['guidance']} | {ev['n']} | {ev['fid']:.2f} | {floor} | {acc} | "
+                               f"{ev['histogram_deviation']:.3f} |")
+    return "\n".join(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Scaling with the input size
+# --------------------------------------------------------------------------------------------
+def _forward_seconds(model: nn.Module, x, t, y, repeats: int) -> float:
+    with torch.inference_mode():
+        model(x, t, y)                                    # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(x, t, y)
+            times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def scaling_rows(configs: Dict[str, ModelConfig], sizes: Sequence[int] = (28, 32, 64, 128, 256), *,
+                 batch: int = 1, repeats: int = 3, measure_time: bool = True,
+                 max_seconds: Optional[float] = None) -> List[Dict]:
+    """Forward FLOPs (``count_flops``, per image) and median measured forward time (batch ``batch``)
+    of each model config at each image size H = W (the config's patch size, width and depth kept).
+
+    ``max_seconds``: skip timing a model at larger sizes once one forward took longer than this
+    (the FLOPs are still counted). Returns one dict per (config, size).
+    """
+    rows = []
+    slow = set()
+    for size in sizes:
+        for name, mc in configs.items():
+            mc = replace(mc, image_size=size)
+            torch.manual_seed(0)
+            model = build_model(mc).eval()
+            x = torch.randn(batch, mc.in_channels, size, size)
+            t = torch.full((batch,), 500, dtype=torch.long)
+            y = torch.zeros(batch, dtype=torch.long)
+            with torch.inference_mode():
+                flops = count_flops(model, x[:1], t[:1], y[:1])
+            seconds = None
+            if measure_time and name not in slow:
+                seconds = _forward_seconds(model, x, t, y, repeats)
+                if max_seconds is not None and seconds > max_seconds:
+                    slow.add(name)
+            rows.append({"model": name, "size": size, "tokens": (size // mc.patch_size) ** 2, "gflops": flops / 1e9,
+                         "seconds": seconds, "params": count_params(model)})
+    return rows
+
+
+def scaling_table(rows: Sequence[Dict]) -> str:
+    """Markdown: sizes as rows, models as column pairs (GFLOPs, forward time)."""
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    sizes = list(dict.fromkeys(r["size"] for r in rows))
+    by = {(r["model"], r["size"]): r for r in rows}
+    head = "| input | tokens L | " + " | ".join(f"{m} GFLOP | {m} forward" for m in models) + " |"
+    out = [head, "|---|---|" + "---|---|" * len(models)]
+    for s in sizes:
+        cells = []
+        for m in models:
+            r = by[(m, s)]
+            t = "not timed" if r["seconds"] is None else f"{1000 * r['seconds']:.0f} ms"
+            cells.append(f"{r['gflops']:.2f} | {t}")
+        out.append(f"| {s}x{s} | {by[(models[0], s)]['tokens']} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def as_json(runs: Sequence[BudgetRun]) -> List[Dict]:
+    """JSON-ready summaries (configs included) of the runs."""
+    from .config import config_to_dict
+    return [dict(r.summary(), config=config_to_dict(r.config)) for r in runs]
+
+
+__all__ = ["ABLATIONS", "BudgetRun", "variant", "train_for_budget", "evaluate_run", "results_table",
+           "scaling_rows", "scaling_table", "as_json"]
