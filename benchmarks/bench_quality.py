@@ -55,7 +55,7 @@ def run_and_evaluate(jobs, args, out: Path):
             ev = evaluate_run(run, args.num_samples, guidance=w, steps=args.sample_steps, seed=args.seed)
             log(f"  w={w}: FID-LeNet {ev['fid']:.2f} (floor {ev['floor']:.2f}), class accuracy "
                 f"{ev['class_accuracy']:.3f}, histogram deviation {ev['histogram_deviation']:.3f} "
-                f"({ev['sample_seconds']:.0f} s sampling)")
+                f"({ev['sample_seconds']:.0f} s sampling and evaluation)")
         k = min(100, len(run.last_images))
         slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
         save_png(make_grid(run.last_images[:k], ncol=10), out / f"samples_{slug}.png", scale=2)

@@ -190,9 +190,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from .checkpoint import load_model
-    from .diffusion import NoiseSchedule
-    from .evaluate import evaluate_images
-    from .sampling import generate, parse_labels
+    from .evaluate import sample_and_evaluate
 
     if args.num_samples < 2:
         raise UsageError(f"--num-samples must be >= 2 (FID needs a covariance), got {args.num_samples}")
@@ -200,21 +198,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UsageError("--guidance needs class labels: drop --unconditional or use --guidance 1")
     device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, cfg, ckpt = load_model(args.checkpoint, device=device)
-    if cfg.model.in_channels != 1:
-        raise UsageError(f"FID-LeNet is defined for 1-channel MNIST-like images; this model has "
-                         f"{cfg.model.in_channels} channels (model.in_channels)")
-    labels = None if args.unconditional else parse_labels("all", args.num_samples, cfg.model.num_classes)
-    images = generate(model, NoiseSchedule.from_config(cfg.diffusion), args.num_samples, labels,
-                      image_size=cfg.model.image_size, channels=1, sampler=args.sampler, steps=args.steps,
-                      guidance=args.guidance, seed=args.seed, prediction=cfg.diffusion.prediction,
-                      batch_size=args.batch_size, device=device, progress=not args.no_progress)
-    report = evaluate_images(images, labels, seed=args.seed)
+    report, _ = sample_and_evaluate(model, cfg, args.num_samples, conditional=not args.unconditional,
+                                    sampler=args.sampler, steps=args.steps, guidance=args.guidance, seed=args.seed,
+                                    batch_size=args.batch_size, device=device, progress=not args.no_progress)
     print(f"checkpoint {ckpt.path} (step {ckpt.step}), {args.sampler} "
           f"{args.steps or ('50' if args.sampler == 'ddim' else 'all')} steps, guidance {args.guidance}")
     print(report, flush=True)
     if args.json:
         info = dict(report.as_dict(), checkpoint=str(ckpt.path), step=ckpt.step, sampler=args.sampler,
-                    steps=args.steps, guidance=args.guidance, seed=args.seed, conditional=labels is not None)
+                    steps=args.steps, guidance=args.guidance, seed=args.seed, conditional=not args.unconditional)
         Path(args.json).write_text(json.dumps(info, indent=2) + "\n")
     return 0
 

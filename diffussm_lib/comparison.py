@@ -89,27 +89,17 @@ def train_for_budget(cfg: ExperimentConfig, seconds: Optional[float] = None, *, 
 
 def evaluate_run(run: BudgetRun, n: int, *, guidance: float = 1.0, sampler: str = "ddim", steps: int = 25,
                  seed: int = 0, batch_size: int = 250) -> Dict:
-    """Sample ``n`` images (every class in equal numbers) from the run's EMA model and evaluate them.
-    Appends to and returns ``run.evaluations[-1]``: the ``EvalReport`` fields plus the sampling settings
-    and ``sample_seconds``."""
-    from .diffusion import NoiseSchedule
-    from .evaluate import evaluate_images
-    from .sampling import generate, parse_labels
+    """Sample ``n`` images (every class in equal numbers) from the run's EMA model and evaluate them
+    (``evaluate.sample_and_evaluate``). Appends to and returns ``run.evaluations[-1]``: the
+    ``EvalReport`` fields plus the sampling settings and ``sample_seconds`` (sampling and evaluation)."""
+    from .evaluate import sample_and_evaluate
 
-    cfg = run.config
-    if cfg.model.in_channels != 1:
-        raise ValueError(f"FID-LeNet needs 1-channel images; {run.name} has {cfg.model.in_channels}")
-    labels = parse_labels("all", n, cfg.model.num_classes)
     t0 = time.perf_counter()
-    images = generate(run.ema_model, NoiseSchedule.from_config(cfg.diffusion), n, labels,
-                      image_size=cfg.model.image_size, channels=1, sampler=sampler, steps=steps, guidance=guidance,
-                      seed=seed, prediction=cfg.diffusion.prediction, batch_size=batch_size)
-    dt = time.perf_counter() - t0
-    report = evaluate_images(images, labels, seed=seed)
+    report, run.last_images = sample_and_evaluate(run.ema_model, run.config, n, sampler=sampler, steps=steps,
+                                                  guidance=guidance, seed=seed, batch_size=batch_size)
     out = dict(report.as_dict(), sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-               sample_seconds=round(dt, 1))
+               sample_seconds=round(time.perf_counter() - t0, 1))
     run.evaluations.append(out)
-    run.last_images = images
     return out
 
 
@@ -137,8 +127,8 @@ def results_table(runs: Sequence[BudgetRun]) -> str:
 # Scaling with the input size
 # --------------------------------------------------------------------------------------------
 def _forward_seconds(model: nn.Module, x, t, y, repeats: int) -> float:
+    """Median time of ``repeats`` forwards (the caller has already run one: no extra warm-up)."""
     with torch.inference_mode():
-        model(x, t, y)                                    # warm-up
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
@@ -167,7 +157,7 @@ def scaling_rows(configs: Dict[str, ModelConfig], sizes: Sequence[int] = (28, 32
             t = torch.full((batch,), 500, dtype=torch.long)
             y = torch.zeros(batch, dtype=torch.long)
             with torch.inference_mode():
-                flops = count_flops(model, x[:1], t[:1], y[:1])
+                flops = count_flops(model, x[:1], t[:1], y[:1])   # per image; also the timing's warm-up
             seconds = None
             if measure_time and name not in slow:
                 seconds = _forward_seconds(model, x, t, y, repeats)

@@ -9,6 +9,9 @@
   class they were asked for (None for unconditional samples);
 * ``histogram_deviation``: max |frequency of a predicted class - 1/10|: catches dropped modes that
   FID and confidence can miss.
+
+``sample_and_evaluate`` draws the samples from a model first (every class in equal numbers, or
+unconditional): what ``diffussm evaluate`` and the comparisons of notebook 07 run.
 """
 from __future__ import annotations
 
@@ -80,3 +83,24 @@ def evaluate_images(images: torch.Tensor, labels: Optional[torch.Tensor] = None,
         class_accuracy=None if labels is None else class_accuracy(pred, labels.to(pred.device)),
         histogram_deviation=histogram_deviation(pred),
     )
+
+
+def sample_and_evaluate(model, cfg, n: int, *, conditional: bool = True, sampler: str = "ddim",
+                        steps: Optional[int] = None, guidance: float = 1.0, seed: int = 0, batch_size: int = 250,
+                        device=None, progress: bool = False) -> tuple[EvalReport, torch.Tensor]:
+    """Sample ``n`` images from ``model`` (an ``ExperimentConfig`` ``cfg`` describes it) and evaluate them.
+
+    conditional: every class in equal numbers (``n`` a multiple of the class count), else unconditional.
+    Returns (report, images (n, 1, H, W) in [-1, 1]).
+    """
+    from .diffusion import NoiseSchedule
+    from .sampling import generate, parse_labels
+
+    if cfg.model.in_channels != 1:
+        raise ValueError(f"FID-LeNet is defined for 1-channel MNIST-like images; this model has "
+                         f"{cfg.model.in_channels} channels (model.in_channels)")
+    labels = parse_labels("all", n, cfg.model.num_classes) if conditional else None
+    images = generate(model, NoiseSchedule.from_config(cfg.diffusion), n, labels, image_size=cfg.model.image_size,
+                      channels=1, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
+                      prediction=cfg.diffusion.prediction, batch_size=batch_size, device=device, progress=progress)
+    return evaluate_images(images, labels, seed=seed), images
