@@ -104,3 +104,27 @@ def sample_and_evaluate(model, cfg, n: int, *, conditional: bool = True, sampler
                       channels=1, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
                       prediction=cfg.diffusion.prediction, batch_size=batch_size, device=device, progress=progress)
     return evaluate_images(images, labels, seed=seed), images
+
+
+# The course's targets for its pretrained MNIST model (issue 8): FID-LeNet at N = 10,000 samples,
+# class accuracy of class-conditional samples, and the predicted-class histogram.
+TARGETS = {"n": 10_000, "fid": 5.0, "class_accuracy": 0.97, "histogram_deviation": 0.02}
+
+
+def target_check(report: dict, targets: dict = TARGETS) -> dict:
+    """Which of the ``targets`` a report (``EvalReport.as_dict()`` or ``diffussm evaluate --json``) meets.
+
+    Returns {"n": bool, "fid": bool, "class_accuracy": bool, "histogram_deviation": bool, "all": bool}:
+    n at least the target's N (FID is biased upwards at small N, so a smaller N cannot count), FID and
+    histogram deviation at most, class accuracy at least their targets (unconditional reports fail it).
+    """
+    missing = [k for k in ("n", "fid", "histogram_deviation") if report.get(k) is None]
+    if missing:
+        raise ValueError(f"evaluation report lacks {missing}: expected the fields of EvalReport")
+    acc = report.get("class_accuracy")
+    ok = {"n": report["n"] >= targets["n"],
+          "fid": report["fid"] <= targets["fid"],
+          "class_accuracy": acc is not None and acc >= targets["class_accuracy"],
+          "histogram_deviation": report["histogram_deviation"] <= targets["histogram_deviation"]}
+    ok["all"] = all(ok.values())
+    return ok

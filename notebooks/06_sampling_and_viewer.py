@@ -82,9 +82,11 @@ def show_grid(images, ncol, title=None, ax=None, scale=1.0):
 # %% [markdown]
 # ## The model: the pretrained checkpoint, or a quick stand-in
 #
-# The course ships a DiffuSSM trained on MNIST with `configs/mnist_diffussm.yaml` (notebook 05 and
-# the `diffussm train` command), exported as `checkpoints/mnist_diffussm/` (a safetensors file
-# plus its config: loading it never runs code from the file). We load it when it is there.
+# The course ships a DiffuSSM trained on MNIST by the `diffussm train` command of notebook 05: the
+# model of `configs/mnist_diffussm.yaml` (1.41 M parameters) trained longer with
+# `configs/mnist_diffussm_long.yaml` (7.5 minutes on one GPU), exported as `checkpoints/mnist_diffussm/`
+# (a safetensors file plus its config: loading it never runs code from the file; its model card has
+# the numbers of notebook 07). We load it when it is there.
 # Fast mode (`DIFFUSSM_FAST=1`, which CI uses) only takes fewer images and
 # sampling steps below; it uses the same checkpoint. When the checkpoint is not there (a partial
 # copy of the course) we train the tiny config `configs/tiny.yaml` instead (a few seconds in fast

@@ -1,5 +1,6 @@
 """`diffussm evaluate` and `evaluate_images`: FID-LeNet with its floor, class accuracy, modes."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -41,3 +42,36 @@ def test_cli_evaluate_prints_every_number(tmp_path):
     assert report["n"] == 20 and report["fid"] > 0 and 0 <= report["class_accuracy"] <= 1
     r = run_cli(["evaluate", "--checkpoint", run, "--num-samples", 15, "--steps", 2, "--no-progress"])
     assert r.returncode == 2 and "multiple of 10" in r.stderr
+
+
+def test_target_check_names_each_missed_target():
+    from diffussm_lib.evaluate import TARGETS, target_check
+    good = {"n": 10_000, "fid": 4.2, "floor": 1.3, "class_accuracy": 0.989, "histogram_deviation": 0.002}
+    assert target_check(good) == {"n": True, "fid": True, "class_accuracy": True, "histogram_deviation": True,
+                                  "all": True}
+    for key, bad in (("n", 2_000), ("fid", 5.01), ("class_accuracy", 0.969), ("class_accuracy", None),
+                     ("histogram_deviation", 0.021)):
+        ok = target_check({**good, key: bad})
+        assert not ok[key] and not ok["all"], (key, bad)
+        assert all(v for k, v in ok.items() if k not in (key, "all")), (key, bad)
+    assert target_check({**good, "fid": TARGETS["fid"]})["fid"]          # "at most" includes the target
+    with pytest.raises(ValueError, match="fid"):
+        target_check({"n": 10, "histogram_deviation": 0.0})
+
+
+def test_the_pretrained_checkpoint_meets_the_targets_by_its_own_reports():
+    """The committed evaluation reports are of the committed weights' step, and one guidance scale meets every
+    target (the reports are what `diffussm evaluate --json` wrote; the README and card quote them)."""
+    from diffussm_lib.checkpoint import load_checkpoint
+    from diffussm_lib.evaluate import target_check
+    root = Path(__file__).resolve().parents[1] / "checkpoints" / "mnist_diffussm"
+    if not (root / "model.safetensors").is_file():
+        pytest.skip("no pretrained checkpoint in this copy of the course")
+    step = load_checkpoint(root).step
+    reports = [json.loads(p.read_text()) for p in sorted((root / "evaluations").glob("*.json"))]
+    assert reports, f"no evaluation reports in {root / 'evaluations'}"
+    assert {r["step"] for r in reports} == {step}
+    assert any(target_check(r)["all"] for r in reports), [(r["guidance"], target_check(r)) for r in reports]
+    card = (root / "README.md").read_text()
+    for r in reports:
+        assert f"| {r['fid']:.3f} |" in card, f"the model card lacks the FID of the w={r['guidance']} report"
