@@ -446,6 +446,8 @@ def export_weights(path: str | os.PathLike, out_dir: str | os.PathLike, which: s
 
 def quality_table(evaluations: Sequence[dict]) -> List[str]:
     """Markdown lines: one row per ``diffussm evaluate --json`` report."""
+    from .sampling import steps_label
+
     if not evaluations:
         return ["Not measured yet: run `diffussm evaluate --checkpoint CKPT --json FILE` and export again "
                 "with `--evaluation FILE`."]
@@ -453,10 +455,9 @@ def quality_table(evaluations: Sequence[dict]) -> List[str]:
             "| histogram deviation |",
             "|---|---|---|---|---|---|---|---|"]
     for ev in evaluations:
-        steps = ev.get("steps") or ("50" if ev.get("sampler") == "ddim" else "all")
         acc = "n/a (unconditional)" if ev.get("class_accuracy") is None else f"{100 * ev['class_accuracy']:.2f}%"
         floor = "n/a" if ev.get("floor") is None else f"{ev['floor']:.3f}"
-        rows.append(f"| {ev['n']} | {ev.get('sampler')} | {steps} | {ev.get('guidance')} | {ev['fid']:.3f} | {floor} "
+        rows.append(f"| {ev['n']} | {ev.get('sampler')} | {steps_label(ev.get('sampler'), ev.get('steps'))} | {ev.get('guidance')} | {ev['fid']:.3f} | {floor} "
                     f"| {acc} | {ev['histogram_deviation']:.4f} |")
     return rows + ["", "Measured by `diffussm evaluate` (FID-LeNet against the 10,000 MNIST test images; "
                        "see notebook 07), seed " + ", ".join(sorted({str(ev.get('seed', 0)) for ev in evaluations}))

@@ -151,6 +151,7 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from .checkpoint import export_weights
+    from .evaluate import missing_report_fields
 
     evaluations = []
     for f in args.evaluation:
@@ -158,7 +159,7 @@ def run_export(args: argparse.Namespace) -> int:
             ev = json.loads(Path(f).read_text())
         except (OSError, ValueError) as e:
             raise UsageError(f"--evaluation {f}: cannot read it as JSON ({e})") from e
-        missing = [k for k in ("n", "fid", "histogram_deviation", "step") if k not in ev]
+        missing = missing_report_fields(ev, also=("step",))
         if missing:
             raise UsageError(f"--evaluation {f}: not a `diffussm evaluate --json` report (missing {missing})")
         evaluations.append(dict(ev, source=f))
@@ -191,6 +192,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from .checkpoint import load_model
     from .evaluate import sample_and_evaluate
+    from .sampling import steps_label
 
     if args.num_samples < 2:
         raise UsageError(f"--num-samples must be >= 2 (FID needs a covariance), got {args.num_samples}")
@@ -202,7 +204,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                     sampler=args.sampler, steps=args.steps, guidance=args.guidance, seed=args.seed,
                                     batch_size=args.batch_size, device=device, progress=not args.no_progress)
     print(f"checkpoint {ckpt.path} (step {ckpt.step}), {args.sampler} "
-          f"{args.steps or ('50' if args.sampler == 'ddim' else 'all')} steps, guidance {args.guidance}")
+          f"{steps_label(args.sampler, args.steps)} steps, guidance {args.guidance}")
     print(report, flush=True)
     if args.json:
         info = dict(report.as_dict(), checkpoint=str(ckpt.path), step=ckpt.step, sampler=args.sampler,

@@ -71,7 +71,7 @@ class LabelEmbedder(nn.Module):
     so ``c = t_emb + y_emb`` carries almost no class signal, the zero-initialised adaLN layers learn
     only timestep directions, and MNIST models of a CPU budget ignore their labels (12% class
     accuracy after 2,000 steps; chance is 10%). DiT gets away with 0.02 over hundreds of thousands of
-    steps. ``tests/test_backbone.py`` trains a tiny model on a task that only the label can solve.
+    steps. ``tests/test_train.py`` trains tiny models on a task that only the label can solve.
     """
 
     def __init__(self, num_classes: int, dim: int, init_std: float = LABEL_INIT_STD):

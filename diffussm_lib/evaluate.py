@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import torch
 
@@ -109,6 +109,12 @@ def sample_and_evaluate(model, cfg, n: int, *, conditional: bool = True, sampler
 # The course's targets for its pretrained MNIST model (issue 8): FID-LeNet at N = 10,000 samples,
 # class accuracy of class-conditional samples, and the predicted-class histogram.
 TARGETS = {"n": 10_000, "fid": 5.0, "class_accuracy": 0.97, "histogram_deviation": 0.02}
+REPORT_FIELDS = ("n", "fid", "histogram_deviation")   # what every report has (class_accuracy: None if unconditional)
+
+
+def missing_report_fields(report: dict, also: Sequence[str] = ()) -> List[str]:
+    """The fields of ``REPORT_FIELDS`` (and ``also``) that ``report`` lacks or holds as None."""
+    return [k for k in (*REPORT_FIELDS, *also) if report.get(k) is None]
 
 
 def target_check(report: dict, targets: dict = TARGETS) -> dict:
@@ -118,7 +124,7 @@ def target_check(report: dict, targets: dict = TARGETS) -> dict:
     n at least the target's N (FID is biased upwards at small N, so a smaller N cannot count), FID and
     histogram deviation at most, class accuracy at least their targets (unconditional reports fail it).
     """
-    missing = [k for k in ("n", "fid", "histogram_deviation") if report.get(k) is None]
+    missing = missing_report_fields(report)
     if missing:
         raise ValueError(f"evaluation report lacks {missing}: expected the fields of EvalReport")
     acc = report.get("class_accuracy")

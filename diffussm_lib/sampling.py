@@ -27,6 +27,15 @@ from .data import to_uint8
 from .diffusion import NoiseSchedule, ddim_sample, ddpm_sample
 
 SAMPLERS = ("ddpm", "ddim")
+DDIM_DEFAULT_STEPS = 50            # ``generate``'s DDIM steps when none are given (DDPM: all T)
+
+
+def steps_label(sampler: str, steps: Optional[int]) -> str:
+    """How many sampling steps ``generate(sampler=..., steps=...)`` takes, as text for reports."""
+    if steps:
+        return str(steps)
+    return str(DDIM_DEFAULT_STEPS) if sampler == "ddim" else "all"
+
 UNCONDITIONAL_LABEL = -1   # the value stored in samples.npz for an image sampled without a label
 
 
@@ -103,7 +112,7 @@ def generate(model: nn.Module, schedule: NoiseSchedule, n: int, labels: Optional
                           generator=g, device=device)
             shape = (b, channels, image_size, image_size)
             if sampler == "ddim":
-                x = ddim_sample(model, sched, shape, y, steps=50 if steps is None else steps, eta=eta, **common)
+                x = ddim_sample(model, sched, shape, y, steps=DDIM_DEFAULT_STEPS if steps is None else steps, eta=eta, **common)
             else:
                 x = ddpm_sample(model, sched, shape, y, steps=steps, **common)
             out.append(x.float().clamp(-1, 1).cpu())

@@ -585,9 +585,11 @@ class Trainer:
         ranks (so that they stop after the same update)."""
         if max_seconds is None:
             return False
-        flag = torch.tensor([1.0 if self.train_seconds >= max_seconds else 0.0], device=self.device)
-        if self.dist.enabled:
-            dist.broadcast(flag, src=0)
+        spent = self.train_seconds >= max_seconds
+        if not self.dist.enabled:
+            return spent
+        flag = torch.tensor([1.0 if spent else 0.0], device=self.device)
+        dist.broadcast(flag, src=0)
         return bool(flag.item())
 
     def _result(self) -> TrainResult:
