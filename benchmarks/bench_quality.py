@@ -9,7 +9,7 @@ data and optimiser; 1.41 M vs 1.27 M parameters) for the same training-time budg
 other on the same machine (``--threads`` torch threads), then evaluates both with FID-LeNet against the
 MNIST test set, the real-vs-real floor at the same N, class accuracy and the class histogram
 (``--equal-steps`` adds a DiT run of as many steps as DiffuSSM took, whatever the time).
-``ablations`` trains each variant of ``diffussm_lib.comparison.ABLATIONS`` for the same budget.
+``ablations`` trains each variant of ``diffussm_lib.evaluation.ABLATIONS`` for the same budget.
 ``scaling`` counts forward FLOPs and times one forward pass (batch 1) of both backbones from 28x28 to
 256x256 inputs (patch 2, width 128, depth 4).
 
@@ -30,11 +30,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from diffussm_lib.comparison import (ABLATIONS, as_json, evaluate_run, results_table, scaling_rows,  # noqa: E402
-                                     scaling_table, train_for_budget, variant)
 from diffussm_lib.config import load_config  # noqa: E402
 from diffussm_lib.data import dataset_from_config  # noqa: E402
 from diffussm_lib.env import environment_report  # noqa: E402
+from diffussm_lib.evaluation import (ABLATIONS, as_json, evaluate_run, results_table, scaling_rows,  # noqa: E402
+                                     scaling_table, train_for_budget, variant)
 from diffussm_lib.sampling import make_grid, save_png  # noqa: E402
 
 

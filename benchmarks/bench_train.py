@@ -27,7 +27,7 @@ from diffussm_lib.config import load_config  # noqa: E402
 from diffussm_lib.data import ImageDataset  # noqa: E402
 from diffussm_lib.env import environment_report  # noqa: E402
 from diffussm_lib.models import count_params  # noqa: E402
-from diffussm_lib.trainer import Trainer  # noqa: E402
+from diffussm_lib.training import Trainer  # noqa: E402
 
 
 def random_dataset(cfg, n: int) -> ImageDataset:

@@ -1,23 +1,51 @@
-"""diffussm_lib: the library the DiffuSSM course builds, one module per idea.
+"""diffussm_lib: the library the DiffuSSM course builds. Its folders follow the notebooks.
 
-Modules
--------
-env        environment report, the fast-mode knob, seeding, device choice
-data       MNIST (download + md5 verification, no torchvision) and 1/3-channel image datasets
-config     typed dataclass configs loaded from YAML, with strict key/type checking
-ssm           S4D, selective scan, causal conv1d, the bidirectional SSM layer  (notebooks 01-02)
-conditioning  timestep/class embeddings (with the null class), adaLN-Zero       (notebook 03)
-patches       patchify/unpatchify in raster order, size checks, input/output heads
-hourglass     the DiffuSSM block: up, bidirectional SSM, down, gate, skip
-denoiser      the skeleton shared by DiffuSSM and DiT
-diffussm      the DiffuSSM denoiser;   dit: the DiT baseline of the same interface
-models        build_model(ModelConfig), parameter and FLOP counts
-diffusion     noise schedules, q_sample, losses, DDPM/DDIM samplers, guidance  (notebook 04)
-ema, checkpoint, trainer, sampling, cli   training, atomic safetensors checkpoints, the CLI (notebook 05)
-viewer        the denoising viewer (ipywidgets) and its GIF                      (notebook 06)
-lenet, fid    FID-LeNet: fixed MNIST feature extractor, Fréchet distance, class checks
+    ssm/         01-02  S4D, the selective scan, causal conv1d, the bidirectional SSM layer
+    models/      03     the DiffuSSM denoiser (start reading at models/diffussm.py), DiT, factory, FLOPs
+    diffusion/   04     schedules, losses, DDPM / DDIM samplers, guidance, the sampler registry
+    training/    05     the training step and loop, callbacks, EMA, DDP, checkpoints, export
+    sampling/    06     generate, image files, the denoising viewer
+    evaluation/  07     FID-LeNet, evaluate, comparisons at equal compute, scaling
+    env, config, data, atomic, cli: what every chapter uses (environment report and devices, strict
+    YAML configs, verified datasets, atomic file writes, the ``diffussm`` command).
 
-Sub-modules are imported lazily by name, e.g. ``from diffussm_lib.data import load_mnist``.
+Glossary of dimension letters
+-----------------------------
+One meaning per letter, in every module, docstring and notebook (the paper's name in brackets):
+
+    B   batch size
+    C   image channels (1 for MNIST)
+    H, W  image height and width
+    p   patch size (the paper uses none: p = 1)
+    L   sequence length the SSM sees, L = H W / p^2                        [L]
+    M   hourglass ratio: the dense layers see J = L / M tokens              [M]
+    J   shortened length, J = L / M: the residual stream of DiffuSSM        [J]
+    D   model width (hidden_dim)                                            [D]
+    N   SSM state size (d_state; S4D keeps N/2 complex modes)              [N]
+    T   diffusion steps of the noise schedule (1000)                        [T]
+    S   a residual stream's length (J for DiffuSSM, L for DiT); elsewhere the number of sampling steps
+    F   feature width of a token (C p^2 after patchify)
+
+Modules say "dimension letters: the glossary in diffussm_lib/__init__.py" instead of repeating it.
 """
+from .env import __version__  # noqa: I001  (first: the version has no dependencies)
+from .env import environment_report, fast_mode, by_mode, seed_everything, resolve_device
+from .config import ExperimentConfig, ModelConfig, load_config
+from .data import mnist_dataset
+from .ssm import S4D, BidirectionalSSM, SelectiveSSM, causal_conv1d, selective_scan
+from .models import DiffuSSM, DiffuSSMBlock, DiT, Hourglass, build_model, count_flops, count_params
+from .diffusion import NoiseSchedule, ddim_sample, ddpm_sample, diffusion_loss, q_sample
+from .training import EMA, Callback, Trainer, export_weights, load_checkpoint, load_model
+from .sampling import compute_frames, denoising_viewer, generate, make_grid, save_gif
+from .evaluation import evaluate_checkpoint, evaluate_images, sample_and_evaluate, target_check
 
-__version__ = "0.1.0"
+__all__ = [
+    "__version__", "environment_report", "fast_mode", "by_mode", "seed_everything", "resolve_device",
+    "ExperimentConfig", "ModelConfig", "load_config", "mnist_dataset",
+    "S4D", "BidirectionalSSM", "SelectiveSSM", "causal_conv1d", "selective_scan",
+    "DiffuSSM", "DiffuSSMBlock", "DiT", "Hourglass", "build_model", "count_flops", "count_params",
+    "NoiseSchedule", "ddim_sample", "ddpm_sample", "diffusion_loss", "q_sample",
+    "EMA", "Callback", "Trainer", "export_weights", "load_checkpoint", "load_model",
+    "compute_frames", "denoising_viewer", "generate", "make_grid", "save_gif",
+    "evaluate_checkpoint", "evaluate_images", "sample_and_evaluate", "target_check",
+]

@@ -28,6 +28,16 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+from .atomic import atomic_write_text
+from .config import ConfigError, load_config
+from .data import DataError
+from .diffusion import DDIM_DEFAULT_STEPS, SAMPLERS, NoiseSchedule, steps_label
+from .env import resolve_device
+from .evaluation import EvalReport, evaluate_checkpoint, missing_report_fields
+from .sampling import generate, grid_columns, parse_labels, save_samples
+from .training import (CHECKPOINT_NAME, CheckpointError, NonFiniteLossError, Trainer, export_weights,
+                       load_checkpoint, load_model, shutdown_distributed)
+
 EXIT_USAGE = 2
 EXIT_NONFINITE = 3
 
@@ -52,10 +62,6 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .checkpoint import CHECKPOINT_NAME, load_checkpoint
-    from .config import load_config
-    from .trainer import Trainer, shutdown_distributed
-
     out = Path(args.output_dir) if args.output_dir else None
     if args.config:
         cfg = load_config(args.config)
@@ -93,8 +99,8 @@ def add_sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint file, run folder, or exported weights folder")
     p.add_argument("--output-dir", required=True, help="where samples.npz and grid.png go")
     p.add_argument("--num-samples", type=int, default=8, help="number of images N (default 8)")
-    p.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddim", help="default ddim")
-    p.add_argument("--steps", type=int, help="sampling steps (default: 50 for ddim, all T for ddpm)")
+    p.add_argument("--sampler", choices=tuple(SAMPLERS), default="ddim", help="default ddim")
+    p.add_argument("--steps", type=int, help=f"sampling steps (default: {DDIM_DEFAULT_STEPS} for ddim, all T for ddpm)")
     p.add_argument("--guidance", type=float, default=1.0,
                    help="classifier-free guidance scale w (1 = plain conditional; needs --labels)")
     p.add_argument("--labels", help="'all' (every class in equal numbers) or a list like 0,1,7 (repeated "
@@ -109,15 +115,9 @@ def add_sample_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    import torch
-
-    from .checkpoint import load_model
-    from .diffusion import NoiseSchedule
-    from .sampling import generate, grid_columns, parse_labels, save_samples
-
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
-    device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     model, cfg, ckpt = load_model(args.checkpoint, which=args.weights, device=device)
     labels = parse_labels(args.labels, args.num_samples, cfg.model.num_classes)
     schedule = NoiseSchedule.from_config(cfg.diffusion)
@@ -131,7 +131,7 @@ def run_sample(args: argparse.Namespace) -> int:
     info = {"checkpoint": str(ckpt.path), "step": ckpt.step, "weights": args.weights, "sampler": args.sampler,
             "steps": args.steps, "guidance": args.guidance, "labels": args.labels, "seed": args.seed,
             "eta": args.eta, "num_samples": args.num_samples, "clip_x0": not args.no_clip}
-    (Path(args.output_dir) / "sample_args.json").write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write_text(Path(args.output_dir) / "sample_args.json", json.dumps(info, indent=2) + "\n")
     print(f"wrote {args.num_samples} samples from {ckpt.path} (step {ckpt.step}) to {npz} and {grid}", flush=True)
     return 0
 
@@ -150,9 +150,6 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .checkpoint import export_weights
-    from .evaluate import missing_report_fields
-
     evaluations = []
     for f in args.evaluation:
         try:
@@ -175,8 +172,8 @@ def run_export(args: argparse.Namespace) -> int:
 def add_evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint file, run folder, or exported weights folder")
     p.add_argument("--num-samples", type=int, default=10000, help="N (default 10000); FID is compared at equal N")
-    p.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddim", help="default ddim")
-    p.add_argument("--steps", type=int, help="sampling steps (default: 50 for ddim, all T for ddpm)")
+    p.add_argument("--sampler", choices=tuple(SAMPLERS), default="ddim", help="default ddim")
+    p.add_argument("--steps", type=int, help=f"sampling steps (default: {DDIM_DEFAULT_STEPS} for ddim, all T for ddpm)")
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale w")
     p.add_argument("--unconditional", action="store_true",
                    help="sample without labels (default: every class in equal numbers)")
@@ -188,28 +185,18 @@ def add_evaluate_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import torch
-
-    from .checkpoint import load_model
-    from .evaluate import sample_and_evaluate
-    from .sampling import steps_label
-
     if args.num_samples < 2:
         raise UsageError(f"--num-samples must be >= 2 (FID needs a covariance), got {args.num_samples}")
     if args.unconditional and args.guidance != 1.0:
         raise UsageError("--guidance needs class labels: drop --unconditional or use --guidance 1")
-    device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, cfg, ckpt = load_model(args.checkpoint, device=device)
-    report, _ = sample_and_evaluate(model, cfg, args.num_samples, conditional=not args.unconditional,
-                                    sampler=args.sampler, steps=args.steps, guidance=args.guidance, seed=args.seed,
-                                    batch_size=args.batch_size, device=device, progress=not args.no_progress)
-    print(f"checkpoint {ckpt.path} (step {ckpt.step}), {args.sampler} "
+    info = evaluate_checkpoint(args.checkpoint, args.num_samples, conditional=not args.unconditional,
+                               sampler=args.sampler, steps=args.steps, guidance=args.guidance, seed=args.seed,
+                               batch_size=args.batch_size, device=args.device, progress=not args.no_progress)
+    print(f"checkpoint {info['checkpoint']} (step {info['step']}), {args.sampler} "
           f"{steps_label(args.sampler, args.steps)} steps, guidance {args.guidance}")
-    print(report, flush=True)
+    print(EvalReport(**{k: info[k] for k in EvalReport.__dataclass_fields__}), flush=True)
     if args.json:
-        info = dict(report.as_dict(), checkpoint=str(ckpt.path), step=ckpt.step, sampler=args.sampler,
-                    steps=args.steps, guidance=args.guidance, seed=args.seed, conditional=not args.unconditional)
-        Path(args.json).write_text(json.dumps(info, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(info, indent=2) + "\n")
     return 0
 
 
@@ -245,11 +232,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``diffussm`` console script. Returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .data import DataError
-    from .trainer import NonFiniteLossError
-
     debug = os.environ.get("DIFFUSSM_DEBUG", "") not in ("", "0")
     try:
         return int(args._run(args) or 0)

@@ -1,19 +1,12 @@
 """Image data without torchvision: MNIST (and CIFAR-10) files, verified; 1- and 3-channel datasets.
 
-Where the files live
---------------------
-A *data root* holds one folder per dataset (``<root>/mnist``, ``<root>/cifar10``). The root is, in
-order: the ``root=`` argument, the ``DIFFUSSM_DATA_DIR`` environment variable, or
-``$XDG_CACHE_HOME/diffussm`` (``~/.cache/diffussm``). Missing files are downloaded from public
-mirrors into the dataset folder; every file is verified by the md5 of its *decompressed* bytes
-(so ``.gz`` and raw copies are both accepted) before it is used. A corrupt or truncated file is
-never used: it raises ``DataError`` naming the file.
-
-Shapes
-------
-``load_mnist`` returns ``images`` uint8 (N, 28, 28) and ``labels`` int64 (N,).
-``ImageDataset`` yields ``x`` float32 (C, H, W) scaled to [-1, 1] (optionally zero-padded, i.e.
-padded with the background value -1, to ``pad_to`` x ``pad_to``) and ``y`` int64 ().
+A *data root* holds one folder per dataset (``<root>/mnist``, ``<root>/cifar10``): the ``root=``
+argument, else ``$DIFFUSSM_DATA_DIR``, else ``$XDG_CACHE_HOME/diffussm`` (``~/.cache/diffussm``).
+Missing files are downloaded from public mirrors; every file is verified by the md5 of its
+*decompressed* bytes (``.gz`` and raw copies both work) before use, and a corrupt or truncated file
+raises ``DataError`` naming it. ``load_mnist`` returns images uint8 (N, 28, 28) and labels int64
+(N,); ``ImageDataset`` yields x float32 (C, H, W) in [-1, 1] (optionally padded with the background
+value -1 to ``pad_to`` x ``pad_to``) and y int64 ().
 """
 from __future__ import annotations
 
@@ -23,7 +16,6 @@ import io
 import os
 import struct
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 from functools import lru_cache
@@ -32,7 +24,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
+
+from .atomic import atomic_write_bytes
 
 DATA_ENV_VAR = "DIFFUSSM_DATA_DIR"
 
@@ -59,8 +54,8 @@ def md5_of(data: bytes) -> str:
 
 
 def _download(urls: Sequence[str], dest: Path, check) -> None:
-    """Try each URL; write to a temporary file beside ``dest``; ``check(raw_bytes)`` must pass
-    before the atomic rename, so a failed or corrupt download never leaves a file behind."""
+    """Try each URL in turn; ``check(raw_bytes)`` must pass before the bytes are written (atomically),
+    so a failed or corrupt download never leaves a file behind."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for url in urls:
@@ -71,14 +66,7 @@ def _download(urls: Sequence[str], dest: Path, check) -> None:
         except (urllib.error.URLError, OSError, DataError, ValueError) as e:
             errors.append(f"{url}: {e}")
             continue
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(raw)
-            os.replace(tmp, dest)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write_bytes(dest, raw)
         return
     raise DataError("download failed for " + dest.name + ":\n  " + "\n  ".join(errors))
 
@@ -239,8 +227,6 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 def load_image_folder(path: str | os.PathLike, channels: int = 3) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Images from ``path/<class>/<image>``: (images uint8 (N, H, W, C), labels int64 (N,), class
     names sorted). All images must share one size. ``channels`` is 1 (grey) or 3 (RGB)."""
-    from PIL import Image
-
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"image folder not found: {root}")

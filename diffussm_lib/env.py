@@ -1,4 +1,4 @@
-"""The environment a notebook or script runs in: one-line report, fast-mode knob, seeding.
+"""The environment a notebook or script runs in: one-line report, fast-mode knob, seeding, devices.
 
 Every notebook starts with ``print(environment_report())`` so that a reader knows which torch,
 which device and which SSM kernels produced the numbers below it.
@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import platform
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
 
+__version__ = "0.1.0"
 FAST_ENV_VAR = "DIFFUSSM_FAST"
 
 
@@ -34,6 +37,39 @@ def by_mode(full, fast):
 def default_device() -> torch.device:
     """CUDA if available, else CPU. (MPS is not used: the FFT paths are unreliable there.)"""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to run on: ``device`` when given (e.g. "cpu", "cuda:1"), else ``default_device()``.
+    The one place where the library chooses a device."""
+    return torch.device(device) if device is not None else default_device()
+
+
+def model_device(model) -> torch.device:
+    """The device of a model's first parameter (CPU for a model without parameters)."""
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def hardware_description(device: torch.device, world_size: int = 1) -> str:
+    """e.g. "1 x NVIDIA H100 80GB HBM3" or "CPU AMD EPYC ..., 2 torch threads"."""
+    if device.type == "cuda":
+        return f"{world_size} x {torch.cuda.get_device_name(device)}"
+    procs = f" x {world_size} processes" if world_size > 1 else ""
+    return f"CPU {cpu_name()}, {torch.get_num_threads()} torch threads{procs}"
 
 
 def seed_everything(seed: int) -> torch.Generator:

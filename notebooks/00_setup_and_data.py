@@ -178,15 +178,15 @@ print("3-channel item:", tuple(rgb_ds[0][0].shape), "channels:", rgb_ds.channels
 # %% [markdown]
 # ## The course map
 #
-# | # | notebook | builds | library module |
+# | # | notebook | builds | library folder |
 # |---|---|---|---|
-# | 00 | setup and data | the loader, this tour | `diffussm_lib.data`, `.config`, `.env` |
-# | 01 | state space models | continuous SSM, discretisation, S4D kernel, FFT convolution | `diffussm_lib.ssm` |
-# | 02 | selective and bidirectional SSM | Mamba's selective scan, a fast CPU scan, the bidirectional layer | `diffussm_lib.ssm` |
-# | 03 | the hourglass DiffuSSM block | block, adaLN-Zero conditioning, the denoiser, the DiT baseline | `diffussm_lib.hourglass`, `.diffussm`, `.dit` |
-# | 04 | diffusion | schedules, loss, DDPM/DDIM samplers, guidance | `diffussm_lib.diffusion` |
-# | 05 | training | the training loop, EMA, checkpoints, the CLI | `diffussm_lib.trainer`, `.checkpoint`, `.cli` |
-# | 06 | sampling | the denoising viewer with sliders | `diffussm_lib.viewer`, `.sampling` |
-# | 07 | evaluation | FID-LeNet, DiffuSSM vs DiT at equal compute, ablations | `diffussm_lib.lenet`, `.fid`, `.evaluate` |
+# | 00 | setup and data | the loader, this tour | `diffussm_lib/data.py`, `config.py`, `env.py` |
+# | 01 | state space models | continuous SSM, discretisation, S4D kernel, FFT convolution | `diffussm_lib/ssm/` |
+# | 02 | selective and bidirectional SSM | Mamba's selective scan, a fast CPU scan, the bidirectional layer | `diffussm_lib/ssm/` |
+# | 03 | the hourglass DiffuSSM block | block, adaLN-Zero conditioning, the denoiser, the DiT baseline | `diffussm_lib/models/` (start reading at `models/diffussm.py`) |
+# | 04 | diffusion | schedules, loss, DDPM/DDIM samplers, guidance | `diffussm_lib/diffusion/` |
+# | 05 | training | the training loop, EMA, checkpoints, the CLI | `diffussm_lib/training/`, `cli.py` |
+# | 06 | sampling | the denoising viewer with sliders | `diffussm_lib/sampling/` |
+# | 07 | evaluation | FID-LeNet, DiffuSSM vs DiT at equal compute, ablations | `diffussm_lib/evaluation/` |
 #
 # Next: **01 · State space models**, where we build the long-range layer that replaces attention.

@@ -89,7 +89,7 @@ print("p = 2 ->", my_patchify(img, 2).shape, "  token 1 = patch (0, 1):", my_pat
 # its inverse `unpatchify` are shared by both backbones.
 
 # %%
-from diffussm_lib.patches import check_image_size, group_tokens, patchify, unpatchify
+from diffussm_lib.models import check_image_size, group_tokens, patchify, unpatchify
 
 x = torch.randn(2, 3, 8, 12)
 for p in (1, 2, 4):
@@ -175,7 +175,7 @@ print("O   (gate)          ", tuple(O.shape), "= (B, J, D)")
 # any length (no parameter depends on L: the defect of a dense L x J token-mixing matrix is gone).
 
 # %%
-from diffussm_lib.hourglass import Hourglass
+from diffussm_lib.models import Hourglass
 
 hg = Hourglass(D, M, ssm)
 with torch.no_grad():
@@ -257,7 +257,7 @@ for (D_, M_, L_) in [(64, 2, 256), (96, 4, 1024), (32, 1, 100)]:
 # `nn.Embedding`) puts both signals on the same scale from step 0.
 
 # %%
-from diffussm_lib.conditioning import LabelEmbedder, modulate, timestep_features
+from diffussm_lib.models import LabelEmbedder, modulate, timestep_features
 
 def my_timestep_features(t, dim, max_period=10_000.0):
     half = dim // 2
@@ -273,9 +273,9 @@ torch.testing.assert_close(labels(None, batch=2), labels(torch.tensor([10, 10]))
 print("timestep features match; y = None is the null class")
 
 # %%
-from diffussm_lib.hourglass import DiffuSSMBlock
+from diffussm_lib.models import DiffuSSMBlock
 
-block = DiffuSSMBlock(D, M, ssm=BidirectionalSSM(D, core="s4d"))
+block = DiffuSSMBlock(D, M, BidirectionalSSM(D, core="s4d"))
 x_stream, c = torch.randn(2, J, D), torch.randn(2, D)
 
 def my_block(x, c):

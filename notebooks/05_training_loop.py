@@ -20,7 +20,7 @@
 #
 # Notebooks 01-03 built the DiffuSSM denoiser, notebook 04 the diffusion loss and the samplers. Here we
 # put them together into a **training loop**, one piece at a time, then hand the loop over to the
-# library (`diffussm_lib.trainer`, the `diffussm train` command) and check that it does exactly what
+# library (`diffussm_lib.training`, the `diffussm train` command) and check that it does exactly what
 # we wrote.
 #
 # **Objectives.** By the end of this notebook you can
@@ -141,7 +141,7 @@ print(f"this notebook trains: {cfg.name} (width {cfg.model.hidden_dim}, depth {c
 # batch `s % steps_per_epoch`), which will make resuming a run exact.
 
 # %%
-from diffussm_lib.trainer import epoch_batches
+from diffussm_lib.training import epoch_batches
 
 data = dataset_from_config(cfg.data, "train")
 print("dataset:", len(data), "images", tuple(data.x.shape[1:]), "range", (data.x.min().item(), data.x.max().item()))
@@ -204,7 +204,7 @@ assert abs(frac - tc.label_dropout) < 0.01 and torch.equal(dropped[dropped != 10
 # step number alone fixes them: a resumed run draws exactly what the original would have.
 
 # %%
-from diffussm_lib.trainer import step_generator, step_seed
+from diffussm_lib.training import step_generator, step_seed
 
 a = torch.randn(3, generator=step_generator(tc.seed, 41))
 b = torch.randn(3, generator=step_generator(tc.seed, 41))
@@ -222,7 +222,7 @@ assert torch.equal(a, b) and not torch.equal(a, c)
 # an early jump that the zero-initialised network would take a while to recover from. By hand:
 
 # %%
-from diffussm_lib.trainer import lr_at, make_optimizer
+from diffussm_lib.training import lr_at, make_optimizer
 
 
 def my_lr(step, base_lr, warmup):
@@ -269,10 +269,10 @@ model.zero_grad()
 # samples visibly better (DDPM, DiT and the DiffuSSM paper all sample from it). With d = 0.999 the
 # average spans about 1/(1-d) = 1000 steps, so early on it would still remember the random
 # initialisation; the library therefore ramps the decay up as `min(d, (1 + n) / (10 + n))` after
-# n updates. By hand, on a plain dict of tensors, against `diffussm_lib.ema.EMA`:
+# n updates. By hand, on a plain dict of tensors, against `diffussm_lib.training.EMA`:
 
 # %%
-from diffussm_lib.ema import EMA, ema_decay_at
+from diffussm_lib.training import EMA, ema_decay_at
 
 lin = torch.nn.Linear(4, 3)
 ema_lib = EMA(lin, decay=0.999)
@@ -301,7 +301,7 @@ print("decays used:", [round(ema_decay_at(n, 0.999), 3) for n in range(5)], "...
 # only if it is clearly faster (at least 10%). Same weights, same batch, same random numbers:
 
 # %%
-from diffussm_lib.trainer import autocast_context
+from diffussm_lib.training import autocast_context
 
 
 def time_steps(precision, n):
@@ -413,13 +413,13 @@ print(f"{N_HAND} steps: loss {hand_losses[0]:.3f} -> mean of the last 10 {np.mea
 # %% [markdown]
 # ## 10. The library's `Trainer` does exactly this
 #
-# `diffussm_lib.trainer.Trainer` is this loop plus the bookkeeping: logging, sample grids,
+# `diffussm_lib.training.Trainer` is this loop plus the bookkeeping: logging, sample grids,
 # checkpoints, resuming, and DistributedDataParallel. Run for the same number of steps from the
 # same config, it must end with the same weights (same process, same machine: in practice bit for
 # bit; we allow float rounding):
 
 # %%
-from diffussm_lib.trainer import Trainer
+from diffussm_lib.training import Trainer
 
 trainer = Trainer(hand_cfg, None, dataset=data, device=device, progress=False, log=lambda m: None)
 result = trainer.train(max_steps=N_HAND)
@@ -445,7 +445,7 @@ print(f"hand-written loop == Trainer after {result.step} steps (largest EMA weig
 #   complete checkpoint or the new one, never half of one.
 
 # %%
-from diffussm_lib import checkpoint as C
+from diffussm_lib.training import checkpoint as C
 
 run_dir = RUNS / "05_demo"
 path = trainer.save_checkpoint(run_dir / C.CHECKPOINT_NAME)
@@ -491,10 +491,13 @@ print("resumed run == uninterrupted run")
 #
 # Now the default config, with the live loss plot and a sample grid every 500 steps (the EMA model,
 # labels 0-9 twice, DDIM 50 steps, guidance 2, always from the same noise so that you can watch the
-# same digits form). A `Callback` receives the trainer's log records and grids:
+# same digits form). A `Callback` receives the trainer's log records and grids. The trainer's own
+# bookkeeping is made of callbacks too (`diffussm_lib/training/callbacks.py`): `ProgressBar`,
+# `MetricsLog` (the `metrics.jsonl` file) and `SampleGrids`; yours come after them, and
+# `trainer.callbacks` is a plain list, so a notebook can add or drop one:
 
 # %%
-from diffussm_lib.trainer import Callback
+from diffussm_lib.training import Callback
 
 
 class Live(Callback):
@@ -546,6 +549,7 @@ else:
     real = Trainer(real_cfg, RUNS / "mnist_diffussm_nb05", dataset=data, device=device, callbacks=[live])
     res = real.train(resume=True)
 print(f"{plan}: step {res.step}, {res.train_seconds / 60:.1f} min of training, {res.images_per_sec:.0f} images/s")
+print("callbacks:", [type(cb).__name__ for cb in real.callbacks])
 
 # %%
 final = real.sample_grid()

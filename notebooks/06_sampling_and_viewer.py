@@ -95,7 +95,7 @@ def show_grid(images, ncol, title=None, ax=None, scale=1.0):
 # which of the two you have.
 
 # %%
-from diffussm_lib.checkpoint import WEIGHTS_NAME, load_model
+from diffussm_lib.training import WEIGHTS_NAME, load_model
 
 if (PRETRAINED / WEIGHTS_NAME).is_file():
     model, cfg, ckpt = load_model(PRETRAINED, which="ema", device=device)
@@ -103,7 +103,7 @@ if (PRETRAINED / WEIGHTS_NAME).is_file():
 else:
     from diffussm_lib.config import load_config
     from diffussm_lib.data import ImageDataset, load_mnist
-    from diffussm_lib.trainer import Trainer
+    from diffussm_lib.training import Trainer
 
     why = f"no checkpoint in {PRETRAINED.relative_to(ROOT)}"
     cfg = load_config(ROOT / "configs" / "tiny.yaml")
@@ -192,12 +192,12 @@ print(f"{len(xs)} steps recorded; x_T: mean {xs[0].mean():+.3f}, std {xs[0].std(
 
 # %% [markdown]
 # The library does exactly this (the samplers record it with `return_trajectory=True`), and
-# `diffussm_lib.viewer.compute_frames` turns the record into **frames**: one per step, plus a last
+# `diffussm_lib.sampling.compute_frames` turns the record into **frames**: one per step, plus a last
 # frame holding the final sample. The first frame is pure noise, the last is what the sampler
 # returns. We check both against the loop above:
 
 # %%
-from diffussm_lib.viewer import compute_frames, denoising_viewer, save_gif, strip_figure
+from diffussm_lib.sampling import compute_frames, denoising_viewer, save_gif, strip_figure
 
 frames = compute_frames(model, schedule, y_demo, x_T=x_T, sampler="ddim", steps=S_demo, guidance=w_demo,
                         prediction=PRED, clip_x0=True)
@@ -309,7 +309,7 @@ print("DDIM from the same x_T with another seed: identical (deterministic);"
 #   beside x_t. Its frames come from the sampler's own trajectory, so the last one *is* the sample.
 # * Guidance trades diversity for fidelity to the class.
 #
-# The viewer lives in the library: `from diffussm_lib.viewer import denoising_viewer, save_gif`
+# The viewer lives in the library: `from diffussm_lib.sampling import denoising_viewer, save_gif`
 # works in any notebook with any denoiser of the course's interface.
 #
 # **Exercises.** (1) In the viewer, find the step after which the predicted x_0 no longer changes

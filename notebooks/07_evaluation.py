@@ -56,9 +56,9 @@ import torch
 import torch.nn.functional as F
 
 from diffussm_lib.data import mnist_dataset
-from diffussm_lib.evaluate import evaluate_images
-from diffussm_lib.fid import FeatureStats, frechet_distance
-from diffussm_lib.lenet import classify, lenet_card, load_lenet
+from diffussm_lib.evaluation import evaluate_images
+from diffussm_lib.evaluation import FeatureStats, frechet_distance
+from diffussm_lib.evaluation import classify, lenet_card, load_lenet
 
 seed_everything(0)
 N = by_mode(full=10000, fast=1000)          # samples per measurement (FID is compared at equal N only)
@@ -192,7 +192,7 @@ assert rows["only digits 0-4"].histogram_deviation > 0.05 > rows["real digits"].
 from pathlib import Path
 
 import diffussm_lib
-from diffussm_lib.comparison import (ABLATIONS, evaluate_run, results_table, scaling_rows, scaling_table,
+from diffussm_lib.evaluation import (ABLATIONS, evaluate_run, results_table, scaling_rows, scaling_table,
                                      train_for_budget, variant)
 from diffussm_lib.config import load_config
 from diffussm_lib.sampling import make_grid
@@ -308,9 +308,9 @@ assert f["DiT", big] > f["DiffuSSM", big]
 # %%
 import json
 
-from diffussm_lib.checkpoint import load_model, quality_table
-from diffussm_lib.comparison import BudgetRun
-from diffussm_lib.evaluate import TARGETS, target_check
+from diffussm_lib.training import load_model, quality_table
+from diffussm_lib.evaluation import BudgetRun
+from diffussm_lib.evaluation import TARGETS, target_check
 from diffussm_lib.models import count_params
 
 CKPT = ROOT / "checkpoints" / "mnist_diffussm"

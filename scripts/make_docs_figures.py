@@ -18,10 +18,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from diffussm_lib.checkpoint import load_model  # noqa: E402
 from diffussm_lib.diffusion import NoiseSchedule  # noqa: E402
-from diffussm_lib.sampling import generate, make_grid, parse_labels, save_png  # noqa: E402
-from diffussm_lib.viewer import compute_frames, save_gif  # noqa: E402
+from diffussm_lib.sampling import compute_frames, generate, make_grid, parse_labels, save_gif, save_png  # noqa: E402
+from diffussm_lib.training import load_model  # noqa: E402
 
 
 def main() -> None:

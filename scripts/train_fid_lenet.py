@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from diffussm_lib.data import mnist_dataset
-from diffussm_lib.lenet import DEFAULT_WEIGHTS, classify, train_lenet
+from diffussm_lib.evaluation import DEFAULT_WEIGHTS, classify, train_lenet
 
 
 def main():

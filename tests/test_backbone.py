@@ -4,11 +4,11 @@ import math
 import pytest
 import torch
 
-from diffussm_lib.conditioning import (AdaLNZero, ConditionEmbedder, LabelEmbedder, TimestepEmbedder, modulate,
+from diffussm_lib.models import (AdaLNZero, ConditionEmbedder, LabelEmbedder, TimestepEmbedder, modulate,
                                        timestep_features)
-from diffussm_lib.dit import DiTBlock, sincos_2d
-from diffussm_lib.hourglass import DiffuSSMBlock, Hourglass, OffsetLinear, act
-from diffussm_lib.patches import (FinalLayer, PatchEmbed, check_image_size, group_tokens, patchify, ungroup_tokens,
+from diffussm_lib.models import DiTBlock, sincos_2d
+from diffussm_lib.models import DiffuSSMBlock, Hourglass, OffsetLinear, act
+from diffussm_lib.models import (FinalLayer, PatchEmbed, check_image_size, group_tokens, patchify, ungroup_tokens,
                                   unpatchify)
 from diffussm_lib.ssm import BidirectionalSSM
 
@@ -136,7 +136,7 @@ def test_hourglass_works_at_any_length_and_checks_width():
 @pytest.mark.parametrize("M", [1, 2, 4])
 def test_diffussm_block_is_identity_at_init(core, M):
     torch.manual_seed(0)
-    block = DiffuSSMBlock(16, M, core=core, d_state=8)
+    block = DiffuSSMBlock(16, M, BidirectionalSSM(16, core=core, d_state=8))
     x, c = torch.randn(2, 5, 16), torch.randn(2, 16)
     assert torch.equal(block(x, c), x)
     assert block.hourglass.ssm.out_dim == 32
@@ -150,14 +150,14 @@ def test_dit_block_is_identity_at_init():
 
 def test_block_leaves_identity_once_modulation_is_trained():
     torch.manual_seed(0)
-    block = DiffuSSMBlock(16, 2, ssm=BidirectionalSSM(16, core="s4d", d_state=8))
+    block = DiffuSSMBlock(16, 2, BidirectionalSSM(16, core="s4d", d_state=8))
     torch.nn.init.normal_(block.ada.linear.weight, std=0.5)
     x, c = torch.randn(2, 5, 16), torch.randn(2, 16)
     assert not torch.allclose(block(x, c), x)
 
 
 def test_causal_ablation_block_uses_width_d_ssm():
-    block = DiffuSSMBlock(16, 2, core="s4d", bidirectional=False, d_state=8)
+    block = DiffuSSMBlock(16, 2, BidirectionalSSM(16, core="s4d", bidirectional=False, d_state=8))
     assert block.hourglass.ssm.out_dim == 16 and block.hourglass.w_down.in_features == 16
     assert block(torch.randn(1, 4, 16), torch.randn(1, 16)).shape == (1, 4, 16)
 

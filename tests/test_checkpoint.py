@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from _train_helpers import one_thread, tiny_config, with_model  # noqa: F401 (fixture)
-from diffussm_lib import checkpoint as C
-from diffussm_lib.ema import EMA
+from diffussm_lib import training as C
+from diffussm_lib.training import EMA
 from diffussm_lib.models import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")

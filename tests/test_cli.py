@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 
 from _train_helpers import cli_env, one_thread, run_cli, tiny_config, with_model, write_config
-from diffussm_lib import checkpoint as C
+from diffussm_lib import training as C
 from diffussm_lib.cli import main
-from diffussm_lib.trainer import Trainer
+from diffussm_lib.training import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

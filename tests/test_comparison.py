@@ -1,4 +1,4 @@
-"""Equal-budget comparisons (diffussm_lib.comparison): variants, budgets, evaluation rows, scaling."""
+"""Equal-budget comparisons (diffussm_lib.evaluation): variants, budgets, evaluation rows, scaling."""
 import subprocess
 import sys
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from _train_helpers import REPO, cli_env, one_thread, synthetic_dataset, tiny_config  # noqa: F401 (fixture)
-from diffussm_lib.comparison import (ABLATIONS, evaluate_run, results_table, scaling_rows, scaling_table,
+from diffussm_lib.evaluation import (ABLATIONS, evaluate_run, results_table, scaling_rows, scaling_table,
                                      train_for_budget, variant)
 from diffussm_lib.config import load_config
 from diffussm_lib.models import build_model

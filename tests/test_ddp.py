@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from _train_helpers import REPO, cli_env, tiny_config, write_config
-from diffussm_lib import checkpoint as C
+from diffussm_lib import training as C
 
 WORKER = textwrap.dedent("""
     import sys
@@ -17,7 +17,7 @@ WORKER = textwrap.dedent("""
     from safetensors.torch import save_file
     from _train_helpers import synthetic_dataset
     from diffussm_lib.config import load_config
-    from diffussm_lib.trainer import Trainer, shutdown_distributed
+    from diffussm_lib.training import Trainer, shutdown_distributed
 
     cfg = load_config({cfg!r})
     out = {out!r}

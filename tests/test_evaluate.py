@@ -7,7 +7,7 @@ import torch
 
 from _train_helpers import one_thread, run_cli, tiny_config, write_config  # noqa: F401
 from diffussm_lib.data import mnist_dataset
-from diffussm_lib.evaluate import evaluate_images
+from diffussm_lib.evaluation import evaluate_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -45,7 +45,7 @@ def test_cli_evaluate_prints_every_number(tmp_path):
 
 
 def test_target_check_names_each_missed_target():
-    from diffussm_lib.evaluate import TARGETS, target_check
+    from diffussm_lib.evaluation import TARGETS, target_check
     good = {"n": 10_000, "fid": 4.2, "floor": 1.3, "class_accuracy": 0.989, "histogram_deviation": 0.002}
     assert target_check(good) == {"n": True, "fid": True, "class_accuracy": True, "histogram_deviation": True,
                                   "all": True}
@@ -62,8 +62,8 @@ def test_target_check_names_each_missed_target():
 def test_the_pretrained_checkpoint_meets_the_targets_by_its_own_reports():
     """The committed evaluation reports are of the committed weights' step, and one guidance scale meets every
     target (the reports are what `diffussm evaluate --json` wrote; the README and card quote them)."""
-    from diffussm_lib.checkpoint import load_checkpoint
-    from diffussm_lib.evaluate import target_check
+    from diffussm_lib.training import load_checkpoint
+    from diffussm_lib.evaluation import target_check
     root = Path(__file__).resolve().parents[1] / "checkpoints" / "mnist_diffussm"
     if not (root / "model.safetensors").is_file():
         pytest.skip("no pretrained checkpoint in this copy of the course")

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from diffussm_lib.fid import FeatureStats, class_accuracy, frechet_distance, histogram_deviation
-from diffussm_lib.lenet import DEFAULT_WEIGHTS, LeNet, as_classifier_input, classify, lenet_card, load_lenet
+from diffussm_lib.evaluation import FeatureStats, class_accuracy, frechet_distance, histogram_deviation
+from diffussm_lib.evaluation import DEFAULT_WEIGHTS, LeNet, as_classifier_input, classify, lenet_card, load_lenet
 
 
 def test_frechet_distance_closed_forms():

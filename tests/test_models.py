@@ -6,8 +6,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from diffussm_lib.config import ModelConfig, load_config
-from diffussm_lib.diffussm import DiffuSSM
-from diffussm_lib.dit import DiT
+from diffussm_lib.models import DiffuSSM
+from diffussm_lib.models import DiT
 from diffussm_lib.models import (block_flops, build_block, build_model, count_flops, count_params,
                                  diffussm_block_flops_formula, dit_block_flops_formula)
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from _train_helpers import one_thread, synthetic_dataset, tiny_config, with_model  # noqa: F401 (fixture)
-from diffussm_lib import checkpoint as C
+from diffussm_lib import training as C
 from diffussm_lib.diffusion import NoiseSchedule, diffusion_loss, drop_labels
-from diffussm_lib.ema import EMA, ema_decay_at
+from diffussm_lib.training import EMA, ema_decay_at
 from diffussm_lib.models import build_model
 from diffussm_lib.sampling import generate, grid_columns, make_grid, parse_labels, save_samples
-from diffussm_lib.trainer import (NonFiniteLossError, Trainer, epoch_batches, lr_at, make_optimizer,
+from diffussm_lib.training import (NonFiniteLossError, Trainer, epoch_batches, lr_at, make_optimizer,
                                   step_generator)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -76,7 +76,7 @@ def test_resume_continues_as_if_never_stopped(tmp_path):
 def test_time_budget_stops_after_the_update_that_spends_it(tmp_path, monkeypatch):
     """A fake clock makes every update take exactly 1 s: a 2.5 s budget stops after update 3, which is
     checkpointed and logged; resuming with the same budget has nothing left to do."""
-    import diffussm_lib.trainer as T
+    import diffussm_lib.training.trainer as T
 
     ticks = iter(range(10**6))
     monkeypatch.setattr(T.time, "perf_counter", lambda: float(next(ticks)))   # start/end reads 1 s apart

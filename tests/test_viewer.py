@@ -1,4 +1,4 @@
-"""The denoising viewer (diffussm_lib.viewer): frames from the sampler's trajectory, the widget's
+"""The denoising viewer (diffussm_lib.sampling): frames from the sampler's trajectory, the widget's
 state without a browser, the GIF and the static strip. A hand-written analytic denoiser stands in for
 a trained model, so these tests need neither training nor a checkpoint."""
 import matplotlib
@@ -13,7 +13,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from diffussm_lib.diffusion import NoiseSchedule, ddim_sample, ddpm_sample, eps_from_x0  # noqa: E402
-from diffussm_lib.viewer import (ALL_CLASSES, ViewerFrames, compute_frames, denoising_viewer,  # noqa: E402
+from diffussm_lib.sampling import (ALL_CLASSES, ViewerFrames, compute_frames, denoising_viewer,  # noqa: E402
                                  frame_png, render_frame, save_gif, strip_figure, viewer_labels)
 
 SIZE = 12          # H = W of the stand-in's images

@@ -8,16 +8,18 @@ losses        ``diffusion_loss`` (eps or v target) and conversions between eps, 
 guidance      ``guided_eps`` (one batched forward), ``drop_labels`` for training, ``cfg_combine``
 thresholding  ``clip_x0``, ``dynamic_threshold`` (Imagen)
 samplers      ``ddpm_step``, ``ddim_step``, ``ddpm_sample``, ``ddim_sample``, ``SampleResult``
+registry      ``SAMPLERS`` by name, ``default_steps`` (DDIM 50, DDPM all T), ``run_sampler``
 
 The denoiser interface everywhere: ``model(x (B, C, H, W), t long (B,), y long (B,) or None)``
 returning an eps or v prediction (B, C, H, W), or (B, 2C, H, W) with a learned variance (the first C
 channels are the prediction). The "no label" class for guidance is ``null_class`` (default 10 for
 MNIST: the denoiser has 11 label embeddings).
 """
-from .guidance import DEFAULT_NULL_CLASS, cfg_combine, drop_labels, guided_eps
+from .guidance import DEFAULT_NULL_CLASS, cfg_combine, drop_labels, guided_eps, null_class_of
 from .losses import (diffusion_loss, eps_from_v, eps_from_x0, predict_x0_eps, split_channels,
                      v_from_x0_eps, x0_from_eps, x0_from_v)
-from .samplers import (SampleResult, StepOutput, ddim_sample, ddim_step, ddpm_sample, ddpm_step,
+from .registry import SAMPLERS, check_sampler, default_steps, run_sampler, steps_label
+from .samplers import (DDIM_DEFAULT_STEPS, SampleResult, StepOutput, ddim_sample, ddim_step, ddpm_sample, ddpm_step,
                        sampling_timesteps)
 from .schedule import NoiseSchedule, q_sample
 from .thresholding import clip_x0, dynamic_threshold
@@ -26,7 +28,8 @@ __all__ = [
     "NoiseSchedule", "q_sample",
     "diffusion_loss", "x0_from_eps", "eps_from_x0", "v_from_x0_eps", "x0_from_v", "eps_from_v",
     "predict_x0_eps", "split_channels",
-    "DEFAULT_NULL_CLASS", "guided_eps", "drop_labels", "cfg_combine",
+    "DEFAULT_NULL_CLASS", "guided_eps", "drop_labels", "cfg_combine", "null_class_of",
     "clip_x0", "dynamic_threshold",
     "ddpm_step", "ddim_step", "ddpm_sample", "ddim_sample", "sampling_timesteps", "SampleResult", "StepOutput",
+    "DDIM_DEFAULT_STEPS", "SAMPLERS", "check_sampler", "default_steps", "run_sampler", "steps_label",
 ]

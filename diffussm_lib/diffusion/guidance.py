@@ -23,6 +23,12 @@ from torch import Tensor
 DEFAULT_NULL_CLASS = 10  # MNIST: classes 0..9, index 10 = "no label"
 
 
+def null_class_of(model) -> int:
+    """The model's "no label" class: its ``null_class`` attribute (inside a DDP / DataParallel
+    wrapper too), else ``DEFAULT_NULL_CLASS``. The one place that falls back to the default."""
+    return int(getattr(getattr(model, "module", model), "null_class", DEFAULT_NULL_CLASS))
+
+
 def cfg_combine(out_cond: Tensor, out_uncond: Tensor, w: float) -> Tensor:
     """out_uncond + w (out_cond - out_uncond). Both (B, C, H, W); returns (B, C, H, W)."""
     return out_uncond + w * (out_cond - out_uncond)

@@ -35,13 +35,15 @@ from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .guidance import DEFAULT_NULL_CLASS, guided_eps
 from .losses import check_prediction, eps_from_x0, predict_x0_eps, split_channels
 from .schedule import NoiseSchedule
-from .thresholding import apply_x0_constraint
+from .thresholding import apply_x0_constraint, check_x0_constraint
 
 VARIANCES = ("fixed_small", "fixed_large", "learned_range")
+DDIM_DEFAULT_STEPS = 50   # DDIM's number of steps when none are given (DDPM: all T)
 
 
 @dataclass
@@ -217,7 +219,6 @@ def _run(model, schedule, shape, y, step: Callable, ts: Tensor, *, guidance_scal
     rec_t, rec_x, rec_x0 = [], [], []
     it = range(len(steps))
     if progress:
-        from tqdm.auto import tqdm
         it = tqdm(it, desc="sampling")
     for i in it:
         t = steps[i]
@@ -256,7 +257,7 @@ def ddpm_sample(model, schedule: NoiseSchedule, shape: Optional[Sequence[int]], 
     if variance not in VARIANCES:
         raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
     check_prediction(prediction)
-    apply_x0_constraint(torch.zeros(1, 1), clip_x0, dynamic_threshold)  # validates the options early
+    check_x0_constraint(clip_x0, dynamic_threshold)
     ts = _resolve_timesteps(schedule, steps, timesteps)
 
     def step(out, t, x, t_prev):
@@ -269,7 +270,7 @@ def ddpm_sample(model, schedule: NoiseSchedule, shape: Optional[Sequence[int]], 
 
 
 def ddim_sample(model, schedule: NoiseSchedule, shape: Optional[Sequence[int]], y: Optional[Tensor] = None, *,
-                steps: int = 50, eta: float = 0.0, timesteps=None, guidance_scale: float = 1.0,
+                steps: int = DDIM_DEFAULT_STEPS, eta: float = 0.0, timesteps=None, guidance_scale: float = 1.0,
                 null_class: int = DEFAULT_NULL_CLASS, prediction: str = "eps", clip_x0: bool = False,
                 dynamic_threshold: Optional[float] = None, eps_from_clipped_x0: bool = True,
                 generator: Optional[torch.Generator] = None, x_T: Optional[Tensor] = None, device=None,
@@ -282,7 +283,7 @@ def ddim_sample(model, schedule: NoiseSchedule, shape: Optional[Sequence[int]], 
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
     check_prediction(prediction)
-    apply_x0_constraint(torch.zeros(1, 1), clip_x0, dynamic_threshold)
+    check_x0_constraint(clip_x0, dynamic_threshold)
     ts = _resolve_timesteps(schedule, steps, timesteps)
 
     def step(out, t, x, t_prev):

@@ -36,12 +36,17 @@ def dynamic_threshold(x0: Tensor, percentile: float = 0.995) -> Tensor:
     return (torch.maximum(torch.minimum(work, s), -s) / s).to(x0.dtype).reshape(x0.shape)
 
 
-def apply_x0_constraint(x0: Tensor, clip: bool = False, percentile: Optional[float] = None) -> Tensor:
-    """The samplers' option: nothing, clipping (``clip=True``) or dynamic thresholding
-    (``percentile=p``). Asking for both is an error. x0: (B, C, H, W); same shape out."""
+def check_x0_constraint(clip: bool = False, percentile: Optional[float] = None) -> None:
+    """Raise if the samplers' x_0 options ask for both clipping and dynamic thresholding."""
     if clip and percentile is not None:
         raise ValueError("pass either clip_x0=True or dynamic_threshold=p, not both "
                          "(dynamic thresholding already clips to [-1, 1] after rescaling)")
+
+
+def apply_x0_constraint(x0: Tensor, clip: bool = False, percentile: Optional[float] = None) -> Tensor:
+    """The samplers' option: nothing, clipping (``clip=True``) or dynamic thresholding
+    (``percentile=p``). Asking for both is an error. x0: (B, C, H, W); same shape out."""
+    check_x0_constraint(clip, percentile)
     if percentile is not None:
         return dynamic_threshold(x0, percentile)
     if clip:

@@ -1,5 +1,5 @@
 """FID-LeNet's feature extractor: a small MNIST classifier whose 128-d penultimate layer gives
-the features for the Fréchet distance (``diffussm_lib.fid``), and whose predictions tell whether
+the features for the Fréchet distance (``fid.py``), and whose predictions tell whether
 a class-conditional sample shows the digit it was asked for.
 
 Input: x (B, 1, 32, 32) in [-1, 1], the denoiser's own range and size (28x28 images are padded
@@ -17,10 +17,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import pad_images
+from safetensors.torch import load_file
+
+from ..data import pad_images
 
 FEATURE_DIM = 128
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "assets" / "fid_lenet.safetensors"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "fid_lenet.safetensors"
 
 
 class LeNet(nn.Module):
@@ -53,7 +55,6 @@ def as_classifier_input(x: torch.Tensor) -> torch.Tensor:
 
 def load_lenet(path: str | Path = DEFAULT_WEIGHTS) -> LeNet:
     """The committed, fixed extractor (eval mode). Weights are safetensors: nothing is executed."""
-    from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():

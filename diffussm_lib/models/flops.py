@@ -1,80 +1,27 @@
-"""Model factory, parameter counting and FLOP counting.
+"""FLOP counting (notebook 03): what a forward (and backward) pass costs, counted, and in closed form.
 
-* ``build_model(cfg)``: a ``ModelConfig`` -> ``DiffuSSM`` or ``DiT`` (same interface).
-* ``build_block(cfg)``: one block of that architecture (for benchmarks and FLOP curves).
-* ``count_params(module)``.
 * ``count_flops(fn, *inputs)``: torch's own ``FlopCounterMode`` (FLOPs = 2 x multiply-adds of the
-  matrix products), extended with formulas for two kinds of op it does not know:
-  the CPU flash-attention kernel that ``scaled_dot_product_attention`` uses on CPU (counted exactly
-  like the CUDA kernels torch does know) and FFTs (the conventional 2.5 n log2 n per real transform
-  of length n, 5 n log2 n per complex one). Element-wise ops are not counted, as in torch.
+  matrix products), extended with formulas for two kinds of op it does not know: the CPU
+  flash-attention kernel that ``scaled_dot_product_attention`` uses on CPU (counted exactly like
+  the CUDA kernels torch does know) and FFTs (the conventional 2.5 n log2 n per real transform of
+  length n, 5 n log2 n per complex one). Element-wise ops are not counted, as in torch.
+* ``block_flops(cfg, L)``: one block of a config on L tokens.
 * ``diffussm_block_flops_formula`` / ``dit_block_flops_formula``: the closed forms, for comparison.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
-from torch import nn
 from torch.utils import flop_counter as _fc
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import ModelConfig
-from .diffussm import DiffuSSM
-from .dit import DiT, DiTBlock
-from .hourglass import DiffuSSMBlock, make_ssm
+from ..config import ModelConfig
+from .factory import build_block
 
 aten = torch.ops.aten
 
-
-# --------------------------------------------------------------------------------------------
-# Factory
-# --------------------------------------------------------------------------------------------
-def build_model(cfg: ModelConfig, ssm_factory: Optional[Callable[[int], nn.Module]] = None) -> nn.Module:
-    """ModelConfig -> ``DiffuSSM`` (arch "diffussm") or ``DiT`` (arch "dit").
-
-    ``ssm_factory(dim) -> module`` replaces the library's BidirectionalSSM (DiffuSSM only; tests).
-    The model is checked against ``cfg.image_size`` (H = W) so a bad config fails here, not mid-training.
-    """
-    if cfg.arch == "diffussm":
-        model = DiffuSSM(in_channels=cfg.in_channels, hidden_dim=cfg.hidden_dim, depth=cfg.depth,
-                         patch_size=cfg.patch_size, hourglass_ratio=cfg.hourglass_ratio,
-                         num_classes=cfg.num_classes, learn_sigma=cfg.learn_sigma, ssm_core=cfg.ssm_core,
-                         ssm_state=cfg.ssm_state, bidirectional=cfg.bidirectional, ssm_backend=cfg.ssm_backend,
-                         ssm_factory=ssm_factory)
-    elif cfg.arch == "dit":
-        model = DiT(in_channels=cfg.in_channels, hidden_dim=cfg.hidden_dim, depth=cfg.depth,
-                    patch_size=cfg.patch_size, num_classes=cfg.num_classes, learn_sigma=cfg.learn_sigma,
-                    num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio)
-    else:
-        raise ValueError(f"model.arch must be 'diffussm' or 'dit', got {cfg.arch!r}")
-    try:
-        model.check_size(cfg.image_size, cfg.image_size)
-    except ValueError as e:
-        raise ValueError(f"model.image_size={cfg.image_size}: {e}") from None
-    return model
-
-
-def build_block(cfg: ModelConfig, ssm_factory: Optional[Callable[[int], nn.Module]] = None) -> nn.Module:
-    """One block of ``cfg.arch`` at width ``cfg.hidden_dim``: ``block(x (B, S, D), c (B, D))``."""
-    D = cfg.hidden_dim
-    if cfg.arch == "diffussm":
-        ssm = ssm_factory(D) if ssm_factory else make_ssm(D, cfg.ssm_core, cfg.bidirectional, cfg.ssm_state,
-                                                             cfg.ssm_backend)
-        return DiffuSSMBlock(D, cfg.hourglass_ratio, ssm)
-    if cfg.arch == "dit":
-        return DiTBlock(D, cfg.num_heads, cfg.mlp_ratio)
-    raise ValueError(f"model.arch must be 'diffussm' or 'dit', got {cfg.arch!r}")
-
-
-def count_params(module: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
-
-# --------------------------------------------------------------------------------------------
-# FLOP counting
 # --------------------------------------------------------------------------------------------
 def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
     return _fc.sdpa_flop_count(query_shape, key_shape, value_shape)
@@ -133,7 +80,7 @@ def count_flops(fn: Callable, *inputs, backward: bool = False, fft: bool = True)
 
 
 def block_flops(cfg: ModelConfig, L: int, batch: int = 1, device: str | torch.device | None = None,
-                ssm_factory: Optional[Callable[[int], nn.Module]] = None, fft: bool = True) -> int:
+                fft: bool = True) -> int:
     """Forward FLOPs of one block of ``cfg`` on a sequence of ``L`` tokens (DiffuSSM: J = L/M stream tokens).
 
     Built and run on ``device``. Default: ``meta`` for DiT (shapes only: the L^2 attention costs
@@ -143,7 +90,7 @@ def block_flops(cfg: ModelConfig, L: int, batch: int = 1, device: str | torch.de
     if device is None:
         device = "meta" if cfg.arch == "dit" else "cpu"
     with torch.device(device):
-        block = build_block(cfg, ssm_factory)
+        block = build_block(cfg)
         S = L // cfg.hourglass_ratio if cfg.arch == "diffussm" else L
         x = torch.zeros(batch, S, cfg.hidden_dim)
         c = torch.zeros(batch, cfg.hidden_dim)

@@ -8,11 +8,9 @@ number of steps: a cheaper model may take more of them), then measure each with 
 * ``train_for_budget(cfg, seconds)``: train with the library's ``Trainer`` until the budget is spent.
 * ``evaluate_run(run, ...)``: sample from the run's EMA weights and measure FID-LeNet, the real-vs-real
   floor at the same N, class accuracy and the class histogram (``diffussm_lib.evaluate``).
-* ``results_table(runs)``: one markdown table.
-* ``scaling_rows(...)``: forward FLOPs and measured forward time of both backbones from 28x28 to
-  256x256 inputs.
+* ``results_table(runs)``: one markdown table; ``as_json(runs)``: the same as data.
 
-Dimensions: N samples, H = W image size, p patch size, L = (H/p)^2 tokens.
+Dimension letters: the glossary in ``diffussm_lib/__init__.py`` (here N is a number of samples).
 """
 from __future__ import annotations
 
@@ -23,8 +21,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-from .config import ExperimentConfig, ModelConfig
-from .models import build_model, count_flops, count_params
+from ..config import ExperimentConfig, ModelConfig, config_to_dict
+from ..models import count_params
+from ..training import Trainer
+from .evaluate import sample_and_evaluate
 
 # name -> model keys changed from the DiffuSSM config (everything else, training included, is equal)
 ABLATIONS: Dict[str, Dict] = {
@@ -73,8 +73,6 @@ def train_for_budget(cfg: ExperimentConfig, seconds: Optional[float] = None, *, 
     """Train ``cfg`` (no files written) until ``seconds`` of training time or ``max_steps`` updates,
     whichever comes first (at least one of them must be given; ``max_steps`` defaults to a bound
     that the budget always reaches first). ``dataset``: share one loaded dataset between runs."""
-    from .trainer import Trainer
-
     if seconds is None and max_steps is None:
         raise ValueError("train_for_budget needs seconds or max_steps")
     steps = max_steps if max_steps is not None else 10**9
@@ -92,8 +90,6 @@ def evaluate_run(run: BudgetRun, n: int, *, guidance: float = 1.0, sampler: str 
     """Sample ``n`` images (every class in equal numbers) from the run's EMA model and evaluate them
     (``evaluate.sample_and_evaluate``). Appends to and returns ``run.evaluations[-1]``: the
     ``EvalReport`` fields plus the sampling settings and ``sample_seconds`` (sampling and evaluation)."""
-    from .evaluate import sample_and_evaluate
-
     t0 = time.perf_counter()
     report, run.last_images = sample_and_evaluate(run.ema_model, run.config, n, sampler=sampler, steps=steps,
                                                   guidance=guidance, seed=seed, batch_size=batch_size)
@@ -123,73 +119,9 @@ def results_table(runs: Sequence[BudgetRun]) -> str:
     return "\n".join(rows)
 
 
-# --------------------------------------------------------------------------------------------
-# Scaling with the input size
-# --------------------------------------------------------------------------------------------
-def _forward_seconds(model: nn.Module, x, t, y, repeats: int) -> float:
-    """Median time of ``repeats`` forwards (the caller has already run one: no extra warm-up)."""
-    with torch.inference_mode():
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model(x, t, y)
-            times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
-
-
-def scaling_rows(configs: Dict[str, ModelConfig], sizes: Sequence[int] = (28, 32, 64, 128, 256), *,
-                 batch: int = 1, repeats: int = 3, measure_time: bool = True,
-                 max_seconds: Optional[float] = None) -> List[Dict]:
-    """Forward FLOPs (``count_flops``, per image) and median measured forward time (batch ``batch``)
-    of each model config at each image size H = W (the config's patch size, width and depth kept).
-
-    ``max_seconds``: skip timing a model at larger sizes once one forward took longer than this
-    (the FLOPs are still counted). Returns one dict per (config, size).
-    """
-    rows = []
-    slow = set()
-    for size in sizes:
-        for name, mc in configs.items():
-            mc = replace(mc, image_size=size)
-            torch.manual_seed(0)
-            model = build_model(mc).eval()
-            x = torch.randn(batch, mc.in_channels, size, size)
-            t = torch.full((batch,), 500, dtype=torch.long)
-            y = torch.zeros(batch, dtype=torch.long)
-            with torch.inference_mode():
-                flops = count_flops(model, x[:1], t[:1], y[:1])   # per image; also the timing's warm-up
-            seconds = None
-            if measure_time and name not in slow:
-                seconds = _forward_seconds(model, x, t, y, repeats)
-                if max_seconds is not None and seconds > max_seconds:
-                    slow.add(name)
-            rows.append({"model": name, "size": size, "tokens": (size // mc.patch_size) ** 2, "gflops": flops / 1e9,
-                         "seconds": seconds, "params": count_params(model)})
-    return rows
-
-
-def scaling_table(rows: Sequence[Dict]) -> str:
-    """Markdown: sizes as rows, models as column pairs (GFLOPs, forward time)."""
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    sizes = list(dict.fromkeys(r["size"] for r in rows))
-    by = {(r["model"], r["size"]): r for r in rows}
-    head = "| input | tokens L | " + " | ".join(f"{m} GFLOP | {m} forward" for m in models) + " |"
-    out = [head, "|---|---|" + "---|---|" * len(models)]
-    for s in sizes:
-        cells = []
-        for m in models:
-            r = by[(m, s)]
-            t = "not timed" if r["seconds"] is None else f"{1000 * r['seconds']:.0f} ms"
-            cells.append(f"{r['gflops']:.2f} | {t}")
-        out.append(f"| {s}x{s} | {by[(models[0], s)]['tokens']} | " + " | ".join(cells) + " |")
-    return "\n".join(out)
-
-
 def as_json(runs: Sequence[BudgetRun]) -> List[Dict]:
     """JSON-ready summaries (configs included) of the runs."""
-    from .config import config_to_dict
     return [dict(r.summary(), config=config_to_dict(r.config)) for r in runs]
 
 
-__all__ = ["ABLATIONS", "BudgetRun", "variant", "train_for_budget", "evaluate_run", "results_table",
-           "scaling_rows", "scaling_table", "as_json"]
+__all__ = ["ABLATIONS", "BudgetRun", "variant", "train_for_budget", "evaluate_run", "results_table", "as_json"]

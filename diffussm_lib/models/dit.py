@@ -10,7 +10,8 @@ cost grows as L^2 D, against DiffuSSM's L D^2 + L log L D. Tokens are p x p patc
 (p = 1: one token per pixel, the "no patching" comparison of the paper) plus a fixed 2-D sin-cos
 positional embedding computed for the actual grid, so any H, W divisible by p works.
 
-Shapes: ``B`` batch, ``L`` tokens, ``D`` width, ``h`` heads.
+Conditioning, input projection and output head are DiffuSSM's (``Denoiser`` in ``diffussm.py``).
+Dimension letters: the glossary in ``diffussm_lib/__init__.py``; ``h`` heads.
 """
 from __future__ import annotations
 
@@ -18,8 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .conditioning import AdaLNZero, modulate
-from .denoiser import Denoiser
+from .diffussm import AdaLNZero, Denoiser, modulate
 
 
 def sincos_1d(pos: torch.Tensor, dim: int) -> torch.Tensor:

@@ -1,0 +1,53 @@
+"""The one registry of samplers: names, default numbers of steps, and one call that runs any of them.
+
+Used by ``sampling.generate``, the denoising viewer, ``evaluation`` and the ``diffussm`` command, so
+that "which samplers exist" and "how many steps when none are given" are said once:
+
+* ``SAMPLERS``: name -> sampling function (``ddim_sample``, ``ddpm_sample``);
+* ``default_steps(sampler, T)``: DDIM ``DDIM_DEFAULT_STEPS`` (50), DDPM all T;
+* ``steps_label(sampler, steps)``: the same as text for reports ("50", "all", or the number given);
+* ``run_sampler(sampler, model, schedule, shape, y, steps=..., eta=..., **common)``.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional
+
+from .samplers import DDIM_DEFAULT_STEPS, ddim_sample, ddpm_sample
+from .schedule import NoiseSchedule
+
+SAMPLERS: Dict[str, Callable] = {"ddim": ddim_sample, "ddpm": ddpm_sample}
+
+
+def check_sampler(sampler: str) -> str:
+    """Return ``sampler`` if it is a known name, else raise ``ValueError`` listing the known ones."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {tuple(SAMPLERS)}, got {sampler!r}")
+    return sampler
+
+
+def default_steps(sampler: str, T: int, steps: Optional[int] = None) -> int:
+    """The number of sampling steps S: ``steps`` when given, else 50 for DDIM and T for DDPM."""
+    check_sampler(sampler)
+    if steps is not None:
+        return int(steps)
+    return DDIM_DEFAULT_STEPS if sampler == "ddim" else int(T)
+
+
+def steps_label(sampler: Optional[str], steps: Optional[int]) -> str:
+    """How many steps a sampler takes, as text for reports: the number, or its default."""
+    if steps:
+        return str(steps)
+    return str(DDIM_DEFAULT_STEPS) if sampler == "ddim" else "all"
+
+
+def run_sampler(sampler: str, model, schedule: NoiseSchedule, shape, y=None, *, steps: Optional[int] = None,
+                eta: float = 0.0, **common):
+    """Run the sampler ``sampler`` ("ddim" or "ddpm") with ``default_steps`` steps. ``eta`` is DDIM's
+    noise (DDPM has its own fixed noise; it must be 0 there). ``common``: the keyword arguments both
+    samplers take (guidance_scale, null_class, prediction, clip_x0, generator, x_T, device, ...)."""
+    S = default_steps(sampler, schedule.T, steps)
+    if sampler == "ddim":
+        return ddim_sample(model, schedule, shape, y, steps=S, eta=eta, **common)
+    if eta:
+        raise ValueError(f"eta={eta} is a DDIM option; the DDPM sampler draws its own noise (use eta=0)")
+    return ddpm_sample(model, schedule, shape, y, steps=S, **common)

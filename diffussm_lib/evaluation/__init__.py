@@ -1,0 +1,26 @@
+"""Evaluation (notebook 07): FID-LeNet, its real-vs-real floor, class checks, comparisons, scaling.
+
+Modules
+-------
+lenet       the fixed MNIST feature extractor (99.31% test accuracy, 128-d features)
+fid         ``FeatureStats``, ``frechet_distance``, ``class_accuracy``, ``histogram_deviation``
+evaluate    ``EvalReport``, ``evaluate_images``, ``sample_and_evaluate``, ``evaluate_checkpoint`` (the CLI's)
+targets     the pretrained model's quality targets, ``target_check``, report fields
+comparison  equal-training-time comparisons: ``train_for_budget``, ``evaluate_run``, ``ABLATIONS``
+scaling     forward FLOPs and time of both backbones from 28x28 to 256x256
+"""
+from .comparison import ABLATIONS, BudgetRun, as_json, evaluate_run, results_table, train_for_budget, variant
+from .evaluate import EvalReport, evaluate_checkpoint, evaluate_images, real_floor, sample_and_evaluate
+from .fid import FeatureStats, class_accuracy, frechet_distance, histogram_deviation
+from .lenet import DEFAULT_WEIGHTS, FEATURE_DIM, LeNet, as_classifier_input, classify, lenet_card, load_lenet, train_lenet
+from .scaling import scaling_rows, scaling_table
+from .targets import REPORT_FIELDS, TARGETS, missing_report_fields, target_check
+
+__all__ = [
+    "ABLATIONS", "BudgetRun", "as_json", "evaluate_run", "results_table", "train_for_budget", "variant",
+    "EvalReport", "evaluate_checkpoint", "evaluate_images", "real_floor", "sample_and_evaluate",
+    "FeatureStats", "class_accuracy", "frechet_distance", "histogram_deviation",
+    "DEFAULT_WEIGHTS", "FEATURE_DIM", "LeNet", "as_classifier_input", "classify", "lenet_card", "load_lenet",
+    "train_lenet", "scaling_rows", "scaling_table",
+    "REPORT_FIELDS", "TARGETS", "missing_report_fields", "target_check",
+]

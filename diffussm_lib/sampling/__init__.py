@@ -1,0 +1,23 @@
+"""Sampling from a trained model (notebook 06): labels, batched generation, images, the denoising viewer.
+
+Modules
+-------
+generate   ``parse_labels`` and ``generate`` (any sampler of the registry, batch after batch)
+images     uint8 arrays, ``make_grid``, ``save_png``, ``save_samples`` (what ``diffussm sample`` writes)
+frames     ``ViewerFrames`` and ``compute_frames``: one sampling run with its trajectory
+render     frames as pictures, PNG bytes, ``save_gif`` and ``strip_figure`` (static fallbacks)
+viewer     ``denoising_viewer``: sliders over the sampling steps (ipywidgets)
+"""
+from .frames import ALL_CLASSES, ViewerFrames, compute_frames, frames_from_result, viewer_labels
+from .generate import generate, parse_labels
+from .images import UNCONDITIONAL_LABEL, grid_columns, make_grid, save_png, save_samples, to_uint8_nhwc
+from .render import frame_png, render_frame, render_frames, save_gif, strip_figure
+from .viewer import DenoisingViewer, denoising_viewer
+
+__all__ = [
+    "ALL_CLASSES", "ViewerFrames", "compute_frames", "frames_from_result", "viewer_labels",
+    "generate", "parse_labels",
+    "UNCONDITIONAL_LABEL", "grid_columns", "make_grid", "save_png", "save_samples", "to_uint8_nhwc",
+    "frame_png", "render_frame", "render_frames", "save_gif", "strip_figure",
+    "DenoisingViewer", "denoising_viewer",
+]

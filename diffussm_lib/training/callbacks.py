@@ -1,0 +1,105 @@
+"""Callbacks: what the training loop does besides training, as small pieces a notebook can add or drop.
+
+The loop (``Trainer.train``) calls, on rank 0 only:
+
+* ``on_train_begin(trainer)`` before the first step of a run, ``on_train_end(trainer)`` after the last
+  (also when it stops with an error);
+* ``on_step(trainer, step)`` after every update (``step`` = updates made so far);
+* ``on_log(trainer, record)`` every ``train.log_every`` updates and after the last one:
+  ``record = {step, epoch, loss, lr, grad_norm, images_per_sec, train_seconds}``;
+* ``on_sample(trainer, step, images)`` after a sample grid (float (N, C, H, W) in [-1, 1], EMA);
+* ``on_checkpoint(trainer, path)`` after a checkpoint was written;
+* ``on_resume(trainer, step)`` after a checkpoint was loaded to continue from step ``step``.
+
+The trainer installs ``ProgressBar`` (with ``progress=True``), ``MetricsLog`` (when it has an output
+folder) and ``SampleGrids`` (when ``train.sample_every > 0``); ``Trainer(callbacks=[...])`` adds more.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from ..atomic import atomic_write_text
+from ..sampling import make_grid, save_png
+
+METRICS_NAME = "metrics.jsonl"
+SAMPLES_DIR = "samples"
+
+
+class Callback:
+    """Base class: every hook does nothing; override the ones you need. ``trainer`` is the ``Trainer``."""
+
+    def on_train_begin(self, trainer) -> None: ...
+    def on_train_end(self, trainer) -> None: ...
+    def on_step(self, trainer, step: int) -> None: ...
+    def on_log(self, trainer, record: Dict) -> None: ...
+    def on_sample(self, trainer, step: int, images: torch.Tensor) -> None: ...
+    def on_checkpoint(self, trainer, path: Path) -> None: ...
+    def on_resume(self, trainer, step: int) -> None: ...
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over the run's steps, showing the last logged loss and learning rate."""
+
+    def __init__(self) -> None:
+        self.bar: Optional[tqdm] = None
+
+    def on_train_begin(self, trainer):
+        self.bar = tqdm(total=trainer.cfg.train.max_steps, initial=trainer.step, desc="train", unit="step",
+                        dynamic_ncols=True)
+
+    def on_step(self, trainer, step):
+        self.bar.update(1)
+
+    def on_log(self, trainer, record):
+        self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+
+    def on_train_end(self, trainer):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class MetricsLog(Callback):
+    """``metrics.jsonl`` in the output folder: one JSON record per log interval. On resume, records
+    written after the checkpoint (steps that will be redone) are dropped."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_log(self, trainer, record):
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def on_resume(self, trainer, step):
+        if not self.path.exists():
+            return
+        keep = []
+        for line in self.path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    keep.append(line)
+            except json.JSONDecodeError:
+                pass   # a line cut short by a kill
+        atomic_write_text(self.path, "".join(k + "\n" for k in keep))
+
+
+class SampleGrids(Callback):
+    """Every ``train.sample_every`` steps: ``trainer.sample_grid()`` (EMA model, always the same
+    noise), saved as ``samples/step_NNNNNNN.png`` when there is an output folder, and handed to
+    every callback's ``on_sample``."""
+
+    def __init__(self, every: int, folder: Optional[Path] = None):
+        self.every, self.folder = every, folder
+
+    def on_step(self, trainer, step):
+        if step % self.every:
+            return
+        images = trainer.sample_grid()
+        if self.folder is not None:
+            save_png(make_grid(images, ncol=min(10, len(images))), self.folder / f"step_{step:07d}.png", scale=2)
+        trainer.emit("on_sample", step, images)
