@@ -16,8 +16,9 @@ DistributedDataParallel on K processes (one per GPU, or gloo on CPU).
 unconditional) and ``grid.png``. ``--checkpoint`` is a checkpoint file or a folder holding one (a
 run folder, or exported weights such as ``checkpoints/mnist_diffussm``).
 
-Errors in the input (config, checkpoint, data, labels) print one clear line and exit with status 2
-(set ``DIFFUSSM_DEBUG=1`` for the traceback); a non-finite loss exits with status 3.
+Errors in the input (config, checkpoint, data, labels, devices, files) print one clear line and exit
+with status 2 (``--debug`` or ``DIFFUSSM_DEBUG=1`` for the traceback); a non-finite loss exits with
+status 3; Ctrl-C with 130, saying what was kept (the last checkpoint; no half-written file).
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from .training import (CHECKPOINT_NAME, CheckpointError, NonFiniteLossError, Tra
 
 EXIT_USAGE = 2
 EXIT_NONFINITE = 3
+EXIT_INTERRUPTED = 130     # the shell's convention for Ctrl-C (128 + SIGINT)
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,6 +81,8 @@ def run_train(args: argparse.Namespace) -> int:
                          "that run, or choose another --output-dir")
     if args.resume and args.init_from:
         raise UsageError("--resume and --init-from exclude each other")
+    check_writable(out, "--output-dir")
+    trainer = None
     try:
         trainer = Trainer(cfg, out, device=args.device, init_from=args.init_from, progress=not args.no_progress)
         res = trainer.train(max_steps=args.max_steps, resume=args.resume,
@@ -87,9 +91,34 @@ def run_train(args: argparse.Namespace) -> int:
             last = f"{res.history[-1]['loss']:.4f}" if res.history else "n/a"
             print(f"done: step {res.step}, last logged loss {last}, {res.images_per_sec:.1f} images/s; "
                   f"checkpoint {res.checkpoint}", flush=True)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_kept(trainer, out)) from None
+    except OSError as e:
+        raise OSError(f"{e}; {_kept(trainer, out)}") from e
     finally:
         shutdown_distributed()
     return 0
+
+
+def _kept(trainer: Optional[Trainer], out: Path) -> str:
+    """What a stopped training run leaves: its last complete checkpoint (files are written atomically)."""
+    if trainer is None or trainer.last_checkpoint is None:
+        return f"no checkpoint had been written in {out} yet"
+    return (f"at step {trainer.step}; the last checkpoint (step {trainer.last_checkpoint_step}, "
+            f"{trainer.last_checkpoint}) is complete and kept: continue with "
+            f"`diffussm train --output-dir {out} --resume`")
+
+
+def check_writable(folder: Path, flag: str) -> None:
+    """Create ``folder`` and a file in it, before any long work: a folder that cannot be written (or a
+    file in its place) fails now, naming ``flag``, not after an hour of training or sampling."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".diffussm-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"{flag} {folder}: cannot write there ({type(e).__name__}: {e.strerror or e})") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,17 +144,21 @@ def add_sample_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_sampling_args(args)
     device = resolve_device(args.device)
     model, cfg, ckpt = load_model(args.checkpoint, which=args.weights, device=device)
     labels = parse_labels(args.labels, args.num_samples, cfg.model.num_classes)
+    check_writable(Path(args.output_dir), "--output-dir")
     schedule = NoiseSchedule.from_config(cfg.diffusion)
-    images = generate(model, schedule, args.num_samples, labels, image_size=cfg.model.image_size,
-                      channels=cfg.model.in_channels, sampler=args.sampler, steps=args.steps,
-                      guidance=args.guidance, seed=args.seed, prediction=cfg.diffusion.prediction, eta=args.eta,
-                      clip_x0=not args.no_clip, batch_size=args.batch_size, device=device,
-                      progress=not args.no_progress)
+    try:
+        images = generate(model, schedule, args.num_samples, labels, image_size=cfg.model.image_size,
+                          channels=cfg.model.in_channels, sampler=args.sampler, steps=args.steps,
+                          guidance=args.guidance, seed=args.seed, prediction=cfg.diffusion.prediction, eta=args.eta,
+                          clip_x0=not args.no_clip, batch_size=args.batch_size, device=device,
+                          progress=not args.no_progress)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"no files were written to {args.output_dir} (samples are saved only when all "
+                                "are done); earlier files there are untouched") from None
     npz, grid = save_samples(args.output_dir, images, labels,
                              ncol=grid_columns(labels, cfg.model.num_classes, args.num_samples))
     info = {"checkpoint": str(ckpt.path), "step": ckpt.step, "weights": args.weights, "sampler": args.sampler,
@@ -134,6 +167,19 @@ def run_sample(args: argparse.Namespace) -> int:
     atomic_write_text(Path(args.output_dir) / "sample_args.json", json.dumps(info, indent=2) + "\n")
     print(f"wrote {args.num_samples} samples from {ckpt.path} (step {ckpt.step}) to {npz} and {grid}", flush=True)
     return 0
+
+
+def check_sampling_args(args: argparse.Namespace) -> None:
+    """--num-samples, --steps, --guidance and --batch-size of sample / evaluate, checked before any work."""
+    if args.num_samples < 1:
+        raise UsageError(f"--num-samples must be >= 1, got {args.num_samples}")
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps must be >= 1, got {args.steps}")
+    if args.guidance < 0:
+        raise UsageError(f"--guidance must be >= 0 (0 = unconditional, 1 = no guidance, > 1 = guided), "
+                         f"got {args.guidance}")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,6 +235,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"--num-samples must be >= 2 (FID needs a covariance), got {args.num_samples}")
     if args.unconditional and args.guidance != 1.0:
         raise UsageError("--guidance needs class labels: drop --unconditional or use --guidance 1")
+    check_sampling_args(args)
+    if args.json:
+        check_writable(Path(args.json).resolve().parent, "--json")
     info = evaluate_checkpoint(args.checkpoint, args.num_samples, conditional=not args.unconditional,
                                sampler=args.sampler, steps=args.steps, guidance=args.guidance, seed=args.seed,
                                batch_size=args.batch_size, device=args.device, progress=not args.no_progress)
@@ -224,27 +273,41 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (help_, add, run) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         add(p)
+        p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
         p.set_defaults(_run=run)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point of the ``diffussm`` console script. Returns the exit status."""
+    """Entry point of the ``diffussm`` console script. Returns the exit status: 0, ``EXIT_USAGE`` (2)
+    for bad input, ``EXIT_NONFINITE`` (3), ``EXIT_INTERRUPTED`` (130, Ctrl-C). ``--debug`` (or
+    ``DIFFUSSM_DEBUG=1``) shows the traceback instead of the one-line message."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    debug = os.environ.get("DIFFUSSM_DEBUG", "") not in ("", "0")
+    debug = args.debug or os.environ.get("DIFFUSSM_DEBUG", "") not in ("", "0")
     try:
         return int(args._run(args) or 0)
-    except NonFiniteLossError as e:
-        if debug:
+    except BaseException as e:   # noqa: BLE001 - every failure becomes one line; --debug re-raises
+        if debug or isinstance(e, SystemExit):
             raise
-        print(f"diffussm {args.command}: stopped: {e}", file=sys.stderr, flush=True)
-        return EXIT_NONFINITE
-    except (ConfigError, CheckpointError, DataError, UsageError, ValueError) as e:
-        if debug:
+        status, what = _failure(e)
+        if status is None:
             raise
-        print(f"diffussm {args.command}: error: {e}", file=sys.stderr, flush=True)
-        return EXIT_USAGE
+        print(f"diffussm {args.command}: {what}: {str(e) or type(e).__name__}", file=sys.stderr, flush=True)
+        return status
+
+
+def _failure(e: BaseException) -> tuple[Optional[int], str]:
+    """(exit status, word) for an exception the command reports in one line; (None, "") to re-raise."""
+    if isinstance(e, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "interrupted"
+    if isinstance(e, NonFiniteLossError):
+        return EXIT_NONFINITE, "stopped"
+    if isinstance(e, (ConfigError, CheckpointError, DataError, UsageError, ValueError)):
+        return EXIT_USAGE, "error"
+    if isinstance(e, OSError):      # a full disk, a folder that cannot be written, a file in the way
+        return EXIT_USAGE, "error (file system)"
+    return None, ""
 
 
 if __name__ == "__main__":

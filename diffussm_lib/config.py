@@ -13,6 +13,7 @@ raises ``ConfigError`` naming the key (as a dotted path, e.g. ``model.depth``) a
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ class ModelConfig:
     hourglass_ratio: int = 2          # M: dense layers run on J = L/M tokens
     ssm_core: Literal["s4d", "selective"] = "s4d"
     ssm_state: Optional[int] = None   # N: None = the core's default (64 for S4D, 16 selective)
+    ssm_init: Literal["lin", "inv"] = "lin"   # S4D's initialisation of A: S4D-Lin (the course's) or S4D-Inv
     bidirectional: bool = True        # False = the causal ablation
     ssm_backend: Literal["auto", "torch", "cuda"] = "auto"
     # DiT only
@@ -61,6 +63,7 @@ class DiffusionConfig:
     beta_start: float = 1e-4                               # linear schedule only
     beta_end: float = 0.02                                 # linear schedule only
     prediction: Literal["eps", "v"] = "eps"
+    vlb_weight: float = 0.001                              # lambda of the hybrid loss (learn_sigma only)
 
 
 @dataclass
@@ -107,7 +110,20 @@ class ExperimentConfig:
 # Strict conversion dict -> dataclass
 # --------------------------------------------------------------------------------------------
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _described(value: Any) -> str:
+    """A wrong value as a user should read it: a string that looks like a number is named as such."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return f"the string {value!r}"
+        return f"the string {value!r} (a quoted number: remove the quotes in the YAML)"
+    return f"{value!r} ({type(value).__name__})"
 
 
 def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
@@ -129,7 +145,7 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
                 return _convert(value, a, key, source)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(f"{source}: '{key}' has the wrong type: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{source}: '{key}' has the wrong type: expected {_type_name(tp)}, got {_described(value)}")
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{source}: '{key}' must be one of {list(args)}, got {value!r}")
@@ -147,11 +163,11 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{source}: '{key}' must be an integer, got {value!r}")
+            raise ConfigError(f"{source}: '{key}' must be an integer, got {_described(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
+            raise ConfigError(f"{source}: '{key}' must be a number, got {_described(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -166,7 +182,10 @@ def _from_dict(cls, data: dict, source: str, prefix: str = ""):
     unknown = sorted(set(data) - set(fields))
     if unknown:
         names = ", ".join(f"'{prefix}{k}'" for k in unknown)
-        raise ConfigError(f"{source}: unknown key {names} (allowed in this section: {', '.join(sorted(fields))})")
+        hints_ = [m for k in unknown for m in difflib.get_close_matches(str(k), list(fields), n=1)]
+        guess = f"; did you mean {', '.join(repr(prefix + h) for h in hints_)}?" if hints_ else ""
+        raise ConfigError(f"{source}: unknown key {names}{guess} (allowed in this section: "
+                          f"{', '.join(sorted(fields))})")
     kwargs = {}
     for name, f in fields.items():
         key = prefix + name
@@ -175,7 +194,19 @@ def _from_dict(cls, data: dict, source: str, prefix: str = ""):
                 raise ConfigError(f"{source}: missing required key '{key}'")
             continue
         kwargs[name] = _convert(data[name], hints[name], key, source)
+        low = _RANGES.get(key)
+        if low is not None and kwargs[name] is not None and kwargs[name] < low:
+            raise ConfigError(f"{source}: '{key}' must be >= {low}, got {kwargs[name]!r}")
     return cls(**kwargs)
+
+
+# Lower bounds of counts and sizes (a zero or negative value fails here, naming the key).
+_RANGES = {**{f"model.{k}": 1 for k in ("in_channels", "image_size", "patch_size", "hidden_dim", "depth",
+                                          "hourglass_ratio", "num_heads")},
+           "model.num_classes": 0, "model.ssm_state": 2, "diffusion.timesteps": 1, "train.max_steps": 0,
+           "train.batch_size": 1, "train.log_every": 1, "train.warmup_steps": 0, "train.checkpoint_every": 0,
+           "train.sample_every": 0, "train.num_workers": 0, "train.grad_clip": 0.0, "train.weight_decay": 0.0,
+           "train.label_dropout": 0.0, "train.ema_decay": 0.0, "diffusion.vlb_weight": 0.0, "data.pad_to": 1}
 
 
 def config_from_dict(data: dict, cls=ExperimentConfig, source: str = "<dict>"):
@@ -188,10 +219,14 @@ def config_from_dict(data: dict, cls=ExperimentConfig, source: str = "<dict>"):
 def load_config(path: str | Path, cls=ExperimentConfig):
     """Read a YAML file into ``cls`` (default ``ExperimentConfig``). Errors name key and file."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; --config takes a YAML file such as configs/mnist_diffussm.yaml")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (a YAML config is text; is this a checkpoint?)") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     return config_from_dict({} if data is None else data, cls, source=str(path))

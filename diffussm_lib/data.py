@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import io
 import os
 import struct
 import tarfile
 import urllib.error
 import urllib.request
+import zlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence
@@ -36,9 +38,7 @@ class DataError(RuntimeError):
     """A dataset file is missing, unreachable, corrupt or malformed. The message names it."""
 
 
-# --------------------------------------------------------------------------------------------
-# Where data lives
-# --------------------------------------------------------------------------------------------
+# ---- Where data lives
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The data root: ``root`` argument > ``$DIFFUSSM_DATA_DIR`` > the user's cache directory."""
     if root is not None:
@@ -63,17 +63,15 @@ def _download(urls: Sequence[str], dest: Path, check) -> None:
             with urllib.request.urlopen(url, timeout=60) as r:
                 raw = r.read()
             check(raw)
-        except (urllib.error.URLError, OSError, DataError, ValueError) as e:
-            errors.append(f"{url}: {e}")
+        except (urllib.error.URLError, http.client.HTTPException, OSError, DataError, ValueError) as e:
+            errors.append(f"{url}: {type(e).__name__}: {e}")   # down, an error page, a cut connection, bad bytes
             continue
         atomic_write_bytes(dest, raw)
         return
     raise DataError("download failed for " + dest.name + ":\n  " + "\n  ".join(errors))
 
 
-# --------------------------------------------------------------------------------------------
-# MNIST
-# --------------------------------------------------------------------------------------------
+# ---- MNIST
 MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -97,7 +95,7 @@ def _decompressed(path: Path) -> bytes:
     if path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
+        except (OSError, EOFError, zlib.error) as e:
             raise DataError(f"{path}: corrupt or truncated gzip file ({e}); delete it to re-download") from e
     return raw
 
@@ -112,7 +110,11 @@ def _verified_idx_bytes(folder: Path, name: str, download: bool) -> bytes:
         if not download:
             raise DataError(_missing_message(folder, name, "download=False"))
         def check(gz: bytes):
-            if md5_of(gzip.decompress(gz)) != expected:
+            try:
+                raw = gzip.decompress(gz)
+            except (OSError, EOFError, zlib.error) as e:
+                raise DataError(f"not a complete gzip file ({type(e).__name__}: {e})") from None
+            if md5_of(raw) != expected:
                 raise DataError("md5 mismatch")
         try:
             _download([m + name + ".gz" for m in MNIST_MIRRORS], folder / (name + ".gz"), check)
@@ -168,17 +170,15 @@ def load_mnist(split: str = "train", root: str | os.PathLike | None = None,
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 
-# --------------------------------------------------------------------------------------------
-# CIFAR-10 (binary version: no pickle is ever loaded)
-# --------------------------------------------------------------------------------------------
+# ---- CIFAR-10 (binary version: no pickle is ever loaded)
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 CIFAR10_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"  # of the .tar.gz archive
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 def parse_cifar10_binary(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """One CIFAR-10 binary batch: records of 1 label byte + 3072 pixel bytes (R, G, B planes).
-    Returns images uint8 (N, 32, 32, 3) and labels int64 (N,)."""
+    """One CIFAR-10 binary batch (records of 1 label byte + 3072 pixel bytes, R, G, B planes) ->
+    images uint8 (N, 32, 32, 3), labels int64 (N,)."""
     rec = 1 + 3 * 32 * 32
     if len(raw) % rec:
         raise DataError(f"CIFAR-10 batch of {len(raw)} bytes is not a whole number of {rec}-byte records")
@@ -218,9 +218,7 @@ def load_cifar10(split: str = "train", root: str | os.PathLike | None = None,
     return torch.from_numpy(np.concatenate(imgs)), torch.from_numpy(np.concatenate(lbls))
 
 
-# --------------------------------------------------------------------------------------------
-# Any image folder (one sub-folder per class), 1 or 3 channels
-# --------------------------------------------------------------------------------------------
+# ---- Any image folder (one sub-folder per class), 1 or 3 channels
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
@@ -234,27 +232,34 @@ def load_image_folder(path: str | os.PathLike, channels: int = 3) -> tuple[torch
     if not classes:
         raise DataError(f"{root}: expected one sub-folder per class, found none")
     mode = {1: "L", 3: "RGB"}[channels]
-    imgs, labels = [], []
+    imgs, labels, files = [], [], []
     for ci, c in enumerate(classes):
         for f in sorted((root / c).iterdir()):
             if f.suffix.lower() in IMAGE_SUFFIXES:
-                with Image.open(f) as im:
-                    imgs.append(np.asarray(im.convert(mode)))
+                try:
+                    with Image.open(f) as im:
+                        imgs.append(np.asarray(im.convert(mode)))   # any mode (RGBA, P, L, ...) -> L / RGB
+                except (OSError, ValueError, Image.DecompressionBombError) as e:
+                    raise DataError(f"{f}: not a readable image ({type(e).__name__}: {e}); remove or replace it") from None
                 labels.append(ci)
+                files.append(f)
     if not imgs:
         raise DataError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in its class folders")
     sizes = {a.shape[:2] for a in imgs}
     if len(sizes) > 1:
-        raise DataError(f"{root}: images have different sizes {sorted(sizes)}; resize them to one size first")
+        first = {}
+        for a, f in zip(imgs, files):
+            first.setdefault(a.shape[:2], f)
+        examples = "; ".join(f"{h}x{w}: {f}" for (h, w), f in sorted(first.items())[:3])
+        raise DataError(f"{root}: images have different sizes (height x width, e.g. {examples}); resize them "
+                        "to one size first")
     arr = np.stack(imgs)
     if channels == 1:
         arr = arr[..., None]
     return torch.from_numpy(arr), torch.tensor(labels, dtype=torch.int64), classes
 
 
-# --------------------------------------------------------------------------------------------
-# Scaling and the dataset
-# --------------------------------------------------------------------------------------------
+# ---- Scaling and the dataset
 def to_model_range(images_uint8: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float32 [-1, 1] (same shape)."""
     return images_uint8.float().div(127.5).sub(1.0)
@@ -276,13 +281,9 @@ def pad_images(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class ImageDataset(Dataset):
-    """Labelled images for diffusion training, 1 or 3 channels.
-
-    images: uint8 (N, H, W) or (N, H, W, C) with C in {1, 3} (tensor or numpy).
-    labels: int (N,).  Item i: (x float32 (C, H', W') in [-1, 1], y int64 ()), with H' = W' =
-    ``pad_to`` if given. The whole set is converted once, up front (MNIST: 60000x1x32x32 floats,
-    about 250 MB), so that iterating costs nothing.
-    """
+    """Labelled images for diffusion training: images uint8 (N, H, W) or (N, H, W, C), C in {1, 3};
+    labels int (N,). Item i: (x float32 (C, H', W') in [-1, 1], y int64 ()), H' = W' = ``pad_to`` if
+    given. Converted once, up front (MNIST: 60000x1x32x32 floats, 250 MB): iterating costs nothing."""
 
     def __init__(self, images, labels, pad_to: Optional[int] = None):
         images = torch.as_tensor(np.asarray(images))

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .ssm.backend import probe_kernels
+
 __version__ = "0.1.0"
 FAST_ENV_VAR = "DIFFUSSM_FAST"
 
@@ -41,8 +43,24 @@ def default_device() -> torch.device:
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """The device to run on: ``device`` when given (e.g. "cpu", "cuda:1"), else ``default_device()``.
-    The one place where the library chooses a device."""
-    return torch.device(device) if device is not None else default_device()
+    The one place where the library chooses a device. A device this torch cannot use raises
+    ``ValueError`` naming it and what to use instead (``--device``)."""
+    if device is None:
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {str(device)!r}: use cpu, cuda or cuda:N (--device)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            raise ValueError(f"device {str(device)!r}: this torch ({torch.__version__}, {build}) sees no CUDA GPU; "
+                             "use --device cpu, or install a CUDA build of torch on a machine with a GPU")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r}: there are only {torch.cuda.device_count()} CUDA devices")
+    elif dev.type not in ("cpu", "mps"):
+        raise ValueError(f"device {str(device)!r} is not supported here: use cpu or cuda (--device)")
+    return dev
 
 
 def model_device(model) -> torch.device:
@@ -85,20 +103,18 @@ def seed_everything(seed: int) -> torch.Generator:
 def fused_kernels_status() -> tuple[bool, str]:
     """Whether mamba-ssm / causal-conv1d fused CUDA kernels are usable here, and why (not).
 
-    mamba_ssm is imported only when a CUDA device exists: on CPU its import needs compiled
-    extensions that do not exist, and the library never touches it there.
+    The packages are imported only when a CUDA device exists: on CPU their import needs compiled
+    extensions that do not exist, and the library never touches them there.
     """
-    missing = [p for p in ("mamba_ssm", "causal_conv1d") if importlib.util.find_spec(p) is None]
     if not torch.cuda.is_available():
         return False, "no CUDA device"
+    missing = [p for p in ("mamba_ssm", "causal_conv1d") if importlib.util.find_spec(p) is None]
     if missing:
         return False, "not installed: " + ", ".join(missing) + " (pip install -e '.[kernels]')"
-    try:  # pragma: no cover - needs a CUDA machine
-        import selective_scan_cuda  # noqa: F401
-        import causal_conv1d_cuda  # noqa: F401
-    except ImportError as e:  # pragma: no cover
-        return False, f"installed but not importable: {e}"
-    return True, "mamba-ssm + causal-conv1d"  # pragma: no cover
+    errors = probe_kernels()
+    if errors:
+        return False, "installed but not importable: " + "; ".join(f"{k}: {e}" for k, e in errors.items())
+    return True, "mamba-ssm + causal-conv1d"
 
 
 def environment_report() -> str:

@@ -771,6 +771,85 @@ show(torch.cat([res.xs[k, 3], res.x0_preds[k, 3]]), rows=2, row_labels=["x_t", "
 print("xs", tuple(res.xs.shape), "x0_preds", tuple(res.x0_preds.shape), "timesteps", tuple(res.timesteps.shape))
 
 # %% [markdown]
+# ## 12. Learning the variance (Improved DDPM), as DiT and DiffuSSM train it
+#
+# Section 7 fixed the reverse variance to $\tilde\beta_t$ or $\beta_t$. Nichol & Dhariwal (2021) let the
+# model choose, per pixel, between the two: with `learn_sigma` the denoiser outputs $2C$ channels, the
+# prediction and a $\nu \in [-1, 1]$ that interpolates the log variance (Improved DDPM calls it $v$;
+# here $v$ is already the v-prediction),
+#
+# $$\log\Sigma_\theta = f \log\beta_t + (1 - f)\log\tilde\beta_t, \qquad f = (\nu + 1)/2 .$$
+#
+# The simple loss cannot train $\nu$ (it never looks at it). The **hybrid objective** adds the
+# variational bound with a small weight, $L = L_\text{simple} + \lambda L_\text{vlb}$, $\lambda = 0.001$,
+# $L_\text{vlb} = \sum_t L_t = T\,\mathbb E_t[L_t]$ with
+#
+# $$L_t = D_\text{KL}\big(q(x_{t-1} \mid x_t, x_0)\,\|\,p_\theta(x_{t-1} \mid x_t)\big) \ (t \ge 1), \qquad
+# L_0 = -\log p_\theta(x_0 \mid x_1) \text{ (a Gaussian discretised to 256 levels)},$$
+#
+# in bits per dimension, and a **stop-gradient on the mean**: $L_t$ sees the predicted $\hat x_0$ only as
+# a constant, so the bound trains the variance and the simple loss alone trains the mean. DiT (and
+# DiffuSSM, which follows its recipe) trains this way; with $T = 1000$, $\lambda T = 1$. Both
+# distributions are Gaussians with diagonal covariance, so $L_t$ is a sum of one-dimensional KLs. By
+# hand against `diffussm_lib.diffusion.vlb_terms`:
+
+# %%
+from diffussm_lib.diffusion import learned_log_variance, vlb_terms
+
+x0_ = torch.rand(2, 1, 4, 4, generator=gen) * 2 - 1
+xt_ = torch.randn(2, 1, 4, 4, generator=gen)
+x0_hat, nu = torch.rand(2, 1, 4, 4, generator=gen) * 2 - 1, torch.rand(2, 1, 4, 4, generator=gen) * 2 - 1
+t_ = torch.tensor([10, 600])
+ours = []
+for i, t in enumerate(t_.tolist()):
+    q_mean, q_var = sched.q_posterior(x0_[i:i + 1], xt_[i:i + 1], t)          # the truth: N(q_mean, beta_tilde)
+    p_mean, _ = sched.q_posterior(x0_hat[i:i + 1], xt_[i:i + 1], t)           # the model's mean, from x0_hat
+    f = (nu[i] + 1) / 2
+    p_logvar = f * sched.betas[t].log() + (1 - f) * sched.posterior_variance[t].log()
+    kl = 0.5 * (p_logvar - math.log(q_var) + (q_var + (q_mean - p_mean) ** 2) / p_logvar.exp() - 1)
+    ours.append(kl.mean() / math.log(2))                                       # nats -> bits, mean over pixels
+lib = vlb_terms(sched, x0_, xt_, t_, x0_hat, nu)
+assert torch.allclose(torch.stack(ours).float(), lib.float(), rtol=1e-4)
+print("L_t in bits/dim, by hand:", [round(float(k), 4) for k in ours], "| library:", lib.numpy().round(4))
+print("the exact mean with the posterior variance (nu = -1) costs nothing:",
+      float(vlb_terms(sched, x0_, xt_, t_, x0_, torch.full_like(nu, -1.0)).abs().max()))
+
+# %% [markdown]
+# Does it pay on MNIST? `benchmarks/bench_variance.py` trains the same small DiffuSSM (width 64) twice
+# for the same number of steps, once with the fixed variance and the simple loss, once with
+# `learn_sigma` and the hybrid loss, then samples both with DDPM at 25 and 100 steps and measures
+# FID-LeNet at the same N (notebook 07 builds the metric). It takes about 45 minutes on 2 cores, so
+# this notebook reads its stored result; set `RECOMPUTE_VARIANCE = True` to run it again here.
+
+# %%
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import diffussm_lib
+
+RECOMPUTE_VARIANCE = False     # True: run the comparison again (about 45 min on 2 CPU cores)
+ROOT = Path(diffussm_lib.__file__).resolve().parents[1]        # the course folder (clone or Colab)
+stored = ROOT / "benchmarks" / "results" / "learned_variance.json"
+if RECOMPUTE_VARIANCE:
+    out = ROOT / "runs" / "learned_variance_nb04.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_variance.py"), "--out", str(out),
+                    "--runs", str(ROOT / "runs" / "variance_nb04"), "--resume"], check=True)
+    stored = out
+if stored.exists():
+    result = json.loads(stored.read_text())
+    print(f"{result['steps']} training steps per model, width {result['hidden_dim']}, N = {result['num_samples']}, "
+          f"{result['hardware']}")
+    for name, m in result["models"].items():
+        print(f"  {name}: {m['steps']} steps, {m['train_seconds'] / 60:.1f} min, final loss {m['final_loss']:.4f}")
+    print(f"\n{'model':<32} {'DDPM steps':>10} {'variance':>14} {'FID-LeNet':>10} {'floor':>7} {'class acc':>9}")
+    for r in result["evaluations"]:
+        print(f"{r['model']:<32} {r['sample_steps']:>10} {r['variance']:>14} {r['fid']:>10.2f} {r['floor']:>7.2f} "
+              f"{100 * r['class_accuracy']:>8.1f}%")
+else:
+    print(f"no stored result at {stored}: set RECOMPUTE_VARIANCE = True to measure it")
+# %% [markdown]
 # ## Summary
 #
 # | piece | library | checked here against |
@@ -782,6 +861,7 @@ print("xs", tuple(res.xs.shape), "x0_preds", tuple(res.x0_preds.shape), "timeste
 # | DDIM ($\eta$, any number of steps) | `ddim_step`, `ddim_sample` | the step by hand; oracle lands on $x_0$; $\eta = 1$ = DDPM |
 # | guidance | `guided_eps`, `drop_labels` | two separate forwards; $w = 0, 1$ |
 # | clipping | `clip_x0=True`, `dynamic_threshold=p` | Imagen's rule by hand |
+# | learned variance, hybrid loss | `vlb_terms`, `diffusion_loss` with 2C channels | the KL of two Gaussians by hand |
 #
 # The unit tests additionally compare the schedules and single DDPM / DDIM steps with the
 # independent `diffusers` implementation. Every sampler accepts any `model(x, t, y)`, is

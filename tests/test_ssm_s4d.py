@@ -69,8 +69,8 @@ def test_initialisations():
     assert re.shape == im.shape == (2, 4) and (re == -0.5).all()
     torch.testing.assert_close(im[0], math.pi * torch.arange(4.0))
     re, im = s4d_init_A(1, 8, "inv")
-    M = 4
-    torch.testing.assert_close(im[0], torch.tensor([M / math.pi * (M / (2 * n + 1) - 1) for n in range(M)]))
+    N = 8     # the full state size (S4D paper, Sec. 4): (N / pi) (N / (2n + 1) - 1), n < N / 2
+    torch.testing.assert_close(im[0], torch.tensor([N / math.pi * (N / (2 * n + 1) - 1) for n in range(N // 2)]))
     with pytest.raises(ValueError, match="d_state"):
         S4D(3, 7)
     with pytest.raises(ValueError, match="init"):

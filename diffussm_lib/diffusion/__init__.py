@@ -4,7 +4,8 @@ classifier-free guidance and x_0 clipping / dynamic thresholding.
 Modules
 -------
 schedule      ``NoiseSchedule`` (linear, cosine, from a DiffusionConfig), ``q_sample``
-losses        ``diffusion_loss`` (eps or v target) and conversions between eps, v and x_0
+losses        ``diffusion_loss`` (eps or v target; + the bound for a learned variance), eps / v / x_0
+vlb           the variational bound that trains a learned variance (Improved DDPM's hybrid loss)
 guidance      ``guided_eps`` (one batched forward), ``drop_labels`` for training, ``cfg_combine``
 thresholding  ``clip_x0``, ``dynamic_threshold`` (Imagen)
 samplers      ``ddpm_step``, ``ddim_step``, ``ddpm_sample``, ``ddim_sample``, ``SampleResult``
@@ -23,6 +24,7 @@ from .samplers import (DDIM_DEFAULT_STEPS, SampleResult, StepOutput, ddim_sample
                        sampling_timesteps)
 from .schedule import NoiseSchedule, q_sample
 from .thresholding import clip_x0, dynamic_threshold
+from .vlb import VLB_WEIGHT, discretized_gaussian_log_likelihood, learned_log_variance, normal_kl, vlb_terms
 
 __all__ = [
     "NoiseSchedule", "q_sample",
@@ -30,6 +32,7 @@ __all__ = [
     "predict_x0_eps", "split_channels",
     "DEFAULT_NULL_CLASS", "guided_eps", "drop_labels", "cfg_combine", "null_class_of",
     "clip_x0", "dynamic_threshold",
+    "VLB_WEIGHT", "discretized_gaussian_log_likelihood", "learned_log_variance", "normal_kl", "vlb_terms",
     "ddpm_step", "ddim_step", "ddpm_sample", "ddim_sample", "sampling_timesteps", "SampleResult", "StepOutput",
     "DDIM_DEFAULT_STEPS", "SAMPLERS", "check_sampler", "default_steps", "run_sampler", "steps_label",
 ]

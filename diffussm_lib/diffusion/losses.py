@@ -10,8 +10,8 @@ a = sqrt(alpha_bar_t), b = sqrt(1 - alpha_bar_t) (so a^2 + b^2 = 1):
 * ``x0`` itself (used internally by the samplers).
 
 Learned variance: a model whose output has 2C channels (``learn_sigma``) predicts eps (or v) in the
-first C channels and a variance in the last C. This loss trains only the first C channels (the
-"simple" loss); the variance channels receive no gradient from it.
+first C channels and a variance in the last C. The simple loss trains the first C; the last C are
+trained by ``vlb_weight`` times the variational bound (the hybrid objective, ``vlb.py``).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .schedule import NoiseSchedule, Timestep, coef
+from .vlb import VLB_WEIGHT, vlb_terms
 
 PREDICTIONS = ("eps", "v")
 
@@ -88,8 +89,11 @@ def predict_x0_eps(schedule: NoiseSchedule, model_output: Tensor, x_t: Tensor, t
 
 def diffusion_loss(model, schedule: NoiseSchedule, x0: Tensor, y: Optional[Tensor],
                    generator: Optional[torch.Generator] = None, prediction: str = "eps",
-                   t: Optional[Tensor] = None, noise: Optional[Tensor] = None) -> Tensor:
-    """The "simple" loss of DDPM: E_{t, eps} || target - model(x_t, t, y) ||^2 (mean over all entries).
+                   t: Optional[Tensor] = None, noise: Optional[Tensor] = None,
+                   vlb_weight: float = VLB_WEIGHT) -> Tensor:
+    """The "simple" loss of DDPM, E_{t, eps} || target - model(x_t, t, y) ||^2 (mean over all
+    entries), plus for a learned variance (2C output channels) ``vlb_weight * T * E_t[L_t]`` (the
+    hybrid objective of Improved DDPM; the bound sees the prediction through a stop-gradient).
 
     model: callable model(x (B, C, H, W), t long (B,), y long (B,) or None) -> (B, C or 2C, H, W).
     x0: clean images (B, C, H, W). y: labels (B,) or None (apply ``drop_labels`` before, for
@@ -106,6 +110,11 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: Tensor, y: Optional[Tenso
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     x_t = schedule.q_sample(x0, t, noise)
-    out, _ = split_channels(model(x_t, t, y), x0.shape[1])
+    out, var = split_channels(model(x_t, t, y), x0.shape[1])
     target = noise if prediction == "eps" else v_from_x0_eps(schedule, x0, noise, t)
-    return F.mse_loss(out.float(), target.float())
+    loss = F.mse_loss(out.float(), target.float())
+    if var is None or vlb_weight == 0:
+        return loss
+    x0_pred, _ = predict_x0_eps(schedule, out.detach().float(), x_t.float(), t, prediction)   # stop-gradient
+    vb = vlb_terms(schedule, x0.float(), x_t.float(), t, x0_pred, var.float())
+    return loss + vlb_weight * schedule.T * vb.mean()

@@ -43,11 +43,15 @@ def steps_label(sampler: Optional[str], steps: Optional[int]) -> str:
 def run_sampler(sampler: str, model, schedule: NoiseSchedule, shape, y=None, *, steps: Optional[int] = None,
                 eta: float = 0.0, **common):
     """Run the sampler ``sampler`` ("ddim" or "ddpm") with ``default_steps`` steps. ``eta`` is DDIM's
-    noise (DDPM has its own fixed noise; it must be 0 there). ``common``: the keyword arguments both
-    samplers take (guidance_scale, null_class, prediction, clip_x0, generator, x_T, device, ...)."""
+    noise (DDPM has its own; it must be 0 there). DDPM's ``variance`` defaults to "learned_range" for
+    a model with ``learn_sigma``, else "fixed_small" (DDIM uses none). ``common``: the keyword
+    arguments both samplers take (guidance_scale, null_class, prediction, clip_x0, generator, ...)."""
     S = default_steps(sampler, schedule.T, steps)
+    variance = common.pop("variance", None)
     if sampler == "ddim":
         return ddim_sample(model, schedule, shape, y, steps=S, eta=eta, **common)
     if eta:
         raise ValueError(f"eta={eta} is a DDIM option; the DDPM sampler draws its own noise (use eta=0)")
-    return ddpm_sample(model, schedule, shape, y, steps=S, **common)
+    if variance is None:   # a model with a learned variance samples with it
+        variance = "learned_range" if getattr(getattr(model, "module", model), "learn_sigma", False) else "fixed_small"
+    return ddpm_sample(model, schedule, shape, y, steps=S, variance=variance, **common)

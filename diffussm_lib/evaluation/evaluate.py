@@ -92,7 +92,8 @@ def evaluate_images(images: torch.Tensor, labels: Optional[torch.Tensor] = None,
 
 def sample_and_evaluate(model, cfg, n: int, *, conditional: bool = True, sampler: str = "ddim",
                         steps: Optional[int] = None, guidance: float = 1.0, seed: int = 0, batch_size: int = 250,
-                        device=None, progress: bool = False) -> tuple[EvalReport, torch.Tensor]:
+                        device=None, progress: bool = False, variance: Optional[str] = None
+                        ) -> tuple[EvalReport, torch.Tensor]:
     """Sample ``n`` images from ``model`` (an ``ExperimentConfig`` ``cfg`` describes it) and evaluate them.
 
     conditional: every class in equal numbers (``n`` a multiple of the class count), else unconditional.
@@ -104,7 +105,8 @@ def sample_and_evaluate(model, cfg, n: int, *, conditional: bool = True, sampler
     labels = parse_labels("all", n, cfg.model.num_classes) if conditional else None
     images = generate(model, NoiseSchedule.from_config(cfg.diffusion), n, labels, image_size=cfg.model.image_size,
                       channels=1, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-                      prediction=cfg.diffusion.prediction, batch_size=batch_size, device=device, progress=progress)
+                      prediction=cfg.diffusion.prediction, batch_size=batch_size, device=device, progress=progress,
+                      variance=variance)
     return evaluate_images(images, labels, seed=seed), images
 
 

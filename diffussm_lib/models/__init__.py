@@ -9,7 +9,7 @@ factory    ``build_model(cfg)``, ``build_block(cfg)``, ``count_params``
 flops      ``count_flops``, ``block_flops`` and the closed-form FLOP counts
 """
 from .diffussm import (AdaLNZero, ConditionEmbedder, Denoiser, DiffuSSM, DiffuSSMBlock, FinalLayer, Hourglass,
-                       LabelEmbedder, OffsetLinear, PatchEmbed, TimestepEmbedder, act, check_image_size,
+                       LabelEmbedder, OffsetLinear, PatchEmbed, TimestepEmbedder, act, block_ssm, check_image_size,
                        group_tokens, modulate, patchify, timestep_features, ungroup_tokens, unpatchify)
 from .dit import Attention, DiT, DiTBlock, sincos_1d, sincos_2d
 from .factory import ARCHS, build_block, build_model, count_params
@@ -18,7 +18,7 @@ from .flops import (block_flops, count_flops, diffussm_block_flops_formula, dit_
 
 __all__ = [
     "AdaLNZero", "ConditionEmbedder", "Denoiser", "DiffuSSM", "DiffuSSMBlock", "FinalLayer", "Hourglass",
-    "LabelEmbedder", "OffsetLinear", "PatchEmbed", "TimestepEmbedder", "act", "check_image_size",
+    "LabelEmbedder", "OffsetLinear", "PatchEmbed", "TimestepEmbedder", "act", "block_ssm", "check_image_size",
     "group_tokens", "modulate", "patchify", "timestep_features", "ungroup_tokens", "unpatchify",
     "Attention", "DiT", "DiTBlock", "sincos_1d", "sincos_2d",
     "ARCHS", "build_block", "build_model", "count_params",

@@ -292,6 +292,16 @@ class Hourglass(nn.Module):
         return self.gate(self.down(self.ssm(self.up(i))), i)
 
 
+def block_ssm(dim: int, core: str = "s4d", bidirectional: bool = True, d_state: int | None = None,
+              backend: str = "auto", init: str = "lin") -> BidirectionalSSM:
+    """The SSM module of one DiffuSSM block: (B, L, D) -> (B, L, 2D), or (B, L, D) when causal.
+    ``init`` ("lin" / "inv") is S4D's initialisation; the selective core has its own."""
+    if core != "s4d" and init != "lin":
+        raise ValueError(f"ssm_init={init!r} is an S4D initialisation; the {core!r} core has its own")
+    return BidirectionalSSM(dim, core=core, bidirectional=bidirectional, d_state=d_state, backend=backend,
+                            **({"init": init} if core == "s4d" else {}))
+
+
 class DiffuSSMBlock(nn.Module):
     """One DiffuSSM layer around the SSM module ``ssm`` (e.g. ``BidirectionalSSM(dim)``):
     x (B, J, D), c (B, D) -> ``x + gate * Hourglass(modulate(LN(x), shift, scale))`` (B, J, D)."""
@@ -356,19 +366,20 @@ class Denoiser(nn.Module):
 class DiffuSSM(Denoiser):
     """DiffuSSM: ``depth`` hourglass blocks over a stream of J = L / M tokens, each block with its own
     ``BidirectionalSSM(hidden_dim, core=ssm_core, bidirectional=..., d_state=ssm_state,
-    backend=ssm_backend)``. Images need H, W multiples of p and L = H W / p^2 a multiple of M."""
+    backend=ssm_backend)`` (S4D initialised by ``ssm_init``: "lin" or "inv"). Images need H, W
+    multiples of p and L = H W / p^2 a multiple of M."""
 
     def __init__(self, in_channels: int = 1, hidden_dim: int = 128, depth: int = 6, patch_size: int = 1,
                  hourglass_ratio: int = 2, num_classes: int = 10, learn_sigma: bool = False,
                  ssm_core: str = "s4d", ssm_state: int | None = None, bidirectional: bool = True,
-                 ssm_backend: str = "auto"):
+                 ssm_backend: str = "auto", ssm_init: str = "lin"):
         super().__init__(in_channels=in_channels, hidden_dim=hidden_dim, patch_size=patch_size,
                          group=hourglass_ratio, num_classes=num_classes, learn_sigma=learn_sigma)
         self.hourglass_ratio = hourglass_ratio
         self.bidirectional = bidirectional
         self.blocks = nn.ModuleList(
-            DiffuSSMBlock(hidden_dim, hourglass_ratio, BidirectionalSSM(
-                hidden_dim, core=ssm_core, bidirectional=bidirectional, d_state=ssm_state, backend=ssm_backend))
+            DiffuSSMBlock(hidden_dim, hourglass_ratio,
+                          block_ssm(hidden_dim, ssm_core, bidirectional, ssm_state, ssm_backend, ssm_init))
             for _ in range(depth))
 
     @property

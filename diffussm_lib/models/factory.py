@@ -9,8 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..config import ModelConfig
-from ..ssm import BidirectionalSSM
-from .diffussm import DiffuSSM, DiffuSSMBlock
+from .diffussm import DiffuSSM, DiffuSSMBlock, block_ssm
 from .dit import DiT, DiTBlock
 
 ARCHS = ("diffussm", "dit")
@@ -29,7 +28,8 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         model = DiffuSSM(in_channels=cfg.in_channels, hidden_dim=cfg.hidden_dim, depth=cfg.depth,
                          patch_size=cfg.patch_size, hourglass_ratio=cfg.hourglass_ratio,
                          num_classes=cfg.num_classes, learn_sigma=cfg.learn_sigma, ssm_core=cfg.ssm_core,
-                         ssm_state=cfg.ssm_state, bidirectional=cfg.bidirectional, ssm_backend=cfg.ssm_backend)
+                         ssm_state=cfg.ssm_state, bidirectional=cfg.bidirectional, ssm_backend=cfg.ssm_backend,
+                         ssm_init=cfg.ssm_init)
     else:
         model = DiT(in_channels=cfg.in_channels, hidden_dim=cfg.hidden_dim, depth=cfg.depth,
                     patch_size=cfg.patch_size, num_classes=cfg.num_classes, learn_sigma=cfg.learn_sigma,
@@ -46,8 +46,7 @@ def build_block(cfg: ModelConfig) -> nn.Module:
     _check_arch(cfg)
     D = cfg.hidden_dim
     if cfg.arch == "diffussm":
-        ssm = BidirectionalSSM(D, core=cfg.ssm_core, bidirectional=cfg.bidirectional, d_state=cfg.ssm_state,
-                               backend=cfg.ssm_backend)
+        ssm = block_ssm(D, cfg.ssm_core, cfg.bidirectional, cfg.ssm_state, cfg.ssm_backend, cfg.ssm_init)
         return DiffuSSMBlock(D, cfg.hourglass_ratio, ssm)
     return DiTBlock(D, cfg.num_heads, cfg.mlp_ratio)
 

@@ -60,15 +60,20 @@ def generate(model: nn.Module, schedule: NoiseSchedule, n: int, labels: Optional
              image_size: int, channels: int, sampler: str = "ddim", steps: Optional[int] = None,
              guidance: float = 1.0, seed: int = 0, prediction: str = "eps", eta: float = 0.0,
              clip_x0: bool = True, batch_size: int = 64, device: Union[str, torch.device, None] = None,
-             progress: bool = False) -> torch.Tensor:
+             progress: bool = False, variance: Optional[str] = None) -> torch.Tensor:
     """``n`` samples from ``model`` as float (n, C, H, W) in [-1, 1] (clipped), on CPU.
 
     labels: long (n,) or None (unconditional; then ``guidance`` must be 1). sampler "ddim" (default
     50 steps, deterministic with eta = 0) or "ddpm" (default all T steps; fewer = respaced).
-    All randomness comes from one ``torch.Generator`` seeded with ``seed`` on the sampling device,
-    consumed batch after batch: the same seed (and batch size, device) gives the same images.
+    variance: DDPM's reverse variance (default: "learned_range" for a ``learn_sigma`` model, else
+    "fixed_small"). All randomness comes from one ``torch.Generator`` seeded with ``seed`` on the
+    sampling device, consumed batch after batch: the same seed (and batch size, device) gives the
+    same images.
     """
     check_sampler(sampler)
+    if guidance < 0:
+        raise ValueError(f"guidance scale must be >= 0 (0 = unconditional, 1 = plain conditional, > 1 = "
+                         f"guided), got {guidance}")
     if labels is not None and labels.shape != (n,):
         raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
     if labels is None and guidance != 1.0:
@@ -91,7 +96,7 @@ def generate(model: nn.Module, schedule: NoiseSchedule, n: int, labels: Optional
             y = None if labels is None else labels[s:s + b].to(device)
             x = run_sampler(sampler, model, sched, (b, channels, image_size, image_size), y, steps=steps, eta=eta,
                             guidance_scale=guidance, null_class=null_class, prediction=prediction,
-                            clip_x0=clip_x0, generator=g, device=device)
+                            clip_x0=clip_x0, generator=g, device=device, variance=variance)
             out.append(x.float().clamp(-1, 1).cpu())
     finally:
         model.train(was_training)

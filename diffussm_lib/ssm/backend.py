@@ -7,7 +7,9 @@ Three names, one rule each:
              them when the tensors are not on CUDA, or when the packages do not import, is an error
              that names the problem; there is never a silent fallback.
 ``"auto"``   ``"cuda"`` when the tensors are on CUDA (in a dtype the kernels take) and the packages
-             import, else ``"torch"``.
+             import, else ``"torch"``. If a package is installed but its compiled kernels fail to
+             import, ``"auto"`` runs ``"torch"`` and warns once, naming the import error
+             (``kernel_import_errors()`` lists them; the environment report shows them).
 
 The library never imports ``mamba_ssm`` / ``causal_conv1d`` unless the tensors are on a CUDA
 device: on a CPU machine their import needs compiled extensions that do not exist.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import warnings
 
 import torch
 
@@ -30,6 +33,11 @@ _KERNELS = {
     "causal_conv1d": ("causal-conv1d", "causal_conv1d", "causal_conv1d_fn"),
 }
 _cache: dict[str, object] = {}
+_import_errors: dict[str, str] = {}   # kernel -> why its installed package did not import
+
+
+class KernelFallbackWarning(UserWarning):
+    """backend="auto" ran the PyTorch path because an installed fused kernel failed to import."""
 
 
 class BackendUnavailableError(RuntimeError):
@@ -54,6 +62,7 @@ def _load(kernel: str):
     try:
         fn = getattr(importlib.import_module(module), attr)
     except Exception as e:  # noqa: BLE001 - a broken install raises all sorts of things
+        _import_errors[kernel] = f"{type(e).__name__}: {e}"
         raise ImportError(f"package {package!r} is installed but its CUDA kernels do not import: {e}") from e
     _cache[kernel] = fn
     return fn
@@ -97,9 +106,36 @@ def resolve_backend(backend: str, kernel: str, *tensors: torch.Tensor | None) ->
         return "torch"
     try:
         _load(kernel)
-    except ImportError:
+    except ImportError as e:
+        if kernel in _import_errors and kernel not in _warned:
+            _warned.add(kernel)
+            warnings.warn(f"backend='auto': {e}; running the pure-PyTorch {kernel} instead (slower). Fix the "
+                          f"install, or pass backend='torch' to choose it explicitly.", KernelFallbackWarning,
+                          stacklevel=3)
         return "torch"
     return "cuda"
+
+
+_warned: set[str] = set()
+
+
+def kernel_import_errors() -> dict[str, str]:
+    """{kernel: import error} for fused kernels whose package is installed but failed to import
+    (filled as the library tries them; ``probe_kernels()`` tries them all)."""
+    return dict(_import_errors)
+
+
+def probe_kernels() -> dict[str, str]:
+    """Try to import every fused kernel whose package is installed; return ``kernel_import_errors()``.
+    Only on a CUDA machine: on CPU the packages' compiled parts do not exist and are never imported."""
+    if torch.cuda.is_available():
+        for kernel, (_, module, _) in _KERNELS.items():
+            if importlib.util.find_spec(module.split(".")[0]) is not None:
+                try:
+                    _load(kernel)
+                except ImportError:
+                    pass
+    return kernel_import_errors()
 
 
 def cuda_kernel(kernel: str):

@@ -1,22 +1,23 @@
 """S4D: a diagonal, time-invariant state space model, applied as a long convolution by FFT.
 
-One SSM per channel h (H channels), each with N real state dimensions held as M = N/2 complex
-modes that come in conjugate pairs (so only one of each pair is stored and the output is twice the
-real part). For mode n of channel h, with step size dt_h:
+One SSM per channel h (H channels), each with N real state dimensions held as N/2 complex modes
+that come in conjugate pairs (so only one of each pair is stored and the output is twice the real
+part). For mode n of channel h, with step size dt_h:
 
     continuous:  x'(t) = A x(t) + B u(t),  y(t) = Re(C x(t)) * 2 + D u(t),   A = diag(a_n), Re a_n < 0
     ZOH:         z_n = exp(dt a_n),  Bbar_n = (exp(dt a_n) - 1) / a_n * B_n
     recurrence:  x_k = z x_{k-1} + Bbar u_k,       y_k = 2 Re(C x_k) + D u_k
     convolution: y = K * u + D u,   K_k = 2 Re(sum_n C_n Bbar_n z_n^k)   (k = 0..L-1)
 
-B is fixed to 1 (it is redundant with C). Initialisations of a_n (n = 0..M-1):
+B is fixed to 1 (it is redundant with C). Initialisations of a_n (n = 0..N/2-1), as in the S4D
+paper (Gu et al. 2022, Sec. 4) and its reference code, N the full state size (``d_state``):
 
     S4D-Lin: a_n = -1/2 + i pi n
-    S4D-Inv: a_n = -1/2 + i (M/pi) (M/(2n+1) - 1)
+    S4D-Inv: a_n = -1/2 + i (N/pi) (N/(2n+1) - 1)          (for N = 64: 1283.4 at n = 0, 0.32 at n = 31)
 
 The kernel is a Vandermonde product (the matrix z_n^k). We evaluate it without forming the full
-(M, L) matrix of powers: writing k = T a + b (T about sqrt(L)), z^k = z^b z^(T a), so the kernel is
-one real matrix product of an (M, T) and an (M, ceil(L/T)) table of exponentials. Every power is
+(N/2, L) matrix of powers: writing k = Q a + b (Q about sqrt(L)), z^k = z^b z^(Q a), so the kernel
+is one real matrix product of an (N/2, Q) and an (N/2, ceil(L/Q)) table of exponentials. Every power is
 ``exp(dt a_n * k)`` computed directly, never by repeated multiplication, so no error accumulates.
 
 The causal convolution is done by FFT zero-padded to a fast length of at least 2L - 1 (so the
@@ -35,72 +36,72 @@ INITS = ("lin", "inv")
 def s4d_init_A(d_model: int, d_state: int, init: str = "lin") -> tuple[torch.Tensor, torch.Tensor]:
     """Diagonal A for ``d_model`` channels and ``d_state`` real state dims (d_state/2 complex modes).
 
-    Returns ``(A_real, A_imag)``, both (H, M) float32 with M = d_state // 2; A = A_real + i A_imag.
+    Returns ``(A_real, A_imag)``, both (H, N/2) float32 with N = d_state; A = A_real + i A_imag.
     """
     if init not in INITS:
         raise ValueError(f"S4D init must be one of {INITS}, got {init!r}")
     if d_state < 2 or d_state % 2:
         raise ValueError(f"d_state must be an even number >= 2 (conjugate pairs), got {d_state}")
-    M = d_state // 2
-    n = torch.arange(M, dtype=torch.float64)
-    imag = math.pi * n if init == "lin" else (M / math.pi) * (M / (2 * n + 1) - 1)
-    real = torch.full((M,), -0.5)
+    N = d_state
+    n = torch.arange(N // 2, dtype=torch.float64)
+    imag = math.pi * n if init == "lin" else (N / math.pi) * (N / (2 * n + 1) - 1)
+    real = torch.full((N // 2,), -0.5)
     return real.repeat(d_model, 1).float(), imag.repeat(d_model, 1).float()
 
 
 def zoh(dtA: torch.Tensor, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero-order hold for a diagonal SSM with B = 1: ``z = exp(dt A)``, ``Bbar = (z - 1) / A``.
 
-    dtA, A: complex (H, M). Returns (z, Bbar), complex (H, M).
+    dtA, A: complex (H, N/2). Returns (z, Bbar), complex (H, N/2).
     """
     z = torch.exp(dtA)
     return z, (z - 1) / A
 
 
 def s4d_kernel_vandermonde(z: torch.Tensor, CB: torch.Tensor, L: int) -> torch.Tensor:
-    """The definition: K_k = 2 Re(sum_n CB_n z_n^k) with the full (H, M, L) Vandermonde matrix.
+    """The definition: K_k = 2 Re(sum_n CB_n z_n^k) with the full (H, N/2, L) Vandermonde matrix.
 
-    z, CB: complex (H, M). Returns the real kernel (H, L). O(H M L) memory; for teaching and tests.
+    z, CB: complex (H, N/2). Returns the real kernel (H, L). O(H N L) memory; for teaching and tests.
     """
     k = torch.arange(L, device=z.device, dtype=z.real.dtype)
-    V = torch.exp(torch.log(z)[..., None] * k)                               # (H, M, L)
+    V = torch.exp(torch.log(z)[..., None] * k)                               # (H, N/2, L)
     return 2 * torch.einsum("hm,hml->hl", CB, V).real
 
 
 def s4d_kernel(dtA: torch.Tensor, CB: torch.Tensor, L: int) -> torch.Tensor:
-    """Fast kernel K_k = 2 Re(sum_n CB_n exp(dtA_n k)), k = 0..L-1, via z^(Ta+b) = z^b z^(Ta).
+    """Fast kernel K_k = 2 Re(sum_n CB_n exp(dtA_n k)), k = 0..L-1, via z^(Qa+b) = z^b z^(Qa).
 
-    dtA, CB: complex (H, M). Returns (H, L) real, in the real dtype of ``dtA``.
+    dtA, CB: complex (H, N/2). Returns (H, L) real, in the real dtype of ``dtA``.
     """
     if L < 1:
         raise ValueError(f"kernel length must be >= 1, got {L}")
-    T = math.isqrt(L - 1) + 1                                                 # ceil(sqrt(L)), >= 1
-    nA = -(-L // T)
+    Q = math.isqrt(L - 1) + 1                                                 # ceil(sqrt(L)), >= 1
+    nA = -(-L // Q)
     rdt = dtA.real.dtype
-    b = torch.arange(T, device=dtA.device, dtype=rdt)
-    a = torch.arange(nA, device=dtA.device, dtype=rdt) * T
+    b = torch.arange(Q, device=dtA.device, dtype=rdt)
+    a = torch.arange(nA, device=dtA.device, dtype=rdt) * Q
     # exp(dtA k) from real exp / cos / sin: vectorised, and much faster on CPU than complex exp
     re, im = dtA.real[..., None], dtA.imag[..., None]
-    mag_b, ang_b = torch.exp(re * b), im * b                                  # (H, M, T)
+    mag_b, ang_b = torch.exp(re * b), im * b                                  # (H, N/2, Q)
     Pb_re, Pb_im = mag_b * torch.cos(ang_b), mag_b * torch.sin(ang_b)
-    mag_a, ang_a = torch.exp(re * a), im * a                                  # (H, M, nA)
+    mag_a, ang_a = torch.exp(re * a), im * a                                  # (H, N/2, nA)
     Pa_re, Pa_im = mag_a * torch.cos(ang_a), mag_a * torch.sin(ang_a)
     cr, ci = CB.real[..., None], CB.imag[..., None]
-    W_re, W_im = cr * Pb_re - ci * Pb_im, cr * Pb_im + ci * Pb_re             # CB z^b, (H, M, T)
-    # Re(sum_m z_m^(Ta) W_m,b) = sum_m (Re Pa Re W - Im Pa Im W): one real batched matmul
-    # (H, nA, 2M) @ (H, 2M, T) on contiguous operands
+    W_re, W_im = cr * Pb_re - ci * Pb_im, cr * Pb_im + ci * Pb_re             # CB z^b, (H, N/2, Q)
+    # Re(sum_m z_m^(Qa) W_m,b) = sum_m (Re Pa Re W - Im Pa Im W): one real batched matmul
+    # (H, nA, N) @ (H, N, Q) on contiguous operands
     Pri = torch.cat([Pa_re, -Pa_im], dim=1).transpose(1, 2).contiguous()
     Wri = torch.cat([W_re, W_im], dim=1)
-    K = torch.bmm(Pri, Wri)                                                   # (H, nA, T)
-    return 2 * K.reshape(K.shape[0], nA * T)[:, :L]
+    K = torch.bmm(Pri, Wri)                                                   # (H, nA, Q)
+    return 2 * K.reshape(K.shape[0], nA * Q)[:, :L]
 
 
 def s4d_recurrence(u: torch.Tensor, z: torch.Tensor, Bbar: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
     """The recurrent view, one step at a time: x_k = z x_{k-1} + Bbar u_k, y_k = 2 Re(C x_k).
 
-    u: (B, H, L) real; z, Bbar, C: complex (H, M). Returns y (B, H, L) (no D term). For tests.
+    u: (B, H, L) real; z, Bbar, C: complex (H, N/2). Returns y (B, H, L) (no D term). For tests.
     """
-    x = torch.zeros(u.shape[0], *z.shape, dtype=z.dtype, device=u.device)    # (B, H, M)
+    x = torch.zeros(u.shape[0], *z.shape, dtype=z.dtype, device=u.device)    # (B, H, N/2)
     ys = []
     for k in range(u.shape[-1]):
         x = z * x + Bbar * u[:, :, k, None]
@@ -170,7 +171,7 @@ class S4D(nn.Module):
         dt_min, dt_max: step sizes are initialised log-uniformly in [dt_min, dt_max].
     Forward: u (B, H, L) -> y (B, H, L), y = K * u + D u. Computed in float32 (float64 if the module
     or input is float64), outside autocast; returned in ``u``'s dtype.
-    Parameters: ``log_dt`` (H,), ``log_A_real`` (H, M), ``A_imag`` (H, M), ``C`` (H, M, 2) (real
+    Parameters: ``log_dt`` (H,), ``log_A_real`` (H, N/2), ``A_imag`` (H, N/2), ``C`` (H, N/2, 2) (real
     and imaginary parts), ``D`` (H,).
     """
 
@@ -191,11 +192,14 @@ class S4D(nn.Module):
         self.D = nn.Parameter(torch.randn(d_model))
 
     def discrete(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(dtA, z, Bbar, C): the ZOH-discretised SSM, each complex (H, M)."""
-        A = torch.complex(-torch.exp(self.log_A_real), self.A_imag)
-        dtA = torch.exp(self.log_dt)[:, None] * A
+        """(dtA, z, Bbar, C): the ZOH-discretised SSM, each complex (H, N/2). Computed in float64 when
+        the parameters are float64, else in float32 (also for bfloat16 / float16 parameters, which
+        complex arithmetic does not take)."""
+        dtype = torch.float64 if self.log_dt.dtype == torch.float64 else torch.float32
+        A = torch.complex(-torch.exp(self.log_A_real.to(dtype)), self.A_imag.to(dtype))
+        dtA = torch.exp(self.log_dt.to(dtype))[:, None] * A
         z, Bbar = zoh(dtA, A)
-        return dtA, z, Bbar, torch.view_as_complex(self.C)
+        return dtA, z, Bbar, torch.view_as_complex(self.C.to(dtype).contiguous())
 
     def kernel(self, L: int) -> torch.Tensor:
         """The convolution kernel K (H, L), by the fast factored Vandermonde product."""
@@ -211,4 +215,5 @@ class S4D(nn.Module):
             u = u.to(dtype)
             k = self.kernel(u.shape[-1]).to(dtype)
             y = fft_causal_conv(u, k) + self.D.to(dtype)[:, None] * u
+        # bfloat16 / float16 parameters or inputs: computed in float32 above, returned in u's dtype
         return y.to(dtype_in)

@@ -6,7 +6,8 @@ One training checkpoint is ONE safetensors file (``checkpoint.safetensors`` in t
   ``optim/<param index>/<state name>`` (AdamW's moments and step counters);
 * string metadata in the safetensors header: ``format`` / ``format_version``, ``step``, the resolved
   experiment ``config`` (JSON), the optimizer's non-tensor state and param groups (``optimizer``,
-  JSON) and ``extra`` (JSON: EMA update count, training wall time, hardware, ...).
+  JSON), ``extra`` (JSON: EMA update count, training wall time, hardware, ...) and ``sha256`` (a
+  checksum of every tensor's bytes, checked on load: a damaged file is refused, not half-used).
 
 A *weights file* (what ``export_weights`` writes, e.g. the course's pretrained model) has the same
 format with only the ``ema/`` tensors (or only ``model/``): it is enough to sample or fine-tune.
@@ -27,6 +28,7 @@ Why this format
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -186,7 +188,19 @@ def save_checkpoint(path: str | os.PathLike, *, config: ExperimentConfig, step: 
         tensors.update(_cpu_tensors("optim/", opt_tensors))
         metadata["optimizer"] = json.dumps(opt_meta)
     tensors = _unshare(tensors)
+    metadata["sha256"] = tensors_sha256(tensors)
     return atomic_write(path, lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata=metadata))
+
+
+def tensors_sha256(tensors: Dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the names, dtypes, shapes and raw bytes of ``tensors`` (in name order): stored in
+    the header, it lets ``load_checkpoint`` refuse a file whose numbers were damaged (a flipped bit)."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().to("cpu").contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def save_config_atomic(config: ExperimentConfig, path: str | os.PathLike) -> Path:
@@ -227,19 +241,24 @@ def check_safetensors_file(path: str | os.PathLike) -> None:
         (n,) = struct.unpack("<Q", head[:8])
         if n <= size - 8 and head[8:9] == b"{":
             return   # the safetensors layout (its first byte is part of a length: it may be anything)
-    if head[:1] == b"\x80":
+    pickled = True
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:     # pickle protocols 2-5 start so
         kind = "a Python pickle (e.g. written by torch.save or pickle.dump)"
     elif head[:4] == b"PK\x03\x04":
         kind = "a zip archive (torch.save's format, which contains a pickle)"
-    elif len(head) < 9:
-        kind = f"too short ({size} bytes)"
     else:
-        kind = "not in the safetensors layout (8-byte header length, then a JSON header)"
-    raise CheckpointError(
-        f"{path} is not a safetensors checkpoint: it is {kind}. diffussm never unpickles files, because "
-        "unpickling can execute arbitrary code hidden in them. If you trust the file, convert it once "
-        "in a separate session: safetensors.torch.save_file(torch.load(f, weights_only=True), "
-        "'model.safetensors').")
+        pickled = False
+        kind = (f"too short ({size} bytes)" if len(head) < 9 else
+                "not in the safetensors layout (8-byte header length, then a JSON header): random or damaged bytes")
+    if pickled:
+        raise CheckpointError(
+            f"{path} is not a safetensors checkpoint: it is {kind}. diffussm never unpickles files, because "
+            "unpickling can execute arbitrary code hidden in them. If you trust the file, convert it once "
+            "in a separate session: safetensors.torch.save_file(torch.load(f, weights_only=True), "
+            "'model.safetensors').")
+    raise CheckpointError(f"{path} is not a safetensors checkpoint: it is {kind}. Point --checkpoint at a "
+                          "checkpoint.safetensors / model.safetensors written by diffussm (or their folder); "
+                          "if this was one, it is damaged: use an earlier copy.")
 
 
 def read_metadata(path: str | os.PathLike) -> Dict[str, str]:
@@ -282,6 +301,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                 groups.setdefault(prefix, {})[name] = f.get_tensor(key)
     except Exception as e:
         raise CheckpointError(f"{path}: unreadable tensors ({e}); the file may be truncated") from e
+    if "sha256" in meta:
+        flat = {f"{g}/{k}": t for g, d in groups.items() for k, t in d.items()}
+        if tensors_sha256(flat) != meta["sha256"]:
+            raise CheckpointError(f"{path}: the tensors do not match the checksum in the header: the file is "
+                                  "damaged (a changed byte); use an earlier copy")
     unknown = sorted(set(groups) - {"model", "ema", "optim"})
     if unknown:
         raise CheckpointError(f"{path}: unexpected tensor groups {unknown} (expected model/, ema/, optim/)")

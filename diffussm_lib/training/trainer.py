@@ -157,7 +157,8 @@ class Trainer:
         with autocast_context(self.device, tc.precision):
             y_in = drop_labels(y, tc.label_dropout, self.null_class, generator=g)
             loss = diffusion_loss(self.model, self.schedule, x, y_in, generator=g,
-                                  prediction=self.cfg.diffusion.prediction)
+                                  prediction=self.cfg.diffusion.prediction,
+                                  vlb_weight=self.cfg.diffusion.vlb_weight)
         self._check_finite(loss.detach(), "loss")
         # backward and clipping
         self.optimizer.zero_grad(set_to_none=True)

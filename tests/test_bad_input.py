@@ -1,0 +1,377 @@
+"""Bad input, tried the way a user would (issue 14, item 6): every case gets one clear message that
+names the problem and what to change, no traceback (unless --debug), a non-zero exit status, and
+nothing lost (the last good checkpoint and earlier output stay intact). One test per case."""
+import errno
+import gzip
+import http.server
+import json
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+from PIL import Image
+
+from _train_helpers import REPO, cli_env, one_thread, tiny_config, with_model, write_config  # noqa: F401
+from diffussm_lib import data as D
+from diffussm_lib.cli import main
+from diffussm_lib.training import CHECKPOINT_NAME, load_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+PRETRAINED = REPO / "checkpoints" / "mnist_diffussm"
+SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
+
+
+def fails(capsys, argv, *needles, status=2):
+    """Run ``diffussm argv`` in-process: it must exit with ``status`` and print one line (no traceback)
+    to stderr containing every needle. Returns that line."""
+    rc = main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert rc == status, err
+    assert "Traceback" not in err and len(err.splitlines()) <= 3, err
+    for n in needles:
+        assert n in err, f"{n!r} not in: {err}"
+    return err
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny run trained for 4 steps (checkpoints at 2 and 4) by ``diffussm train``, and its config file."""
+    d = tmp_path_factory.mktemp("bad")
+    cfg = write_config(tiny_config(max_steps=4, checkpoint_every=2), d / "tiny.yaml")
+    assert main(["train", "--config", str(cfg), "--output-dir", str(d / "run"), "--no-progress"]) == 0
+    return d, cfg
+
+
+# ------------------------------------------------------------------ configs
+def test_misspelt_config_key(tmp_path, capsys):
+    p = tmp_path / "c.yaml"
+    p.write_text((REPO / "configs" / "tiny.yaml").read_text().replace("  depth: 2", "  depht: 2"))
+    fails(capsys, ["train", "--config", p, "--output-dir", tmp_path / "r"], "model.depht", "did you mean 'model.depth'")
+
+
+def test_quoted_number_in_config(tmp_path, capsys):
+    p = tmp_path / "c.yaml"
+    p.write_text((REPO / "configs" / "tiny.yaml").read_text().replace("  depth: 2", "  depth: '2'"))
+    fails(capsys, ["train", "--config", p, "--output-dir", tmp_path / "r"], "model.depth", "the string '2'",
+          "remove the quotes")
+
+
+def test_zero_batch_size_in_config(tmp_path, capsys):
+    p = tmp_path / "c.yaml"
+    p.write_text((REPO / "configs" / "tiny.yaml").read_text().replace("  batch_size: 8", "  batch_size: 0"))
+    fails(capsys, ["train", "--config", p, "--output-dir", tmp_path / "r"], "train.batch_size", ">= 1")
+
+
+def test_missing_config_file(tmp_path, capsys):
+    fails(capsys, ["train", "--config", tmp_path / "nope.yaml"], "config file not found", "nope.yaml")
+
+
+def test_folder_given_as_config(tmp_path, capsys):
+    fails(capsys, ["train", "--config", REPO / "configs"], "is a folder", "YAML file")
+
+
+def test_binary_file_given_as_config(tmp_path, capsys):
+    fails(capsys, ["train", "--config", PRETRAINED / "model.safetensors"], "not a text file")
+
+
+# ------------------------------------------------------------------ checkpoints
+def test_missing_checkpoint(tmp_path, capsys):
+    fails(capsys, ["sample", "--checkpoint", tmp_path / "nope.safetensors", "--output-dir", tmp_path / "o"],
+          "checkpoint not found", "nope.safetensors")
+
+
+def test_folder_without_checkpoint(tmp_path, capsys):
+    fails(capsys, ["sample", "--checkpoint", tmp_path, "--output-dir", tmp_path / "o"], "no checkpoint in folder",
+          CHECKPOINT_NAME)
+
+
+def test_random_binary_checkpoint(tmp_path, capsys):
+    p = tmp_path / "model.safetensors"
+    p.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8)))
+    err = fails(capsys, ["sample", "--checkpoint", p, "--output-dir", tmp_path / "o"], "random or damaged bytes")
+    assert "pickle" not in err, "a random file is not a pickle"
+
+
+def test_pickle_checkpoint(tmp_path, capsys):
+    p = tmp_path / "model.pt"
+    p.write_bytes(pickle.dumps({"w": [1, 2]}, protocol=4))
+    fails(capsys, ["sample", "--checkpoint", p, "--output-dir", tmp_path / "o"], "Python pickle", "never unpickles")
+
+
+def test_truncated_checkpoint(tmp_path, capsys):
+    p = tmp_path / "model.safetensors"
+    p.write_bytes((PRETRAINED / "model.safetensors").read_bytes()[:3_000_000])
+    fails(capsys, ["sample", "--checkpoint", p, "--output-dir", tmp_path / "o"], "truncated")
+
+
+def test_bit_flipped_checkpoint(tmp_path, capsys):
+    raw = bytearray((PRETRAINED / "model.safetensors").read_bytes())
+    raw[len(raw) // 2] ^= 0x10                       # one bit inside the tensor data
+    p = tmp_path / "model.safetensors"
+    p.write_bytes(bytes(raw))
+    fails(capsys, ["sample", "--checkpoint", p, "--output-dir", tmp_path / "o"], "checksum", "damaged")
+
+
+def test_checkpoint_of_another_model(run, tmp_path, capsys):
+    d, _ = run
+    other = write_config(with_model(tiny_config(), hidden_dim=48), tmp_path / "other.yaml")
+    fails(capsys, ["train", "--config", other, "--output-dir", tmp_path / "r", "--init-from", d / "run"],
+          "model.hidden_dim: checkpoint 32, config 48")
+
+
+def test_checkpoint_of_another_image_size(run, tmp_path, capsys):
+    d, _ = run
+    cfg = with_model(tiny_config(), image_size=32)
+    other = write_config(replace(cfg, data=replace(cfg.data, pad_to=32)), tmp_path / "other.yaml")
+    fails(capsys, ["train", "--config", other, "--output-dir", tmp_path / "r", "--init-from", d / "run"],
+          "model.image_size: checkpoint 28, config 32")
+
+
+# ------------------------------------------------------------------ sampling arguments
+def test_labels_out_of_range(run, tmp_path, capsys):
+    fails(capsys, ["sample", "--checkpoint", run[0] / "run", "--output-dir", tmp_path / "o", "--labels", "12"],
+          "class 12 is outside [0, 9]")
+
+
+@pytest.mark.parametrize("flag, value", [("--num-samples", 0), ("--num-samples", -3), ("--steps", 0),
+                                         ("--batch-size", 0)])
+def test_zero_or_negative_counts(run, tmp_path, capsys, flag, value):
+    fails(capsys, ["sample", "--checkpoint", run[0] / "run", "--output-dir", tmp_path / "o", flag, value],
+          flag, ">= 1")
+
+
+def test_negative_max_steps(run, tmp_path, capsys):
+    fails(capsys, ["train", "--config", run[1], "--output-dir", tmp_path / "r", "--max-steps", -1], "--max-steps")
+
+
+def test_guidance_below_zero(run, tmp_path, capsys):
+    fails(capsys, ["evaluate", "--checkpoint", run[0] / "run", "--num-samples", 20, "--guidance", -1],
+          "--guidance must be >= 0")
+
+
+def test_unknown_sampler(run, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["sample", "--checkpoint", str(run[0] / "run"), "--output-dir", str(tmp_path), "--sampler", "euler"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "invalid choice: 'euler'" in err and "ddim" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch that sees no CUDA GPU")
+def test_cuda_device_on_a_cpu_only_torch(run, tmp_path, capsys):
+    fails(capsys, ["sample", "--checkpoint", run[0] / "run", "--output-dir", tmp_path / "o", "--device", "cuda"],
+          "sees no CUDA GPU", "--device cpu")
+
+
+def test_unknown_device(run, tmp_path, capsys):
+    fails(capsys, ["train", "--config", run[1], "--output-dir", tmp_path / "r", "--device", "gpu"],
+          "unknown device 'gpu'", "cuda")
+
+
+def test_debug_shows_the_traceback(run, tmp_path):
+    with pytest.raises(ValueError, match="unknown device"):
+        main(["sample", "--checkpoint", str(run[0] / "run"), "--output-dir", str(tmp_path), "--device", "gpu",
+              "--debug"])
+
+
+# ------------------------------------------------------------------ image folders
+def _folder(tmp_path, images):
+    for i, (cls, img) in enumerate(images):
+        (tmp_path / "imgs" / cls).mkdir(parents=True, exist_ok=True)
+        img.save(tmp_path / "imgs" / cls / f"{i}.png")
+    return tmp_path / "imgs"
+
+
+def _folder_config(tmp_path, folder):
+    cfg = tiny_config()
+    cfg = replace(cfg, data=replace(cfg.data, name="folder", path=str(folder)),
+                  model=replace(cfg.model, image_size=8, in_channels=3))
+    return write_config(cfg, tmp_path / "folder.yaml")
+
+
+def test_image_folder_with_mixed_sizes(tmp_path, capsys):
+    folder = _folder(tmp_path, [("a", Image.new("RGB", (8, 8))), ("b", Image.new("RGB", (9, 8)))])
+    fails(capsys, ["train", "--config", _folder_config(tmp_path, folder), "--output-dir", tmp_path / "r"],
+          "different sizes", "8x8", "8x9", "resize")
+
+
+def test_image_folder_with_mixed_modes_is_converted(tmp_path):
+    folder = _folder(tmp_path, [("a", Image.new("RGBA", (8, 8))), ("a", Image.new("L", (8, 8))),
+                                ("b", Image.new("P", (8, 8)))])
+    x, y, classes = D.load_image_folder(folder, channels=3)
+    assert x.shape == (3, 8, 8, 3) and classes == ["a", "b"]
+
+
+def test_corrupt_image_in_folder(tmp_path, capsys):
+    folder = _folder(tmp_path, [("a", Image.new("RGB", (8, 8)))] * 2)
+    (folder / "a" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    fails(capsys, ["train", "--config", _folder_config(tmp_path, folder), "--output-dir", tmp_path / "r"],
+          "1.png", "not a readable image")
+
+
+def test_empty_dataset(tmp_path, capsys):
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    fails(capsys, ["train", "--config", _folder_config(tmp_path, tmp_path / "imgs"), "--output-dir", tmp_path / "r"],
+          "no images")
+
+
+# ------------------------------------------------------------------ files that cannot be written
+def test_output_folder_that_cannot_be_written(run, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("in the way")
+    fails(capsys, ["sample", "--checkpoint", run[0] / "run", "--output-dir", blocker / "out"],
+          "--output-dir", "cannot write there")
+    fails(capsys, ["train", "--config", run[1], "--output-dir", blocker / "out"], "cannot write there")
+    assert blocker.read_text() == "in the way"
+
+
+def test_full_disk_while_writing_a_checkpoint(run, tmp_path, capsys, monkeypatch):
+    cfg = write_config(tiny_config(max_steps=6, checkpoint_every=2), tmp_path / "c.yaml")
+    real, calls = safetensors.torch.save_file, []
+
+    def disk_full_on_the_second(tensors, filename, metadata=None):
+        calls.append(filename)
+        if len(calls) == 2:
+            Path(filename).write_bytes(b"\x00" * 64)           # a partial write, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full_on_the_second)
+    err = fails(capsys, ["train", "--config", cfg, "--output-dir", tmp_path / "r", "--no-progress"],
+                "No space left on device", "last checkpoint (step 2", "--resume")
+    assert "file system" in err
+    assert load_checkpoint(tmp_path / "r").step == 2, "the previous checkpoint is intact"
+    assert not [p for p in (tmp_path / "r").iterdir() if p.name.endswith(".tmp")], "temporary file left behind"
+
+
+def test_evaluate_json_path_that_cannot_be_written_fails_before_sampling(run, tmp_path, capsys):
+    blocker = tmp_path / "f"
+    blocker.write_text("")
+    t0 = time.perf_counter()
+    fails(capsys, ["evaluate", "--checkpoint", run[0] / "run", "--num-samples", 1000, "--json", blocker / "ev.json"],
+          "--json", "cannot write there")
+    assert time.perf_counter() - t0 < 5, "it failed only after sampling"
+
+
+# ------------------------------------------------------------------ Ctrl-C
+def _wait_for(predicate, timeout=120.0):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_ctrl_c_during_training(run, tmp_path):
+    cfg = write_config(tiny_config(max_steps=100_000, checkpoint_every=2, log_every=2), tmp_path / "c.yaml")
+    out = tmp_path / "r"
+    p = subprocess.Popen([sys.executable, "-m", "diffussm_lib", "train", "--config", str(cfg), "--output-dir",
+                          str(out), "--no-progress"], env=cli_env(), cwd=REPO, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(lambda: (out / CHECKPOINT_NAME).exists()), "no checkpoint appeared"
+        time.sleep(1.0)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    assert "interrupted" in err and "is complete and kept" in err and "--resume" in err and "Traceback" not in err
+    ck = load_checkpoint(out)
+    assert ck.step >= 2 and ck.step % 2 == 0
+
+
+def test_ctrl_c_during_sampling(tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "earlier.txt").write_text("keep me")
+    p = subprocess.Popen([sys.executable, "-m", "diffussm_lib", "sample", "--checkpoint", str(PRETRAINED),
+                          "--output-dir", str(out), "--num-samples", "5000", "--sampler", "ddpm", "--no-progress"],
+                         env=cli_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(6.0)
+        assert p.poll() is None, p.communicate()
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    assert "no files were written" in err and "Traceback" not in err
+    assert sorted(q.name for q in out.iterdir()) == ["earlier.txt"] and (out / "earlier.txt").read_text() == "keep me"
+
+
+# ------------------------------------------------------------------ downloads from a real HTTP server
+class _Mirror(http.server.BaseHTTPRequestHandler):
+    """/good/<file>: the file; /html/<file>: an HTML error page (status 200, as some proxies do);
+    /half/<file>: the right Content-Length, half the bytes, then the connection is dropped."""
+
+    def do_GET(self):
+        kind, name = self.path.strip("/").split("/", 1)
+        body = (SHARED_MNIST / name).read_bytes()
+        if kind == "html":
+            page = b"<html><body><h1>Service unavailable</h1></body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body if kind == "good" else body[: len(body) // 2])
+        if kind == "half":
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def mirrors():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Mirror)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    down = s.getsockname()[1]
+    s.close()                                   # nothing listens there: a mirror that is down
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    yield {"down": f"http://127.0.0.1:{down}/", "html": f"{base}/html/", "half": f"{base}/half/",
+           "good": f"{base}/good/"}
+    server.shutdown()
+
+
+needs_mnist = pytest.mark.skipif(not (SHARED_MNIST / "t10k-labels-idx1-ubyte.gz").exists(),
+                                 reason="needs the shared MNIST files to serve")
+
+
+@needs_mnist
+def test_download_tries_the_next_mirror_and_saves_only_verified_files(tmp_path, monkeypatch, mirrors):
+    monkeypatch.setattr(D, "MNIST_MIRRORS", (mirrors["down"], mirrors["html"], mirrors["half"], mirrors["good"]))
+    x, y = D.load_mnist("test", root=tmp_path)
+    assert x.shape == (10000, 28, 28) and y.shape == (10000,)
+    assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == ["t10k-images-idx3-ubyte.gz",
+                                                                      "t10k-labels-idx1-ubyte.gz"]
+
+
+@needs_mnist
+def test_download_with_every_mirror_bad_saves_nothing(tmp_path, monkeypatch, mirrors, capsys):
+    monkeypatch.setattr(D, "MNIST_MIRRORS", (mirrors["down"], mirrors["html"], mirrors["half"]))
+    with pytest.raises(D.DataError) as e:
+        D.load_mnist("test", root=tmp_path)
+    msg = str(e.value)
+    assert "ConnectionRefusedError" in msg or "Connection refused" in msg
+    assert "not a complete gzip file" in msg and "IncompleteRead" in msg and "DIFFUSSM_DATA_DIR" in msg
+    assert not list((tmp_path / "mnist").iterdir()), "an unverified file was saved"
