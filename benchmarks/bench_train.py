@@ -1,32 +1,39 @@
-"""Training throughput (images per second) of DiffuSSM and its same-size DiT baseline, side by side.
+"""Speed of DiffuSSM and its same-size DiT baseline, side by side, in one run (issue 15).
 
-    python benchmarks/bench_train.py                       # the two default MNIST configs, fp32
-    python benchmarks/bench_train.py --precision both      # fp32 and bf16 autocast
-    python benchmarks/bench_train.py --steps 10 --rounds 3 --batch-size 64 --threads 1
+    python benchmarks/bench_train.py --threads 2                 # patch 2 (the course) and patch 1 (the paper)
+    python benchmarks/bench_train.py --threads 2 --no-patch1     # patch 2 only (about 2 minutes)
+    python benchmarks/bench_train.py --precision bf16            # bf16 autocast instead of fp32
 
-Each config is trained by the library's own ``Trainer`` (the exact loop ``diffussm train`` runs:
-AdamW, label dropout, loss, backward, clipping, EMA) on random images of the config's size (data
-loading is not what is measured). After ``--warmup`` untimed steps, the configs take turns for
-``--rounds`` rounds of ``--steps`` steps each, so that a busy machine slows all of them alike; the
-median round is reported. One run prints one table; ratios are only meaningful within it.
+For each model: **training** images/s (the library's ``Trainer.train_step``: AdamW, label dropout,
+loss, backward, clipping, EMA; batch ``--batch-size``, random images of the config's size) and
+**sampling** images/s (one guided forward the way ``generate`` calls the model: x twice, the labels
+and the null class, a batch of 2B). Both are also given as counted GFLOP/s (``count_flops``: 2 x
+multiply-adds of the matrix products, FFTs at 2.5 n log2 n; element-wise work is not counted) and
+as a fraction of the fp32 GEMM rate this run measures itself (a 1024^3 matrix product). Every
+round measures every model and the GEMM rate once, in turn, so that a busy machine slows all of
+them alike; the medians of ``--rounds`` rounds are reported. Last, the top operators of a profiled
+DiffuSSM training step and forward. Ratios are only meaningful within one run.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from diffussm_lib.config import load_config  # noqa: E402
 from diffussm_lib.data import ImageDataset  # noqa: E402
+from diffussm_lib.diffusion import diffusion_loss, guided_eps  # noqa: E402
 from diffussm_lib.env import environment_report  # noqa: E402
-from diffussm_lib.models import count_params  # noqa: E402
+from diffussm_lib.models import count_flops, count_params  # noqa: E402
 from diffussm_lib.training import Trainer  # noqa: E402
 
 
@@ -37,64 +44,138 @@ def random_dataset(cfg, n: int) -> ImageDataset:
     return ImageDataset(images, torch.randint(0, m.num_classes, (n,), generator=g))
 
 
-def make_trainer(path: str, precision: str, batch_size: int | None, device: str | None) -> Trainer:
-    cfg = load_config(path)
-    train = replace(cfg.train, precision=precision, batch_size=batch_size or cfg.train.batch_size,
-                    sample_every=0, checkpoint_every=0, log_every=10**9)
-    cfg = replace(cfg, train=train)
-    return Trainer(cfg, None, dataset=random_dataset(cfg, 4 * train.batch_size), device=device, progress=False,
-                   log=lambda m: None)
+class Case:
+    """One model: a Trainer on random data, a fixed sampling batch, and its counted FLOPs."""
+
+    def __init__(self, name: str, cfg, batch: int, precision: str, device):
+        train = replace(cfg.train, precision=precision, batch_size=batch, sample_every=0, checkpoint_every=0,
+                        log_every=10**9)
+        self.name, self.cfg = name, replace(cfg, train=train)
+        self.trainer = Trainer(self.cfg, None, dataset=random_dataset(self.cfg, 2 * batch), device=device,
+                               progress=False, log=lambda m: None)
+        m, B = self.cfg.model, batch
+        g = torch.Generator().manual_seed(1)
+        self.x = torch.randn(B, m.in_channels, m.image_size, m.image_size, generator=g).to(self.trainer.device)
+        self.t = torch.randint(0, self.cfg.diffusion.timesteps, (B,), generator=g).to(self.trainer.device)
+        self.y = torch.randint(0, m.num_classes, (B,), generator=g).to(self.trainer.device)
+        self.batches = self.trainer.dataset
+        model = self.trainer.bare_model
+        x2, t2 = torch.cat([self.x, self.x]), torch.cat([self.t, self.t])
+        y2 = torch.cat([self.y, torch.full_like(self.y, model.null_class)])
+        with torch.no_grad():
+            self.sample_flops = count_flops(model, x2, t2, y2)                       # one guided forward
+        self.train_flops = count_flops(lambda: diffusion_loss(
+            model, self.trainer.schedule, self.x, self.y, generator=torch.Generator(self.trainer.device).manual_seed(0),
+            prediction=self.cfg.diffusion.prediction), backward=True)
+        self.train_rates, self.sample_rates = [], []
+
+    def train_round(self, steps: int) -> None:
+        tr = self.trainer
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            tr.train_step(self.batches.x[:self.cfg.train.batch_size], self.batches.y[:self.cfg.train.batch_size])
+        self._sync()
+        self.train_rates.append(steps * self.cfg.train.batch_size / (time.perf_counter() - t0))
+
+    @torch.no_grad()
+    def sample_round(self, steps: int) -> None:
+        model = self.trainer.ema.module.eval()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            guided_eps(model, self.x, self.t, self.y, 2.0, model.null_class)
+        self._sync()
+        self.sample_rates.append(steps * len(self.x) / (time.perf_counter() - t0))
+
+    def _sync(self) -> None:
+        if self.trainer.device.type == "cuda":
+            torch.cuda.synchronize(self.trainer.device)
+
+
+def gemm_rate(device, n: int = 1024, reps: int = 3) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def top_ops(fn, k: int = 5) -> list[str]:
+    fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [f"{e.key:<28} {100 * e.self_cpu_time_total / total:5.1f}%  ({e.count} calls)" for e in events[:k]]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configs", nargs="+", default=["configs/mnist_diffussm.yaml", "configs/mnist_dit.yaml"],
-                    help="configs to compare; the ratio is first / others")
-    ap.add_argument("--precision", choices=("fp32", "bf16", "both"), default="fp32")
-    ap.add_argument("--batch-size", type=int, help="override train.batch_size")
-    ap.add_argument("--steps", type=int, default=5, help="timed steps per round")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--configs", nargs=2, default=["configs/mnist_diffussm.yaml", "configs/mnist_dit.yaml"],
+                    help="the DiffuSSM config and the DiT config; the ratio is first / second")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=3, help="training steps (and guided forwards) per round, patch 2")
+    ap.add_argument("--steps-patch1", type=int, default=1, help="the same at patch 1 (L = 784: slow for DiT)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--no-patch1", action="store_true", help="skip the paper's setting (patch 1)")
     ap.add_argument("--device", help="default: CUDA if available, else CPU")
-    ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice); 1 is the "
-                                                "robust choice on a machine shared with other jobs")
+    ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-
     print(environment_report())
-    precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
-    runs = [(Path(c).stem, p, make_trainer(str(REPO / c) if not Path(c).is_absolute() else c, p,
-                                           args.batch_size, args.device))
-            for c in args.configs for p in precisions]
-    for _, _, tr in runs:
-        tr.train(max_steps=args.warmup)
-    rates = {i: [] for i in range(len(runs))}
+    cfgs = [load_config(REPO / c if not Path(c).is_absolute() else c) for c in args.configs]
+    patches = [cfgs[0].model.patch_size] + ([] if args.no_patch1 or cfgs[0].model.patch_size == 1 else [1])
+    cases = {}
+    for p in patches:
+        for cfg in cfgs:
+            c = replace(cfg, model=replace(cfg.model, patch_size=p))
+            cases[(cfg.model.arch, p)] = Case(f"{cfg.name} p{p}", c, args.batch_size, args.precision, args.device)
+    device = next(iter(cases.values())).trainer.device
+    for c in cases.values():                                              # warm-up
+        c.train_round(1)
+        c.sample_round(1)
+        c.train_rates.clear()
+        c.sample_rates.clear()
+    gemm = []
     for _ in range(args.rounds):
-        for i, (_, _, tr) in enumerate(runs):
-            t0, s0 = tr.train_seconds, tr.step
-            tr.train(max_steps=s0 + args.steps)
-            rates[i].append(args.steps * tr.cfg.train.batch_size / (tr.train_seconds - t0))
-    med = {i: statistics.median(r) for i, r in rates.items()}
-
-    print(f"\ntraining throughput, batch {runs[0][2].cfg.train.batch_size}, median of {args.rounds} rounds "
-          f"x {args.steps} steps ({runs[0][2].device.type}, torch threads: {torch.get_num_threads()})")
-    print(f"{'config':<18} {'precision':<9} {'params':>10} {'images/s':>10} {'ms/step':>9}  rounds (images/s)")
-    for i, (name, p, tr) in enumerate(runs):
-        ms = 1000 * tr.cfg.train.batch_size / med[i]
-        print(f"{name:<18} {p:<9} {count_params(tr.bare_model):>10,} {med[i]:>10.1f} {ms:>9.0f}  "
-              + ", ".join(f"{r:.1f}" for r in rates[i]))
+        gemm.append(gemm_rate(device))
+        for (arch, p), c in cases.items():
+            steps = args.steps if p != 1 or patches == [1] else args.steps_patch1
+            c.train_round(steps)
+            c.sample_round(steps)
+    g = statistics.median(gemm)
+    print(f"\nbatch {args.batch_size}, {args.precision}, {device.type}, torch threads {torch.get_num_threads()}; "
+          f"median of {args.rounds} rounds; fp32 GEMM rate {g:.1f} GFLOP/s (rounds: "
+          + ", ".join(f"{x:.0f}" for x in gemm) + ")")
+    print(f"{'model':<22} {'params':>9} {'train img/s':>11} {'GFLOP/s':>8} {'of GEMM':>8} "
+          f"{'sample img/s':>12} {'GFLOP/s':>8} {'of GEMM':>8}   GFLOP per train image / sampled image")
+    med = {}
+    for key, c in cases.items():
+        tr, sa = statistics.median(c.train_rates), statistics.median(c.sample_rates)
+        med[key] = (tr, sa)
+        tf = c.train_flops / args.batch_size * tr / 1e9                  # counted GFLOP/s in training
+        sf = c.sample_flops / args.batch_size * sa / 1e9                  # (a guided forward is 2B images)
+        print(f"{c.name:<22} {count_params(c.trainer.bare_model):>9,} {tr:>11.1f} {tf:>8.1f} {tf / g:>7.0%} "
+              f"{sa:>12.1f} {sf:>8.1f} {sf / g:>7.0%}   {c.train_flops / args.batch_size / 1e9:.3f} / "
+              f"{c.sample_flops / args.batch_size / 1e9:.3f}")
     print()
-    for p in precisions:
-        idx = [i for i, (_, q, _) in enumerate(runs) if q == p]
-        first = idx[0]
-        for j in idx[1:]:
-            print(f"ratio {runs[first][0]} / {runs[j][0]} ({p}): {med[first] / med[j]:.2f}x images per second")
-    if len(precisions) == 2:
-        for name in dict.fromkeys(n for n, _, _ in runs):
-            f32 = next(i for i, (n, p, _) in enumerate(runs) if n == name and p == "fp32")
-            b16 = next(i for i, (n, p, _) in enumerate(runs) if n == name and p == "bf16")
-            print(f"bf16 autocast / fp32, {name}: {med[b16] / med[f32]:.2f}x")
+    for p in patches:
+        (t1, s1), (t2, s2) = med[("diffussm", p)], med[("dit", p)]
+        print(f"patch {p}: DiffuSSM / DiT  training {t1 / t2:.2f}x   sampling {s1 / s2:.2f}x images per second")
+    c = cases[("diffussm", patches[0])]
+    tr = c.trainer
+    print(f"\nprofile of one DiffuSSM training step ({c.name}), top operators by self CPU time:")
+    for line in top_ops(lambda: tr.train_step(c.batches.x[:args.batch_size], c.batches.y[:args.batch_size])):
+        print("  " + line)
+    print(f"profile of one guided DiffuSSM forward (batch {2 * args.batch_size}):")
+    model = tr.ema.module.eval()
+    with torch.no_grad():
+        for line in top_ops(lambda: guided_eps(model, c.x, c.t, c.y, 2.0, model.null_class)):
+            print("  " + line)
 
 
 if __name__ == "__main__":

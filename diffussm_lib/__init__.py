@@ -1,7 +1,8 @@
 """diffussm_lib: the library the DiffuSSM course builds. Its folders follow the notebooks.
 
     ssm/         01-02  S4D, the selective scan, causal conv1d, the bidirectional SSM layer
-    models/      03     the DiffuSSM denoiser (start reading at models/diffussm.py), DiT, factory, FLOPs
+    models/      03     the DiffuSSM denoiser (start reading at models/diffussm.py), DiT, factory, FLOPs;
+                 08     scan orders (models/scan_orders.py)
     diffusion/   04     schedules, losses, DDPM / DDIM samplers, guidance, the sampler registry
     training/    05     the training step and loop, callbacks, EMA, DDP, checkpoints, export
     sampling/    06     generate, image files, the denoising viewer
@@ -20,11 +21,18 @@ One meaning per letter, in every module, docstring and notebook (the paper's nam
     L   sequence length the SSM sees, L = H W / p^2                        [L]
     M   hourglass ratio: the dense layers see J = L / M tokens              [M]
     J   shortened length, J = L / M: the residual stream of DiffuSSM        [J]
+        (DiT's stream has L tokens; shapes written (B, J, D) read (B, L, D) there)
     D   model width (hidden_dim)                                            [D]
     N   SSM state size (d_state; S4D keeps N/2 complex modes)              [N]
     T   diffusion steps of the noise schedule (1000)                        [T]
-    S   a residual stream's length (J for DiffuSSM, L for DiT); elsewhere the number of sampling steps
+    S   sampling steps of a sampler run (DDIM 50 by default)
     F   feature width of a token (C p^2 after patchify)
+    K   an SSM's convolution kernel (K_0 ... K_{L-1}); k, l, j, n, t are indices
+    E   the SSM's skip (feed-through) term, y = K * u + E u (the code keeps the S4 / mamba-ssm
+        name ``D`` for this parameter)
+    Q   a block length inside a kernel or scan (about sqrt(L))
+
+Sample counts are written out ("1,000 samples"), never with a letter of this table.
 
 Modules say "dimension letters: the glossary in diffussm_lib/__init__.py" instead of repeating it.
 """
@@ -33,7 +41,7 @@ from .env import environment_report, fast_mode, by_mode, seed_everything, resolv
 from .config import ExperimentConfig, ModelConfig, load_config
 from .data import mnist_dataset
 from .ssm import S4D, BidirectionalSSM, SelectiveSSM, causal_conv1d, selective_scan
-from .models import DiffuSSM, DiffuSSMBlock, DiT, Hourglass, build_model, count_flops, count_params
+from .models import DiffuSSM, DiffuSSMBlock, DiT, Hourglass, build_model, count_flops, count_params, scan_order
 from .diffusion import NoiseSchedule, ddim_sample, ddpm_sample, diffusion_loss, q_sample
 from .training import EMA, Callback, Trainer, export_weights, load_checkpoint, load_model
 from .sampling import compute_frames, denoising_viewer, generate, make_grid, save_gif
@@ -43,7 +51,7 @@ __all__ = [
     "__version__", "environment_report", "fast_mode", "by_mode", "seed_everything", "resolve_device",
     "ExperimentConfig", "ModelConfig", "load_config", "mnist_dataset",
     "S4D", "BidirectionalSSM", "SelectiveSSM", "causal_conv1d", "selective_scan",
-    "DiffuSSM", "DiffuSSMBlock", "DiT", "Hourglass", "build_model", "count_flops", "count_params",
+    "DiffuSSM", "DiffuSSMBlock", "DiT", "Hourglass", "build_model", "count_flops", "count_params", "scan_order",
     "NoiseSchedule", "ddim_sample", "ddpm_sample", "diffusion_loss", "q_sample",
     "EMA", "Callback", "Trainer", "export_weights", "load_checkpoint", "load_model",
     "compute_frames", "denoising_viewer", "generate", "make_grid", "save_gif",

@@ -137,7 +137,7 @@ def add_sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 = deterministic)")
     p.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights (default ema)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument("--batch-size", type=int, help="images per sampler run (default: the fastest here, measured)")
     p.add_argument("--no-clip", action="store_true", help="do not clip the predicted x_0 to [-1, 1]")
     p.add_argument("--device", help="default: CUDA if available, else CPU")
     p.add_argument("--no-progress", action="store_true")
@@ -178,7 +178,7 @@ def check_sampling_args(args: argparse.Namespace) -> None:
     if args.guidance < 0:
         raise UsageError(f"--guidance must be >= 0 (0 = unconditional, 1 = no guidance, > 1 = guided), "
                          f"got {args.guidance}")
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
 
 
@@ -196,6 +196,7 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    check_writable(Path(args.output_dir), "--output-dir")
     evaluations = []
     for f in args.evaluation:
         try:
@@ -224,7 +225,7 @@ def add_evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unconditional", action="store_true",
                    help="sample without labels (default: every class in equal numbers)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=250, help="images per forward pass")
+    p.add_argument("--batch-size", type=int, help="images per sampler run (default: the fastest here, measured)")
     p.add_argument("--device", help="default: CUDA if available, else CPU")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     p.add_argument("--no-progress", action="store_true")

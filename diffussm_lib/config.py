@@ -18,7 +18,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, List, Literal, Optional, Union
 
 import yaml
 
@@ -47,6 +47,7 @@ class ModelConfig:
     ssm_core: Literal["s4d", "selective"] = "s4d"
     ssm_state: Optional[int] = None   # N: None = the core's default (64 for S4D, 16 selective)
     ssm_init: Literal["lin", "inv"] = "lin"   # S4D's initialisation of A: S4D-Lin (the course's) or S4D-Inv
+    scan_order: Union[str, List[str]] = "raster"   # the SSM's token order, or a list layers cycle through
     bidirectional: bool = True        # False = the causal ablation
     ssm_backend: Literal["auto", "torch", "cuda"] = "auto"
     # DiT only

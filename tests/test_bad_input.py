@@ -232,6 +232,7 @@ def test_output_folder_that_cannot_be_written(run, tmp_path, capsys):
     fails(capsys, ["sample", "--checkpoint", run[0] / "run", "--output-dir", blocker / "out"],
           "--output-dir", "cannot write there")
     fails(capsys, ["train", "--config", run[1], "--output-dir", blocker / "out"], "cannot write there")
+    fails(capsys, ["export", "--checkpoint", run[0] / "run", "--output-dir", blocker / "out"], "cannot write there")
     assert blocker.read_text() == "in the way"
 
 

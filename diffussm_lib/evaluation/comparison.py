@@ -86,7 +86,7 @@ def train_for_budget(cfg: ExperimentConfig, seconds: Optional[float] = None, *, 
 
 
 def evaluate_run(run: BudgetRun, n: int, *, guidance: float = 1.0, sampler: str = "ddim", steps: int = 25,
-                 seed: int = 0, batch_size: int = 250) -> Dict:
+                 seed: int = 0, batch_size: Optional[int] = None) -> Dict:
     """Sample ``n`` images (every class in equal numbers) from the run's EMA model and evaluate them
     (``evaluate.sample_and_evaluate``). Appends to and returns ``run.evaluations[-1]``: the
     ``EvalReport`` fields plus the sampling settings and ``sample_seconds`` (sampling and evaluation)."""

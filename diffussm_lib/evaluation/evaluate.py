@@ -91,7 +91,7 @@ def evaluate_images(images: torch.Tensor, labels: Optional[torch.Tensor] = None,
 
 
 def sample_and_evaluate(model, cfg, n: int, *, conditional: bool = True, sampler: str = "ddim",
-                        steps: Optional[int] = None, guidance: float = 1.0, seed: int = 0, batch_size: int = 250,
+                        steps: Optional[int] = None, guidance: float = 1.0, seed: int = 0, batch_size: Optional[int] = None,
                         device=None, progress: bool = False, variance: Optional[str] = None
                         ) -> tuple[EvalReport, torch.Tensor]:
     """Sample ``n`` images from ``model`` (an ``ExperimentConfig`` ``cfg`` describes it) and evaluate them.
@@ -111,7 +111,7 @@ def sample_and_evaluate(model, cfg, n: int, *, conditional: bool = True, sampler
 
 
 def evaluate_checkpoint(path, n: int, *, conditional: bool = True, sampler: str = "ddim",
-                        steps: Optional[int] = None, guidance: float = 1.0, seed: int = 0, batch_size: int = 250,
+                        steps: Optional[int] = None, guidance: float = 1.0, seed: int = 0, batch_size: Optional[int] = None,
                         device=None, progress: bool = False) -> dict:
     """``diffussm evaluate`` as a function: load the EMA weights of the checkpoint at ``path`` (a file or
     a run / export folder), sample and evaluate. Returns the report as a dict with the checkpoint, its

@@ -7,20 +7,22 @@ diffussm   conditioning (timestep, class, adaLN-Zero), patchify and the output h
 dit        the DiT baseline of the same interface
 factory    ``build_model(cfg)``, ``build_block(cfg)``, ``count_params``
 flops      ``count_flops``, ``block_flops`` and the closed-form FLOP counts
+scan_orders ``scan_order(name, h, w)``: raster, snake, column, column_snake, hilbert, random (notebook 08)
 """
 from .diffussm import (AdaLNZero, ConditionEmbedder, Denoiser, DiffuSSM, DiffuSSMBlock, FinalLayer, Hourglass,
                        LabelEmbedder, OffsetLinear, PatchEmbed, TimestepEmbedder, act, block_ssm, check_image_size,
-                       group_tokens, modulate, patchify, timestep_features, ungroup_tokens, unpatchify)
+                       gated_residual, group_tokens, modulate, patchify, timestep_features, ungroup_tokens, unpatchify)
 from .dit import Attention, DiT, DiTBlock, sincos_1d, sincos_2d
 from .factory import ARCHS, build_block, build_model, count_params
+from .scan_orders import ORDERS, layer_orders, scan_order
 from .flops import (block_flops, count_flops, diffussm_block_flops_formula, dit_block_flops_formula,
                     flop_counts)
 
 __all__ = [
     "AdaLNZero", "ConditionEmbedder", "Denoiser", "DiffuSSM", "DiffuSSMBlock", "FinalLayer", "Hourglass",
     "LabelEmbedder", "OffsetLinear", "PatchEmbed", "TimestepEmbedder", "act", "block_ssm", "check_image_size",
-    "group_tokens", "modulate", "patchify", "timestep_features", "ungroup_tokens", "unpatchify",
+    "gated_residual", "group_tokens", "modulate", "patchify", "timestep_features", "ungroup_tokens", "unpatchify",
     "Attention", "DiT", "DiTBlock", "sincos_1d", "sincos_2d",
-    "ARCHS", "build_block", "build_model", "count_params",
+    "ARCHS", "build_block", "build_model", "count_params", "ORDERS", "layer_orders", "scan_order",
     "block_flops", "count_flops", "diffussm_block_flops_formula", "dit_block_flops_formula", "flop_counts",
 ]

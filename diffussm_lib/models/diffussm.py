@@ -15,17 +15,19 @@ shortened once by the input projection (this reproduces the paper's ``13 J D^2 +
 step concatenates the M offsets; skip and conditioning are ``h = I + gate(c) * Hourglass(LN(I) *
 (1 + scale(c)) + shift(c))``, the identity at init. No positional embedding: the SSM knows the order.
 Left out: the paper's latent input (an SD-VAE encoder; the course works on pixels) and its sizes.
-Dimension letters: the glossary in ``diffussm_lib/__init__.py`` (S: a stream's length, J or L).
+Dimension letters: the glossary in ``diffussm_lib/__init__.py`` (DiT's stream: L tokens where J is written).
 """
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..ssm import BidirectionalSSM
+from .scan_orders import layer_orders, scan_order
 
 TIMESTEP_FREQ_DIM = 256  # width of the sinusoidal timestep features (DiT's choice)
 LABEL_INIT_STD = 1.0     # std of the class table at init (DiT uses 0.02; see LabelEmbedder)
@@ -107,8 +109,14 @@ class ConditionEmbedder(nn.Module):
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Adaptive layer-norm affine: x (B, S, D), shift (B, D), scale (B, D) -> ``x * (1 + scale) + shift``."""
-    return x * (1 + scale[:, None, :]) + shift[:, None, :]
+    """Adaptive layer-norm affine: x (B, J, D), shift (B, D), scale (B, D) -> ``x * (1 + scale) + shift``
+    (one fused pass over x)."""
+    return torch.addcmul(shift[:, None, :], x, 1 + scale[:, None, :])
+
+
+def gated_residual(x: torch.Tensor, gate: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """adaLN-Zero's skip: x (B, J, D), gate (B, D), h (B, J, D) -> ``x + gate * h`` (one fused pass)."""
+    return torch.addcmul(x, gate[:, None, :], h)
 
 
 class AdaLNZero(nn.Module):
@@ -251,10 +259,12 @@ class Hourglass(nn.Module):
     ``out_dim -> 2D/M`` so I' always has width 2D. ``w_up``'s output chunk k is W^up_k.
     """
 
-    def __init__(self, dim: int, ratio: int, ssm: nn.Module):
+    def __init__(self, dim: int, ratio: int, ssm: nn.Module, order: str = "raster"):
         super().__init__()
         if ratio < 1:
             raise ValueError(f"hourglass ratio M must be >= 1, got {ratio}")
+        self.order = layer_orders(order, 1)[0]     # the SSM reads the L tokens in this order (scan_orders.py)
+        self._orders: dict = {}
         if (2 * dim) % ratio:
             raise ValueError(f"width 2D={2 * dim} must be divisible by the hourglass ratio M={ratio} "
                              f"(each W^down_k maps to 2D/M features)")
@@ -286,10 +296,24 @@ class Hourglass(nn.Module):
         """I' (B, J, 2D), I (B, J, D) -> O (B, J, D) = W^3 (act(W^2 I') * act(W^1 I))."""
         return self.w3(act(self.w2(i_prime)) * act(self.w1(i)))
 
-    def forward(self, i: torch.Tensor) -> torch.Tensor:
+    def forward(self, i: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """I (B, J, D) -> O (B, J, D); ``grid`` = (h, w), the token grid (needed for a non-raster order)."""
         if i.ndim != 3 or i.shape[-1] != self.dim:
             raise ValueError(f"Hourglass expects (B, J, D={self.dim}), got {tuple(i.shape)}")
-        return self.gate(self.down(self.ssm(self.up(i))), i)
+        u = self.up(i)                                       # (B, L, D), raster order
+        if self.order == "raster":
+            return self.gate(self.down(self.ssm(u)), i)
+        perm, inv = self.permutation(grid, u.device)
+        return self.gate(self.down(self.ssm(u[:, inv])[:, perm]), i)   # scan in order, back to raster
+
+    def permutation(self, grid: tuple[int, int] | None, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(perm, inv) of this layer's scan order on the token grid, cached per grid and device."""
+        if grid is None:
+            raise ValueError(f"scan order {self.order!r} needs the token grid (h, w): call the model, or pass grid=")
+        key = (tuple(grid), str(device))
+        if key not in self._orders:
+            self._orders[key] = tuple(t.to(device) for t in scan_order(self.order, *grid))
+        return self._orders[key]
 
 
 def block_ssm(dim: int, core: str = "s4d", bidirectional: bool = True, d_state: int | None = None,
@@ -303,24 +327,24 @@ def block_ssm(dim: int, core: str = "s4d", bidirectional: bool = True, d_state: 
 
 
 class DiffuSSMBlock(nn.Module):
-    """One DiffuSSM layer around the SSM module ``ssm`` (e.g. ``BidirectionalSSM(dim)``):
-    x (B, J, D), c (B, D) -> ``x + gate * Hourglass(modulate(LN(x), shift, scale))`` (B, J, D)."""
+    """One DiffuSSM layer around the SSM module ``ssm`` (e.g. ``BidirectionalSSM(dim)``), scanning in
+    ``order``: x (B, J, D), c (B, D) -> ``x + gate * Hourglass(modulate(LN(x), shift, scale))``."""
 
-    def __init__(self, dim: int, ratio: int, ssm: nn.Module):
+    def __init__(self, dim: int, ratio: int, ssm: nn.Module, order: str = "raster"):
         super().__init__()
         self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.ada = AdaLNZero(dim, 3)
-        self.hourglass = Hourglass(dim, ratio, ssm)
+        self.hourglass = Hourglass(dim, ratio, ssm, order)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
         shift, scale, gate = self.ada(c)
-        return x + gate[:, None, :] * self.hourglass(modulate(self.norm(x), shift, scale))
+        return gated_residual(x, gate, self.hourglass(modulate(self.norm(x), shift, scale), grid))
 
 
 # ------------------------------------------------------------------------------ the denoisers
 class Denoiser(nn.Module):
     """The skeleton DiffuSSM and DiT share; subclasses fill ``self.blocks`` (each
-    ``block(h (B, S, D), c (B, D)) -> (B, S, D)``). x (B, C, H, W), t (B,), y (B,) or None ->
+    ``block(h (B, J, D), c (B, D)) -> (B, J, D)``). x (B, C, H, W), t (B,), y (B,) or None ->
     (B, C_out, H, W), C_out = C, or 2C with ``learn_sigma`` (the variance interpolation of improved
     DDPM / DiT). ``group``: raster tokens per stream token (M or 1); ``null_class`` = num_classes."""
 
@@ -344,7 +368,7 @@ class Denoiser(nn.Module):
         return check_image_size(H, W, self.patch_size, self.group)
 
     def add_positions(self, tokens: torch.Tensor, H: int, W: int) -> torch.Tensor:
-        """Hook for positional information: tokens (B, S, D) -> (B, S, D). Default: none."""
+        """Hook for positional information: tokens (B, J, D) -> (B, J, D). Default: none."""
         return tokens
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -357,30 +381,31 @@ class Denoiser(nn.Module):
             raise ValueError(f"expected timesteps t of shape ({B},), got {tuple(t.shape)}")
         self.check_size(H, W)
         c = self.cond(t, y)                                   # (B, D)
-        h = self.add_positions(self.embed(x), H, W)           # (B, S, D)
+        h = self.add_positions(self.embed(x), H, W)           # (B, J, D)
+        grid = (H // self.patch_size, W // self.patch_size)  # the token grid (h, w)
         for block in self.blocks:
-            h = block(h, c)                                   # (B, S, D)
+            h = block(h, c, grid)                             # (B, J, D)
         return self.final(h, c, H, W)                         # (B, C_out, H, W)
 
 
 class DiffuSSM(Denoiser):
     """DiffuSSM: ``depth`` hourglass blocks over a stream of J = L / M tokens, each block with its own
     ``BidirectionalSSM(hidden_dim, core=ssm_core, bidirectional=..., d_state=ssm_state,
-    backend=ssm_backend)`` (S4D initialised by ``ssm_init``: "lin" or "inv"). Images need H, W
-    multiples of p and L = H W / p^2 a multiple of M."""
+    backend=ssm_backend)`` (S4D initialised by ``ssm_init``: "lin" or "inv"), reading the tokens in
+    ``scan_order`` (a name, or a list the layers cycle through). H, W: multiples of p; L of M."""
 
     def __init__(self, in_channels: int = 1, hidden_dim: int = 128, depth: int = 6, patch_size: int = 1,
                  hourglass_ratio: int = 2, num_classes: int = 10, learn_sigma: bool = False,
                  ssm_core: str = "s4d", ssm_state: int | None = None, bidirectional: bool = True,
-                 ssm_backend: str = "auto", ssm_init: str = "lin"):
+                 ssm_backend: str = "auto", ssm_init: str = "lin", scan_order: str | Sequence[str] = "raster"):
         super().__init__(in_channels=in_channels, hidden_dim=hidden_dim, patch_size=patch_size,
                          group=hourglass_ratio, num_classes=num_classes, learn_sigma=learn_sigma)
         self.hourglass_ratio = hourglass_ratio
         self.bidirectional = bidirectional
         self.blocks = nn.ModuleList(
             DiffuSSMBlock(hidden_dim, hourglass_ratio,
-                          block_ssm(hidden_dim, ssm_core, bidirectional, ssm_state, ssm_backend, ssm_init))
-            for _ in range(depth))
+                          block_ssm(hidden_dim, ssm_core, bidirectional, ssm_state, ssm_backend, ssm_init), order)
+            for order in layer_orders(scan_order, depth))
 
     @property
     def ssm_backend_used(self) -> str | None:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .diffussm import AdaLNZero, Denoiser, modulate
+from .diffussm import AdaLNZero, Denoiser, gated_residual, modulate
 
 
 def sincos_1d(pos: torch.Tensor, dim: int) -> torch.Tensor:
@@ -72,11 +72,11 @@ class DiTBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
         self.ada = AdaLNZero(dim, 6)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """x (B, L, D), c (B, D) -> (B, L, D)."""
+    def forward(self, x: torch.Tensor, c: torch.Tensor, grid=None) -> torch.Tensor:
+        """x (B, L, D), c (B, D) -> (B, L, D) (``grid``: unused, attention has no order)."""
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c)
-        x = x + gate1[:, None] * self.attn(modulate(self.norm1(x), shift1, scale1))
-        return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
+        x = gated_residual(x, gate1, self.attn(modulate(self.norm1(x), shift1, scale1)))
+        return gated_residual(x, gate2, self.mlp(modulate(self.norm2(x), shift2, scale2)))
 
 
 class DiT(Denoiser):

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from .diffussm import DiffuSSM, DiffuSSMBlock, block_ssm
+from .scan_orders import layer_orders
 from .dit import DiT, DiTBlock
 
 ARCHS = ("diffussm", "dit")
@@ -29,7 +30,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
                          patch_size=cfg.patch_size, hourglass_ratio=cfg.hourglass_ratio,
                          num_classes=cfg.num_classes, learn_sigma=cfg.learn_sigma, ssm_core=cfg.ssm_core,
                          ssm_state=cfg.ssm_state, bidirectional=cfg.bidirectional, ssm_backend=cfg.ssm_backend,
-                         ssm_init=cfg.ssm_init)
+                         ssm_init=cfg.ssm_init, scan_order=cfg.scan_order)
     else:
         model = DiT(in_channels=cfg.in_channels, hidden_dim=cfg.hidden_dim, depth=cfg.depth,
                     patch_size=cfg.patch_size, num_classes=cfg.num_classes, learn_sigma=cfg.learn_sigma,
@@ -42,12 +43,12 @@ def build_model(cfg: ModelConfig) -> nn.Module:
 
 
 def build_block(cfg: ModelConfig) -> nn.Module:
-    """One block of ``cfg.arch`` at width D = ``cfg.hidden_dim``: ``block(x (B, S, D), c (B, D))``."""
+    """One block of ``cfg.arch`` at width D = ``cfg.hidden_dim``: ``block(x (B, J, D), c (B, D))`` (J = L for DiT)."""
     _check_arch(cfg)
     D = cfg.hidden_dim
     if cfg.arch == "diffussm":
         ssm = block_ssm(D, cfg.ssm_core, cfg.bidirectional, cfg.ssm_state, cfg.ssm_backend, cfg.ssm_init)
-        return DiffuSSMBlock(D, cfg.hourglass_ratio, ssm)
+        return DiffuSSMBlock(D, cfg.hourglass_ratio, ssm, layer_orders(cfg.scan_order, 1)[0])
     return DiTBlock(D, cfg.num_heads, cfg.mlp_ratio)
 
 

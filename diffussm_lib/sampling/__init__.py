@@ -9,14 +9,14 @@ render     frames as pictures, PNG bytes, ``save_gif`` and ``strip_figure`` (sta
 viewer     ``denoising_viewer``: sliders over the sampling steps (ipywidgets)
 """
 from .frames import ALL_CLASSES, ViewerFrames, compute_frames, frames_from_result, viewer_labels
-from .generate import generate, parse_labels
+from .generate import BATCH_CANDIDATES, fastest_batch_size, generate, parse_labels
 from .images import UNCONDITIONAL_LABEL, grid_columns, make_grid, save_png, save_samples, to_uint8_nhwc
 from .render import frame_png, render_frame, render_frames, save_gif, strip_figure
 from .viewer import DenoisingViewer, denoising_viewer
 
 __all__ = [
     "ALL_CLASSES", "ViewerFrames", "compute_frames", "frames_from_result", "viewer_labels",
-    "generate", "parse_labels",
+    "BATCH_CANDIDATES", "fastest_batch_size", "generate", "parse_labels",
     "UNCONDITIONAL_LABEL", "grid_columns", "make_grid", "save_png", "save_samples", "to_uint8_nhwc",
     "frame_png", "render_frame", "render_frames", "save_gif", "strip_figure",
     "DenoisingViewer", "denoising_viewer",

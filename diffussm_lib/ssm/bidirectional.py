@@ -72,14 +72,13 @@ class BidirectionalSSM(nn.Module):
             raise ValueError(f"BidirectionalSSM expects x of shape (B, L>=1, D={self.d_model}), got {tuple(x.shape)}")
         D = self.d_model
         if self.core == "s4d":
-            u = x.transpose(1, 2)                                              # (B, D, L)
-            if self.bidirectional:
-                u = torch.cat([u, u.flip(-1)], dim=1)                          # (B, 2D, L): [x, reversed x]
-            y = self.s4d(u)
-            if self.bidirectional:
-                y = torch.cat([y[:, :D], y[:, D:].flip(-1)], dim=1)            # flip the reversed half back
+            B, L, _ = x.shape
+            u = x.transpose(1, 2)                                              # (B, D, L), a view
             self.backend_used = "torch"
-            return y.transpose(1, 2).contiguous()                              # (B, L, out_dim)
+            if not self.bidirectional:
+                return self.s4d(u).transpose(1, 2).contiguous()                # (B, L, D)
+            y = self.s4d.bidirectional(u)                                      # (B, 2, D, L): both from one FFT of u
+            return y.permute(0, 3, 1, 2).reshape(B, L, 2 * D)                  # (B, L, 2D): [forward, reversed]
         y = self.fwd(x)                                                        # (B, L, D)
         used = self.fwd.backend_used
         if self.bidirectional:

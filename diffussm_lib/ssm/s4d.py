@@ -133,7 +133,7 @@ class _FFTConv(torch.autograd.Function):
     def forward(ctx, u, k):
         L = u.shape[-1]
         n = fft_length(L)
-        Uf = torch.fft.rfft(u, n=n)                                           # (B, H, L+1)
+        Uf = torch.fft.rfft(u.contiguous(), n=n)                              # (B, H, n/2 + 1)
         Kf = torch.fft.rfft(k, n=n)                                           # (H, L+1)
         y = torch.fft.irfft(Uf * Kf, n=n)[..., :L]
         ctx.save_for_backward(Uf, Kf)
@@ -144,7 +144,7 @@ class _FFTConv(torch.autograd.Function):
     def backward(ctx, gy):
         Uf, Kf = ctx.saved_tensors
         L, n = ctx.L, fft_length(ctx.L)
-        Gf = torch.fft.rfft(gy, n=n)
+        Gf = torch.fft.rfft(gy.contiguous(), n=n)
         # correlations: du[s] = sum_t gy[t] k[t-s], dk[j] = sum_b sum_t gy[t] u[t-j]
         gu = torch.fft.irfft(Gf * Kf.conj(), n=n)[..., :L] if ctx.needs_input_grad[0] else None
         gk = torch.fft.irfft((Gf * Uf.conj()).sum(0), n=n)[..., :L] if ctx.needs_input_grad[1] else None
@@ -159,6 +159,54 @@ def fft_causal_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     if u.dim() != 3 or k.shape != u.shape[1:]:
         raise ValueError(f"fft_causal_conv wants u (B, H, L) and k (H, L); got {tuple(u.shape)}, {tuple(k.shape)}")
     return _FFTConv.apply(u, k)
+
+
+class _BiFFTConv(torch.autograd.Function):
+    """Both directions of a bidirectional SSM from ONE FFT of the input (see ``bidirectional_fft_conv``).
+
+    With U, K_f, K_b the length-n spectra (n >= 2L - 1): the causal direction is irfft(U K_f), the
+    anti-causal one the correlation irfft(U conj(K_b)). The backward reuses U and the kernel spectra
+    saved by the forward (3 transforms of the gradient instead of differentiating through 5).
+    """
+
+    @staticmethod
+    def forward(ctx, u, k):
+        L = u.shape[-1]
+        n = fft_length(L)
+        # contiguous operands: an FFT over a strided axis, and everything after it, runs ~2x slower
+        Uf = torch.fft.rfft(u.contiguous(), n=n)                              # (B, D, F), F = n/2 + 1
+        Kf = torch.fft.rfft(k, n=n)                                           # (2, D, F)
+        Kc = torch.stack([Kf[0], Kf[1].conj()])                               # causal, anti-causal
+        y = torch.fft.irfft(Uf[:, None] * Kc, n=n)[..., :L]                   # (B, 2, D, L)
+        ctx.save_for_backward(Uf, Kc)
+        ctx.L = L
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        Uf, Kc = ctx.saved_tensors
+        L, n = ctx.L, fft_length(ctx.L)
+        Gf = torch.fft.rfft(gy.contiguous(), n=n)                             # (B, 2, D, F)
+        gu = gk = None
+        if ctx.needs_input_grad[0]:
+            gu = torch.fft.irfft((Gf * Kc.conj()).sum(1), n=n)[..., :L]
+        if ctx.needs_input_grad[1]:
+            P = (Gf * Uf.conj()[:, None]).sum(0)                              # (2, D, F)
+            gk = torch.fft.irfft(torch.stack([P[0], P[1].conj()]), n=n)[..., :L]
+        return gu, gk
+
+
+def bidirectional_fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Causal and anti-causal convolution of the same input, by one FFT of it.
+
+    u: (B, D, L) real (any strides); k: (2, D, L) real, the forward and the backward kernel. Returns
+    (B, 2, D, L): ``[:, 0]`` is y_t = sum_{s<=t} k0_{t-s} u_s (the causal SSM), ``[:, 1]`` is
+    y_t = sum_{s>=t} k1_{s-t} u_s (the SSM run on the reversed sequence, reversed back).
+    """
+    if u.dim() != 3 or k.shape != (2, *u.shape[1:]):
+        raise ValueError(f"bidirectional_fft_conv wants u (B, D, L) and k (2, D, L); got {tuple(u.shape)}, "
+                         f"{tuple(k.shape)}")
+    return _BiFFTConv.apply(u, k)
 
 
 class S4D(nn.Module):
@@ -206,6 +254,11 @@ class S4D(nn.Module):
         dtA, _, Bbar, C = self.discrete()
         return s4d_kernel(dtA, C * Bbar, L)
 
+    def kernel_with_skip(self, L: int) -> torch.Tensor:
+        """K with the skip folded in: K_0 + D, K_1, ..., K_{L-1} (H, L), since K * u + D u = (K + D delta) * u."""
+        k = self.kernel(L)
+        return torch.cat([k[:, :1] + self.D.to(k.dtype)[:, None], k[:, 1:]], dim=1)
+
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         if u.dim() != 3 or u.shape[1] != self.d_model:
             raise ValueError(f"S4D expects u of shape (B, H={self.d_model}, L), got {tuple(u.shape)}")
@@ -213,7 +266,20 @@ class S4D(nn.Module):
         with torch.autocast(u.device.type, enabled=False):
             dtype = torch.float64 if torch.float64 in (u.dtype, self.log_dt.dtype) else torch.float32
             u = u.to(dtype)
-            k = self.kernel(u.shape[-1]).to(dtype)
-            y = fft_causal_conv(u, k) + self.D.to(dtype)[:, None] * u
+            y = fft_causal_conv(u, self.kernel_with_skip(u.shape[-1]).to(dtype))
         # bfloat16 / float16 parameters or inputs: computed in float32 above, returned in u's dtype
+        return y.to(dtype_in)
+
+    def bidirectional(self, u: torch.Tensor) -> torch.Tensor:
+        """Both directions at once: u (B, D, L) with ``d_model = 2D`` -> (B, 2, D, L). Channels [0, D)
+        run forward (causal), channels [D, 2D) on the reversed sequence; equal to ``forward`` of
+        ``[u, u.flip(-1)]`` with the second half flipped back, at half the input FFTs and no copies."""
+        if u.dim() != 3 or 2 * u.shape[1] != self.d_model:
+            raise ValueError(f"S4D.bidirectional expects u of shape (B, D={self.d_model // 2}, L), got {tuple(u.shape)}")
+        dtype_in = u.dtype
+        with torch.autocast(u.device.type, enabled=False):
+            dtype = torch.float64 if torch.float64 in (u.dtype, self.log_dt.dtype) else torch.float32
+            u = u.to(dtype)
+            B, D, L = u.shape
+            y = bidirectional_fft_conv(u, self.kernel_with_skip(L).to(dtype).reshape(2, D, L))   # (B, 2, D, L)
         return y.to(dtype_in)
