@@ -64,10 +64,11 @@ torch.set_printoptions(precision=4, sci_mode=False)
 # ## 1. From pixels to a sequence
 #
 # A diffusion backbone maps a noisy image x (B, C, H, W), a timestep t and a class y to a
-# prediction of the noise, of the same shape as x. Both backbones here first turn the image into a
-# sequence: cut it into p x p patches (p = 1: every pixel is a token, the paper's setting) and read
-# them in **raster order**, row by row: patch (r, s) becomes token l = r (W/p) + s, a vector of
-# C p^2 values. A 4 x 6 image with numbered pixels makes the order visible:
+# prediction of the same shape as x (the noise, or the "v" target the course's configs use;
+# notebook 04). Both backbones here first turn the image into a sequence: cut it into p x p patches
+# (p = 1: every pixel is a token, the paper's setting) and read them in **raster order**, row by row:
+# patch (r, s) becomes token l = r (W/p) + s, a vector of C p^2 values. A 4 x 6 image with numbered
+# pixels makes the order visible:
 
 # %%
 def my_patchify(x, p):
@@ -87,6 +88,12 @@ print("p = 2 ->", my_patchify(img, 2).shape, "  token 1 = patch (0, 1):", my_pat
 # %% [markdown]
 # The library's `patchify` does the same with one reshape and one permute (no Python loop); it and
 # its inverse `unpatchify` are shared by both backbones.
+#
+# **Where the code lives.** The whole DiffuSSM model is one file,
+# [`diffussm_lib/models/diffussm.py`](../diffussm_lib/models/diffussm.py), read from top to bottom
+# smallest layer first: conditioning (timestep, class, adaLN-Zero), tokens (`patchify`, the input
+# projection, the output head), the hourglass and `DiffuSSMBlock`, then the `DiffuSSM` denoiser. Keep
+# it open beside this notebook; every piece below is imported from it.
 
 # %%
 from diffussm_lib.models import check_image_size, group_tokens, patchify, unpatchify
@@ -116,21 +123,90 @@ print("patchify == my_patchify for p = 1, 2, 4, and unpatchify inverts it")
 # token j its own matrix W↑_k, so the SSM sees L distinct tokens; the down step gives each position
 # its own matrix W↓_k and concatenates the M results, so nothing is averaged away.
 #
-# ```text
-#   stream token I_j (D)  ── one of J ─────────────────────────────────┐
-#        │ W⁰, σ                                      (J x D)          │ W¹, σ  (J x 2D)
-#        │ W↑_0 ... W↑_{M-1}, σ; interleave l = jM+k   (L x D)          │
-#   ┌────┴──────────────────────────────────────────────────┐          │
-#   │ BidirectionalSSM: forward ⟶ and reversed ⟵, concat   │ (L x 2D) │    long path:
-#   └────┬──────────────────────────────────────────────────┘          │    every pixel
-#        │ W↓_0 ... W↓_{M-1}, σ; concat the M offsets   (J x 2D)         │
-#        │ W², σ                                        (J x 2D)         │
-#        └──────────────────── ⊙ ──────────────────────────────────────┘
-#                              │ W³                     (J x D)
-#                              ▼ O_j  (+ skip, gated by adaLN-Zero)
-# ```
+# ### Around the hourglass: norm, skip and conditioning (adaLN-Zero)
 #
-# We now build each step with small sizes, printing shapes, with our own weights.
+# The paper's equations say only "plus a skip connection"; its text says that timestep and class are
+# injected following DiT. This course uses DiT's **adaLN-Zero** for the norm, the skip and the conditioning: a condition
+# vector c (B, D), made from the timestep and the class (section 4), enters every block so:
+#
+# * a Linear layer of SiLU(c) produces three vectors per block, each of width D: a **shift** β, a
+#   **scale** γ and a **gate** α;
+# * the block normalises its input (LayerNorm without learned affine), **modulates** it,
+#   LN(I) ⊙ (1 + γ) + β, runs the hourglass on that, and adds the result to the skip path **scaled by
+#   the gate**:
+#
+#     h = I + α(c) ⊙ Hourglass( LN(I) ⊙ (1 + γ(c)) + β(c) );
+#
+# * that Linear layer is **initialised to zero** ("-Zero"): at initialisation β = γ = α = 0, so
+#   every block returns its input exactly. A deep stack starts as a clean residual path, and each
+#   block's contribution grows only as training moves α away from 0.
+#
+# The figure puts the pieces together (drawn by the next cell, for M = 2).
+
+# %%
+from matplotlib.patches import FancyBboxPatch
+
+def draw_block(M=2):
+    """The DiffuSSM block as boxes and arrows: J-token layers blue, the L-token SSM orange."""
+    fig, ax = plt.subplots(figsize=(7.2, 6.6))
+    ax.set_xlim(0, 10); ax.set_ylim(-0.7, 11.5); ax.axis("off")
+    fill = {"J": "#dbe8f6", "L": "#fbe3c8", "c": "#e4f2de", "op": "white"}
+
+    def box(x, y, text, kind="J", w=3.2, h=0.62):
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.04",
+                                    fc=fill[kind], ec="0.25", lw=1))
+        ax.text(x, y, text, ha="center", va="center", fontsize=8.5)
+
+    def line(points):
+        """A polyline through `points`, with an arrow head on its last segment."""
+        xs, ys = zip(*points)
+        ax.plot(xs[:-1], ys[:-1], color="0.25", lw=1)
+        ax.annotate("", xy=points[-1], xytext=points[-2],
+                    arrowprops=dict(arrowstyle="-|>", lw=1, color="0.25", shrinkA=0, shrinkB=0))
+
+    xm, xg, xc = 3.4, 7.3, 8.5                   # main column, gate column, conditioning column
+    box(xm, 10.9, "stream I  (J x D)", w=2.6)
+    box(xm, 9.8, "LayerNorm, then modulate\nLN(I) ⊙ (1 + γ) + β", h=0.8)
+    box(xm, 8.55, r"$W^0$, σ  (J x D)")
+    box(xm, 7.5, rf"$W^\uparrow_k$, σ for each offset k = 0..{M - 1};" "\ninterleave l = jM + k  (L x D)", h=0.8)
+    box(xm, 6.25, "bidirectional SSM on all L tokens:\nforward, reversed, concatenated  (L x 2D)", kind="L", w=3.6, h=0.8)
+    box(xm, 5.0, r"$W^\downarrow_k$, σ for each offset k;" "\nconcatenate the M chunks  (J x 2D)", h=0.8)
+    box(xm, 3.85, r"$W^2$, σ  (J x 2D)")
+    box(xg, 3.85, r"$W^1$, σ  (J x 2D)", w=2.2)
+    box(5.35, 2.85, "⊙", kind="op", w=0.5, h=0.5)
+    box(5.35, 1.95, r"$W^3$  (J x D)", w=2.0)
+    box(5.35, 1.05, "× gate α", w=1.5, h=0.5)
+    box(1.0, 1.05, "+", kind="op", w=0.5, h=0.5)
+    box(1.0, 0.1, "output  (J x D)", w=1.9, h=0.5)
+    box(xc, 10.9, "c = embed(t) + embed(y)", kind="c", w=2.7)
+    box(xc, 9.8, "SiLU, Linear (zero init)\n→ β, γ, α", kind="c", w=2.5, h=0.8)
+
+    for y0, y1 in ((10.55, 10.24), (9.36, 8.9), (8.2, 7.94), (7.06, 6.69), (5.81, 5.44), (4.56, 4.2)):
+        line([(xm, y0), (xm, y1)])
+    line([(xm, 9.08), (xg, 9.08), (xg, 4.2)])                        # W¹ reads the modulated input too
+    ax.plot([xm], [9.08], "o", ms=3, color="0.25")
+    line([(xm, 3.5), (xm, 2.85), (5.05, 2.85)]); line([(xg, 3.5), (xg, 2.85), (5.65, 2.85)])
+    line([(5.35, 2.56), (5.35, 2.3)]); line([(5.35, 1.6), (5.35, 1.34)])
+    line([(4.56, 1.05), (1.3, 1.05)])
+    line([(1.0, 0.76), (1.0, 0.39)])
+    line([(xm - 1.34, 10.9), (1.0, 10.9), (1.0, 1.34)])                # the skip
+    ax.text(0.85, 6.0, "skip", rotation=90, fontsize=8, color="0.3", va="center", ha="right")
+    line([(xc, 10.55), (xc, 10.24)])
+    line([(xc - 1.29, 9.8), (xm + 1.66, 9.8)])
+    ax.text((xc - 1.29 + xm + 1.66) / 2, 9.92, "β, γ", fontsize=8, color="0.3", ha="center", va="bottom")
+    line([(9.5, 9.36), (9.5, 1.05), (6.14, 1.05)])
+    ax.text(9.58, 5.0, "α", fontsize=9, color="0.3")
+    ax.text(5, -0.55, "blue: J = L/M tokens    orange: all L tokens    green: conditioning (adaLN-Zero)",
+            ha="center", fontsize=8, color="0.3")
+    ax.set_title(f"One DiffuSSM block (M = {M})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+draw_block(M=2)
+plt.show()
+
+# %% [markdown]
+# We now build the hourglass step by step with small sizes, printing shapes, with our own weights.
 
 # %%
 D, M, J, B = 8, 2, 4, 1
@@ -205,7 +281,7 @@ for J_other in (3, 50):
 # | σ | GELU everywhere; no activation after W³ | BiGS, the block the paper adapts |
 # | down step | **concatenates** the M offsets (each W↓_k: 2D -> 2D/M) | the equation's feature index D_m k : D_m (k+1) |
 # | two directions | forward and truly reversed SSM, concatenated (forward first) | notebook 02; `test_first_pixel_sees_last_pixel_only_when_bidirectional` |
-# | norm, skip, conditioning | DiT's adaLN-Zero: h = I + α(c) ⊙ Hourglass(LN(I) (1 + γ(c)) + β(c)); both gate branches read the modulated input | identity at init: `test_every_block_is_identity_at_init` |
+# | norm, skip, conditioning | DiT's adaLN-Zero (section 2): h = I + α(c) ⊙ Hourglass(LN(I) ⊙ (1 + γ(c)) + β(c)); both gate branches read the modulated input | identity at init: `test_every_block_is_identity_at_init` |
 # | positions | no positional embedding: the SSM already knows the order (DiT needs one) | |
 #
 # The alternative, a residual stream of L tokens with a shorten-then-expand inside every block,
@@ -214,8 +290,8 @@ for J_other in (3, 50):
 # **The FLOP check.** In multiply-adds per token of the stream, W⁰ costs D², W¹ 2D², W² 4D², W³
 # 2D², the down step 4D² (M matrices 2D x 2D/M, applied to M positions), and the up step M D² (one
 # D x D per position). Per block: (1 + 2 + 4 + 2 + 4) J D² + L D² = **13 J D² + L D²**, the
-# paper's formula. torch's FLOP counter, run on the library's block with the SSM replaced by a free
-# stand-in, agrees (FLOPs = 2 x multiply-adds):
+# paper's formula. torch's FLOP counter, run on the library's hourglass with the SSM replaced by a
+# free stand-in, agrees (FLOPs = 2 x multiply-adds):
 
 # %%
 from diffussm_lib.models import count_flops, diffussm_block_flops_formula
@@ -236,18 +312,12 @@ for (D_, M_, L_) in [(64, 2, 256), (96, 4, 1024), (32, 1, 100)]:
     assert counted == paper == diffussm_block_flops_formula(L_, D_, M_)
 
 # %% [markdown]
-# ## 4. Conditioning: timestep, class and adaLN-Zero
+# ## 4. Conditioning: timestep, class and adaLN-Zero in code
 #
 # Following DiT, the timestep becomes sinusoidal features then a small MLP, the class looks up a
 # table with **num_classes + 1 rows** (the last row is the *null* class used for classifier-free
-# guidance: `y = None` means "all null"), and their sum c (B, D) conditions every block through
-# **adaptive layer norm**: a zero-initialised Linear of SiLU(c) gives a shift β, a scale γ and a
-# gate α per channel, and the block is
-#
-#     h = I + α(c) ⊙ Hourglass( LN(I) ⊙ (1 + γ(c)) + β(c) ).
-#
-# At initialisation α = 0, so every block is exactly the identity ("adaLN-Zero"): a deep stack
-# starts as a clean residual path, and the labels start to matter as soon as the modulation learns.
+# guidance: `y = None` means "all null"), and their sum is the condition c (B, D) that feeds every
+# block's adaLN-Zero layer (section 2).
 #
 # One departure from DiT, found by measurement: DiT starts the class table at std 0.02. On a CPU
 # budget that is fatal. Within a few hundred steps the timestep embedding grows to norm 10-20 while
@@ -272,6 +342,13 @@ print("label table rows:", labels.table.num_embeddings, "| null class:", labels.
 torch.testing.assert_close(labels(None, batch=2), labels(torch.tensor([10, 10])))
 print("timestep features match; y = None is the null class")
 
+# %% [markdown]
+# `DiffuSSMBlock(dim, ratio, ssm)` takes its SSM module as an argument: any module mapping
+# (B, L, D) to (B, L, out_dim) that exposes `out_dim` fits, e.g. `BidirectionalSSM(D, core="s4d")`
+# (the paper's choice), `BidirectionalSSM(D, core="selective")`, a causal
+# `BidirectionalSSM(D, bidirectional=False)`, or the free stand-in above. We check it against the
+# formula of section 2, and that it is the identity at initialisation:
+
 # %%
 from diffussm_lib.models import DiffuSSMBlock
 
@@ -284,6 +361,7 @@ def my_block(x, c):
     return x + gate[:, None] * block.hourglass(h)
 
 print("at init: block(x, c) == x ?", torch.equal(block(x_stream, c), x_stream))
+assert torch.equal(block(x_stream, c), x_stream)
 with torch.no_grad():                                # pretend training moved the modulation
     block.ada.linear.weight.normal_(0, 0.3)
 torch.testing.assert_close(block(x_stream, c), my_block(x_stream, c))
@@ -293,26 +371,29 @@ print("after moving the modulation: max |block(x, c) - x| =", (block(x_stream, c
 # %% [markdown]
 # ## 5. The denoiser, and its DiT twin
 #
-# The full model (class `DiffuSSM`):
+# The full model (class `DiffuSSM`, at the end of `diffussm_lib/models/diffussm.py`):
 #
 #     x (B, C, H, W) -> patchify -> group M tokens -> Linear -> stream (B, J, D)
-#                    -> N x DiffuSSMBlock(., c)
+#                    -> depth x DiffuSSMBlock(., c)
 #                    -> adaLN + Linear to M patches per stream token -> (B, C, H, W)
 #
-# The output head is zero-initialised too, so the untrained model predicts 0. It predicts the noise
-# (or, with `learn_sigma`, also a variance: 2C output channels). Images of any H, W work as long as
-# H and W are multiples of p and L = HW/p² is a multiple of M; otherwise the error names the sizes.
+# The output head is zero-initialised too, so the untrained model predicts 0. Its output has the
+# image's shape: the noise or the v target (notebook 04), and with `learn_sigma` also a variance
+# (2C output channels). Images of any H, W work as long as H and W are multiples of p and
+# L = HW/p² is a multiple of M; otherwise the error names the sizes.
 #
-# The **DiT baseline** (class `DiT`) shares the conditioning, the input projection (with M = 1)
-# and the output head; its blocks are DiT blocks (attention + MLP, each with adaLN-Zero) on all L
-# tokens, plus a fixed 2-D sin-cos positional embedding. Same interface, width and depth, so
-# notebook 07 can compare them at matched parameters or FLOPs. The course's MNIST configs:
+# The **DiT baseline** (class `DiT`, in `diffussm_lib/models/dit.py`) shares the conditioning, the
+# input projection (with M = 1) and the output head; its blocks are DiT blocks (attention + MLP,
+# each with adaLN-Zero) on all L tokens, plus a fixed 2-D sin-cos positional embedding. Same
+# interface, width and depth, so notebook 07 can compare them at matched parameters or FLOPs. The
+# course's MNIST configs:
 
 # %%
+import diffussm_lib
 from diffussm_lib.config import ModelConfig, load_config
 from diffussm_lib.models import build_model, count_params
 
-CONFIGS = Path("..") / "configs" if (Path("..") / "configs").is_dir() else Path("configs")
+CONFIGS = Path(diffussm_lib.__file__).resolve().parents[1] / "configs"   # the course folder (clone or Colab)
 cfg_ssm = load_config(CONFIGS / "mnist_diffussm.yaml").model
 cfg_dit = load_config(CONFIGS / "mnist_dit.yaml").model
 for cfg in (cfg_ssm, cfg_dit):
@@ -353,10 +434,14 @@ print("\none DiffuSSM block:", f"{count_params(blk):,d}", "= hourglass dense",
       f"{count_params(blk.hourglass) - count_params(blk.hourglass.ssm):,d}", "+ SSM",
       f"{count_params(blk.hourglass.ssm):,d}", "+ adaLN", f"{count_params(blk.ada):,d}")
 print("one DiT block     :", f"{count_params(dit.blocks[0]):,d}")
+Dm = cfg_ssm.hidden_dim
+print(f"dense weights per block / D²: DiffuSSM {(count_params(blk.hourglass) - count_params(blk.hourglass.ssm)) / Dm**2:.2f}"
+      f" (13 + M = {13 + cfg_ssm.hourglass_ratio} plus biases), adaLN {count_params(blk.ada) / Dm**2:.2f}")
 
 # %% [markdown]
 # Per block the dense weights are (13 + M) D² for DiffuSSM against 12 D² for DiT (4 D² attention
-# + 8 D² MLP), plus adaLN: 3D² against 6D². At M = 2 the two blocks have nearly the same size.
+# + 8 D² MLP), plus adaLN: 3D² against 6D². At M = 2 the two blocks have nearly the same size
+# (18 D² each, plus biases and, for DiffuSSM, the SSM's parameters).
 #
 # ### Does the first pixel see the last one?
 #
@@ -377,6 +462,7 @@ def randomize_zero_init(m, std=0.3):
 
 side = by_mode(full=28, fast=12)
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
+reach, peak = {}, {}
 for ax, bidirectional in zip(axes, (True, False)):
     seed_everything(0)
     small = randomize_zero_init(build_model(ModelConfig(arch="diffussm", hidden_dim=32, depth=2, patch_size=1,
@@ -384,16 +470,22 @@ for ax, bidirectional in zip(axes, (True, False)):
     xg = torch.randn(1, 1, side, side, requires_grad=True)
     small(xg, torch.tensor([500]), torch.tensor([3]))[0, 0, 0, 0].backward()
     g = xg.grad[0, 0].abs()
+    reach[bidirectional] = g.flatten()[2:].max().item()         # beyond the first stream token
+    peak[bidirectional] = g.max().item()
     im = ax.imshow(torch.log10(g + 1e-30).clamp(min=-12), cmap="magma", vmin=-12)
     ax.set_title(f"{'bidirectional' if bidirectional else 'causal'}: last pixel {g[-1, -1]:.1e}")
     ax.axis("off")
 fig.colorbar(im, ax=axes, label="log10 |grad| (clipped at -12)")
 plt.show()
+for bidirectional in (True, False):
+    print(f"{'bidirectional' if bidirectional else 'causal':13s}: max |grad| beyond the first stream token "
+          f"{reach[bidirectional]:.1e} (largest |grad| anywhere {peak[bidirectional]:.1e})")
+assert reach[True] > 1e-3 * peak[True] and reach[False] < 1e-6 * peak[False]
 
 # %% [markdown]
 # The bidirectional model's first output depends on every pixel; the causal one only on its own
-# stream token (the S4D convolution runs by FFT, so "zero" is float32 roundoff, about 1e-11; with the
-# selective scan it is exactly 0, as the tests check).
+# stream token: beyond it the gradient is float32 round-off of the FFT convolution (printed above),
+# not information. With the selective scan it is exactly 0, as the tests check.
 #
 # ## 6. Cost: linear against quadratic
 #
@@ -410,17 +502,17 @@ from diffussm_lib.models import block_flops, build_block, dit_block_flops_formul
 
 Dw = 256
 Ls = by_mode(full=[64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384], fast=[64, 256, 1024, 4096, 16384])
-c_ssm = ModelConfig(arch="diffussm", hidden_dim=Dw, hourglass_ratio=2)
-c_ssm1 = ModelConfig(arch="diffussm", hidden_dim=Dw, hourglass_ratio=1)
-c_dit = ModelConfig(arch="dit", hidden_dim=Dw, num_heads=4)
+cfg_m2 = ModelConfig(arch="diffussm", hidden_dim=Dw, hourglass_ratio=2)
+cfg_m1 = ModelConfig(arch="diffussm", hidden_dim=Dw, hourglass_ratio=1)
+cfg_dit_w = ModelConfig(arch="dit", hidden_dim=Dw, num_heads=4)
 flops = {"DiffuSSM (M=2)": [], "DiffuSSM (M=1, no hourglass)": [], "DiT, patch 1 (L tokens)": [],
          "DiT, patch 2 (L/4 tokens)": []}
 t0 = time.perf_counter()
 for L_ in Ls:
-    flops["DiffuSSM (M=2)"].append(block_flops(c_ssm, L_))
-    flops["DiffuSSM (M=1, no hourglass)"].append(block_flops(c_ssm1, L_))
-    flops["DiT, patch 1 (L tokens)"].append(block_flops(c_dit, L_))
-    flops["DiT, patch 2 (L/4 tokens)"].append(block_flops(c_dit, L_ // 4))
+    flops["DiffuSSM (M=2)"].append(block_flops(cfg_m2, L_))
+    flops["DiffuSSM (M=1, no hourglass)"].append(block_flops(cfg_m1, L_))
+    flops["DiT, patch 1 (L tokens)"].append(block_flops(cfg_dit_w, L_))
+    flops["DiT, patch 2 (L/4 tokens)"].append(block_flops(cfg_dit_w, L_ // 4))
 print(f"counted in {time.perf_counter() - t0:.1f} s")
 print(f"{'L':>6s}" + "".join(f"{k[:22]:>24s}" for k in flops))
 for i, L_ in enumerate(Ls):
@@ -464,6 +556,10 @@ plt.show()
 for (a_, b_), Lx in crossovers.items():
     where = f"L ≈ {Lx:,.0f}" if Lx else f"none in [{Ls[0]}, {Ls[-1]}]"
     print(f"{a_} vs {b_}: crossover {where}")
+# the sentences below rest on these three facts
+assert all(s < d for s, d in zip(flops["DiffuSSM (M=2)"], flops["DiT, patch 1 (L tokens)"]))
+assert Dw < crossovers[("DiffuSSM (M=1, no hourglass)", "DiT, patch 1 (L tokens)")] < 4 * Dw
+assert 36 * Dw < crossovers[("DiT, patch 2 (L/4 tokens)", "DiffuSSM (M=2)")] < Ls[-1]
 
 # %% [markdown]
 # What the curves say, at D = 256:
@@ -472,14 +568,14 @@ for (a_, b_), Lx in crossovers.items():
 #   attention, 4 L² D FLOPs, overtakes its dense layers, 24 L D², at L = 6D = 1536.
 # * **DiffuSSM** grows like L (slope ≈ 1; the FFTs add the log L). With the hourglass (M = 2) its
 #   dense cost, 2 (13 L/2 + L) D² = 15 L D², is *below* DiT's 24 L D² even before attention, so it
-#   is cheaper at every L in FLOPs: the crossover lies below the range. Without the hourglass
+#   is cheaper at every L in FLOPs: the two curves never cross. Without the hourglass
 #   (M = 1: 28 L D²), the block costs more than a DiT block at short sequences and wins from
-#   28 L D² = 24 L D² + 4 L² D, i.e. L = D (a little later with the SSM's FFTs): this is the
-#   crossover "linear against quadratic".
+#   28 L D² = 24 L D² + 4 L² D, i.e. L = D (the SSM's FFTs and kernel move the counted crossover a
+#   little later, printed above): this is the crossover "linear against quadratic".
 # * The paper's own comparison is against **DiT with 2x2 patches** (L/4 tokens). That DiT is cheaper
 #   at small images and loses only at long sequences (15 L D² = 6 L D² + L² D / 4 at L = 36 D,
-#   about 9000 pixels at D = 256, plus the FFTs):
-#   the reason the paper finds DiffuSSM-XL costlier per forward pass than DiT-XL/2 at 256 px
+#   about 9,200 pixels at D = 256; the SSM's own cost moves the counted crossover later, printed
+#   above): the reason the paper finds DiffuSSM-XL costlier per forward pass than DiT-XL/2 at 256 px
 #   (L = 1024 latent pixels), and the gap closing at higher resolution.
 #
 # FLOPs are not time. On a CPU the SSM's FFTs and element-wise work run far below matrix-product
@@ -488,9 +584,9 @@ for (a_, b_), Lx in crossovers.items():
 # short lengths in fast mode; compare with the benchmark's numbers, taken on a quiet machine):
 
 # %%
-def fwd_bwd_seconds(block, S, D_, batch=2, reps=2):
-    x_ = torch.randn(batch, S, D_, requires_grad=True)
-    c_ = torch.randn(batch, D_)
+def fwd_bwd_seconds(block, n_tokens, width, batch=2, reps=2):
+    x_ = torch.randn(batch, n_tokens, width, requires_grad=True)
+    c_ = torch.randn(batch, width)
     best = float("inf")
     for _ in range(reps + 1):
         t_ = time.perf_counter()
@@ -498,13 +594,13 @@ def fwd_bwd_seconds(block, S, D_, batch=2, reps=2):
         best = min(best, time.perf_counter() - t_)
     return best
 
-Dt = by_mode(full=256, fast=64)
-Lt = by_mode(full=[256, 1024, 4096], fast=[256, 1024])
-b_ssm = build_block(ModelConfig(arch="diffussm", hidden_dim=Dt))
-b_dit = build_block(ModelConfig(arch="dit", hidden_dim=Dt, num_heads=4))
-print(f"D = {Dt}, batch 2, forward+backward, {torch.get_num_threads()} threads")
-for L_ in Lt:
-    ts_, td_ = fwd_bwd_seconds(b_ssm, L_ // 2, Dt), fwd_bwd_seconds(b_dit, L_, Dt)
+D_time = by_mode(full=256, fast=64)
+L_time = by_mode(full=[256, 1024, 4096], fast=[256, 1024])
+b_ssm = build_block(ModelConfig(arch="diffussm", hidden_dim=D_time))
+b_dit = build_block(ModelConfig(arch="dit", hidden_dim=D_time, num_heads=4))
+print(f"D = {D_time}, batch 2, forward+backward, {torch.get_num_threads()} threads")
+for L_ in L_time:
+    ts_, td_ = fwd_bwd_seconds(b_ssm, L_ // 2, D_time), fwd_bwd_seconds(b_dit, L_, D_time)
     print(f"L = {L_:5d}: DiffuSSM {ts_ * 1e3:8.1f} ms   DiT {td_ * 1e3:8.1f} ms   DiT/DiffuSSM {td_ / ts_:5.2f}")
 
 # %% [markdown]
@@ -513,20 +609,84 @@ for L_ in Lt:
 # * The DiffuSSM block is an **hourglass**: dense layers on J = L/M tokens, a bidirectional SSM on
 #   all L tokens in between, reached through one up-projection and one down-projection **per
 #   offset k**, so nothing depends on the resolution.
+# * **adaLN-Zero**: a zero-initialised Linear of SiLU(c) gives shift, scale and gate; every block
+#   starts as the identity.
 # * Our reading: the residual stream has J tokens (the input projection groups M neighbours);
-#   GELU; the down step concatenates; the gate has width 2D; adaLN-Zero gives every block an
-#   identity start. It reproduces the paper's 13 (L/M) D² + L D² exactly.
+#   GELU; the down step concatenates; the gate has width 2D. It reproduces the paper's
+#   13 (L/M) D² + L D² exactly.
+# * `DiffuSSMBlock(dim, ratio, ssm)` takes its SSM module; the whole model is
+#   `diffussm_lib/models/diffussm.py`, smallest layer first.
 # * The denoiser and its DiT baseline share conditioning (timestep + class, with a null class for
 #   guidance), input projection and output head; they differ only in their blocks.
 # * FLOPs: DiffuSSM linear in L, DiT with full attention quadratic; the crossover depends on what
 #   you compare against (patching, hourglass ratio).
 #
-# **Exercises.**
-# 1. Replace the concatenation in the down step by a sum over offsets (W↓_k: 2D -> 2D). How do the
-#    parameters and FLOPs change? What information can the sum no longer keep apart?
-# 2. Write the dense cost of a block with M = 4 per pixel (use 2 (13 J D² + L D²)) and find, by
-#    hand, the L where it meets a DiT block with 2x2 patches. Check your answer with `block_flops`.
-# 3. Plot the gradient map of section 5 for `ssm_core="selective"`. Why does the influence of far
-#    pixels fall off so much faster at initialisation?
-#
 # Next: the diffusion objective and samplers that train and use this denoiser.
+
+# %% [markdown]
+# ## Exercises
+#
+# **Exercise 1.** (Identity at init, and after one step.) Build
+# `DiffuSSMBlock(D, M, BidirectionalSSM(D, core="s4d"))`, check that `block(x, c)` equals `x`
+# exactly for random `x` (B, J, D) and `c` (B, D), then take **one** optimiser step
+# (`torch.optim.Adam`, learning rate 1e-3) on the loss `(block(x, c) - target).square().mean()` for a
+# random target. Show that the block is no longer the identity. Which parameters received a non-zero
+# gradient in that first step, and why only those?
+#
+# *Hint:* loop over `block.named_parameters()` and print `p.grad.abs().max()`. The Linear of
+# `block.ada` produces shift, scale and gate in that order (`chunk(3)`): look at its rows one third
+# at a time. What multiplies the hourglass output at initialisation?
+#
+# **Exercise 2.** (Parameters for M = 1, 2, 4.) Write the number of parameters of one block as a
+# formula in D, M and the S4D state size N (dense weights and biases of the hourglass, adaLN, the
+# S4D bank of 2D channels), and check it with `count_params` at D = 128 for M = 1, 2, 4. Then
+# build the whole MNIST model (`configs/mnist_diffussm.yaml` with `hourglass_ratio` = 1, 2, 4):
+# which other parts of the model change with M, and by how much?
+#
+# *Hint:* section 5 printed the dense weights as (13 + M) D²; the biases are one per output feature
+# of each Linear. An S4D channel holds 2N + 2 numbers (notebook 02). The input projection reads
+# M C p² values per stream token, and the output head writes as many.
+#
+# **Exercise 3.** (One block's FLOPs, by hand.) For D = 64, M = 2, L = 256 (S4D core, state 64,
+# batch 1), add up the forward FLOPs (2 x multiply-adds) of one `DiffuSSMBlock`: the hourglass's
+# dense layers, 2 (13 J D² + L D²) (`diffussm_block_flops_formula`); the adaLN Linear; the S4D
+# kernel's matrix product; and the three real FFTs of the one-FFT bidirectional convolution. Match
+# `count_flops(block, x, c)` exactly, and each entry of the per-operation breakdown
+# `flop_counts(block, x, c)`.
+#
+# *Hint:* read `s4d_kernel` in `diffussm_lib/ssm/s4d.py`: its product is a batched
+# (2D, ⌈L/Q⌉, N) @ (2D, N, Q) with Q = ⌈√L⌉. `count_flops` charges 2.5 n log₂ n per channel for a
+# real FFT of length n = `fft_length(L)`: one transform of the D input channels, one of the 2D
+# kernels, one inverse of the 2D outputs. `OffsetLinear` (the W↓_k) runs as a `bmm`, the other
+# Linears as `addmm`.
+
+# %% [markdown]
+# ## Check your understanding
+#
+# 1. Why does the hourglass run its dense layers on J = L/M tokens but the SSM on all L? What
+#    would be lost if the SSM also ran on J tokens?
+# 2. At initialisation every DiffuSSM block is the identity. Which single design choice makes
+#    this so, and why is it useful for a deep stack?
+# 3. In FLOPs, DiffuSSM with M = 2 is cheaper than a DiT with patch 1 at every L, yet costlier than a
+#    DiT with 2x2 patches until L ≈ 36 D. Explain both facts from the per-token costs.
+
+# %% [markdown]
+# ## References
+#
+# * J. N. Yan, J. Gu, A. M. Rush. *Diffusion Models Without Attention* (DiffuSSM). 2023, arXiv
+#   2311.18257 (CVPR 2024).
+# * W. Peebles, S. Xie. *Scalable Diffusion Models with Transformers* (DiT: adaLN-Zero, the
+#   baseline). 2022, arXiv 2212.09748.
+# * J. Wang, J. N. Yan, A. Gu, A. M. Rush. *Pretraining Without Attention* (BiGS: GELU, the gated
+#   SSM block the paper adapts). 2022, arXiv 2212.10544.
+# * A. Gu, A. Gupta, K. Goel, C. Ré. *On the Parameterization and Initialization of Diagonal State
+#   Space Models* (S4D, the SSM core). 2022, arXiv 2206.11893.
+# * A. Gu, T. Dao. *Mamba: Linear-Time Sequence Modeling with Selective State Spaces* (the selective
+#   core). 2023, arXiv 2312.00752.
+# * J. Ho, A. Jain, P. Abbeel. *Denoising Diffusion Probabilistic Models* (the noise target).
+#   2020, arXiv 2006.11239.
+# * T. Salimans, J. Ho. *Progressive Distillation for Fast Sampling of Diffusion Models* (the v
+#   target). 2022, arXiv 2202.00512.
+# * A. Nichol, P. Dhariwal. *Improved Denoising Diffusion Probabilistic Models* (the learned variance
+#   of `learn_sigma`). 2021, arXiv 2102.09672.
+# * J. Ho, T. Salimans. *Classifier-Free Diffusion Guidance* (the null class). 2022, arXiv 2207.12598.

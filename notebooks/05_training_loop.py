@@ -74,7 +74,7 @@ device = default_device()
 
 
 def show_grid(images, ncol=10, title=None, scale=1.0):
-    """Draw float images (N, C, H, W) in [-1, 1] as one grid."""
+    """Draw float images (B, C, H, W) in [-1, 1] as one grid."""
     grid = make_grid(images.detach().float().cpu(), ncol=ncol)
     fig, ax = plt.subplots(figsize=(scale * grid.shape[1] / 40, scale * grid.shape[0] / 40))
     ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=255)
@@ -104,8 +104,8 @@ def show_grid(images, ncol=10, title=None, scale=1.0):
 # **Why the v target?** Our first run of this config predicted `eps`, with DiT's class-table init
 # (std 0.02). After 2,000 steps its loss was falling nicely, yet the samples ignored their labels:
 # the classifier of notebook 07 recognised the requested digit in 12% of them (chance: 10%), with or
-# without guidance. The main cause was the init (notebook 03 explains it; a test reproduces it; the library now
-# starts the table at std 1). We also switched to the `v` target, for a reason that is argued, not
+# without guidance. The main cause was the init (notebook 03 explains it; a test reproduces it; the
+# library now starts the table at std 1). We also switched to the `v` target, for a reason that is argued, not
 # measured here: with `eps`, at high noise `x_t` is almost `eps`, so the network predicts `eps` well
 # without knowing the digit; with `v`, at high noise it must produce (minus) the clean digit itself,
 # where the label helps most.
@@ -136,9 +136,9 @@ print(f"this notebook trains: {cfg.name} (width {cfg.model.hidden_dim}, depth {c
 # `dataset_from_config` gives the MNIST training set as tensors, scaled to [-1, 1] (notebook 00).
 # Each **epoch** visits the 60,000 images in a fresh random order. We take that order from
 # `torch.utils.data.DistributedSampler` seeded with `(seed, epoch)`: with one process it is simply a
-# seeded permutation; with W processes (multi-GPU, below) it hands each process a disjoint 1/W of
-# it. Either way the batches of step `s` follow from `s` alone (epoch `s // steps_per_epoch`,
-# batch `s % steps_per_epoch`), which will make resuming a run exact.
+# seeded permutation; with several processes (multi-GPU, below; `world_size` of them) it hands each
+# process a disjoint share of it. Either way the batches of step `s` follow from `s` alone (epoch
+# `s // steps_per_epoch`, batch `s % steps_per_epoch`), which will make resuming a run exact.
 
 # %%
 from diffussm_lib.training import epoch_batches
@@ -156,14 +156,29 @@ x, y = data.x[idx], data.y[idx]
 show_grid(x[:10], title="the first batch: labels " + " ".join(str(int(v)) for v in y[:10]))
 
 # %% [markdown]
-# ## 2. The model starts by predicting zero noise
+# ## 2. The model starts by predicting zero
 #
 # `build_model` turns the `model` section into a DiffuSSM (notebook 03). Its blocks start as the
 # identity (adaLN-Zero) and its output layer is zero-initialised, so at step 0 it outputs 0
-# everywhere, and the loss is the mean square of the target: `E[eps^2] = 1` for the `eps` target, and
-# for `v` a mix of `E[eps^2] = 1` and `E[x_0^2]` (about 0.7 for MNIST in [-1, 1]), weighted by the
-# schedule: the number every run starts from. We seed torch before building it, so that the initial
-# weights are reproducible.
+# everywhere, and the loss is the mean square of the target: `E[eps^2] = 1` for the `eps` target. For
+# the `v` target, `v = a eps - b x_0` with `a = sqrt(abar_t)`, `b = sqrt(1 - abar_t)`, and since `eps`
+# is independent of `x_0` with mean 0, `E[v^2] = abar_t E[eps^2] + (1 - abar_t) E[x_0^2]`: a mix of 1
+# and `E[x_0^2]`, weighted by the schedule and averaged over the uniform `t`. What `E[x_0^2]` is for
+# MNIST in [-1, 1], and so the loss every run starts from:
+
+# %%
+schedule = NoiseSchedule.from_config(cfg.diffusion)
+ex0_sq = data.x.double().square().mean().item()                        # over all training pixels
+ev_sq = (schedule.alpha_bar + (1 - schedule.alpha_bar) * ex0_sq).mean().item()   # mean over t = 0 .. T-1
+print(f"E[x_0^2] = {ex0_sq:.4f} (background pixels are -1: x_0^2 = 1 there) -> expected initial loss: "
+      f"E[eps^2] = 1 for the eps target, E[v^2] = {ev_sq:.4f} for the v target ({schedule.name} schedule, "
+      f"T = {schedule.T}; this config: {cfg.diffusion.prediction})")
+assert 0.9 < ex0_sq < 0.95
+
+# %% [markdown]
+# We seed torch before building the model, so that the initial weights are reproducible, and check
+# the zero output and the initial loss on the first batch (whose random `t` make it scatter a little
+# around the expectation printed above):
 
 # %%
 torch.manual_seed(tc.seed)
@@ -176,9 +191,12 @@ out = model(schedule.q_sample(x.to(device), t, noise), t, y.to(device))
 loss0 = diffusion_loss(model, schedule, x.to(device), y.to(device), t=t, noise=noise,
                        prediction=cfg.diffusion.prediction)
 target = noise if cfg.diffusion.prediction == "eps" else v_from_x0_eps(schedule, x.to(device), noise, t)
+expected0 = ev_sq if cfg.diffusion.prediction == "v" else 1.0
 print(f"{count_params(model):,} parameters | output at init: max |out| = {out.abs().max().item():.1e} | "
-      f"loss {loss0.item():.4f} = mean({cfg.diffusion.prediction}^2) {target.square().mean().item():.4f}")
+      f"loss {loss0.item():.4f} = mean({cfg.diffusion.prediction}^2) {target.square().mean().item():.4f} "
+      f"(expectation {expected0:.4f})")
 assert out.abs().max() == 0 and torch.isclose(loss0, target.square().mean())
+assert abs(loss0.item() - expected0) < 0.1
 
 # %% [markdown]
 # ## 3. Label dropout: one network, with and without labels
@@ -293,15 +311,43 @@ print("decays used:", [round(ema_decay_at(n, 0.999), 3) for n in range(5)], "...
 # %% [markdown]
 # ## 8. Mixed precision: measure, then decide
 #
-# Under `torch.autocast(dtype=torch.bfloat16)` matrix products run in bfloat16 (8 bits of mantissa
-# instead of 23) while the weights, the loss and the optimiser stay in float32. On GPUs bf16 is
-# about twice as fast and the default for training. On CPUs it depends on the processor (AVX-512
-# BF16 / AMX instructions) and on how much of the step is matrix products: the SSM itself runs in
-# float32 either way. So we **measure** a few training steps both ways on this machine, and use bf16
-# only if it is clearly faster (at least 10%). Same weights, same batch, same random numbers:
+# Under `torch.autocast(dtype=torch.bfloat16)` matrix products run in bfloat16 while the weights,
+# the loss and the optimiser stay in float32. bfloat16 keeps float32's 8 exponent bits (the same
+# range) but stores only 7 mantissa bits (8 with the implicit leading bit), against float32's 23
+# stored bits: the gap between 1 and the next larger number (`eps`, printed below) is 2^-7 instead of
+# 2^-23. On recent GPUs with bf16 tensor cores, bf16 autocast is the usual choice for training. On a
+# CPU the gain depends on the processor (native bf16 instructions such as AVX-512 BF16 or AMX, or
+# none) and on how much of the step is matrix products: the S4D convolution runs in float32 either
+# way (`diffussm_lib/ssm/s4d.py` switches autocast off around it). So we **measure** on this machine,
+# once: a 512x512 matrix product, then a few training steps both ways, and use bf16 only if the
+# training step is clearly faster (at least 10%). Same weights, same batch, same random numbers:
 
 # %%
 from diffussm_lib.training import autocast_context
+
+for dt in (torch.float32, torch.bfloat16):
+    fi = torch.finfo(dt)
+    print(f"{str(dt):>15}: {fi.bits} bits, eps = {fi.eps:.3g} = 2^{int(np.log2(fi.eps))}, max {fi.max:.3g}")
+print("CPU capability seen by torch:", torch.backends.cpu.get_cpu_capability())
+
+
+def time_matmul(precision, n=512, repeats=by_mode(full=20, fast=5)):
+    """Median seconds of one (n, n) @ (n, n) product of float32 inputs, with or without bf16 autocast."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    times = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        with autocast_context(device, precision):
+            a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times[1:]))
+
+
+mm32, mm16 = time_matmul("fp32"), time_matmul("bf16")
+print(f"512x512 matmul: fp32 {1000 * mm32:.2f} ms | bf16 autocast {1000 * mm16:.2f} ms | "
+      f"bf16 speed {mm32 / mm16:.2f}x of fp32")
 
 
 def time_steps(precision, n):
@@ -329,16 +375,16 @@ t16, l16 = time_steps("bf16", n_timed)
 speedup = t32 / t16
 bf16_ok = device.type != "cuda" or torch.cuda.is_bf16_supported()
 PRECISION = "bf16" if bf16_ok and speedup >= 1.1 else "fp32"
-print(f"fp32 {1000 * t32:.0f} ms/step | bf16 autocast {1000 * t16:.0f} ms/step | speed-up {speedup:.2f}x | "
-      f"loss difference after {n_timed} steps: {abs(l32[-1] - l16[-1]):.1e}")
+print(f"training step: fp32 {1000 * t32:.0f} ms | bf16 autocast {1000 * t16:.0f} ms | bf16 speed {speedup:.2f}x "
+      f"of fp32 | loss difference after {n_timed} steps: {abs(l32[-1] - l16[-1]):.1e}")
 print(f"-> this notebook trains with precision={PRECISION!r}")
 
 # %% [markdown]
-# What to expect: on GPUs bf16 is the usual choice (about 2x); on CPUs with native bf16 instructions
-# (AVX-512 BF16, AMX) it can help; on the 2-core AMD EPYC (AVX2 only) this course's CI runs on, bf16
-# autocast was 3-8x *slower* than fp32 (no native bf16 arithmetic: values are converted back and
-# forth). So the config files keep `precision: fp32` as the portable default, with
-# `precision: bf16` one line away (`configs/gpu_diffussm.yaml` uses it).
+# The two printed ratios (bf16 speed as a multiple of fp32: above 1 is faster) are this machine's
+# answer, and the only one this notebook relies on: on a CPU, whether bf16 is faster or slower
+# depends on the processor, so measure rather than assume. The CPU config files keep
+# `precision: fp32` as the portable default, with `precision: bf16` one line away
+# (`configs/gpu_diffussm.yaml` uses it).
 #
 # ## 9. The loop, by hand
 #
@@ -405,10 +451,10 @@ def train_by_hand(cfg, data, steps, precision="fp32", plot_every=10):
     return model, ema, losses
 
 
-N_HAND = by_mode(full=100, fast=4)
+HAND_STEPS = by_mode(full=100, fast=4)
 hand_cfg = replace(cfg, train=replace(tc, precision=PRECISION))
-hand_model, hand_ema, hand_losses = train_by_hand(hand_cfg, data, N_HAND, PRECISION)
-print(f"{N_HAND} steps: loss {hand_losses[0]:.3f} -> mean of the last 10 {np.mean(hand_losses[-10:]):.3f}")
+hand_model, hand_ema, hand_losses = train_by_hand(hand_cfg, data, HAND_STEPS, PRECISION)
+print(f"{HAND_STEPS} steps: loss {hand_losses[0]:.3f} -> mean of the last 10 {np.mean(hand_losses[-10:]):.3f}")
 
 # %% [markdown]
 # ## 10. The library's `Trainer` does exactly this
@@ -422,7 +468,7 @@ print(f"{N_HAND} steps: loss {hand_losses[0]:.3f} -> mean of the last 10 {np.mea
 from diffussm_lib.training import Trainer
 
 trainer = Trainer(hand_cfg, None, dataset=data, device=device, progress=False, log=lambda m: None)
-result = trainer.train(max_steps=N_HAND)
+result = trainer.train(max_steps=HAND_STEPS)
 for (k, a), b in zip(hand_ema.state_dict().items(), trainer.ema.state_dict().values()):
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=k)
 max_diff = max((a - b).abs().max().item() for a, b in zip(hand_ema.state_dict().values(), trainer.ema.state_dict().values()))
@@ -491,9 +537,13 @@ print("resumed run == uninterrupted run")
 #
 # Now the default config, with the live loss plot and a sample grid every 500 steps (the EMA model,
 # labels 0-9 twice, DDIM 50 steps, guidance 2, always from the same noise so that you can watch the
-# same digits form). A `Callback` receives the trainer's log records and grids. The trainer's own
-# bookkeeping is made of callbacks too (`diffussm_lib/training/callbacks.py`): `ProgressBar`,
-# `MetricsLog` (the `metrics.jsonl` file) and `SampleGrids`; yours come after them, and
+# same digits form). The live plot is a `Callback` (`diffussm_lib/training/callbacks.py`): an object
+# whose hooks the trainer calls on rank 0, `on_train_begin`, `on_step` (after every update),
+# `on_log` (every `log_every` updates, with the record `{step, epoch, loss, lr, grad_norm,
+# images_per_sec, train_seconds}`), `on_sample` (with each sample grid), `on_checkpoint`, `on_resume`
+# and `on_train_end` (also when the run stops with an error); the base class makes every hook a
+# no-op, so you override only what you need. The trainer's own bookkeeping is made of callbacks too:
+# `ProgressBar`, `MetricsLog` (the `metrics.jsonl` file) and `SampleGrids`; yours come after them, and
 # `trainer.callbacks` is a plain list, so a notebook can add or drop one:
 
 # %%
@@ -518,8 +568,9 @@ class Live(Callback):
 # Which run happens depends on what you have:
 #
 # * **the pretrained checkpoint** `checkpoints/mnist_diffussm/` is in the course folder: we show
-#   its samples, then continue training from its EMA weights for a few hundred steps (fresh
-#   optimiser and warm-up) to see the loop at work on a model that already draws digits;
+#   its samples, then continue training from its EMA weights for 300 steps (fresh optimiser and
+#   warm-up; about 5 minutes on a 2-core CPU, so no grid falls due in between: the grids are the one
+#   before and the one after) to see the loop at work on a model that already draws digits;
 # * **no pretrained checkpoint**: we train the default config from scratch, for its full
 #   `max_steps` (about an hour on a 2-core CPU, minutes on a GPU). The run folder is
 #   `runs/mnist_diffussm_nb05`: interrupt the cell whenever you like and run it again: it resumes
@@ -571,9 +622,9 @@ print("run folder:", real.output_dir, "->", sorted(p.name for p in real.output_d
 # diffussm export --checkpoint runs/mnist_diffussm --output-dir checkpoints/my_model   # EMA weights + card
 # ```
 #
-# `sample` writes `samples.npz` (`images` uint8 (N, H, W, C), `labels` (N,), -1 where unconditional)
-# and `grid.png`; `--labels all` asks for every class in equal numbers, a list is repeated
-# cyclically, no `--labels` samples unconditionally.
+# `sample` writes `samples.npz` (`images` uint8 of shape (number of samples, H, W, C), `labels` of
+# shape (number of samples,), -1 where unconditional) and `grid.png`; `--labels all` asks for every
+# class in equal numbers, a list is repeated cyclically, no `--labels` samples unconditionally.
 #
 # **Several GPUs, several machines.** The same command runs under `torchrun`, which starts one
 # process per GPU; the trainer then uses DistributedDataParallel (NCCL on GPUs, gloo on CPUs), gives
@@ -603,20 +654,79 @@ plt.figure(figsize=(7, 2)); plt.imshow(plt.imread(out_dir / "grid.png"), cmap="g
 # %% [markdown]
 # ## Summary
 #
-# * A diffusion training step: data in a seeded order, label dropout, the noise-prediction loss,
-#   backward, gradient clipping, AdamW with warm-up, EMA. Each piece here was written by hand and
-#   checked against the library; the whole hand-written loop equals `Trainer`.
+# * A diffusion training step: data in a seeded order, label dropout, the diffusion loss of notebook
+#   04 (with the v target of `configs/mnist_diffussm.yaml`), backward, gradient clipping, AdamW with
+#   warm-up, EMA. Each piece here was written by hand and checked against the library; the whole
+#   hand-written loop equals `Trainer`.
 # * All randomness of step `s` comes from a generator seeded with `(seed, s, rank)`, and the data
 #   position follows from `s`: a checkpoint (weights, EMA, AdamW state, step) is the entire state,
 #   so resuming is exact.
 # * Checkpoints are single safetensors files written atomically: no pickle, nothing half-written.
-# * bf16 autocast: measure before you use it; on GPUs it is the default choice.
-#
-# **Exercises.**
-# 1. Set `label_dropout: 0.0`, train, and try guidance w = 2 in notebook 06. What goes wrong, and why?
-# 2. Remove the EMA (sample with `trainer.bare_model`) after 1,000 steps: compare the grids.
-# 3. Raise `lr` tenfold with `grad_clip: 0`: how soon does the non-finite-loss guard fire?
-# 4. Run `python benchmarks/bench_train.py` to compare the training throughput of DiffuSSM and the
-#    DiT baseline of the same size on your machine.
+# * bf16 autocast: measure before you use it (section 8 does, on your machine).
+# * What the loop does besides training (progress bar, metrics file, sample grids, your own plots)
+#   are callbacks in the plain list `trainer.callbacks`.
 #
 # Next: **06 · Sampling and the denoising viewer**.
+
+# %% [markdown]
+# ## Exercises
+#
+# Solutions: `notebooks/solutions/05_training_loop_solutions.ipynb`. They use the tiny config
+# (`configs/tiny.yaml`), so each runs in seconds on a CPU.
+#
+# **Exercise 1.** *The warm-up by hand.* Write the learning rate of every update of a run as one tensor
+# expression (no Python loop over steps) and check it against `lr_at` for the first 1,000 updates of
+# the default config. Then compute how much the warm-up costs: the sum of the learning rates of the
+# first `warmup_steps` updates, as a fraction of `warmup_steps * lr`. Check it against the closed form
+# you derive.
+# *Hint:* `torch.clamp((steps + 1) / warmup_steps, max=1.0)`; the sum of $1, 2, \dots, n$ is $n(n+1)/2$.
+#
+# **Exercise 2.** *A callback that watches the run.* Write a `Callback` that (a) records the gradient
+# norm of every update from its `on_log` records (set `train.log_every = 1`), (b) measures in
+# `on_step` the distance $\lVert \theta_\text{EMA} - \theta \rVert$ between the EMA and the live
+# weights, and (c) stops the run by raising an exception of your own after update 5. Run a `Trainer`
+# with it inside `try` / `except` and check: the run stopped at step 5; your gradient norms equal
+# `[r["grad_norm"] for r in trainer.history]`; your `on_train_end` was still called; and after the
+# first update the distance is exactly `ema_decay_at(0, decay)` $= 0.1$ times
+# $\lVert \theta_1 - \theta_0 \rVert$, the distance the live weights moved (keep a copy of $\theta_0$
+# in `on_train_begin`).
+# *Hint:* the EMA starts as a copy of $\theta_0$ and its first update is
+# $\theta_\text{EMA} \leftarrow d\,\theta_0 + (1 - d)\,\theta_1$; `trainer.bare_model.parameters()`
+# and `trainer.ema.module.parameters()` come in the same order.
+#
+# **Exercise 3.** *Resuming after a crash.* Section 12 resumed from a checkpoint written at the end of a
+# short run. Make it a real interruption: on a dataset of the first 64 training images (so that an epoch
+# is 4 steps of 16 and the run crosses epoch boundaries), with `checkpoint_every = 5` and
+# `log_every = 1`, let a callback raise at step 7 (steps 6 and 7 are lost: the checkpoint on disk is
+# step 5), resume with a fresh `Trainer` to step 12, and check that the model weights, the EMA weights,
+# AdamW's state (`exp_avg`, `exp_avg_sq`, `step`) and the losses logged for steps 6-12 equal those of an
+# uninterrupted 12-step run, and that `metrics.jsonl` lists every step 1-12 exactly once.
+# *Hint:* a dataset needs `x`, `y`, `__len__` and `__getitem__`; compare state dicts with
+# `torch.testing.assert_close`; `MetricsLog.on_resume` drops the records written after the checkpoint.
+
+# %% [markdown]
+# ## Check your understanding
+#
+# 1. Why does the loss at step 0 equal the mean square of the target, and why is it close to 1 for
+#    both the `eps` and the `v` target on MNIST?
+# 2. A resumed run ends with the same weights as an uninterrupted one. Name two design choices of
+#    this loop that make that true, and what would break it.
+# 3. Why do diffusion models sample from the EMA of the weights rather than the weights of the last
+#    step, and why does the library ramp the EMA decay up at the start of a run?
+
+# %% [markdown]
+# ## References
+#
+# * J. N. Yan, J. Gu, A. M. Rush. *Diffusion Models Without Attention* (DiffuSSM). 2023, arXiv 2311.18257
+#   (CVPR 2024): the model trained here, with DiT's training recipe.
+# * W. Peebles, S. Xie. *Scalable Diffusion Models with Transformers* (DiT). 2022, arXiv 2212.09748:
+#   AdamW at a constant learning rate, EMA of the weights, adaLN-Zero initialisation.
+# * J. Ho, A. Jain, P. Abbeel. *Denoising Diffusion Probabilistic Models.* NeurIPS 2020, arXiv 2006.11239:
+#   the training objective, sampling from an EMA of the weights.
+# * A. Nichol, P. Dhariwal. *Improved Denoising Diffusion Probabilistic Models.* ICML 2021,
+#   arXiv 2102.09672: the cosine schedule of the configs.
+# * T. Salimans, J. Ho. *Progressive Distillation for Fast Sampling of Diffusion Models.* ICLR 2022,
+#   arXiv 2202.00512: the v target.
+# * J. Ho, T. Salimans. *Classifier-Free Diffusion Guidance.* 2022, arXiv 2207.12598: label dropout.
+# * J. Song, C. Meng, S. Ermon. *Denoising Diffusion Implicit Models.* 2020, arXiv 2010.02502: the DDIM
+#   sampler of the sample grids.

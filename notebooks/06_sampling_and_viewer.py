@@ -46,6 +46,7 @@ from diffussm_lib.env import environment_report, by_mode, seed_everything
 print(environment_report())
 
 # %%
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -55,10 +56,11 @@ import numpy as np
 import torch
 
 import diffussm_lib
-from diffussm_lib.env import default_device
+from diffussm_lib.env import default_device, fast_mode
 from diffussm_lib.diffusion import NoiseSchedule, ddim_step, guided_eps, sampling_timesteps
 from diffussm_lib.sampling import generate, make_grid
 
+T_START = time.perf_counter()
 seed_everything(0)
 torch.set_num_threads(by_mode(full=torch.get_num_threads(), fast=1))  # CI shares 2 cores: no OpenMP contention
 ROOT = Path(diffussm_lib.__file__).resolve().parents[1]        # the course folder (clone or Colab)
@@ -69,7 +71,7 @@ device = default_device()
 
 
 def show_grid(images, ncol, title=None, ax=None, scale=1.0):
-    """Draw float images (N, C, H, W) in [-1, 1] as one grid."""
+    """Draw float images (B, C, H, W) in [-1, 1] as one grid."""
     grid = make_grid(images.cpu(), ncol=ncol)
     if ax is None:
         _, ax = plt.subplots(figsize=(scale * grid.shape[1] / 40, scale * grid.shape[0] / 40))
@@ -132,26 +134,29 @@ print(f"{sum(p.numel() for p in model.parameters()):,} parameters | {IMAGE}x{IMA
 # the model during training).
 #
 # * **DDPM** (ancestral) walks the reverse chain; it adds fresh noise at every step. With a
-#   1000-step schedule it is usually *respaced* to fewer steps (the paper reports FID with 250 DDPM
-#   steps); every step costs one forward pass (a batch of 2B with guidance).
-# * **DDIM** (eta = 0) is deterministic and tolerates far fewer steps (50 here).
+#   1000-step schedule it is usually *respaced* to fewer steps (the paper's ImageNet FIDs use 250
+#   DDPM steps, and so does this cell; 40 in fast mode); every step costs one forward pass (a batch
+#   of 2B with guidance, for w other than 0 and 1).
+# * **DDIM** (eta = 0) is deterministic and tolerates far fewer steps: 25 here, the setting of every
+#   number the course reports (the README, the model card and notebook 07 all use DDIM with 25
+#   steps).
 #
 # The cost of sampling is (number of steps) x (cost of one forward pass), so the ratio of the two
 # timings should be close to the ratio of their step counts.
 
 # %%
-N_GRID = by_mode(full=20, fast=10)
+NUM_GRID = by_mode(full=20, fast=10)
 GUIDANCE = 2.0
 DDPM_STEPS = by_mode(full=min(250, T), fast=min(40, T))
-DDIM_STEPS = by_mode(full=50, fast=10)
-grid_labels = torch.arange(N_GRID) % 10
+DDIM_STEPS = by_mode(full=25, fast=10)       # 25: the course's evaluation setting
+grid_labels = torch.arange(NUM_GRID) % 10
 timings, grids = {}, {}
 for name, steps in (("ddpm", DDPM_STEPS), ("ddim", DDIM_STEPS)):
     t0 = time.perf_counter()
-    grids[name] = generate(model, schedule, N_GRID, grid_labels, image_size=IMAGE, channels=CHANNELS, sampler=name,
+    grids[name] = generate(model, schedule, NUM_GRID, grid_labels, image_size=IMAGE, channels=CHANNELS, sampler=name,
                            steps=steps, guidance=GUIDANCE, seed=0, prediction=PRED, device=device)
     timings[name] = time.perf_counter() - t0
-    print(f"{name.upper()}: {steps:4d} steps, {N_GRID} images in {timings[name]:6.2f} s "
+    print(f"{name.upper()}: {steps:4d} steps, {NUM_GRID} images in {timings[name]:6.2f} s "
           f"({1000 * timings[name] / steps:.1f} ms per step for the batch)")
 print(f"DDPM / DDIM time: {timings['ddpm'] / timings['ddim']:.1f}x for {DDPM_STEPS / DDIM_STEPS:.1f}x the steps")
 
@@ -168,7 +173,9 @@ plt.tight_layout(); plt.show()
 # * the sample $x_t$ the model is given (at the first step: pure noise $x_T$);
 # * the model's **prediction of the clean image**,
 #   $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\hat\epsilon)/\sqrt{\bar\alpha_t}$, which DDIM uses to
-#   take its step (clipped to $[-1, 1]$).
+#   take its step (clipped to $[-1, 1]$). The pretrained model predicts v (the model cell
+#   above printed its prediction type); $\hat x_0$ and $\hat\epsilon$ follow from v (notebook 04), and
+#   `ddim_step` does that conversion.
 #
 # Here is that loop written out with the pieces of notebook 04, for DDIM:
 
@@ -184,8 +191,8 @@ with torch.no_grad():
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1                  # the last step goes to the clean image
         tb = torch.full((n_demo,), t, dtype=torch.long, device=device)
-        eps = guided_eps(model, x, tb, y_demo, w_demo, model.null_class)  # one forward pass on 2B images
-        step = ddim_step(schedule, eps, t, x, t_prev=t_prev, prediction=PRED, clip_x0=True)
+        out = guided_eps(model, x, tb, y_demo, w_demo, model.null_class)  # one pass on 2B images: v or eps (PRED)
+        step = ddim_step(schedule, out, t, x, t_prev=t_prev, prediction=PRED, clip_x0=True)
         xs.append(x.cpu()); x0s.append(step.x0_pred.cpu())
         x = step.x_prev
 print(f"{len(xs)} steps recorded; x_T: mean {xs[0].mean():+.3f}, std {xs[0].std():.3f} (pure noise: 0 and 1)")
@@ -220,9 +227,10 @@ print(f"{len(frames)} frames: timesteps {frames.timesteps[:3].tolist()} ... {fra
 #   for that setting (a few seconds), always from the same initial noise, so the differences you see
 #   come from the setting alone. Settings you have seen are cached.
 #
-# Things to look for: the predicted x_0 settles on a digit long before x_t looks clean (the coarse
-# shape is decided in the noisy first half, the second half only sharpens strokes); with w = 0
-# (unconditional) the class selector has no effect on what is drawn.
+# Things to look for: how early the predicted x_0 shows a recognisable digit while x_t still looks
+# like noise, and after which step it stops changing (Exercise 1 measures that step); with w = 0
+# (unconditional: the model is given the null class) the class selector has no effect on what is
+# drawn.
 #
 # *No widgets?* (GitHub's renderer, or a frontend without ipywidgets) The next section shows the
 # same frames as a GIF and a static strip.
@@ -255,11 +263,12 @@ plt.show()
 # Classifier-free guidance mixes the conditional and unconditional predictions,
 # $\hat\epsilon = \hat\epsilon_\varnothing + w\,(\hat\epsilon_y - \hat\epsilon_\varnothing)$.
 # w = 0 ignores the label, w = 1 is the plain conditional model, and w > 1 pushes each sample towards
-# what distinguishes class y from the rest: more recognisable, less varied, and, for large w, over-
-# saturated strokes. Below: the same 8 starting noises (4 in fast mode) for class 3, one row per w.
-# The number beside each row is the mean distance between the samples, a crude measure of their
-# diversity. (With the quick stand-in model the rows look alike: in a few hundred steps it has not
-# yet learned to use the label, which reaches the blocks through adaLN-Zero layers initialised at zero.)
+# what distinguishes class y from the rest: more recognisable, less varied, and, for large w, bolder
+# strokes. Below: the same 8 starting noises (4 in fast mode) for class 3, one row per w. Beside
+# each row: the mean distance between the samples (a crude measure of their diversity) and the
+# fraction of pixels that are ink (brighter than mid-grey). Notebook 07 measures what guidance does
+# to FID. (With the quick stand-in model the rows look alike: in a few hundred steps it has not yet
+# learned to use the label, which reaches the blocks through adaLN-Zero layers initialised at zero.)
 
 # %%
 CLASS = 3
@@ -271,17 +280,23 @@ for ax, w in zip(axes, ws):
                     sampler="ddim", steps=DDIM_STEPS, guidance=w, seed=1, prediction=PRED, device=device)
     flat = imgs.flatten(1)
     diversity = torch.cdist(flat, flat).sum() / (n_w * (n_w - 1))
+    ink = float((imgs > 0).float().mean())
     show_grid(imgs, ncol=n_w, ax=ax)
-    ax.set_title(f"w = {w:g}   (diversity {diversity:.1f})", fontsize=9, loc="left")
+    ax.set_title(f"w = {w:g}   (diversity {diversity:.1f}, ink {100 * ink:.1f}% of the pixels)", fontsize=9, loc="left")
+    print(f"w = {w:g}: diversity {diversity:.1f}, ink {100 * ink:.1f}% of the pixels")
 plt.tight_layout(); plt.show()
 
 # %% [markdown]
 # ## The same noise under DDPM and DDIM
 #
-# Both samplers start from the same $x_T$. DDIM (eta = 0) is a deterministic map from $x_T$ to an
-# image; DDPM adds fresh noise at every step, so from the same start it may end at a different
-# digit of the same class, and its x_t stays grainy until the very last steps. Same steps for both,
-# so that only the update rule differs.
+# Both samplers start from the same $x_T$, with the same number of steps, so that only the update
+# rule differs. DDIM (eta = 0) is a deterministic map from $x_T$ to an image; DDPM adds fresh noise
+# at every step, so from the same start it may end at a different digit of the same class. One way
+# to see the difference: the noise that $x_t$ carries, $\hat\epsilon_t = (x_t - \sqrt{\bar\alpha_t}\,
+# \hat x_0)/\sqrt{1-\bar\alpha_t}$. Under DDIM it stays almost exactly the initial noise $x_T$
+# until the last step (where hardly any noise is left to measure); under DDPM it is replaced by
+# fresh noise from the first step on. The cell prints its cosine
+# similarity with $x_T$ at a few steps.
 
 # %%
 y_pair = torch.tensor([2, 7, 4, 9], device=device)
@@ -292,6 +307,24 @@ runs = {name: compute_frames(model, schedule, y_pair, x_T=x_pair, sampler=name, 
 for name, fr in runs.items():
     strip_figure(fr, num=7, digits=range(4), title=f"{name.upper()} from the same x_T")
     plt.show()
+
+
+def carried_noise_cosine(fr):
+    """Cosine similarity between x_T and the noise each recorded x_t carries (one value per step)."""
+    out = []
+    for k in range(len(fr) - 1):
+        ab = float(schedule.alpha_bar[int(fr.timesteps[k])])
+        noise = (fr.xs[k] - math.sqrt(ab) * fr.x0_preds[k]) / math.sqrt(1 - ab)
+        out.append(float(torch.nn.functional.cosine_similarity(noise.flatten(1), fr.xs[0].flatten(1)).mean()))
+    return out
+
+
+cos = {name: carried_noise_cosine(fr) for name, fr in runs.items()}
+show = sorted({0, 1, len(cos["ddim"]) // 2, len(cos["ddim"]) - 1})
+print("cosine(noise carried by x_t, x_T) at steps", show)
+for name in ("ddim", "ddpm"):
+    print(f"  {name.upper()}: " + "  ".join(f"{cos[name][k]:+.2f}" for k in show))
+assert min(cos["ddim"][:-1]) > 0.8 and max(abs(c) for c in cos["ddpm"][1:]) < 0.2
 again = compute_frames(model, schedule, y_pair, x_T=x_pair, sampler="ddim", steps=DDIM_STEPS, guidance=GUIDANCE,
                        prediction=PRED, seed=99)
 assert torch.equal(again.final, runs["ddim"].final), "DDIM with eta = 0 is deterministic given x_T"
@@ -303,18 +336,63 @@ print("DDIM from the same x_T with another seed: identical (deterministic);"
 # %% [markdown]
 # ## Summary
 #
-# * Sampling costs one forward pass per step (two with guidance, batched as one pass of 2B);
-#   DDIM's few steps make it the sampler for looking around, DDPM's many for the final numbers.
+# * Sampling costs one forward pass per step (with guidance w other than 0 and 1, one pass on a
+#   batch of 2B). DDIM with 25 steps is the sampler behind every number the course reports (the
+#   README, the model card, notebook 07); DDPM needs many more steps (the paper's ImageNet FIDs use
+#   250) and draws fresh noise at each one.
 # * The predicted x_0 shows what the model is aiming at from the first steps on; the viewer puts it
 #   beside x_t. Its frames come from the sampler's own trajectory, so the last one *is* the sample.
 # * Guidance trades diversity for fidelity to the class.
 #
-# The viewer lives in the library: `from diffussm_lib.sampling import denoising_viewer, save_gif`
-# works in any notebook with any denoiser of the course's interface.
-#
-# **Exercises.** (1) In the viewer, find the step after which the predicted x_0 no longer changes
-# class. Is it earlier with larger w? (2) Set `sampler="ddpm"` in `denoising_viewer` and compare how
-# x_t looks halfway through. (3) Time DDIM with 10, 25 and 50 steps and look at the samples: where
-# does quality start to drop?
+# The viewer lives in the library: `from diffussm_lib.sampling import denoising_viewer, compute_frames,
+# save_gif, strip_figure` works in any notebook with any denoiser of the course's interface.
 #
 # Next: **07 · Evaluation**, where we measure sample quality with FID on a LeNet's features.
+
+# %% [markdown]
+# ## Exercises
+#
+# **Exercise 1.** *When does the prediction settle?* Compute the frames of one DDIM run (25 steps,
+# all ten digits, w = 1) with `compute_frames`. For each step, measure how much the predicted x_0
+# changed since the step before (the root-mean-square pixel change, averaged over the batch), and
+# find the first frame after which every change stays below 0.02 (1% of the [-1, 1] range). At which
+# timestep is that, and how far through the run? Is it earlier or later with w = 4?
+# *Hint:* `frames.x0_preds` has shape (number of frames, B, C, H, W); `(x0[1:] - x0[:-1]).flatten(2).pow(2).mean(2).sqrt()`
+# is the change per step and digit; `frames.timesteps[k]` is the timestep of frame k.
+#
+# **Exercise 2.** *How many DDIM steps?* From one fixed x_T (ten digits, w = 1), sample with DDIM at
+# 10, 25 and 50 steps and time each run. Take a 100-step run from the same x_T as the reference and
+# measure each sample's distance to it. How does the time grow with the steps, and how fast does the
+# distance shrink? Look at the three grids: where does quality start to drop?
+# *Hint:* pass the same `x_T=` to `compute_frames` (or the same `seed` to `generate`, which draws
+# x_T from it); `frames.final` is the sample.
+#
+# **Exercise 3.** *Guidance measured.* For w in 0, 0.5, 1, 2 and 4, sample 50 digits (5 of each
+# class) from the pretrained model with DDIM 25 steps and measure the class accuracy: the fraction
+# that the fixed classifier of notebook 07 reads as the class asked for. From which w on does the
+# model draw the right digit almost always, and what does w = 0 give?
+# *Hint:* `from diffussm_lib.evaluation import classify, load_lenet`; `classify(load_lenet(), images)`
+# returns (features, predicted classes); labels `torch.arange(50) % 10`.
+
+# %% [markdown]
+# ## Check your understanding
+#
+# 1. Why does a guided step with w = 2 cost about twice a step with w = 1 or w = 0, and how does the
+#    library avoid running two separate forward passes?
+# 2. From the same x_T, DDIM with eta = 0 gives the same image whatever the seed, DDPM does not.
+#    Why?
+# 3. The viewer computes all frames once and the step slider only picks one. Why does that make the
+#    slider instant, and what has to be computed again when you change the class or w?
+
+# %% [markdown]
+# ## References
+#
+# * J. Ho, A. Jain, P. Abbeel. *Denoising Diffusion Probabilistic Models* (DDPM). 2020, arXiv 2006.11239.
+# * A. Nichol, P. Dhariwal. *Improved Denoising Diffusion Probabilistic Models* (respaced sampling). 2021, arXiv 2102.09672.
+# * J. Song, C. Meng, S. Ermon. *Denoising Diffusion Implicit Models* (DDIM). 2020, arXiv 2010.02502.
+# * J. Ho, T. Salimans. *Classifier-Free Diffusion Guidance*. 2022, arXiv 2207.12598.
+# * T. Salimans, J. Ho. *Progressive Distillation for Fast Sampling of Diffusion Models* (v-prediction). 2022, arXiv 2202.00512.
+# * J. N. Yan, J. Gu, A. M. Rush. *Diffusion Models Without Attention* (DiffuSSM). 2023, arXiv 2311.18257 (CVPR 2024).
+
+# %%
+print(f"notebook 06 ran in {(time.perf_counter() - T_START) / 60:.1f} min (fast mode: {fast_mode()})")

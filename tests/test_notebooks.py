@@ -1,5 +1,6 @@
 """Every notebook is a jupytext pair (.py:percent source + .ipynb that nbval executes), in sync,
 committed without outputs, and opens the same way (title, Colab badge, objectives, setup, report)."""
+import re
 from pathlib import Path
 
 import jupytext
@@ -8,13 +9,14 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SOURCES = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+SOLUTIONS = sorted(p for p in (NOTEBOOKS / "solutions").glob("[0-9][0-9]_*.py"))
 
 
 def test_there_are_notebooks():
     assert SOURCES, "no notebooks/NN_*.py found"
 
 
-@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("src", SOURCES + SOLUTIONS, ids=lambda p: p.stem)
 def test_pair_in_sync_and_clean(src):
     ipynb = src.with_suffix(".ipynb")
     assert ipynb.exists(), f"{ipynb.name} missing: run `jupytext --sync {src.name}`"
@@ -33,3 +35,39 @@ def test_notebook_opens_the_same_way(src):
     assert f"colab.research.google.com/github/" in head and src.stem + ".ipynb" in head, "Colab badge for this notebook"
     assert "Objectives" in head
     assert "google.colab" in setup and "print(environment_report())" in setup, "setup cell + environment report"
+
+
+def _markdown(src) -> list[str]:
+    return [c.source for c in jupytext.read(src).cells if c.cell_type == "markdown"]
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_exercises_questions_references_and_solutions(src):
+    """Every notebook: 2-4 exercises, each with a hint; three check-your-understanding questions; a
+    references cell; and a solutions notebook (executed by CI) with one solution per exercise and the
+    answers to the questions."""
+    md = "\n".join(_markdown(src))
+    exercises = re.findall(r"^\*\*Exercise (\d+)", md, flags=re.M)
+    assert 2 <= len(exercises) <= 4, f"{src.name}: {len(exercises)} exercises (want 2-4)"
+    assert exercises == [str(i + 1) for i in range(len(exercises))], exercises
+    assert md.count("*Hint:*") >= len(exercises), f"{src.name}: every exercise needs a '*Hint:*'"
+    assert "## Check your understanding" in md
+    questions = md.split("## Check your understanding", 1)[1]
+    assert all(re.search(rf"^{i}\. ", questions, flags=re.M) for i in (1, 2, 3)), "three numbered questions"
+    assert "## References" in md, f"{src.name}: no references cell"
+    sols = [p for p in SOLUTIONS if p.stem.startswith(src.stem[:2])]
+    assert len(sols) == 1, f"{src.name}: want one notebooks/solutions/{src.stem[:2]}_*.py, found {sols}"
+    cells = jupytext.read(sols[0]).cells
+    sol_md = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+    for i in exercises:
+        assert re.search(rf"^## Solution {i}\b", sol_md, flags=re.M), f"{sols[0].name}: no '## Solution {i}'"
+    assert "## Answers" in sol_md, f"{sols[0].name}: no '## Answers' to the questions"
+    code = "\n".join(c.source for c in cells if c.cell_type == "code")
+    assert code.count("assert ") >= len(exercises), f"{sols[0].name}: each solution checks itself with asserts"
+
+
+@pytest.mark.parametrize("src", SOLUTIONS, ids=lambda p: p.stem)
+def test_solutions_open_the_same_way(src):
+    cells = jupytext.read(src).cells
+    assert cells[0].source.startswith(f"# {src.stem[:2]} · Solutions"), "first cell: '# NN · Solutions: ...'"
+    assert "google.colab" in cells[1].source and "print(environment_report())" in cells[1].source

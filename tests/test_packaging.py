@@ -22,3 +22,21 @@ def test_no_exact_pins():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     reqs = list(project["dependencies"]) + [r for e in project["optional-dependencies"].values() for r in e]
     assert not [r for r in reqs if "==" in r], "use version floors, not exact pins"
+
+
+
+def test_pytest_runs_small_sizes_unless_full_is_asked_for():
+    """The README's test command, plain ``pytest``, runs the notebooks in fast mode; ``DIFFUSSM_FULL=1``
+    is the opt-in for full sizes; an explicit ``DIFFUSSM_FAST`` wins (conftest.py, run here as pytest
+    would, in a clean environment)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    code = f"import runpy, os; runpy.run_path({str(root / 'conftest.py')!r}); print(os.environ['DIFFUSSM_FAST'])"
+    base = {k: v for k, v in os.environ.items() if k not in ("DIFFUSSM_FAST", "DIFFUSSM_FULL")}
+    for extra, want in (({}, "1"), ({"DIFFUSSM_FULL": "1"}, "0"), ({"DIFFUSSM_FAST": "0"}, "0"),
+                        ({"DIFFUSSM_FULL": "1", "DIFFUSSM_FAST": "1"}, "1")):
+        out = subprocess.run([sys.executable, "-c", code], env={**base, **extra}, capture_output=True, text=True)
+        assert out.stdout.strip() == want, (extra, out.stdout, out.stderr)

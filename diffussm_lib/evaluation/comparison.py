@@ -26,7 +26,8 @@ from ..models import count_params
 from ..training import Trainer
 from .evaluate import sample_and_evaluate
 
-# name -> model keys changed from the DiffuSSM config (everything else, training included, is equal)
+# name -> model keys changed from the DiffuSSM config (everything else, training included, is equal); the
+# paper ablated patching, M and the direction; the selective core is the course's own extra variant
 ABLATIONS: Dict[str, Dict] = {
     "DiffuSSM (S4D, M=2, patch 2, bidirectional)": {},
     "selective (Mamba) core": {"ssm_core": "selective"},

@@ -1,10 +1,12 @@
-"""The bidirectional SSM layer of DiffuSSM (as in BiGS): (B, L, D) -> (B, L, 2D).
+"""The bidirectional SSM layer of DiffuSSM: (B, L, D) -> (B, L, 2D).
 
 An SSM is causal: output t sees inputs 0..t only. For an image flattened in raster order that
 means a pixel never sees the rows below it. The bidirectional layer adds a second SSM, with its own
-parameters, run on the *reversed* sequence: flip along L, scan, flip back, so that its output t
-sees inputs t..L-1. The two directions are **concatenated** along the feature axis (forward first,
-then reversed), not summed: the paper's Y = Bidirectional-SSM(U) lives in R^{L x 2D}, and keeping
+parameters, run on the *reversed* sequence: flip along L, scan, flip back (for S4D the same is done
+without flipping, as one correlation: ``S4D.bidirectional``), so that its output t
+sees inputs t..L-1 (BiGS, which DiffuSSM follows, also runs two directions, but multiplies their
+projected outputs). Here the two directions are **concatenated** along the feature axis (forward
+first, then reversed), not summed: the paper's Y = Bidirectional-SSM(U) lives in R^{L x 2D}, and keeping
 both halves lets the next projection (the hourglass down-projection) weigh past and future context
 separately; a sum would force one shared weighting of the two.
 

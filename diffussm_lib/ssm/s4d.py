@@ -1,6 +1,7 @@
 """S4D: a diagonal, time-invariant state space model, applied as a long convolution by FFT.
 
-One SSM per channel h (H channels), each with N real state dimensions held as N/2 complex modes
+One SSM per channel h (H channels here: the S4D bank of a model of width D has H = D, or 2D for both
+directions; the image height is never meant), each with N real state dimensions held as N/2 complex modes
 that come in conjugate pairs (so only one of each pair is stored and the output is twice the real
 part). For mode n of channel h, with step size dt_h:
 
@@ -112,8 +113,8 @@ def s4d_recurrence(u: torch.Tensor, z: torch.Tensor, Bbar: torch.Tensor, C: torc
 def fft_length(L: int) -> int:
     """The FFT length for a causal convolution of two length-L signals: the smallest 5-smooth
     number (2^a 3^b 5^c) that is at least 2L - 1, the length of their full linear convolution, so
-    that nothing wraps around. pocketfft is fastest on such lengths: 2L itself can have large prime
-    factors (L = 196 gives 392 = 8 * 7^2, about 1.8x slower than 400 = 2^4 5^2 on this CPU).
+    that nothing wraps around. FFT libraries are fastest on such lengths; 2L itself can have large
+    prime factors (L = 196 gives 392 = 8 * 7^2; the next 5-smooth length is 400 = 2^4 5^2).
     """
     n = max(1, 2 * L - 1)
     while True:
@@ -166,7 +167,8 @@ class _BiFFTConv(torch.autograd.Function):
 
     With U, K_f, K_b the length-n spectra (n >= 2L - 1): the causal direction is irfft(U K_f), the
     anti-causal one the correlation irfft(U conj(K_b)). The backward reuses U and the kernel spectra
-    saved by the forward (3 transforms of the gradient instead of differentiating through 5).
+    saved by the forward: one real FFT of the gradient, one inverse for the input's gradient and one
+    for the kernels' (real transforms throughout, where autograd would use complex ones).
     """
 
     @staticmethod

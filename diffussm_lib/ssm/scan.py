@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from .backend import cuda_kernel, resolve_backend
 
-# A block's (T, B, D, N) tensors hold about this many elements (1 MiB in float32): small enough to
+# A block's (Q, B, D, N) tensors hold about this many elements (1 MiB in float32): small enough to
 # stay in cache, large enough that the vectorised work amortises its per-operation overhead.
 BLOCK_ELEMENTS = 2**18
 MIN_BLOCK, MAX_BLOCK = 8, 512
@@ -119,13 +119,13 @@ def selective_scan_sequential(u, delta, A, B, C, D=None, z=None, delta_bias=None
 
 
 def _block_states(h0, delta_t, du_t, A, B_t):
-    """States of one block, computed in place. Time-major inputs for a block of T steps:
+    """States of one block, computed in place. Time-major inputs for a block of Q steps:
 
-    h0: (B, D, N) state before the block; delta_t, du_t (= delta*u): (T, B, D); A: (D, N);
-    B_t: (T, B, N). Returns ``S`` (T, B, D, N), the states h_s..h_{s+T-1}, and ``dA`` (T, B, D, N),
+    h0: (B, D, N) state before the block; delta_t, du_t (= delta*u): (Q, B, D); A: (D, N);
+    B_t: (Q, B, N). Returns ``S`` (Q, B, D, N), the states h_s..h_{s+T-1}, and ``dA`` (Q, B, D, N),
     the decays exp(delta*A).
     """
-    dA = torch.exp(delta_t.unsqueeze(-1) * A)                                 # (T, B, D, N)
+    dA = torch.exp(delta_t.unsqueeze(-1) * A)                                 # (Q, B, D, N)
     S = du_t.unsqueeze(-1) * B_t.unsqueeze(2)                                 # input terms
     Sl, dAl = S.unbind(0), dA.unbind(0)                                       # views, made in one call
     Sl[0].addcmul_(dAl[0], h0)
@@ -170,14 +170,14 @@ class _BlockedScan(torch.autograd.Function):
             for k in range(nblk):
                 s, e = k * block, min(L, (k + 1) * block)
                 ckpt[k] = h
-                dT = _blk(delta, s, e)                                        # (T, B, D)
+                dT = _blk(delta, s, e)                                        # (Q, B, D)
                 if delta_bias is not None:
                     dT = dT + delta_bias                                      # (never in place: may be a view)
                 if softplus:
                     dT = F.softplus(dT)
                 uT = _blk(u, s, e)
                 S, _ = _block_states(h, dT, dT * uT, A, _blk(B, s, e))
-                # y_t[d] = sum_n C_t[n] S_t[d, n], batched over (T*B) as row-vector x matrix products
+                # y_t[d] = sum_n C_t[n] S_t[d, n], batched over (Q*B) as row-vector x matrix products
                 # ((1, n) @ (n, d) is much faster on CPU than the equivalent (d, n) @ (n, 1))
                 yT = torch.bmm(_blk(C, s, e).view(-1, 1, n), S.view(-1, d, n).transpose(1, 2)).view(e - s, b, d)
                 if D_skip is not None:
@@ -214,13 +214,13 @@ class _BlockedScan(torch.autograd.Function):
                 T = e - s
                 h0 = ckpt[k]
                 # recompute the block's forward: step sizes, states, decays
-                draw = _blk(delta, s, e)                                      # (T, B, D)
+                draw = _blk(delta, s, e)                                      # (Q, B, D)
                 if delta_bias is not None:
                     draw = draw + delta_bias
                 dT = F.softplus(draw) if softplus else draw
                 uT, BT, CT, gT = (_blk(x, s, e) for x in (u, B, C, gout))
                 duT = dT * uT
-                S, dA = _block_states(h0, dT, duT, A, BT)                     # (T, B, D, N)
+                S, dA = _block_states(h0, dT, duT, A, BT)                     # (Q, B, D, N)
                 S2 = S.view(-1, d, n)
                 # through the gate and the skip: gT becomes dL/dy for y = C.h
                 if z is not None:
@@ -237,7 +237,7 @@ class _BlockedScan(torch.autograd.Function):
                 # dC_t[n] = sum_d dy_t[d] h_t[d, n]
                 g_C[:, :, s:e] = torch.bmm(gT.view(-1, 1, d), S2).view(T, b, n).permute(1, 2, 0)
                 # adjoint: G_t = dy_t C_t + dA_{t+1} G_{t+1}, run backwards in place
-                G = gT.unsqueeze(-1) * CT.unsqueeze(2)                        # (T, B, D, N)
+                G = gT.unsqueeze(-1) * CT.unsqueeze(2)                        # (Q, B, D, N)
                 if carry is not None:
                     G[-1].add_(carry)
                 Gl, dAl = G.unbind(0), dA.unbind(0)

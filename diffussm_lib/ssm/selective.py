@@ -1,9 +1,9 @@
 """A Mamba-style selective SSM for one direction: (B, L, D) -> (B, L, D).
 
-    x, z = in_proj(u)                                   (B, L, E) each, E = expand * D
+    x, z = in_proj(u)                                   (B, L, D_in) each, D_in = expand * D
     x = silu(causal_conv1d(x))                          short causal depthwise conv, width d_conv
     delta_low, B, C = x_proj(x)                         input-dependent step size, B and C
-    delta = dt_proj(delta_low)                          (B, L, E); softplus(delta + dt_bias) in the scan
+    delta = dt_proj(delta_low)                          (B, L, D_in); softplus(delta + dt_bias) in the scan
     y = selective_scan(x, delta, A, B, C, D, z)         gate: y * silu(z)
     out = out_proj(y)                                   (B, L, D)
 
@@ -28,7 +28,7 @@ class SelectiveSSM(nn.Module):
 
     Args:
         d_model: D.  d_state: N (16 as in Mamba).  d_conv: width of the causal conv (4).
-        expand: E = expand * D inner channels (1 keeps the layer as cheap as the S4D core).
+        expand: D_in = expand * D inner channels (1 keeps the layer as cheap as the S4D core).
         dt_rank: rank of the step-size projection (``"auto"``: ceil(D / 16)).
         gate: multiply the scan output by silu(z) with z a projection of the input.
         backend: ``"auto"``, ``"torch"`` or ``"cuda"`` for the scan and the conv (see ``backend.py``).
@@ -45,35 +45,35 @@ class SelectiveSSM(nn.Module):
                              f"{d_model}, {d_state}, {d_conv}, {expand}")
         self.backend = check_backend_name(backend)
         self.d_model, self.d_state, self.gate = d_model, d_state, gate
-        E = self.d_inner = expand * d_model
+        D_in = self.d_inner = expand * d_model
         self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
-        self.in_proj = nn.Linear(d_model, 2 * E if gate else E, bias=False)
-        self.conv_weight = nn.Parameter(torch.empty(E, d_conv).uniform_(-1, 1) / math.sqrt(d_conv))
-        self.conv_bias = nn.Parameter(torch.zeros(E))
-        self.x_proj = nn.Linear(E, self.dt_rank + 2 * d_state, bias=False)
-        self.dt_proj = nn.Linear(self.dt_rank, E, bias=False)
-        dt = torch.exp(torch.rand(E) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        self.in_proj = nn.Linear(d_model, 2 * D_in if gate else D_in, bias=False)
+        self.conv_weight = nn.Parameter(torch.empty(D_in, d_conv).uniform_(-1, 1) / math.sqrt(d_conv))
+        self.conv_bias = nn.Parameter(torch.zeros(D_in))
+        self.x_proj = nn.Linear(D_in, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, D_in, bias=False)
+        dt = torch.exp(torch.rand(D_in) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))         # softplus^-1(dt)
-        self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(E, 1))
-        self.D = nn.Parameter(torch.ones(E))
-        self.out_proj = nn.Linear(E, d_model, bias=False)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(D_in, 1))
+        self.D = nn.Parameter(torch.ones(D_in))
+        self.out_proj = nn.Linear(D_in, d_model, bias=False)
         self.backend_used: str | None = None
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         if u.dim() != 3 or u.shape[-1] != self.d_model:
             raise ValueError(f"SelectiveSSM expects (B, L, D={self.d_model}), got {tuple(u.shape)}")
-        xz = self.in_proj(u)                                                   # (B, L, E or 2E)
-        x = xz[..., : self.d_inner].transpose(1, 2)                            # (B, E, L)
+        xz = self.in_proj(u)                                                   # (B, L, D_in or 2E)
+        x = xz[..., : self.d_inner].transpose(1, 2)                            # (B, D_in, L)
         z = xz[..., self.d_inner:].transpose(1, 2) if self.gate else None
         which = resolve_backend(self.backend, "selective_scan", x)
         which_conv = resolve_backend(self.backend, "causal_conv1d", x)
-        # the fused kernels want contiguous (B, E, L) inputs
+        # the fused kernels want contiguous (B, D_in, L) inputs
         x = causal_conv1d(x.contiguous(), self.conv_weight.to(x.dtype), self.conv_bias.to(x.dtype),
                           activation="silu", backend=which_conv)
         dbc = self.x_proj(x.transpose(1, 2))                                   # (B, L, R + 2N)
         dt_low, Bm, Cm = dbc.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = self.dt_proj(dt_low).transpose(1, 2)                           # (B, E, L)
-        A = -torch.exp(self.A_log.float())                                     # (E, N)
+        delta = self.dt_proj(dt_low).transpose(1, 2)                           # (B, D_in, L)
+        A = -torch.exp(self.A_log.float())                                     # (D_in, N)
         y = selective_scan(x, delta.contiguous(), A, Bm.transpose(1, 2).contiguous(),
                            Cm.transpose(1, 2).contiguous(), self.D.float(),
                            z.contiguous() if z is not None else None, self.dt_bias.float(),
