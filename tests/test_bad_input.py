@@ -2,10 +2,7 @@
 names the problem and what to change, no traceback (unless --debug), a non-zero exit status, and
 nothing lost (the last good checkpoint and earlier output stay intact). One test per case."""
 import errno
-import gzip
 import http.server
-import json
-import os
 import pickle
 import signal
 import socket

@@ -16,7 +16,6 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .backend import check_backend_name, resolve_backend
 from .conv1d import causal_conv1d
