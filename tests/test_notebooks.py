@@ -1,5 +1,7 @@
-"""Every notebook is a jupytext pair (.py:percent source + .ipynb that nbval executes), in sync,
-committed without outputs, and opens the same way (title, Colab badge, objectives, setup, report)."""
+"""Every notebook is a jupytext pair (.py:percent source + .ipynb that nbval executes), in sync, with
+pinned metadata, and opens the same way (title, Colab badge, objectives, setup, report). The course's
+notebooks are committed with the outputs of a run of ``scripts/execute_notebooks.py`` (what a reader
+sees on GitHub); the solutions without outputs."""
 import re
 from pathlib import Path
 
@@ -16,14 +18,45 @@ def test_there_are_notebooks():
     assert SOURCES, "no notebooks/NN_*.py found"
 
 
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+RECORD = re.compile(r"^\*Outputs shown: executed in (full|fast) mode on \d{4}-\d\d-\d\d, .+, in [\d.]+ min\.\*$", re.M)
+MAX_NOTEBOOK_BYTES = 1_500_000
+
+
 @pytest.mark.parametrize("src", SOURCES + SOLUTIONS, ids=lambda p: p.stem)
-def test_pair_in_sync_and_clean(src):
+def test_pair_in_sync_with_pinned_metadata(src):
+    """Sources equal; the kernelspec is the one JupyterLab writes and the header carries no jupytext
+    version, so opening and running a notebook changes nothing but its outputs."""
     ipynb = src.with_suffix(".ipynb")
     assert ipynb.exists(), f"{ipynb.name} missing: run `jupytext --sync {src.name}`"
     text = [c.source for c in jupytext.read(src).cells]
     nb = nbformat.read(ipynb, as_version=4)
     assert [c.source for c in nb.cells] == text, f"{ipynb.name} is out of sync with {src.name}: run `jupytext --sync`"
-    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{ipynb.name} has outputs"
+    assert nb.metadata.get("kernelspec") == KERNELSPEC, f"{ipynb.name}: kernelspec {nb.metadata.get('kernelspec')}"
+    header = src.read_text().split("# ---", 2)[1]
+    assert "display_name: Python 3 (ipykernel)" in header and "jupytext_version:" not in header, src.name
+    assert "-jupytext.text_representation.jupytext_version" in header, f"{src.name}: no metadata filter"
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_notebook_is_committed_with_its_outputs(src):
+    """Every code cell was executed and none ended in an error; the first cell records when, where
+    and in which mode; the file stays small enough for GitHub to show (PNG figures, modest size)."""
+    ipynb = src.with_suffix(".ipynb")
+    nb = nbformat.read(ipynb, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.get("execution_count") for c in code), f"{ipynb.name}: not executed: run scripts/execute_notebooks.py"
+    assert sum(len(c.outputs) for c in code) >= len(code) // 2, f"{ipynb.name}: too few outputs"
+    errors = [o.get("ename") for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"{ipynb.name}: error outputs {errors}"
+    assert RECORD.search(nb.cells[0].source), f"{ipynb.name}: no '*Outputs shown: ...*' record in the first cell"
+    assert ipynb.stat().st_size <= MAX_NOTEBOOK_BYTES, f"{ipynb.name}: {ipynb.stat().st_size:,} bytes"
+
+
+@pytest.mark.parametrize("src", SOLUTIONS, ids=lambda p: p.stem)
+def test_solutions_are_committed_without_outputs(src):
+    nb = nbformat.read(src.with_suffix(".ipynb"), as_version=4)
+    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{src.name}: has outputs"
 
 
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)

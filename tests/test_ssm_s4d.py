@@ -129,3 +129,23 @@ def test_bidirectional_fft_conv_is_two_convolutions_and_its_gradient_is_exact():
     both = m.bidirectional(x)
     old = m(torch.cat([x, x.flip(-1)], 1))
     torch.testing.assert_close(both.reshape(2, 6, 9), torch.cat([old[:, :3], old[:, 3:].flip(-1)], 1))
+
+
+@pytest.mark.parametrize("chunk_elements", [1, 2 * 3 * 8 * 2, 2 ** 40])
+def test_bidirectional_fft_conv_is_the_same_whatever_the_batch_chunk(monkeypatch, chunk_elements):
+    """The batch is processed in chunks (``batch_chunk``): one image at a time, uneven chunks (2 + 2
+    + 1 of 5) and the whole batch give the same output and the same (gradchecked) gradients; the
+    output is laid out as (B, L, 2, D), so the (B, L, 2D) view the next layer reads copies nothing."""
+    from diffussm_lib.ssm import s4d
+    g = torch.Generator().manual_seed(3)
+    u = torch.randn(5, 3, 7, dtype=torch.float64, generator=g)
+    k = torch.randn(2, 3, 7, dtype=torch.float64, generator=g)
+    ref = torch.stack([fft_causal_conv(u, k[0]), fft_causal_conv(u.flip(-1), k[1]).flip(-1)], 1)
+    monkeypatch.setattr(s4d, "SPECTRUM_CHUNK_ELEMENTS", chunk_elements)
+    F = s4d.fft_length(7) // 2 + 1
+    assert s4d.batch_chunk(5, 3, F) == {1: 1, 2 * 3 * 8 * 2: 2, 2 ** 40: 5}[chunk_elements]
+    assert s4d.batch_chunk(5, 3, F, "cuda") == 5                                  # a GPU: the whole batch
+    y = s4d.bidirectional_fft_conv(u, k)
+    torch.testing.assert_close(y, ref)
+    assert y.permute(0, 3, 1, 2).is_contiguous()
+    assert torch.autograd.gradcheck(s4d.bidirectional_fft_conv, (u.requires_grad_(), k.requires_grad_()))

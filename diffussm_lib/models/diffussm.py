@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..ssm import BidirectionalSSM
+from .offset_linear import offset_linear
 from .scan_orders import layer_orders, scan_order
 
 TIMESTEP_FREQ_DIM = 256  # width of the sinusoidal timestep features (DiT's choice)
@@ -249,7 +250,9 @@ class OffsetLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(ratio, out_features).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("...kf,kgf->...kg", x, self.weight) + self.bias
+        # = torch.einsum("...kf,kgf->...kg", x, self.weight) + self.bias, without its copies
+        y = offset_linear(x.reshape(-1, *x.shape[-2:]), self.weight, self.bias)   # (N, M, F_out)
+        return y.reshape(*x.shape[:-1], self.out_features)
 
 
 class Hourglass(nn.Module):

@@ -39,15 +39,15 @@ def _fft_cost(shape, dims, per_point: float) -> int:
     return int(per_point * (math.prod(shape) // n) * n * math.log2(n))
 
 
-def _fft_r2c_flop(x_shape, dim, normalization, onesided, out_shape=None) -> int:
+def _fft_r2c_flop(x_shape, dim, normalization, onesided, out_shape=None, **kwargs) -> int:
     return _fft_cost(x_shape, dim, 2.5)
 
 
-def _fft_c2r_flop(x_shape, dim, normalization, last_dim_size, out_shape=None) -> int:
+def _fft_c2r_flop(x_shape, dim, normalization, last_dim_size, out_shape=None, **kwargs) -> int:
     return _fft_cost(out_shape, dim, 2.5)
 
 
-def _fft_c2c_flop(x_shape, dim, normalization, forward, out_shape=None) -> int:
+def _fft_c2c_flop(x_shape, dim, normalization, forward, out_shape=None, **kwargs) -> int:
     return _fft_cost(x_shape, dim, 5.0)
 
 

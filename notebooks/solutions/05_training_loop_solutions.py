@@ -2,13 +2,13 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -21,16 +21,28 @@
 # batch 16), so every solution takes seconds on a CPU.
 
 # %%
-# Setup: in a clone the library is two folders up; in Colab we clone the course and install it.
+# Setup (the same in every notebook). In a clone the library is two folders up; in Colab this cell
+# clones (or updates) the course and installs the library itself, nothing Colab already has.
 import importlib.util, os, subprocess, sys
-REPO = "https://github.com/diffussm-course/diffussm-course"
-if importlib.util.find_spec("diffussm_lib") is None:
-    if "google.colab" in sys.modules:
-        subprocess.run(["git", "clone", "--depth=1", REPO, "/content/diffussm-course"], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/diffussm-course[notebooks]"], check=True)
-        sys.path.insert(0, "/content/diffussm-course")
+REPO_URL = os.environ.get("DIFFUSSM_REPO_URL", "https://github.com/diffussm-course/diffussm-course")
+try:
+    import google.colab  # noqa: F401  (importable only in Colab)
+    IN_COLAB = True
+except ImportError:
+    IN_COLAB = False
+if IN_COLAB and importlib.util.find_spec("diffussm_lib") is None:
+    CLONE = os.path.join("/content" if os.path.isdir("/content") else os.getcwd(), "diffussm-course")
+    if os.path.isdir(os.path.join(CLONE, ".git")):
+        subprocess.run(["git", "-C", CLONE, "pull", "-q", "--ff-only"], check=True)
     else:
-        sys.path.insert(0, os.path.abspath(os.path.join("..", "..")))
+        subprocess.run(["git", "clone", "-q", "--depth=1", REPO_URL, CLONE], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", CLONE],
+                   check=True)
+    sys.path.insert(0, CLONE)
+    from google.colab import output
+    output.enable_custom_widget_manager()          # the viewer's sliders (ipywidgets) in Colab
+elif importlib.util.find_spec("diffussm_lib") is None:
+    sys.path.insert(0, os.path.abspath(os.path.join("..", "..")))
 from diffussm_lib.env import environment_report, by_mode, seed_everything
 print(environment_report())
 

@@ -1,0 +1,127 @@
+"""Execute the course's notebooks and commit-ready write their outputs (issue 18), or just time them.
+
+    python scripts/execute_notebooks.py                    # every notebook, full mode, outputs written
+    python scripts/execute_notebooks.py 05 07              # only these
+    python scripts/execute_notebooks.py --mode fast --times-only   # time fast mode, write nothing else
+    python scripts/execute_notebooks.py --table            # print the README's table of measured times
+
+Each notebook runs from its paired ``.py`` (the reviewed text) in a fresh ``python3`` kernel, with its
+working directory ``notebooks/``, in the mode asked for (``DIFFUSSM_FAST=0`` or ``1``). When it ends
+without an error, its first cell's record line (``*Outputs shown: ...*``) is set to the date, the
+hardware, the mode and the time it took, and both files of the pair are rewritten from the executed
+notebook (so the sources stay equal and the ``.ipynb`` carries the outputs GitHub shows). Every
+measured time goes to ``benchmarks/results/notebook_times.json`` (notebook -> mode -> seconds, date,
+hardware), which notebook 00 and the README's table read. A notebook that fails is left as it was,
+and the script exits 1 naming it. To discard a notebook's outputs instead, see the README.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import jupytext  # noqa: E402
+import nbformat  # noqa: E402
+from nbclient import NotebookClient  # noqa: E402
+
+from diffussm_lib.atomic import atomic_write_text  # noqa: E402
+from diffussm_lib.env import hardware_description, resolve_device  # noqa: E402
+
+NOTEBOOKS = REPO / "notebooks"
+TIMES = REPO / "benchmarks" / "results" / "notebook_times.json"
+RECORD = re.compile(r"^\*Outputs shown: .*\*$", re.M)
+FIGURE_DPI = 72     # PNG figures at a modest resolution: no notebook over about 1.5 MB (tests/test_notebooks.py)
+
+
+def notebook_paths(numbers: list[str]) -> list[Path]:
+    """The notebooks numbered ``numbers``, in that order (a number given twice runs twice: notebook 00
+    shows the table of times, its own row included, so it is worth running last again); all if none."""
+    paths = {p.name[:2]: p for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))}
+    unknown = sorted(set(numbers) - set(paths))
+    if unknown:
+        raise SystemExit(f"no notebook numbered {unknown} in {NOTEBOOKS} (have {sorted(paths)})")
+    return [paths[n] for n in numbers] if numbers else list(paths.values())
+
+
+def record_line(mode: str, seconds: float, hardware: str, date: str) -> str:
+    return f"*Outputs shown: executed in {mode} mode on {date}, {hardware}, in {seconds / 60:.1f} min.*"
+
+
+def set_record(nb, line: str) -> None:
+    """Put ``line`` at the end of the first (title) cell, replacing an earlier record."""
+    src = nb.cells[0].source
+    nb.cells[0].source = RECORD.sub(line, src) if RECORD.search(src) else src.rstrip("\n") + "\n\n" + line
+
+
+def load_times() -> dict:
+    return json.loads(TIMES.read_text()) if TIMES.exists() else {}
+
+
+def times_table(times: dict) -> str:
+    """The README's markdown table: one row per notebook, its fast- and full-mode minutes, the machine."""
+    rows = ["| notebook | fast mode (`pytest`, CI) | full mode (opened in Jupyter) | measured on |", "|---|---|---|---|"]
+    for name, row in sorted(times.items()):
+        cell = lambda mode: f"{row[mode]['seconds'] / 60:.1f} min" if mode in row else "not measured"
+        machines = sorted({r["hardware"] for r in row.values()})
+        rows.append(f"| {name[:2]} | {cell('fast')} | {cell('full')} | {'; '.join(machines)} |")
+    return "\n".join(rows)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("numbers", nargs="*", help="notebook numbers (00 .. 08); default: all")
+    ap.add_argument("--mode", choices=("full", "fast"), default="full")
+    ap.add_argument("--times-only", action="store_true", help="record the times; leave the notebooks as they are")
+    ap.add_argument("--timeout", type=int, default=3600, help="seconds per cell (default 3600)")
+    ap.add_argument("--table", action="store_true", help="print the table of measured times and exit")
+    args = ap.parse_args()
+    if args.table:
+        print(times_table(load_times()))
+        return 0
+    os.environ["DIFFUSSM_FAST"] = "1" if args.mode == "fast" else "0"
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    rc = Path(tempfile.mkdtemp(prefix="diffussm-mplrc-"))
+    (rc / "matplotlibrc").write_text(f"figure.dpi: {FIGURE_DPI}\n")
+    os.environ["MATPLOTLIBRC"] = str(rc)                                  # the kernels' matplotlib reads it
+    hardware = hardware_description(resolve_device(None))
+    failed = []
+    for py in notebook_paths(args.numbers):
+        nb = jupytext.read(py)
+        print(f"{py.name}: executing in {args.mode} mode ...", flush=True)
+        t0 = time.perf_counter()
+        try:
+            NotebookClient(nb, timeout=args.timeout, kernel_name="python3",
+                           resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+        except Exception as e:                                              # noqa: BLE001 (report, go on)
+            print(f"{py.name}: FAILED after {time.perf_counter() - t0:.0f} s: {type(e).__name__}: "
+                  f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''}", flush=True)
+            failed.append(py.name)
+            continue
+        seconds = time.perf_counter() - t0
+        date = dt.date.today().isoformat()
+        times = load_times()
+        times.setdefault(py.stem, {})[args.mode] = {"seconds": round(seconds, 1), "date": date, "hardware": hardware}
+        atomic_write_text(TIMES, json.dumps(times, indent=1, sort_keys=True) + "\n")
+        print(f"{py.name}: {seconds / 60:.1f} min", flush=True)
+        if args.times_only:
+            continue
+        set_record(nb, record_line(args.mode, seconds, hardware, date))
+        atomic_write_text(py.with_suffix(".ipynb"), nbformat.writes(nb) + "\n")
+        atomic_write_text(py, jupytext.writes(nb, fmt="py:percent"))
+    if failed:
+        print("failed: " + ", ".join(failed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
