@@ -40,7 +40,7 @@
 # `RECOMPUTE = True` in the cell marked THE SWITCH below to make them again here. With `DIFFUSSM_FAST=1` (CI)
 # the same code runs at tiny sizes, which only shows the machinery.
 #
-# *Outputs shown: executed in full mode on 2026-12-01, CPU AMD EPYC, 2 torch threads, in 1.3 min.*
+# *Outputs shown: executed in full mode on 2026-12-02, CPU AMD EPYC, 2 torch threads, in 1.3 min.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is one folder up; in Colab this cell
