@@ -671,8 +671,8 @@ for L_ in L_time:
 # *Hint:* read `s4d_kernel` in `diffussm_lib/ssm/s4d.py`: its product is a batched
 # (2D, ⌈L/Q⌉, N) @ (2D, N, Q) with Q = ⌈√L⌉. `count_flops` charges 2.5 n log₂ n per channel for a
 # real FFT of length n = `fft_length(L)`: one transform of the D input channels, one of the 2D
-# kernels, one inverse of the 2D outputs. `OffsetLinear` (the W↓_k) runs as a `bmm`, the other
-# Linears as `addmm`.
+# kernels, one inverse of the 2D outputs. Every Linear runs as `addmm` (`OffsetLinear`, the W↓_k,
+# as M of them, `models/offset_linear.py`); the kernel's product is the one `bmm`.
 
 # %% [markdown]
 # ## Check your understanding

@@ -271,11 +271,18 @@ def _wait_for(predicate, timeout=120.0):
     return False
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C's default disposition. A shell starts background jobs with SIGINT ignored,
+    and Python then installs no KeyboardInterrupt handler, so a suite launched with `... &` would
+    otherwise see the CLI ignore the signal (and these tests time out)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_training(run, tmp_path):
     cfg = write_config(tiny_config(max_steps=100_000, checkpoint_every=2, log_every=2), tmp_path / "c.yaml")
     out = tmp_path / "r"
     p = subprocess.Popen([sys.executable, "-m", "diffussm_lib", "train", "--config", str(cfg), "--output-dir",
-                          str(out), "--no-progress"], env=cli_env(), cwd=REPO, stdout=subprocess.PIPE,
+                          str(out), "--no-progress"], env=cli_env(), cwd=REPO, preexec_fn=_default_sigint, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     try:
         assert _wait_for(lambda: (out / CHECKPOINT_NAME).exists()), "no checkpoint appeared"
@@ -296,7 +303,7 @@ def test_ctrl_c_during_sampling(tmp_path):
     (out / "earlier.txt").write_text("keep me")
     p = subprocess.Popen([sys.executable, "-m", "diffussm_lib", "sample", "--checkpoint", str(PRETRAINED),
                           "--output-dir", str(out), "--num-samples", "5000", "--sampler", "ddpm", "--no-progress"],
-                         env=cli_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         env=cli_env(), cwd=REPO, preexec_fn=_default_sigint, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(6.0)
         assert p.poll() is None, p.communicate()
