@@ -1,4 +1,4 @@
-"""Execute the course's notebooks and commit-ready write their outputs (issue 18), or just time them.
+"""Execute the course's notebooks and write them back with their outputs (issue 18), or just time them.
 
     python scripts/execute_notebooks.py                    # every notebook, full mode, outputs written
     python scripts/execute_notebooks.py 05 07              # only these

@@ -65,7 +65,7 @@ def test_notebook_opens_the_same_way(src):
     head, setup = cells[0].source, cells[1].source
     number = src.stem[:2]
     assert head.startswith(f"# {number} ·"), "first cell: '# NN · Title'"
-    assert f"colab.research.google.com/github/" in head and src.stem + ".ipynb" in head, "Colab badge for this notebook"
+    assert "colab.research.google.com/github/" in head and src.stem + ".ipynb" in head, "Colab badge for this notebook"
     assert "Objectives" in head
     assert "google.colab" in setup and "print(environment_report())" in setup, "setup cell + environment report"
 
