@@ -9,12 +9,14 @@
 import os
 from pathlib import Path
 
+from diffussm_lib.env import FAST_ENV_VAR, env_flag
+
 FULL_ENV_VAR = "DIFFUSSM_FULL"
 
-if os.environ.get(FULL_ENV_VAR, "").strip().lower() in {"1", "true", "yes", "on"}:
-    os.environ.setdefault("DIFFUSSM_FAST", "0")
+if env_flag(FULL_ENV_VAR):
+    os.environ.setdefault(FAST_ENV_VAR, "0")
 else:
-    os.environ.setdefault("DIFFUSSM_FAST", "1")
+    os.environ.setdefault(FAST_ENV_VAR, "1")
 
 _shared = Path(__file__).resolve().parent.parent / "shared" / "data"
 if not os.environ.get("DIFFUSSM_DATA_DIR") and (_shared / "mnist").is_dir():

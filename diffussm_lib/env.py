@@ -26,9 +26,14 @@ __version__ = "0.1.0"
 FAST_ENV_VAR = "DIFFUSSM_FAST"
 
 
+def env_flag(name: str) -> bool:
+    """True when the environment variable ``name`` is set to a true value (1, true, yes, on)."""
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def fast_mode() -> bool:
     """True when ``DIFFUSSM_FAST`` is set to a true value (1, true, yes, on)."""
-    return os.environ.get(FAST_ENV_VAR, "").strip().lower() in {"1", "true", "yes", "on"}
+    return env_flag(FAST_ENV_VAR)
 
 
 def by_mode(full, fast):

@@ -220,13 +220,14 @@ class _BiFFTConv(torch.autograd.Function):
         gu = gy.new_empty(B, L, D) if need_u else None                       # (B, L, D): u's usual layout
         P = torch.zeros_like(Kc) if need_k else None                          # (2, D, F)
         step = batch_chunk(B, D, n // 2 + 1, gy.device)
+        Kb = Kc.conj().resolve_conj()                                         # once, not per chunk
         buf = gy.new_zeros(step, 2, D, n)
         for i in range(0, B, step):
             b = min(step, B - i)
             buf[:b, ..., :L] = gy[i:i + b]
             Gf = torch.fft.rfft(buf[:b])                                      # (b, 2, D, F)
             if need_u:
-                gu[i:i + b] = torch.fft.irfft((Gf * Kc.conj()).sum(1), n=n)[..., :L].transpose(1, 2)
+                gu[i:i + b] = torch.fft.irfft((Gf * Kb).sum(1), n=n)[..., :L].transpose(1, 2)
             if need_k:
                 P += (Gf * Uf[i:i + b, None].conj()).sum(0)
         gk = torch.fft.irfft(torch.stack([P[0], P[1].conj()]), n=n)[..., :L] if need_k else None

@@ -122,7 +122,7 @@ def _block_states(h0, delta_t, du_t, A, B_t):
     """States of one block, computed in place. Time-major inputs for a block of Q steps:
 
     h0: (B, D, N) state before the block; delta_t, du_t (= delta*u): (Q, B, D); A: (D, N);
-    B_t: (Q, B, N). Returns ``S`` (Q, B, D, N), the states h_s..h_{s+T-1}, and ``dA`` (Q, B, D, N),
+    B_t: (Q, B, N). Returns ``S`` (Q, B, D, N), the states h_s..h_{s+Q-1}, and ``dA`` (Q, B, D, N),
     the decays exp(delta*A).
     """
     dA = torch.exp(delta_t.unsqueeze(-1) * A)                                 # (Q, B, D, N)

@@ -61,7 +61,7 @@ class SelectiveSSM(nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         if u.dim() != 3 or u.shape[-1] != self.d_model:
             raise ValueError(f"SelectiveSSM expects (B, L, D={self.d_model}), got {tuple(u.shape)}")
-        xz = self.in_proj(u)                                                   # (B, L, D_in or 2E)
+        xz = self.in_proj(u)                                                   # (B, L, D_in or 2 D_in)
         x = xz[..., : self.d_inner].transpose(1, 2)                            # (B, D_in, L)
         z = xz[..., self.d_inner:].transpose(1, 2) if self.gate else None
         which = resolve_backend(self.backend, "selective_scan", x)
