@@ -10,9 +10,11 @@ loss, backward, clipping, EMA; batch ``--batch-size``, random images of the conf
 and the null class, a batch of 2B). Both are also given as counted GFLOP/s (``count_flops``: 2 x
 multiply-adds of the matrix products, FFTs at 2.5 n log2 n; element-wise work is not counted) and
 as a fraction of the fp32 GEMM rate this run measures itself (a 1024^3 matrix product). Every
-round measures every model and the GEMM rate once, in turn, so that a busy machine slows all of
-them alike; the medians of ``--rounds`` rounds are reported. Last, the top operators of a profiled
-DiffuSSM training step and forward. Ratios are only meaningful within one run.
+round measures the GEMM rate and then every model once, in turn, so that a busy machine slows all
+of them alike; images/s are medians over ``--rounds`` rounds, and the ratios (DiffuSSM / DiT, and a
+model's FLOP rate / the GEMM rate) are medians of the ratios within each round, printed with their
+range, which is what a shared, noisy machine leaves comparable. Last, the top operators of a
+profiled DiffuSSM training step and forward. Ratios are only meaningful within one run.
 """
 from __future__ import annotations
 
@@ -150,22 +152,25 @@ def main() -> None:
     g = statistics.median(gemm)
     print(f"\nbatch {args.batch_size}, {args.precision}, {device.type}, torch threads {torch.get_num_threads()}; "
           f"median of {args.rounds} rounds; fp32 GEMM rate {g:.1f} GFLOP/s (rounds: "
-          + ", ".join(f"{x:.0f}" for x in gemm) + ")")
+          + ", ".join(f"{x:.0f}" for x in gemm) + "); fractions of GEMM: medians of the per-round fractions")
     print(f"{'model':<22} {'params':>9} {'train img/s':>11} {'GFLOP/s':>8} {'of GEMM':>8} "
           f"{'sample img/s':>12} {'GFLOP/s':>8} {'of GEMM':>8}   GFLOP per train image / sampled image")
-    med = {}
-    for key, c in cases.items():
+    for c in cases.values():
         tr, sa = statistics.median(c.train_rates), statistics.median(c.sample_rates)
-        med[key] = (tr, sa)
-        tf = c.train_flops / args.batch_size * tr / 1e9                  # counted GFLOP/s in training
-        sf = c.sample_flops / args.batch_size * sa / 1e9                  # (a guided forward is 2B images)
-        print(f"{c.name:<22} {count_params(c.trainer.bare_model):>9,} {tr:>11.1f} {tf:>8.1f} {tf / g:>7.0%} "
-              f"{sa:>12.1f} {sf:>8.1f} {sf / g:>7.0%}   {c.train_flops / args.batch_size / 1e9:.3f} / "
-              f"{c.sample_flops / args.batch_size / 1e9:.3f}")
+        per_image = c.train_flops / args.batch_size / 1e9, c.sample_flops / args.batch_size / 1e9  # GFLOP
+        # (a guided forward is 2B model inputs for B images)
+        ftr = statistics.median(r * per_image[0] / gr for r, gr in zip(c.train_rates, gemm))
+        fsa = statistics.median(r * per_image[1] / gr for r, gr in zip(c.sample_rates, gemm))
+        print(f"{c.name:<22} {count_params(c.trainer.bare_model):>9,} {tr:>11.1f} {tr * per_image[0]:>8.1f} "
+              f"{ftr:>7.0%} {sa:>12.1f} {sa * per_image[1]:>8.1f} {fsa:>7.0%}   {per_image[0]:.3f} / {per_image[1]:.3f}")
     print()
     for p in patches:
-        (t1, s1), (t2, s2) = med[("diffussm", p)], med[("dit", p)]
-        print(f"patch {p}: DiffuSSM / DiT  training {t1 / t2:.2f}x   sampling {s1 / s2:.2f}x images per second")
+        a, b = cases[("diffussm", p)], cases[("dit", p)]
+        line = [f"patch {p}: DiffuSSM / DiT"]
+        for what, ra, rb in (("training", a.train_rates, b.train_rates), ("sampling", a.sample_rates, b.sample_rates)):
+            ratios = [x / y for x, y in zip(ra, rb)]                          # within each round
+            line.append(f"{what} {statistics.median(ratios):.2f}x (rounds {min(ratios):.2f}-{max(ratios):.2f})")
+        print("   ".join(line) + " images per second")
     c = cases[("diffussm", patches[0])]
     tr = c.trainer
     print(f"\nprofile of one DiffuSSM training step ({c.name}), top operators by self CPU time:")

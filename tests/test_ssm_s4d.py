@@ -149,3 +149,15 @@ def test_bidirectional_fft_conv_is_the_same_whatever_the_batch_chunk(monkeypatch
     torch.testing.assert_close(y, ref)
     assert y.permute(0, 3, 1, 2).is_contiguous()
     assert torch.autograd.gradcheck(s4d.bidirectional_fft_conv, (u.requires_grad_(), k.requires_grad_()))
+
+
+@pytest.mark.parametrize("wants", ["u", "k"])
+def test_bidirectional_fft_conv_gradient_of_one_input_alone(monkeypatch, wants):
+    """The input's spectra are kept for the backward only when the kernels need a gradient: either
+    gradient alone passes gradcheck (uneven chunks: 2 + 2 + 1 images)."""
+    from diffussm_lib.ssm import s4d
+    g = torch.Generator().manual_seed(4)
+    u = torch.randn(5, 3, 7, dtype=torch.float64, generator=g).requires_grad_(wants == "u")
+    k = torch.randn(2, 3, 7, dtype=torch.float64, generator=g).requires_grad_(wants == "k")
+    monkeypatch.setattr(s4d, "SPECTRUM_CHUNK_ELEMENTS", 2 * 3 * 8 * 2)
+    assert torch.autograd.gradcheck(s4d.bidirectional_fft_conv, (u, k))

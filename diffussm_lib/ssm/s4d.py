@@ -184,10 +184,12 @@ class _BiFFTConv(torch.autograd.Function):
 
     With U, K_f, K_b the length-n spectra (n >= 2L - 1): the causal direction is irfft(U K_f), the
     anti-causal one the correlation irfft(U conj(K_b)). The batch is processed in chunks of
-    ``batch_chunk`` images, and the output is written straight into (B, L, 2, D) memory (returned as
-    a (B, 2, D, L) view), the layout the next layer reads, so no copy follows. The backward reuses U
-    and the kernel spectra saved by the forward: one real FFT of the gradient, one inverse for the
-    input's gradient and one for the kernels' (real transforms throughout).
+    ``batch_chunk`` images, through work buffers made once per call and reused by every chunk (fresh
+    tensors of this size cost page faults on each call); the output is written straight into
+    (B, L, 2, D) memory (returned as a (B, 2, D, L) view), the layout the next layer reads, so no copy
+    follows. U is kept, one tensor per chunk, only when the kernels need a gradient. The backward reuses U
+    and the kernel spectra: one real FFT of the gradient, one inverse for the input's gradient and
+    one for the kernels' (real transforms throughout).
     """
 
     @staticmethod
@@ -196,40 +198,48 @@ class _BiFFTConv(torch.autograd.Function):
         n = fft_length(L)
         Kf = torch.fft.rfft(k, n=n)                                           # (2, D, F), F = n/2 + 1
         Kc = torch.stack([Kf[0], Kf[1].conj()])                               # causal, anti-causal
-        Uf = torch.empty(B, D, n // 2 + 1, dtype=Kf.dtype, device=u.device)
         out = u.new_empty(B, L, 2, D)
         step = batch_chunk(B, D, n // 2 + 1, u.device)
-        # one zero-padded, contiguous input buffer (an FFT over a strided axis runs ~2x slower): its
+        # a zero-padded, contiguous input buffer (an FFT over a strided axis runs ~2x slower): its
         # tail stays zero, so each chunk costs one copy, with no padding pass
         buf = u.new_zeros(step, D, n)
+        prod = Kc.new_empty(step, 2, D, n // 2 + 1)
+        keep = ctx.needs_input_grad[1]                                        # U: for the kernels' gradient
+        spectra = []
         for i in range(0, B, step):
             b = min(step, B - i)
             buf[:b, :, :L] = u[i:i + b]
-            torch.fft.rfft(buf[:b], out=Uf[i:i + b])                          # (b, D, F)
-            y = torch.fft.irfft(Uf[i:i + b, None] * Kc, n=n)                  # (b, 2, D, n)
-            out[i:i + b] = y[..., :L].permute(0, 3, 1, 2)                     # (b, L, 2, D)
-        ctx.save_for_backward(Uf, Kc)
+            Uf = torch.fft.rfft(buf[:b])                                      # (b, D, F)
+            torch.mul(Uf[:, None], Kc, out=prod[:b])                          # (b, 2, D, F)
+            out[i:i + b] = torch.fft.irfft(prod[:b], n=n)[..., :L].permute(0, 3, 1, 2)   # (b, L, 2, D)
+            if keep:
+                spectra.append(Uf)
+        ctx.save_for_backward(Kc, *spectra)
+        ctx.step = step
         return out.permute(0, 2, 3, 1)                                        # (B, 2, D, L) view
 
     @staticmethod
     def backward(ctx, gy):
-        Uf, Kc = ctx.saved_tensors
+        Kc, *spectra = ctx.saved_tensors
         B, _, D, L = gy.shape
-        n = fft_length(L)
+        n, F = fft_length(L), Kc.shape[-1]
+        step = ctx.step
         need_u, need_k = ctx.needs_input_grad[:2]
         gu = gy.new_empty(B, L, D) if need_u else None                       # (B, L, D): u's usual layout
         P = torch.zeros_like(Kc) if need_k else None                          # (2, D, F)
-        step = batch_chunk(B, D, n // 2 + 1, gy.device)
-        Kb = Kc.conj().resolve_conj()                                         # once, not per chunk
+        Kb = Kc.conj().resolve_conj()                                         # (2, D, F)
         buf = gy.new_zeros(step, 2, D, n)
-        for i in range(0, B, step):
+        Gu = Kc.new_empty(step, D, F)
+        prod = Kc.new_empty(step, 2, D, F)
+        for c, i in enumerate(range(0, B, step)):
             b = min(step, B - i)
             buf[:b, ..., :L] = gy[i:i + b]
             Gf = torch.fft.rfft(buf[:b])                                      # (b, 2, D, F)
-            if need_u:
-                gu[i:i + b] = torch.fft.irfft((Gf * Kb).sum(1), n=n)[..., :L].transpose(1, 2)
+            if need_u:                                                        # sum over the two directions
+                torch.mul(Gf[:, 0], Kb[0], out=Gu[:b]).addcmul_(Gf[:, 1], Kb[1])
+                gu[i:i + b] = torch.fft.irfft(Gu[:b], n=n)[..., :L].transpose(1, 2)
             if need_k:
-                P += (Gf * Uf[i:i + b, None].conj()).sum(0)
+                P += torch.mul(Gf, spectra[c][:, None].conj(), out=prod[:b]).sum(0)
         gk = torch.fft.irfft(torch.stack([P[0], P[1].conj()]), n=n)[..., :L] if need_k else None
         return (gu.transpose(1, 2) if need_u else None), gk
 
