@@ -1,6 +1,7 @@
 """Scan orders and the paper's claims at course scale (notebook 08, issue 17).
 
     python benchmarks/bench_scan_orders.py --minutes 20 --seeds 0 1       # the stored run (hours; resumable)
+    python benchmarks/bench_scan_orders.py --table                        # the README's table of the stored runs
     python benchmarks/bench_scan_orders.py --minutes 0.2 --seeds 0 --num-samples 100 --variants raster snake \
         --out /tmp/s.json --runs /tmp/s                                   # a smoke run
 
@@ -16,7 +17,8 @@ later load on the machine can change. Runs write checkpoints (every 250 steps) i
 ``--runs/<variant>_s<seed>``; run the same command again to continue (``--resume`` is implied).
 Each finished run is evaluated once: FID-LeNet of ``--num-samples`` class-balanced EMA samples
 (DDIM 25 steps, no guidance, sampling seed 0), its real-vs-real floor at the same count, class
-accuracy and the final training loss; the JSON report is rewritten after every run.
+accuracy and the final training loss; the JSON report is rewritten after every run. ``--table``
+trains nothing: it prints the stored runs' table (``diffussm_lib.evaluation.seeds``) for the README.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from diffussm_lib.config import config_to_dict, load_config  # noqa: E402
 from diffussm_lib.data import dataset_from_config  # noqa: E402
 from diffussm_lib.env import environment_report, hardware_description  # noqa: E402
 from diffussm_lib.evaluation import sample_and_evaluate, variant  # noqa: E402
+from diffussm_lib.evaluation.seeds import markdown_table, summarise  # noqa: E402
 from diffussm_lib.models import build_model, count_flops, count_params  # noqa: E402
 from diffussm_lib.training import Trainer, load_model  # noqa: E402
 
@@ -82,7 +85,13 @@ def main() -> None:
     ap.add_argument("--runs", default=str(REPO / "runs" / "scan_orders"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "scan_orders.json"))
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--table", action="store_true", help="print the stored runs as the README's table; train nothing")
     args = ap.parse_args()
+    if args.table:
+        runs = json.loads(Path(args.out).read_text()).get("runs", {}) if Path(args.out).is_file() else {}
+        print(markdown_table(summarise(runs, order={**ORDER_VARIANTS, **CLAIM_VARIANTS})) if runs else
+              f"no stored runs in {args.out}")
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     print(environment_report(), flush=True)

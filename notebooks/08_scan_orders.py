@@ -72,7 +72,6 @@ print(environment_report())
 
 # %%
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -425,66 +424,11 @@ else:
 # this is a rough rule, not a significance test, and one seed gives no spread at all.
 
 # %%
-METRICS = {"fid": ("FID-LeNet", True), "class_accuracy": ("class acc.", False), "final_loss": ("final loss", True)}
+from diffussm_lib.evaluation.seeds import conclusions, summarise, summary_text   # the rule above, in code
 
-def summarise(runs):
-    """{run id: result} of the JSON -> {budget: {variant: {metric: (mean, spread), 'seeds': n, ...}}}."""
-    groups = {}
-    for rid, r in runs.items():
-        groups.setdefault(rid.split(" | ")[-1], {}).setdefault(r["variant"], []).append(r)
-    out = {}
-    for budget, by_variant in groups.items():
-        order = [v for v in VARIANTS if v in by_variant] + sorted(set(by_variant) - set(VARIANTS))
-        out[budget] = {}
-        for v in order:
-            rs = by_variant[v]
-            s = {"seeds": len(rs), "steps": statistics.mean(r["steps"] for r in rs),
-                 "n": rs[0]["n"], "floor": statistics.mean(r["floor"] for r in rs)}
-            for m in METRICS:
-                vals = [r[m] for r in rs]
-                s[m] = (statistics.mean(vals), max(vals) - min(vals))
-            out[budget][v] = s
-    return out
-
-def versus(s_v, s_r, metric):
-    """Compare one metric of a variant with raster: (difference of means, spread, decided)."""
-    diff = s_v[metric][0] - s_r[metric][0]
-    spread = max(s_v[metric][1], s_r[metric][1])
-    return diff, spread, min(s_v["seeds"], s_r["seeds"]) >= 2 and abs(diff) > spread
-
-def print_summary(table):
-    for budget, rows in table.items():
-        print(f"\nbudget: {budget}")
-        if "patch 1 (same cost)" in rows and report.get("matched_width"):
-            print(f"(patch 1 runs at width {report['matched_width']}: the width whose forward FLOPs per image "
-                  "are closest to the base's)")
-        print(f"{'variant':>22s} | seeds | steps | " + " | ".join(f"{METRICS[m][0]:>16s}" for m in METRICS)
-              + " | floor (same count)")
-        for v, s in rows.items():
-            cells = [f"{s[m][0]:8.3f} ± {s[m][1] / 2:5.3f}" for m in METRICS]
-            print(f"{v:>22s} | {s['seeds']:5d} | {s['steps']:5.0f} | " + " | ".join(cells) + f" | {s['floor']:.2f}")
-        print("(± half the spread; FID-LeNet on", rows[next(iter(rows))]["n"], "samples)")
-        if "raster" not in rows:
-            print("no raster runs at this budget: nothing to compare against")
-            continue
-        for v, s in rows.items():
-            if v == "raster":
-                continue
-            parts = []
-            for m, (label, lower_is_better) in METRICS.items():
-                diff, spread, decided = versus(s, rows["raster"], m)
-                if min(s["seeds"], rows["raster"]["seeds"]) < 2:
-                    say = "one seed, no spread"
-                elif decided:
-                    say = ("better" if (diff < 0) == lower_is_better else "worse") + " beyond the spread"
-                else:
-                    say = "within the spread"
-                parts.append(f"{label} {diff:+.3f} (spread {spread:.3f}: {say})")
-            print(f"  {v} minus raster: " + "; ".join(parts))
-
-stored = summarise(stored_runs)
+stored = summarise(stored_runs, order=VARIANTS)
 if stored:
-    print_summary(stored)
+    print(summary_text(stored, report.get("matched_width")))
 else:
     print(f"nothing to tabulate yet: run `{BENCH_COMMAND}` first")
 
@@ -546,57 +490,8 @@ if RUN_LIVE:
 # is within the spread. All numbers come from the file; none is typed here.
 
 # %%
-CLAIMS = [  # (source, claim, variant, prediction: "variant better" / "raster better" / "match")
-    ("DiffuSSM", "a bidirectional SSM beats a causal one", "causal", "raster better"),
-    ("DiffuSSM", "no patching (patch 1) beats 2x2 patches at equal cost per image", "patch 1 (same cost)", "variant better"),
-    ("DiffuSSM", "the hourglass M = 2 roughly matches M = 1 at lower cost", "M = 1", "match"),
-    ("ZigMa", "a continuous (zigzag) path beats the raster sweep", "snake", "variant better"),
-    ("locality", "a locality-preserving curve (Hilbert) beats the raster sweep", "hilbert", "variant better"),
-    ("DiM / Mamba-ND", "alternating row and column directions across layers beats one direction",
-     "raster/column", "variant better"),
-    ("control", "an order without locality (random) is worse than raster", "random", "raster better"),
-]
-
-def verdict(rows, v, prediction):
-    if "raster" not in rows or v not in rows:
-        return "not in the stored results", None
-    diff, spread, decided = versus(rows[v], rows["raster"], "fid")
-    if min(rows[v]["seeds"], rows["raster"]["seeds"]) < 2:
-        return "cannot be decided: fewer than 2 seeds", diff
-    variant_better = diff < 0                                   # lower FID is better
-    if prediction == "match":
-        if not decided:
-            return "consistent: the difference is within the seed spread", diff
-        return ("holds, and M = 2 is even better at equal time" if diff > 0 else
-                "does not hold at this budget: M = 1 is better beyond the spread"), diff
-    if not decided:
-        return "cannot be decided at this budget: the difference is within the seed spread", diff
-    return ("holds at this budget" if variant_better == (prediction == "variant better") else
-            "does not hold at this budget: the difference goes the other way, beyond the seed spread"), diff
-
-def print_conclusions(table):
-    if not table:
-        print(f"No stored runs, so no claim is decided here. Produce them with `{BENCH_COMMAND}` and run this "
-              "cell again.")
-        return {}
-    budget = max(table, key=lambda b: sum(s["seeds"] for s in table[b].values()))
-    rows = table[budget]
-    print(f"budget: {budget}; FID-LeNet on {rows[next(iter(rows))]['n']} samples "
-          f"(floor {rows[next(iter(rows))]['floor']:.2f})\n")
-    verdicts = {}
-    for source, claim, v, prediction in CLAIMS:
-        text, diff = verdict(rows, v, prediction)
-        verdicts[v] = text
-        detail = ""
-        if diff is not None:
-            s_v, s_r = rows[v], rows["raster"]
-            detail = (f"\n      {v}: FID-LeNet {s_v['fid'][0]:.2f} (spread {s_v['fid'][1]:.2f}, {s_v['steps']:.0f} steps, "
-                      f"class acc. {s_v['class_accuracy'][0]:.3f}); raster: {s_r['fid'][0]:.2f} "
-                      f"(spread {s_r['fid'][1]:.2f}, {s_r['steps']:.0f} steps, class acc. {s_r['class_accuracy'][0]:.3f})")
-        print(f"[{source}] {claim}: {text}.{detail}")
-    return verdicts
-
-verdicts = print_conclusions(stored)
+_, text = conclusions(stored)
+print(text if stored else f"{text} Produce them with `{BENCH_COMMAND}` and run this cell again.")
 
 # %%
 if live_runs:

@@ -103,3 +103,11 @@ def test_the_readme_table_of_notebook_times_is_the_measured_one():
     assert table == times_table(load_times()), "run `python scripts/execute_notebooks.py --table` into the README"
     names = {p.stem for p in (REPO / "notebooks").glob("[0-9][0-9]_*.py")}
     assert set(load_times()) == names, "every notebook has a measured time"
+
+
+def test_the_readme_table_of_scan_orders_is_the_stored_one():
+    """The README's scan-order table is what ``bench_scan_orders.py --table`` prints from the stored runs."""
+    table = README.split("<!-- scan-orders -->\n", 1)[1].split("<!-- /scan-orders -->", 1)[0].strip()
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_scan_orders.py"), "--table"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert table == out, "run `python benchmarks/bench_scan_orders.py --table` into the README"

@@ -8,6 +8,7 @@ evaluate    ``EvalReport``, ``evaluate_images``, ``sample_and_evaluate``, ``eval
 targets     the pretrained model's quality targets, ``target_check``, report fields
 comparison  equal-training-time comparisons: ``train_for_budget``, ``evaluate_run``, ``ABLATIONS``
 scaling     forward FLOPs and time of both backbones from 28x28 to 256x256
+seeds       results over seeds (notebook 08): mean, spread, the spread rule, verdicts on claims
 """
 from .comparison import ABLATIONS, BudgetRun, as_json, evaluate_run, results_table, train_for_budget, variant
 from .evaluate import EvalReport, evaluate_checkpoint, evaluate_images, real_floor, sample_and_evaluate

@@ -183,13 +183,11 @@ class _BiFFTConv(torch.autograd.Function):
     """Both directions of a bidirectional SSM from ONE FFT of the input (see ``bidirectional_fft_conv``).
 
     With U, K_f, K_b the length-n spectra (n >= 2L - 1): the causal direction is irfft(U K_f), the
-    anti-causal one the correlation irfft(U conj(K_b)). The batch is processed in chunks of
-    ``batch_chunk`` images, through work buffers made once per call and reused by every chunk (fresh
-    tensors of this size cost page faults on each call); the output is written straight into
-    (B, L, 2, D) memory (returned as a (B, 2, D, L) view), the layout the next layer reads, so no copy
-    follows. U is kept, one tensor per chunk, only when the kernels need a gradient. The backward reuses U
-    and the kernel spectra: one real FFT of the gradient, one inverse for the input's gradient and
-    one for the kernels' (real transforms throughout).
+    anti-causal one the correlation irfft(U conj(K_b)). The batch goes in chunks of ``batch_chunk``
+    images through work buffers made once per call; the output is written straight into (B, L, 2, D)
+    memory (returned as a (B, 2, D, L) view), the layout the next layer reads. U is kept (a tensor per
+    chunk) only when the kernels need a gradient. The backward: one real FFT of the gradient, one
+    inverse for the input's gradient and one for the kernels' (real transforms throughout).
     """
 
     @staticmethod
@@ -204,16 +202,14 @@ class _BiFFTConv(torch.autograd.Function):
         # tail stays zero, so each chunk costs one copy, with no padding pass
         buf = u.new_zeros(step, D, n)
         prod = Kc.new_empty(step, 2, D, n // 2 + 1)
-        keep = ctx.needs_input_grad[1]                                        # U: for the kernels' gradient
-        spectra = []
+        keep, spectra = ctx.needs_input_grad[1], []                           # U: for the kernels' gradient
         for i in range(0, B, step):
             b = min(step, B - i)
             buf[:b, :, :L] = u[i:i + b]
             Uf = torch.fft.rfft(buf[:b])                                      # (b, D, F)
             torch.mul(Uf[:, None], Kc, out=prod[:b])                          # (b, 2, D, F)
             out[i:i + b] = torch.fft.irfft(prod[:b], n=n)[..., :L].permute(0, 3, 1, 2)   # (b, L, 2, D)
-            if keep:
-                spectra.append(Uf)
+            spectra += [Uf] if keep else []
         ctx.save_for_backward(Kc, *spectra)
         ctx.step = step
         return out.permute(0, 2, 3, 1)                                        # (B, 2, D, L) view
@@ -229,8 +225,7 @@ class _BiFFTConv(torch.autograd.Function):
         P = torch.zeros_like(Kc) if need_k else None                          # (2, D, F)
         Kb = Kc.conj().resolve_conj()                                         # (2, D, F)
         buf = gy.new_zeros(step, 2, D, n)
-        Gu = Kc.new_empty(step, D, F)
-        prod = Kc.new_empty(step, 2, D, F)
+        Gu, prod = Kc.new_empty(step, D, F), Kc.new_empty(step, 2, D, F)    # work buffers
         for c, i in enumerate(range(0, B, step)):
             b = min(step, B - i)
             buf[:b, ..., :L] = gy[i:i + b]

@@ -1,0 +1,71 @@
+"""Results over seeds (diffussm_lib/evaluation/seeds.py): means, spreads, the spread rule, verdicts."""
+import pytest
+
+from diffussm_lib.evaluation.seeds import (BASE, CLAIMS, conclusions, judgement, markdown_table, summarise,
+                                           summary_text, verdict, versus)
+
+BUDGET = "20.0 min, width 64, batch 64"
+
+
+def run(variant, seed, fid, acc=0.9, loss=0.12, steps=4000, budget=BUDGET):
+    return f"{variant} | seed {seed} | {budget}", dict(variant=variant, seed=seed, fid=fid, class_accuracy=acc,
+                                                        final_loss=loss, steps=steps, n=2000, floor=2.7)
+
+
+def table_of(*rows):
+    return summarise(dict(rows), order=[BASE, "snake", "random", "causal", "M = 1"])
+
+
+def test_mean_and_spread_per_variant_and_budget():
+    t = table_of(run(BASE, 0, 18.0), run(BASE, 1, 20.0, steps=4100), run("snake", 0, 30.0),
+                 run(BASE, 0, 50.0, budget="1.0 min, width 64, batch 64"))
+    assert set(t) == {BUDGET, "1.0 min, width 64, batch 64"}
+    s = t[BUDGET][BASE]
+    assert s["seeds"] == 2 and s["fid"] == (19.0, 2.0) and s["steps"] == 4050 and s["n"] == 2000
+    assert list(t[BUDGET]) == [BASE, "snake"]                           # the given order first
+    assert t[BUDGET]["snake"]["fid"] == (30.0, 0.0)
+
+
+@pytest.mark.parametrize("snake_fids, say", [((30.0, 31.0), "worse beyond the spread"),
+                                             ((14.0, 15.0), "better beyond the spread"),
+                                             ((17.0, 22.0), "within the spread"),
+                                             ((30.0,), "one seed, no spread")])
+def test_a_difference_counts_only_beyond_the_seed_spread(snake_fids, say):
+    t = table_of(run(BASE, 0, 18.0), run(BASE, 1, 20.0), *(run("snake", i, f) for i, f in enumerate(snake_fids)))
+    rows = t[BUDGET]
+    assert judgement(rows["snake"], rows[BASE], "fid") == say
+    diff, spread, decided = versus(rows["snake"], rows[BASE], "fid")
+    assert diff == pytest.approx(sum(snake_fids) / len(snake_fids) - 19.0)
+    assert decided == ("beyond" in say)
+
+
+def test_higher_class_accuracy_is_better():
+    t = table_of(run(BASE, 0, 18.0, acc=0.80), run(BASE, 1, 18.0, acc=0.81),
+                 run("snake", 0, 18.0, acc=0.90), run("snake", 1, 18.0, acc=0.91))
+    assert judgement(t[BUDGET]["snake"], t[BUDGET][BASE], "class_accuracy") == "better beyond the spread"
+
+
+def test_verdicts_follow_the_predicted_direction():
+    t = table_of(run(BASE, 0, 18.0), run(BASE, 1, 19.0), run("causal", 0, 25.0), run("causal", 1, 26.0),
+                 run("random", 0, 12.0), run("random", 1, 13.0), run("M = 1", 0, 18.2), run("M = 1", 1, 19.4),
+                 run("snake", 0, 30.0))
+    rows = t[BUDGET]
+    assert verdict(rows, "causal", "base better")[0] == "holds at this budget"
+    assert verdict(rows, "random", "base better")[0].startswith("does not hold")
+    assert verdict(rows, "M = 1", "match")[0].startswith("consistent")
+    assert verdict(rows, "snake", "variant better")[0].startswith("cannot be decided: fewer than 2 seeds")
+    assert verdict(rows, "hilbert", "variant better")[0] == "not in the stored results"
+    verdicts, text = conclusions(t)
+    assert set(verdicts) == {v for _, _, v, _ in CLAIMS} and verdicts["causal"] == "holds at this budget"
+    assert "[DiffuSSM] a bidirectional SSM beats a causal one: holds at this budget." in text
+    assert conclusions({}) == ({}, "No stored runs, so no claim is decided here.")
+
+
+def test_tables_show_every_variant():
+    t = table_of(run(BASE, 0, 18.0), run(BASE, 1, 20.0), run("snake", 0, 30.0))
+    md = markdown_table(t).splitlines()
+    assert md[2].startswith("| variant | seeds | steps | FID-LeNet |")
+    assert md[4] == "| raster | 2 | 4000 | 19.00 ± 1.00 | 90.0% ± 0.0 | 0.1200 ± 0.0000 | (the base) |"
+    assert md[5] == "| snake | 1 | 4000 | 30.00 | 90.0% | 0.1200 | one seed, no spread |"
+    text = summary_text(t)
+    assert "snake minus raster: FID-LeNet +11.000 (spread 2.000: one seed, no spread)" in text
