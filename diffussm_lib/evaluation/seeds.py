@@ -88,10 +88,13 @@ def summary_text(table: dict, matched_width: int | None = None) -> str:
             lines.append(f"no {BASE} runs at this budget: nothing to compare against")
             continue
         for v, s in rows.items():
-            if v != BASE:
-                parts = [f"{label} {versus(s, rows[BASE], m)[0]:+.3f} (spread {versus(s, rows[BASE], m)[1]:.3f}: "
-                         f"{judgement(s, rows[BASE], m)})" for m, (label, _) in METRICS.items()]
-                lines.append(f"  {v} minus {BASE}: " + "; ".join(parts))
+            if v == BASE:
+                continue
+            parts = []
+            for m, (label, _) in METRICS.items():
+                diff, spread, _ = versus(s, rows[BASE], m)
+                parts.append(f"{label} {diff:+.3f} (spread {spread:.3f}: {judgement(s, rows[BASE], m)})")
+            lines.append(f"  {v} minus {BASE}: " + "; ".join(parts))
     return "\n".join(lines)
 
 
