@@ -2,6 +2,7 @@
 
     python benchmarks/bench_scan_orders.py --minutes 20 --seeds 0 1       # the stored run (hours; resumable)
     python benchmarks/bench_scan_orders.py --table                        # the README's table of the stored runs
+    python benchmarks/bench_scan_orders.py --merge runs/scan_orders/seed1.json   # add runs made elsewhere
     python benchmarks/bench_scan_orders.py --minutes 0.2 --seeds 0 --num-samples 100 --variants raster snake \
         --out /tmp/s.json --runs /tmp/s                                   # a smoke run
 
@@ -19,6 +20,9 @@ Each finished run is evaluated once: FID-LeNet of ``--num-samples`` class-balanc
 (DDIM 25 steps, no guidance, sampling seed 0), its real-vs-real floor at the same count, class
 accuracy and the final training loss; the JSON report is rewritten after every run. ``--table``
 trains nothing: it prints the stored runs' table (``diffussm_lib.evaluation.seeds``) for the README.
+Runs can be made in parallel (say one process per seed, ``--threads 1`` each, on a copy of the JSON,
+so that the calibration is shared: ``--out`` the copy) and then added with ``--merge``, which refuses a
+file whose calibration differs, or whose run of the same id has other results.
 """
 from __future__ import annotations
 
@@ -72,6 +76,28 @@ def matched_width(base_mc, keys: dict) -> int:
     return best
 
 
+def merge_reports(out: Path, others: list[Path]) -> None:
+    """Add the runs of ``others`` to the report ``out`` (written atomically); every budget a merged run
+    belongs to must have the same calibration in both reports, and a run id in both the same results."""
+    report = json.loads(out.read_text())
+    for path in others:
+        if not path.is_file():
+            raise SystemExit(f"--merge: no such report: {path}")
+        other, added = json.loads(path.read_text()), []
+        for rid, result in other.get("runs", {}).items():
+            budget = rid.split(" | ")[-1]
+            if other.get("calibration", {}).get(budget) != report.get("calibration", {}).get(budget):
+                raise SystemExit(f"--merge: {path} was calibrated differently for {budget!r}: its steps are not "
+                                 f"the same CPU time as those of {out}")
+            if rid in report.setdefault("runs", {}) and report["runs"][rid] != result:
+                raise SystemExit(f"--merge: run {rid!r} is in both {out} and {path} with different results")
+            if rid not in report["runs"]:
+                report["runs"][rid] = result
+                added.append(rid)
+        print(f"{path}: added {len(added)} runs" + "".join(f"\n  {rid}" for rid in added))
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(REPO / "configs" / "mnist_diffussm.yaml"))
@@ -86,7 +112,11 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "scan_orders.json"))
     ap.add_argument("--threads", type=int)
     ap.add_argument("--table", action="store_true", help="print the stored runs as the README's table; train nothing")
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="add the runs of these reports to --out; train nothing")
     args = ap.parse_args()
+    if args.merge:
+        merge_reports(Path(args.out), [Path(m) for m in args.merge])
+        return
     if args.table:
         runs = json.loads(Path(args.out).read_text()).get("runs", {}) if Path(args.out).is_file() else {}
         print(markdown_table(summarise(runs, order={**ORDER_VARIANTS, **CLAIM_VARIANTS})) if runs else

@@ -69,3 +69,37 @@ def test_tables_show_every_variant():
     assert md[5] == "| snake | 1 | 4000 | 30.00 | 90.0% | 0.1200 | one seed, no spread |"
     text = summary_text(t)
     assert "snake minus raster: FID-LeNet +11.000 (spread 2.000: one seed, no spread)" in text
+
+
+def load_bench():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_scan_orders.py"
+    spec = importlib.util.spec_from_file_location("bench_scan_orders", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_merging_reports_made_in_parallel(tmp_path):
+    """``bench_scan_orders.py --merge``: runs made by another process on a copy of the report are added;
+    a different calibration, or the same run id with other results, is refused and nothing is written."""
+    import json
+    merge = load_bench().merge_reports
+    cal = {BUDGET: {"raster": {"images_per_sec": 224.4}}}
+    main, other = tmp_path / "main.json", tmp_path / "seed1.json"
+    main.write_text(json.dumps({"calibration": cal, "runs": dict([run(BASE, 0, 18.0)])}))
+    other.write_text(json.dumps({"calibration": cal, "runs": dict([run(BASE, 0, 18.0), run(BASE, 1, 20.0)])}))
+    merge(main, [other])
+    assert sorted(json.loads(main.read_text())["runs"]) == sorted([run(BASE, 0, 0)[0], run(BASE, 1, 0)[0]])
+    before = main.read_text()
+    other.write_text(json.dumps({"calibration": cal, "runs": dict([run(BASE, 1, 25.0)])}))
+    with pytest.raises(SystemExit, match="different results"):
+        merge(main, [other])
+    other.write_text(json.dumps({"calibration": {BUDGET: {"raster": {"images_per_sec": 100.0}}},
+                                 "runs": dict([run("snake", 1, 25.0)])}))
+    with pytest.raises(SystemExit, match="calibrated differently"):
+        merge(main, [other])
+    with pytest.raises(SystemExit, match="no such report"):
+        merge(main, [tmp_path / "missing.json"])
+    assert main.read_text() == before
