@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from diffussm_lib.ssm import S4D, fft_causal_conv, s4d_kernel_vandermonde, s4d_recurrence
+from diffussm_lib.ssm import S4D, fft_causal_conv, s4d_kernel, s4d_kernel_vandermonde, s4d_recurrence
 from diffussm_lib.ssm.s4d import s4d_init_A
 
 
@@ -37,6 +37,27 @@ def test_fast_kernel_equals_vandermonde(L):
     dtA, z, Bbar, C = m.discrete()
     with torch.no_grad():
         torch.testing.assert_close(m.kernel(L), s4d_kernel_vandermonde(z, C * Bbar, L), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("L", [1, 3, 10, 196])
+def test_fast_kernel_gradient_equals_the_definitions(L):
+    """The factored kernel's hand-written backward gives the gradients autograd finds through the
+    Vandermonde definition, for every parameter (float64), and passes gradcheck on dtA and CB."""
+    torch.manual_seed(1)
+    m = S4D(3, 8, dt_max=0.9).double()
+    g = torch.randn(3, L, dtype=torch.float64)
+    grads = []
+    for fast in (True, False):
+        m.zero_grad()
+        dtA, z, Bbar, C = m.discrete()
+        k = m.kernel(L) if fast else s4d_kernel_vandermonde(z, C * Bbar, L)
+        (k * g).sum().backward()
+        grads.append([p.grad.clone() for p in (m.log_dt, m.log_A_real, m.A_imag, m.C)])
+    for fast, slow in zip(*grads):
+        torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-11)
+    dtA, _, Bbar, C = (t.detach().requires_grad_() for t in m.discrete())
+    CB = (C * Bbar).detach().requires_grad_()
+    assert torch.autograd.gradcheck(lambda d, c: s4d_kernel(d, c, L), (dtA, CB))
 
 
 @pytest.mark.parametrize("L", [1, 5, 33])
@@ -98,7 +119,7 @@ def test_dtype_and_autocast():
 
 
 def test_fft_length_is_the_smallest_5_smooth_length_without_wraparound():
-    from diffussm_lib.ssm.s4d import fft_length
+    from diffussm_lib.ssm.fft_conv import fft_length
 
     def smooth(n):
         for p in (2, 3, 5):
@@ -116,7 +137,7 @@ def test_fft_length_is_the_smallest_5_smooth_length_without_wraparound():
 def test_bidirectional_fft_conv_is_two_convolutions_and_its_gradient_is_exact():
     """One FFT of u for both directions equals the causal conv of u and the flipped causal conv of the
     flipped u; the hand-written backward passes gradcheck (float64)."""
-    from diffussm_lib.ssm.s4d import bidirectional_fft_conv
+    from diffussm_lib.ssm.fft_conv import bidirectional_fft_conv
     g = torch.Generator().manual_seed(0)
     u = torch.randn(2, 3, 7, dtype=torch.float64, generator=g)
     k = torch.randn(2, 3, 7, dtype=torch.float64, generator=g)
@@ -136,28 +157,28 @@ def test_bidirectional_fft_conv_is_the_same_whatever_the_batch_chunk(monkeypatch
     """The batch is processed in chunks (``batch_chunk``): one image at a time, uneven chunks (2 + 2
     + 1 of 5) and the whole batch give the same output and the same (gradchecked) gradients; the
     output is laid out as (B, L, 2, D), so the (B, L, 2D) view the next layer reads copies nothing."""
-    from diffussm_lib.ssm import s4d
+    from diffussm_lib.ssm import fft_conv
     g = torch.Generator().manual_seed(3)
     u = torch.randn(5, 3, 7, dtype=torch.float64, generator=g)
     k = torch.randn(2, 3, 7, dtype=torch.float64, generator=g)
     ref = torch.stack([fft_causal_conv(u, k[0]), fft_causal_conv(u.flip(-1), k[1]).flip(-1)], 1)
-    monkeypatch.setattr(s4d, "SPECTRUM_CHUNK_ELEMENTS", chunk_elements)
-    F = s4d.fft_length(7) // 2 + 1
-    assert s4d.batch_chunk(5, 3, F) == {1: 1, 2 * 3 * 8 * 2: 2, 2 ** 40: 5}[chunk_elements]
-    assert s4d.batch_chunk(5, 3, F, "cuda") == 5                                  # a GPU: the whole batch
-    y = s4d.bidirectional_fft_conv(u, k)
+    monkeypatch.setattr(fft_conv, "SPECTRUM_CHUNK_ELEMENTS", chunk_elements)
+    F = fft_conv.fft_length(7) // 2 + 1
+    assert fft_conv.batch_chunk(5, 3, F) == {1: 1, 2 * 3 * 8 * 2: 2, 2 ** 40: 5}[chunk_elements]
+    assert fft_conv.batch_chunk(5, 3, F, "cuda") == 5                                  # a GPU: the whole batch
+    y = fft_conv.bidirectional_fft_conv(u, k)
     torch.testing.assert_close(y, ref)
     assert y.permute(0, 3, 1, 2).is_contiguous()
-    assert torch.autograd.gradcheck(s4d.bidirectional_fft_conv, (u.requires_grad_(), k.requires_grad_()))
+    assert torch.autograd.gradcheck(fft_conv.bidirectional_fft_conv, (u.requires_grad_(), k.requires_grad_()))
 
 
 @pytest.mark.parametrize("wants", ["u", "k"])
 def test_bidirectional_fft_conv_gradient_of_one_input_alone(monkeypatch, wants):
     """The input's spectra are kept for the backward only when the kernels need a gradient: either
     gradient alone passes gradcheck (uneven chunks: 2 + 2 + 1 images)."""
-    from diffussm_lib.ssm import s4d
+    from diffussm_lib.ssm import fft_conv
     g = torch.Generator().manual_seed(4)
     u = torch.randn(5, 3, 7, dtype=torch.float64, generator=g).requires_grad_(wants == "u")
     k = torch.randn(2, 3, 7, dtype=torch.float64, generator=g).requires_grad_(wants == "k")
-    monkeypatch.setattr(s4d, "SPECTRUM_CHUNK_ELEMENTS", 2 * 3 * 8 * 2)
-    assert torch.autograd.gradcheck(s4d.bidirectional_fft_conv, (u, k))
+    monkeypatch.setattr(fft_conv, "SPECTRUM_CHUNK_ELEMENTS", 2 * 3 * 8 * 2)
+    assert torch.autograd.gradcheck(fft_conv.bidirectional_fft_conv, (u, k))

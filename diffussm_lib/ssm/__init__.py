@@ -4,7 +4,8 @@ Modules
 -------
 backend        "auto" / "torch" / "cuda": which implementation runs, and the errors when CUDA
                kernels are asked for but unavailable
-s4d            S4D: initialisation, ZOH, Vandermonde kernel, FFT convolution, the ``S4D`` module
+s4d            S4D: initialisation, ZOH, the Vandermonde kernel (hand-written backward), the ``S4D`` module
+fft_conv       FFT convolutions: causal, and both directions from one FFT (hand-written backwards)
 scan           the selective scan (mamba-ssm's ``selective_scan_fn`` layout): definition + fast scan
 conv1d         the short causal depthwise convolution (causal-conv1d's ``causal_conv1d_fn`` layout)
 selective      ``SelectiveSSM``: a Mamba-style selective SSM for one direction

@@ -21,8 +21,8 @@ The kernel is a Vandermonde product (the matrix z_n^k). We evaluate it without f
 is one real matrix product of an (N/2, Q) and an (N/2, ceil(L/Q)) table of exponentials. Every power is
 ``exp(dt a_n * k)`` computed directly, never by repeated multiplication, so no error accumulates.
 
-The causal convolution is done by FFT zero-padded to a fast length of at least 2L - 1 (so the
-circular convolution does not wrap around), with a hand-written backward that reuses the saved spectra.
+The convolution itself is an FFT convolution (``fft_conv.py``: zero-padded to a fast length of at
+least 2L - 1, with hand-written backwards that reuse the saved spectra).
 """
 from __future__ import annotations
 
@@ -30,6 +30,11 @@ import math
 
 import torch
 import torch.nn as nn
+
+from .fft_conv import bidirectional_fft_conv, fft_causal_conv, fft_length
+
+__all__ = ["INITS", "s4d_init_A", "zoh", "s4d_kernel_vandermonde", "s4d_kernel", "s4d_recurrence", "S4D",
+           "fft_length", "fft_causal_conv", "bidirectional_fft_conv"]   # the last three from fft_conv.py
 
 INITS = ("lin", "inv")
 
@@ -69,32 +74,65 @@ def s4d_kernel_vandermonde(z: torch.Tensor, CB: torch.Tensor, L: int) -> torch.T
     return 2 * torch.einsum("hm,hml->hl", CB, V).real
 
 
+class _FactoredKernel(torch.autograd.Function):
+    """K_{Qa+b} = 2 Re(sum_n CB_n z_n^(Qa) z_n^b), z_n^k = exp(dtA_n k), with a hand-written backward
+    (two batched matmuls and a few products on the (H, N/2, Q) tables, instead of autograd's dozens)."""
+
+    @staticmethod
+    def forward(ctx, dtA, CB, L):
+        Q = math.isqrt(L - 1) + 1                                             # ceil(sqrt(L)), >= 1
+        nA = -(-L // Q)
+        rdt = dtA.real.dtype
+        b = torch.arange(Q, device=dtA.device, dtype=rdt)
+        a = torch.arange(nA, device=dtA.device, dtype=rdt) * Q
+        # exp(dtA k) from real exp / cos / sin: vectorised, and much faster on CPU than complex exp
+        re, im = dtA.real[..., None], dtA.imag[..., None]
+        mag_b, ang_b = torch.exp(re * b), im * b                              # (H, N/2, Q)
+        Pb_re, Pb_im = mag_b * torch.cos(ang_b), mag_b * torch.sin(ang_b)
+        mag_a, ang_a = torch.exp(re * a), im * a                              # (H, N/2, nA)
+        Pa_re, Pa_im = mag_a * torch.cos(ang_a), mag_a * torch.sin(ang_a)
+        cr, ci = CB.real[..., None], CB.imag[..., None]
+        W_re, W_im = cr * Pb_re - ci * Pb_im, cr * Pb_im + ci * Pb_re         # CB z^b, (H, N/2, Q)
+        # Re(sum_n z_n^(Qa) W_n,b) = sum_n (Re Pa Re W - Im Pa Im W): one real batched matmul
+        # (H, nA, N) @ (H, N, Q) on contiguous operands
+        Pri = torch.cat([Pa_re, -Pa_im], dim=1).transpose(1, 2).contiguous()  # (H, nA, N)
+        Wri = torch.cat([W_re, W_im], dim=1)                                  # (H, N, Q)
+        K = torch.bmm(Pri, Wri)                                               # (H, nA, Q)
+        if any(ctx.needs_input_grad[:2]):
+            ctx.save_for_backward(CB, Pri, Wri, torch.complex(Pb_re, Pb_im), b, a)
+        ctx.L = L
+        return 2 * K.reshape(K.shape[0], nA * Q)[:, :L]
+
+    @staticmethod
+    def backward(ctx, g):
+        # complex gradients in torch's convention (dl/dRe + i dl/dIm): for w = f(z) holomorphic,
+        # grad_z = conj(f'(z)) grad_w; so W = CB Pb gives grad_CB = sum_b conj(Pb) grad_W and
+        # grad_Pb = conj(CB) grad_W, and Pb = exp(dtA b) gives grad_dtA = sum_b b conj(Pb) grad_Pb
+        CB, Pri, Wri, Pb, b, a = ctx.saved_tensors
+        H, nA, N = Pri.shape
+        n = N // 2
+        Gq = g.new_zeros(H, nA * Pb.shape[-1])
+        Gq[:, :ctx.L] = 2 * g
+        Gq = Gq.view(H, nA, -1)                                               # (H, nA, Q)
+        gW = torch.bmm(Pri.transpose(1, 2), Gq)                               # (H, N, Q): [grad Re W; grad Im W]
+        gP = torch.bmm(Gq, Wri.transpose(1, 2))                               # (H, nA, N): [grad Re Pa, -grad Im Pa]
+        gW = torch.complex(gW[:, :n], gW[:, n:])                              # (H, N/2, Q)
+        gPa = torch.complex(gP[..., :n], -gP[..., n:]).transpose(1, 2)        # (H, N/2, nA)
+        Pa = torch.complex(Pri[..., :n], -Pri[..., n:]).transpose(1, 2)       # (H, N/2, nA)
+        gWPb = gW * Pb.conj()                                                 # (H, N/2, Q)
+        g_dtA = CB.conj() * (gWPb * b).sum(-1) + (gPa * Pa.conj() * a).sum(-1)
+        return g_dtA, gWPb.sum(-1), None
+
+
 def s4d_kernel(dtA: torch.Tensor, CB: torch.Tensor, L: int) -> torch.Tensor:
-    """Fast kernel K_k = 2 Re(sum_n CB_n exp(dtA_n k)), k = 0..L-1, via z^(Qa+b) = z^b z^(Qa).
+    """Fast kernel K_k = 2 Re(sum_n CB_n exp(dtA_n k)), k = 0..L-1, via z^(Qa+b) = z^b z^(Qa)
+    (``_FactoredKernel`` above: a table of each factor, then one batched matmul).
 
     dtA, CB: complex (H, N/2). Returns (H, L) real, in the real dtype of ``dtA``.
     """
     if L < 1:
         raise ValueError(f"kernel length must be >= 1, got {L}")
-    Q = math.isqrt(L - 1) + 1                                                 # ceil(sqrt(L)), >= 1
-    nA = -(-L // Q)
-    rdt = dtA.real.dtype
-    b = torch.arange(Q, device=dtA.device, dtype=rdt)
-    a = torch.arange(nA, device=dtA.device, dtype=rdt) * Q
-    # exp(dtA k) from real exp / cos / sin: vectorised, and much faster on CPU than complex exp
-    re, im = dtA.real[..., None], dtA.imag[..., None]
-    mag_b, ang_b = torch.exp(re * b), im * b                                  # (H, N/2, Q)
-    Pb_re, Pb_im = mag_b * torch.cos(ang_b), mag_b * torch.sin(ang_b)
-    mag_a, ang_a = torch.exp(re * a), im * a                                  # (H, N/2, nA)
-    Pa_re, Pa_im = mag_a * torch.cos(ang_a), mag_a * torch.sin(ang_a)
-    cr, ci = CB.real[..., None], CB.imag[..., None]
-    W_re, W_im = cr * Pb_re - ci * Pb_im, cr * Pb_im + ci * Pb_re             # CB z^b, (H, N/2, Q)
-    # Re(sum_m z_m^(Qa) W_m,b) = sum_m (Re Pa Re W - Im Pa Im W): one real batched matmul
-    # (H, nA, N) @ (H, N, Q) on contiguous operands
-    Pri = torch.cat([Pa_re, -Pa_im], dim=1).transpose(1, 2).contiguous()
-    Wri = torch.cat([W_re, W_im], dim=1)
-    K = torch.bmm(Pri, Wri)                                                   # (H, nA, Q)
-    return 2 * K.reshape(K.shape[0], nA * Q)[:, :L]
+    return _FactoredKernel.apply(dtA, CB, L)
 
 
 def s4d_recurrence(u: torch.Tensor, z: torch.Tensor, Bbar: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
@@ -108,149 +146,6 @@ def s4d_recurrence(u: torch.Tensor, z: torch.Tensor, Bbar: torch.Tensor, C: torc
         x = z * x + Bbar * u[:, :, k, None]
         ys.append(2 * (C * x).sum(-1).real)
     return torch.stack(ys, dim=-1)
-
-
-def fft_length(L: int) -> int:
-    """The FFT length for a causal convolution of two length-L signals: the smallest 5-smooth
-    number (2^a 3^b 5^c) that is at least 2L - 1, the length of their full linear convolution, so
-    that nothing wraps around. FFT libraries are fastest on such lengths; 2L itself can have large
-    prime factors (L = 196 gives 392 = 8 * 7^2; the next 5-smooth length is 400 = 2^4 5^2).
-    """
-    n = max(1, 2 * L - 1)
-    while True:
-        m = n
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return n
-        n += 1
-
-
-class _FFTConv(torch.autograd.Function):
-    """y = causal_conv(u, k) by FFT of length ``fft_length(L)`` >= 2L - 1. u: (B, H, L); k: (H, L) -> (B, H, L)."""
-
-    @staticmethod
-    def forward(ctx, u, k):
-        L = u.shape[-1]
-        n = fft_length(L)
-        Uf = torch.fft.rfft(u.contiguous(), n=n)                              # (B, H, n/2 + 1)
-        Kf = torch.fft.rfft(k, n=n)                                           # (H, L+1)
-        y = torch.fft.irfft(Uf * Kf, n=n)[..., :L]
-        ctx.save_for_backward(Uf, Kf)
-        ctx.L = L
-        return y
-
-    @staticmethod
-    def backward(ctx, gy):
-        Uf, Kf = ctx.saved_tensors
-        L, n = ctx.L, fft_length(ctx.L)
-        Gf = torch.fft.rfft(gy.contiguous(), n=n)
-        # correlations: du[s] = sum_t gy[t] k[t-s], dk[j] = sum_b sum_t gy[t] u[t-j]
-        gu = torch.fft.irfft(Gf * Kf.conj(), n=n)[..., :L] if ctx.needs_input_grad[0] else None
-        gk = torch.fft.irfft((Gf * Uf.conj()).sum(0), n=n)[..., :L] if ctx.needs_input_grad[1] else None
-        return gu, gk
-
-
-def fft_causal_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Causal convolution y_t = sum_{s<=t} k_{t-s} u_s per channel, by FFT zero-padded to ``fft_length(L)``.
-
-    u: (B, H, L) real; k: (H, L) real, same dtype. Returns (B, H, L).
-    """
-    if u.dim() != 3 or k.shape != u.shape[1:]:
-        raise ValueError(f"fft_causal_conv wants u (B, H, L) and k (H, L); got {tuple(u.shape)}, {tuple(k.shape)}")
-    return _FFTConv.apply(u, k)
-
-
-SPECTRUM_CHUNK_ELEMENTS = 2 ** 18   # complex elements of one chunk's (b, 2, D, F) spectra: 2 MiB
-
-
-def batch_chunk(B: int, D: int, F: int, device: torch.device | str = "cpu") -> int:
-    """Images per chunk for the bidirectional FFT convolution. On a CPU: as many as keep one chunk's
-    spectra (b, 2, D, F) complex64 within ``SPECTRUM_CHUNK_ELEMENTS`` (5 images at D = 128, L = 196),
-    so that the FFTs and the products between them stay in cache; on a GPU the whole batch (small
-    chunks would only add kernel launches). Measured on the 2-core CPU, a guided forward of
-    ``mnist_diffussm`` at batch 128, one interleaved run, medians of 8: 16 MiB chunks 499 ms, 2 MiB
-    464 ms, one image 562 ms; the whole batch at once (52 MiB of spectra, which glibc maps afresh at
-    every call) 680 ms in a run beside 16 MiB chunks' 513 ms. The result is the same whatever the chunk."""
-    if torch.device(device).type != "cpu":
-        return max(1, B)
-    most = max(1, SPECTRUM_CHUNK_ELEMENTS // (2 * D * F))
-    return -(-B // -(-B // most))           # chunks as equal as they go: B = 64, at most 5 -> 12 x 5 + 4
-
-
-class _BiFFTConv(torch.autograd.Function):
-    """Both directions of a bidirectional SSM from ONE FFT of the input (see ``bidirectional_fft_conv``).
-
-    With U, K_f, K_b the length-n spectra (n >= 2L - 1): the causal direction is irfft(U K_f), the
-    anti-causal one the correlation irfft(U conj(K_b)). The batch goes in chunks of ``batch_chunk``
-    images through work buffers made once per call; the output is written straight into (B, L, 2, D)
-    memory (returned as a (B, 2, D, L) view), the layout the next layer reads. U is kept (a tensor per
-    chunk) only when the kernels need a gradient. The backward: one real FFT of the gradient, one
-    inverse for the input's gradient and one for the kernels' (real transforms throughout).
-    """
-
-    @staticmethod
-    def forward(ctx, u, k):
-        B, D, L = u.shape
-        n = fft_length(L)
-        Kf = torch.fft.rfft(k, n=n)                                           # (2, D, F), F = n/2 + 1
-        Kc = torch.stack([Kf[0], Kf[1].conj()])                               # causal, anti-causal
-        out = u.new_empty(B, L, 2, D)
-        step = batch_chunk(B, D, n // 2 + 1, u.device)
-        # a zero-padded, contiguous input buffer (an FFT over a strided axis runs ~2x slower): its
-        # tail stays zero, so each chunk costs one copy, with no padding pass
-        buf = u.new_zeros(step, D, n)
-        prod = Kc.new_empty(step, 2, D, n // 2 + 1)
-        keep, spectra = ctx.needs_input_grad[1], []                           # U: for the kernels' gradient
-        for i in range(0, B, step):
-            b = min(step, B - i)
-            buf[:b, :, :L] = u[i:i + b]
-            Uf = torch.fft.rfft(buf[:b])                                      # (b, D, F)
-            torch.mul(Uf[:, None], Kc, out=prod[:b])                          # (b, 2, D, F)
-            out[i:i + b] = torch.fft.irfft(prod[:b], n=n)[..., :L].permute(0, 3, 1, 2)   # (b, L, 2, D)
-            spectra += [Uf] if keep else []
-        ctx.save_for_backward(Kc, *spectra)
-        ctx.step = step
-        return out.permute(0, 2, 3, 1)                                        # (B, 2, D, L) view
-
-    @staticmethod
-    def backward(ctx, gy):
-        Kc, *spectra = ctx.saved_tensors
-        B, _, D, L = gy.shape
-        n, F = fft_length(L), Kc.shape[-1]
-        step = ctx.step
-        need_u, need_k = ctx.needs_input_grad[:2]
-        gu = gy.new_empty(B, L, D) if need_u else None                       # (B, L, D): u's usual layout
-        P = torch.zeros_like(Kc) if need_k else None                          # (2, D, F)
-        Kb = Kc.conj().resolve_conj()                                         # (2, D, F)
-        buf = gy.new_zeros(step, 2, D, n)
-        Gu, prod = Kc.new_empty(step, D, F), Kc.new_empty(step, 2, D, F)    # work buffers
-        for c, i in enumerate(range(0, B, step)):
-            b = min(step, B - i)
-            buf[:b, ..., :L] = gy[i:i + b]
-            Gf = torch.fft.rfft(buf[:b])                                      # (b, 2, D, F)
-            if need_u:                                                        # sum over the two directions
-                torch.mul(Gf[:, 0], Kb[0], out=Gu[:b]).addcmul_(Gf[:, 1], Kb[1])
-                gu[i:i + b] = torch.fft.irfft(Gu[:b], n=n)[..., :L].transpose(1, 2)
-            if need_k:
-                P += torch.mul(Gf, spectra[c][:, None].conj(), out=prod[:b]).sum(0)
-        gk = torch.fft.irfft(torch.stack([P[0], P[1].conj()]), n=n)[..., :L] if need_k else None
-        return (gu.transpose(1, 2) if need_u else None), gk
-
-
-def bidirectional_fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Causal and anti-causal convolution of the same input, by one FFT of it.
-
-    u: (B, D, L) real (any strides); k: (2, D, L) real, the forward and the backward kernel. Returns
-    (B, 2, D, L): ``[:, 0]`` is y_t = sum_{s<=t} k0_{t-s} u_s (the causal SSM), ``[:, 1]`` is
-    y_t = sum_{s>=t} k1_{s-t} u_s (the SSM run on the reversed sequence, reversed back). The result
-    is a view of (B, L, 2, D) memory, so ``y.permute(0, 3, 1, 2).reshape(B, L, 2 * D)`` copies nothing.
-    """
-    if u.dim() != 3 or k.shape != (2, *u.shape[1:]):
-        raise ValueError(f"bidirectional_fft_conv wants u (B, D, L) and k (2, D, L); got {tuple(u.shape)}, "
-                         f"{tuple(k.shape)}")
-    return _BiFFTConv.apply(u, k)
 
 
 class S4D(nn.Module):
