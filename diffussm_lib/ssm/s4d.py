@@ -107,18 +107,19 @@ class _FactoredKernel(torch.autograd.Function):
     def backward(ctx, g):
         # complex gradients in torch's convention (dl/dRe + i dl/dIm): for w = f(z) holomorphic,
         # grad_z = conj(f'(z)) grad_w; so W = CB Pb gives grad_CB = sum_b conj(Pb) grad_W and
-        # grad_Pb = conj(CB) grad_W, and Pb = exp(dtA b) gives grad_dtA = sum_b b conj(Pb) grad_Pb
+        # grad_Pb = conj(CB) grad_W, and Pb = exp(dtA b) gives grad_dtA = sum_b b conj(Pb) grad_Pb (Pa: the
+        # same over a, the powers Qa)
         CB, Pri, Wri, Pb, b, a = ctx.saved_tensors
         H, nA, N = Pri.shape
-        n = N // 2
+        h = N // 2                                                            # N/2 complex modes
         Gq = g.new_zeros(H, nA * Pb.shape[-1])
         Gq[:, :ctx.L] = 2 * g
         Gq = Gq.view(H, nA, -1)                                               # (H, nA, Q)
         gW = torch.bmm(Pri.transpose(1, 2), Gq)                               # (H, N, Q): [grad Re W; grad Im W]
         gP = torch.bmm(Gq, Wri.transpose(1, 2))                               # (H, nA, N): [grad Re Pa, -grad Im Pa]
-        gW = torch.complex(gW[:, :n], gW[:, n:])                              # (H, N/2, Q)
-        gPa = torch.complex(gP[..., :n], -gP[..., n:]).transpose(1, 2)        # (H, N/2, nA)
-        Pa = torch.complex(Pri[..., :n], -Pri[..., n:]).transpose(1, 2)       # (H, N/2, nA)
+        gW = torch.complex(gW[:, :h], gW[:, h:])                              # (H, N/2, Q)
+        gPa = torch.complex(gP[..., :h], -gP[..., h:]).transpose(1, 2)        # (H, N/2, nA)
+        Pa = torch.complex(Pri[..., :h], -Pri[..., h:]).transpose(1, 2)       # (H, N/2, nA)
         gWPb = gW * Pb.conj()                                                 # (H, N/2, Q)
         g_dtA = CB.conj() * (gWPb * b).sum(-1) + (gPa * Pa.conj() * a).sum(-1)
         return g_dtA, gWPb.sum(-1), None
