@@ -18,8 +18,9 @@ later load on the machine can change. Runs write checkpoints (every 250 steps) i
 ``--runs/<variant>_s<seed>``; run the same command again to continue (``--resume`` is implied).
 Each finished run is evaluated once: FID-LeNet of ``--num-samples`` class-balanced EMA samples
 (DDIM 25 steps, no guidance, sampling seed 0), its real-vs-real floor at the same count, class
-accuracy and the final training loss; the JSON report is rewritten after every run. ``--table``
-trains nothing: it prints the stored runs' table (``diffussm_lib.evaluation.seeds``) for the README.
+accuracy and the final training loss, and written into the JSON report as it is on disk then (so
+runs another process stored there meanwhile are kept). ``--table`` trains nothing: it prints the
+stored runs' table (``diffussm_lib.evaluation.seeds``) for the README.
 Runs can be made in parallel (say one process per seed, ``--threads 1`` each, on a copy of the JSON,
 so that the calibration is shared: ``--out`` the copy) and then added with ``--merge``, which refuses a
 file whose calibration differs, or whose run of the same id has other results.
@@ -74,6 +75,16 @@ def matched_width(base_mc, keys: dict) -> int:
     best = min(range(8, base_mc.hidden_dim + 1, 8),
                key=lambda d: abs(per_image_flops(replace(base_mc, hidden_dim=d, **keys)) - target))
     return best
+
+
+def store_run(out: Path, report: dict, rid: str, result: dict) -> None:
+    """Write ``report`` with the run ``rid`` to ``out`` (atomically), first taking in the runs that
+    another process (``--merge``, or a second run of this script) stored there meanwhile."""
+    if out.is_file():
+        for other_rid, other in json.loads(out.read_text()).get("runs", {}).items():
+            report.setdefault("runs", {}).setdefault(other_rid, other)
+    report.setdefault("runs", {})[rid] = result
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
 
 
 def merge_reports(out: Path, others: list[Path]) -> None:
@@ -195,7 +206,7 @@ def main() -> None:
                                 config=config_to_dict(cfg))
             print(f"  FID-LeNet {ev.fid:.2f} (floor {ev.floor:.2f}), class accuracy {ev.class_accuracy:.3f}, "
                   f"final loss {results[rid]['final_loss']:.4f}", flush=True)
-            atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+            store_run(out, report, rid, results[rid])
     print(f"wrote {out}")
 
 

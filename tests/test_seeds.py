@@ -103,3 +103,17 @@ def test_merging_reports_made_in_parallel(tmp_path):
     with pytest.raises(SystemExit, match="no such report"):
         merge(main, [tmp_path / "missing.json"])
     assert main.read_text() == before
+
+
+def test_a_finished_run_keeps_the_runs_stored_meanwhile(tmp_path):
+    """The benchmark writes each finished run into the report as it is on disk then, so runs that
+    another process (or ``--merge``) stored since this one started are not lost."""
+    import json
+    store = load_bench().store_run
+    out = tmp_path / "report.json"
+    mine = {"calibration": {}, "runs": dict([run(BASE, 0, 18.0)])}              # what this process read
+    out.write_text(json.dumps({"calibration": {}, "runs": dict([run(BASE, 0, 18.0), run(BASE, 1, 17.7)])}))
+    rid, result = run("snake", 0, 32.2)
+    store(out, mine, rid, result)
+    stored = json.loads(out.read_text())["runs"]
+    assert sorted(stored) == sorted([run(BASE, 0, 0)[0], run(BASE, 1, 0)[0], rid]) and stored[rid] == result
