@@ -77,13 +77,26 @@ def matched_width(base_mc, keys: dict) -> int:
     return best
 
 
+def fold_runs(report: dict, runs: dict, source: Path | None = None) -> list[str]:
+    """Add to ``report`` the ``runs`` it lacks and return their ids. With a ``source`` (a report
+    given to ``--merge``), a run id in both with other results is an error; without one, the run
+    already in ``report`` is kept."""
+    mine, added = report.setdefault("runs", {}), []
+    for rid, result in runs.items():
+        if rid not in mine:
+            mine[rid] = result
+            added.append(rid)
+        elif source is not None and mine[rid] != result:
+            raise SystemExit(f"--merge: run {rid!r} is in both reports ({source} and --out) with different results")
+    return added
+
+
 def store_run(out: Path, report: dict, rid: str, result: dict) -> None:
     """Write ``report`` with the run ``rid`` to ``out`` (atomically), first taking in the runs that
     another process (``--merge``, or a second run of this script) stored there meanwhile."""
-    if out.is_file():
-        for other_rid, other in json.loads(out.read_text()).get("runs", {}).items():
-            report.setdefault("runs", {}).setdefault(other_rid, other)
     report.setdefault("runs", {})[rid] = result
+    if out.is_file():
+        fold_runs(report, json.loads(out.read_text()).get("runs", {}))
     atomic_write_text(out, json.dumps(report, indent=2) + "\n")
 
 
@@ -94,17 +107,12 @@ def merge_reports(out: Path, others: list[Path]) -> None:
     for path in others:
         if not path.is_file():
             raise SystemExit(f"--merge: no such report: {path}")
-        other, added = json.loads(path.read_text()), []
-        for rid, result in other.get("runs", {}).items():
-            budget = rid.split(" | ")[-1]
+        other = json.loads(path.read_text())
+        for budget in {rid.split(" | ")[-1] for rid in other.get("runs", {})}:
             if other.get("calibration", {}).get(budget) != report.get("calibration", {}).get(budget):
                 raise SystemExit(f"--merge: {path} was calibrated differently for {budget!r}: its steps are not "
                                  f"the same CPU time as those of {out}")
-            if rid in report.setdefault("runs", {}) and report["runs"][rid] != result:
-                raise SystemExit(f"--merge: run {rid!r} is in both {out} and {path} with different results")
-            if rid not in report["runs"]:
-                report["runs"][rid] = result
-                added.append(rid)
+        added = fold_runs(report, other.get("runs", {}), source=path)
         print(f"{path}: added {len(added)} runs" + "".join(f"\n  {rid}" for rid in added))
     atomic_write_text(out, json.dumps(report, indent=2) + "\n")
 

@@ -53,17 +53,18 @@ def summarise(runs: dict, order: Iterable[str] = ()) -> dict:
     return out
 
 
-def versus(s_v: dict, s_b: dict, metric: str) -> tuple[float, float, bool]:
-    """One metric of a variant against the base: (difference of means, spread, decided by the rule)."""
+def versus(s_v: dict, s_b: dict, metric: str) -> tuple[float, float, bool | None]:
+    """One metric of a variant against the base: (difference of means, spread, decided by the rule);
+    decided is None when either side has fewer than 2 seeds (no spread to judge by)."""
     diff = s_v[metric][0] - s_b[metric][0]
     spread = max(s_v[metric][1], s_b[metric][1])
-    return diff, spread, min(s_v["seeds"], s_b["seeds"]) >= 2 and abs(diff) > spread
+    return diff, spread, (abs(diff) > spread if min(s_v["seeds"], s_b["seeds"]) >= 2 else None)
 
 
 def judgement(s_v: dict, s_b: dict, metric: str) -> str:
     """'better / worse beyond the spread', 'within the spread', or 'one seed, no spread'."""
     diff, _, decided = versus(s_v, s_b, metric)
-    if min(s_v["seeds"], s_b["seeds"]) < 2:
+    if decided is None:
         return "one seed, no spread"
     if not decided:
         return "within the spread"
@@ -123,7 +124,7 @@ def verdict(rows: dict, v: str, prediction: str) -> tuple[str, float | None]:
     if BASE not in rows or v not in rows:
         return "not in the stored results", None
     diff, _, decided = versus(rows[v], rows[BASE], "fid")
-    if min(rows[v]["seeds"], rows[BASE]["seeds"]) < 2:
+    if decided is None:
         return "cannot be decided: fewer than 2 seeds", diff
     if prediction == "match":
         if not decided:
