@@ -1,7 +1,7 @@
 """Scan orders and the paper's claims at course scale (notebook 08, issue 17).
 
     python benchmarks/bench_scan_orders.py --minutes 20 --seeds 0 1       # the stored run (hours; resumable)
-    python benchmarks/bench_scan_orders.py --table                        # the README's table of the stored runs
+    python benchmarks/bench_scan_orders.py --table                        # the README's table and verdicts of the stored runs
     python benchmarks/bench_scan_orders.py --merge runs/scan_orders/seed1.json   # add runs made elsewhere
     python benchmarks/bench_scan_orders.py --minutes 0.2 --seeds 0 --num-samples 100 --variants raster snake \
         --out /tmp/s.json --runs /tmp/s                                   # a smoke run
@@ -20,7 +20,7 @@ Each finished run is evaluated once: FID-LeNet of ``--num-samples`` class-balanc
 (DDIM 25 steps, no guidance, sampling seed 0), its real-vs-real floor at the same count, class
 accuracy and the final training loss, and written into the JSON report as it is on disk then (so
 runs another process stored there meanwhile are kept). ``--table`` trains nothing: it prints the
-stored runs' table (``diffussm_lib.evaluation.seeds``) for the README.
+stored runs' table and the verdict on each claim (``diffussm_lib.evaluation.seeds``) for the README.
 Runs can be made in parallel (say one process per seed, ``--threads 1`` each, on a copy of the JSON,
 so that the calibration is shared: ``--out`` the copy) and then added with ``--merge``, which refuses a
 file whose calibration differs, or whose run of the same id has other results.
@@ -45,7 +45,7 @@ from diffussm_lib.config import config_to_dict, load_config  # noqa: E402
 from diffussm_lib.data import dataset_from_config  # noqa: E402
 from diffussm_lib.env import environment_report, hardware_description  # noqa: E402
 from diffussm_lib.evaluation import sample_and_evaluate, variant  # noqa: E402
-from diffussm_lib.evaluation.seeds import markdown_table, summarise  # noqa: E402
+from diffussm_lib.evaluation.seeds import markdown_table, markdown_verdicts, summarise  # noqa: E402
 from diffussm_lib.models import build_model, count_flops, count_params  # noqa: E402
 from diffussm_lib.training import Trainer, load_model  # noqa: E402
 
@@ -138,8 +138,8 @@ def main() -> None:
         return
     if args.table:
         runs = json.loads(Path(args.out).read_text()).get("runs", {}) if Path(args.out).is_file() else {}
-        print(markdown_table(summarise(runs, order={**ORDER_VARIANTS, **CLAIM_VARIANTS})) if runs else
-              f"no stored runs in {args.out}")
+        table = summarise(runs, order={**ORDER_VARIANTS, **CLAIM_VARIANTS})
+        print(markdown_table(table) + "\n" + markdown_verdicts(table) if runs else f"no stored runs in {args.out}")
         return
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,8 +1,8 @@
 """Results over seeds (diffussm_lib/evaluation/seeds.py): means, spreads, the spread rule, verdicts."""
 import pytest
 
-from diffussm_lib.evaluation.seeds import (BASE, CLAIMS, conclusions, judgement, markdown_table, summarise,
-                                           summary_text, verdict, versus)
+from diffussm_lib.evaluation.seeds import (BASE, CLAIMS, conclusions, judgement, markdown_table, markdown_verdicts,
+                                           summarise, summary_text, verdict, versus)
 
 BUDGET = "20.0 min, width 64, batch 64"
 
@@ -59,6 +59,12 @@ def test_verdicts_follow_the_predicted_direction():
     assert set(verdicts) == {v for _, _, v, _ in CLAIMS} and verdicts["causal"] == "holds at this budget"
     assert "[DiffuSSM] a bidirectional SSM beats a causal one: holds at this budget." in text
     assert conclusions({}) == ({}, "No stored runs, so no claim is decided here.")
+    md = markdown_verdicts(t).splitlines()
+    assert md[0].startswith(f"Verdicts at {BUDGET}") and len(md) == 2 + len(CLAIMS)
+    assert "- DiffuSSM: a bidirectional SSM beats a causal one (variant *causal*): holds at this budget." in md
+    assert "- control: an order without locality (random) is worse than raster (variant *random*): does not hold" in \
+        "\n".join(md)
+    assert markdown_verdicts({}) == ""
 
 
 def test_tables_show_every_variant():

@@ -4,6 +4,7 @@ base are larger than the seed spread, and what that says of a claim.
     runs (the "runs" of benchmarks/results/scan_orders.json: {run id: result}, the id ending in its budget)
       -> summarise -> {budget: {variant: {metric: (mean, spread), "seeds": n, "steps", "n", "floor"}}}
       -> summary_text / markdown_table (the README's) / conclusions (CLAIMS, one verdict each)
+      -> markdown_verdicts (the README's list of them)
 
 The rule: the spread of a metric is max - min over seeds (with 2 seeds, the distance between them). A
 difference of means between a variant and the base counts as real only when it is larger than the
@@ -137,18 +138,22 @@ def verdict(rows: dict, v: str, prediction: str) -> tuple[str, float | None]:
             "does not hold at this budget: the difference goes the other way, beyond the seed spread"), diff
 
 
+def _judged(table: dict) -> tuple[str, list[tuple[str, str, str, str, float | None]]]:
+    """The budget with the most runs, and each of CLAIMS there: (source, claim, variant, verdict, diff)."""
+    budget = max(table, key=lambda b: sum(s["seeds"] for s in table[b].values()))
+    return budget, [(source, claim, v, *verdict(table[budget], v, prediction))
+                    for source, claim, v, prediction in CLAIMS]
+
+
 def conclusions(table: dict) -> tuple[dict, str]:
     """Each of CLAIMS judged at the budget with the most runs: ({variant: verdict}, the text)."""
     if not table:
         return {}, "No stored runs, so no claim is decided here."
-    budget = max(table, key=lambda b: sum(s["seeds"] for s in table[b].values()))
+    budget, judged = _judged(table)
     rows = table[budget]
     first = next(iter(rows.values()))
     lines = [f"budget: {budget}; FID-LeNet on {first['n']} samples (floor {first['floor']:.2f})\n"]
-    verdicts = {}
-    for source, claim, v, prediction in CLAIMS:
-        text, diff = verdict(rows, v, prediction)
-        verdicts[v] = text
+    for source, claim, v, text, diff in judged:
         detail = ""
         if diff is not None:
             s_v, s_b = rows[v], rows[BASE]
@@ -156,4 +161,13 @@ def conclusions(table: dict) -> tuple[dict, str]:
                       f"class acc. {s_v['class_accuracy'][0]:.3f}); {BASE}: {s_b['fid'][0]:.2f} "
                       f"(spread {s_b['fid'][1]:.2f}, {s_b['steps']:.0f} steps, class acc. {s_b['class_accuracy'][0]:.3f})")
         lines.append(f"[{source}] {claim}: {text}.{detail}")
-    return verdicts, "\n".join(lines)
+    return {v: text for _, _, v, text, _ in judged}, "\n".join(lines)
+
+
+def markdown_verdicts(table: dict) -> str:
+    """The README's list under the table: each claim, the variant that tests it, and its verdict."""
+    if not table:
+        return ""
+    budget, judged = _judged(table)
+    return (f"Verdicts at {budget} (the rule above, `diffussm_lib.evaluation.seeds.conclusions`):\n\n"
+            + "\n".join(f"- {source}: {claim} (variant *{v}*): {text}." for source, claim, v, text, _ in judged) + "\n")
