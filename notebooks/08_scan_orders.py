@@ -433,6 +433,30 @@ else:
     print(f"nothing to tabulate yet: run `{BENCH_COMMAND}` first")
 
 # %% [markdown]
+# The same runs as a picture, at the budget with the most runs: a dot per seed, a bar for the mean,
+# raster's seeds as a grey band across the plot (its spread), the real-vs-real floor dotted. The rule
+# above compares the gap between a bar and raster's with the larger of the two spreads (the height of
+# the band, or the distance between the bar's own dots).
+
+# %%
+if stored:
+    budget = max(stored, key=lambda b: sum(s["seeds"] for s in stored[b].values()))
+    rows = stored[budget]
+    seeds_fid = {n: [r["fid"] for rid, r in stored_runs.items()
+                     if r["variant"] == n and rid.split(" | ")[-1] == budget] for n in rows}
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    ax.bar(range(len(rows)), [rows[n]["fid"][0] for n in rows], color="#c6d4e8", width=0.6)
+    for i, n in enumerate(rows):
+        ax.plot([i] * len(seeds_fid[n]), seeds_fid[n], "k.", ms=9)
+    if "raster" in seeds_fid:
+        ax.axhspan(min(seeds_fid["raster"]), max(seeds_fid["raster"]), color="grey", alpha=0.4, lw=0)
+    ax.axhline(next(iter(rows.values()))["floor"], color="k", ls=":", lw=1, label="real-vs-real floor")
+    ax.set_xticks(range(len(rows)), [f"{n}\n{rows[n]['steps']:.0f} steps" for n in rows], fontsize=8)
+    ax.set_ylabel("FID-LeNet (lower is better)"); ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(f"equal CPU time ({budget}): one dot per seed", fontsize=10)
+    plt.tight_layout(); plt.show()
+
+# %% [markdown]
 # ### A live comparison, small
 #
 # The same idea at a size you can watch: three orders (raster, snake, random), one seed each, the same
