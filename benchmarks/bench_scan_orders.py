@@ -45,7 +45,7 @@ from diffussm_lib.config import config_to_dict, load_config  # noqa: E402
 from diffussm_lib.data import dataset_from_config  # noqa: E402
 from diffussm_lib.env import environment_report, hardware_description  # noqa: E402
 from diffussm_lib.evaluation import sample_and_evaluate, variant  # noqa: E402
-from diffussm_lib.evaluation.seeds import markdown_table, markdown_verdicts, summarise  # noqa: E402
+from diffussm_lib.evaluation.seeds import budget_of, markdown_table, markdown_verdicts, summarise  # noqa: E402
 from diffussm_lib.models import build_model, count_flops, count_params  # noqa: E402
 from diffussm_lib.training import Trainer, load_model  # noqa: E402
 
@@ -108,7 +108,7 @@ def merge_reports(out: Path, others: list[Path]) -> None:
         if not path.is_file():
             raise SystemExit(f"--merge: no such report: {path}")
         other = json.loads(path.read_text())
-        for budget in {rid.split(" | ")[-1] for rid in other.get("runs", {})}:
+        for budget in {budget_of(rid) for rid in other.get("runs", {})}:
             if other.get("calibration", {}).get(budget) != report.get("calibration", {}).get(budget):
                 raise SystemExit(f"--merge: {path} was calibrated differently for {budget!r}: its steps are not "
                                  f"the same CPU time as those of {out}")

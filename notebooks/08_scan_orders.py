@@ -42,7 +42,7 @@
 # more on a busy one; set `RUN_LIVE = False` to skip them); with `DIFFUSSM_FAST=1` the live runs take
 # a few steps each, which only shows the machinery.
 #
-# *Outputs shown: executed in full mode on 2026-12-02, CPU Intel(R) Xeon(R) Processor, 2 torch threads, in 11.2 min.*
+# *Outputs shown: executed in full mode on 2026-12-02, CPU Intel(R) Xeon(R) Processor, 2 torch threads, in 11.1 min.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is one folder up; in Colab this cell
@@ -424,7 +424,7 @@ else:
 # this is a rough rule, not a significance test, and one seed gives no spread at all.
 
 # %%
-from diffussm_lib.evaluation.seeds import conclusions, summarise, summary_text   # the rule above, in code
+from diffussm_lib.evaluation.seeds import conclusions, main_budget, summarise, summary_text   # the rule, in code
 
 stored = summarise(stored_runs, order=VARIANTS)
 if stored:
@@ -440,10 +440,9 @@ else:
 
 # %%
 if stored:
-    budget = max(stored, key=lambda b: sum(s["seeds"] for s in stored[b].values()))
+    budget = main_budget(stored)
     rows = stored[budget]
-    seeds_fid = {n: [r["fid"] for rid, r in stored_runs.items()
-                     if r["variant"] == n and rid.split(" | ")[-1] == budget] for n in rows}
+    seeds_fid = {n: rows[n]["per_seed"]["fid"] for n in rows}
     fig, ax = plt.subplots(figsize=(10, 3.8))
     ax.bar(range(len(rows)), [rows[n]["fid"][0] for n in rows], color="#c6d4e8", width=0.6)
     for i, n in enumerate(rows):

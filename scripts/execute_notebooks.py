@@ -88,7 +88,9 @@ def main() -> int:
         print(times_table(load_times()))
         return 0
     os.environ["DIFFUSSM_FAST"] = "1" if args.mode == "fast" else "0"
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # the inline backend, whatever the shell says: with MPLBACKEND=Agg (as for pytest) the figures
+    # would be drawn and dropped, and the committed notebook would show none
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     rc = Path(tempfile.mkdtemp(prefix="diffussm-mplrc-"))
     (rc / "matplotlibrc").write_text(f"figure.dpi: {FIGURE_DPI}\n")
     os.environ["MATPLOTLIBRC"] = str(rc)                                  # the kernels' matplotlib reads it

@@ -51,6 +51,9 @@ def test_notebook_is_committed_with_its_outputs(src):
     assert not errors, f"{ipynb.name}: error outputs {errors}"
     assert RECORD.search(nb.cells[0].source), f"{ipynb.name}: no '*Outputs shown: ...*' record in the first cell"
     assert ipynb.stat().st_size <= MAX_NOTEBOOK_BYTES, f"{ipynb.name}: {ipynb.stat().st_size:,} bytes"
+    if any("plt.show()" in c.source for c in code):                     # executed with MPLBACKEND=Agg?
+        assert any("image/png" in o.get("data", {}) for c in code for o in c.outputs), \
+            f"{ipynb.name}: draws figures but shows none: execute it with the inline backend"
 
 
 @pytest.mark.parametrize("src", SOLUTIONS, ids=lambda p: p.stem)

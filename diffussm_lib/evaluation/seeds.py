@@ -31,14 +31,19 @@ CLAIMS = [  # (source, claim, variant, prediction: "variant better" / "base bett
 ]
 
 
+def budget_of(run_id: str) -> str:
+    """The budget a run id ends in: "raster | seed 0 | 20.0 min, width 64, batch 64" -> "20.0 min, ..."."""
+    return run_id.split(" | ")[-1]
+
+
 def summarise(runs: dict, order: Iterable[str] = ()) -> dict:
     """{run id: result} -> {budget: {variant: summary}}; variants in ``order`` first, then the rest sorted.
-    A summary holds ``metric: (mean, spread)`` for each of METRICS, and ``seeds``, mean ``steps``, the
-    sample count ``n`` and the mean real-vs-real ``floor``."""
+    A summary holds ``metric: (mean, spread)`` for each of METRICS, ``per_seed`` (metric: the seeds'
+    values), and ``seeds``, mean ``steps``, the sample count ``n`` and the mean real-vs-real ``floor``."""
     order = list(order)
     groups: dict = {}
     for rid, r in runs.items():
-        groups.setdefault(rid.split(" | ")[-1], {}).setdefault(r["variant"], []).append(r)
+        groups.setdefault(budget_of(rid), {}).setdefault(r["variant"], []).append(r)
     out = {}
     for budget, by_variant in groups.items():
         names = [v for v in order if v in by_variant] + sorted(set(by_variant) - set(order))
@@ -46,9 +51,9 @@ def summarise(runs: dict, order: Iterable[str] = ()) -> dict:
         for v in names:
             rs = by_variant[v]
             s = {"seeds": len(rs), "steps": statistics.mean(r["steps"] for r in rs), "n": rs[0]["n"],
-                 "floor": statistics.mean(r["floor"] for r in rs)}
+                 "floor": statistics.mean(r["floor"] for r in rs), "per_seed": {}}
             for m in METRICS:
-                vals = [r[m] for r in rs]
+                vals = s["per_seed"][m] = [r[m] for r in rs]
                 s[m] = (statistics.mean(vals), max(vals) - min(vals))
             out[budget][v] = s
     return out
@@ -138,9 +143,14 @@ def verdict(rows: dict, v: str, prediction: str) -> tuple[str, float | None]:
             "does not hold at this budget: the difference goes the other way, beyond the seed spread"), diff
 
 
+def main_budget(table: dict) -> str:
+    """The budget with the most runs: the one the claims are judged at."""
+    return max(table, key=lambda b: sum(s["seeds"] for s in table[b].values()))
+
+
 def _judged(table: dict) -> tuple[str, list[tuple[str, str, str, str, float | None]]]:
     """The budget with the most runs, and each of CLAIMS there: (source, claim, variant, verdict, diff)."""
-    budget = max(table, key=lambda b: sum(s["seeds"] for s in table[b].values()))
+    budget = main_budget(table)
     return budget, [(source, claim, v, *verdict(table[budget], v, prediction))
                     for source, claim, v, prediction in CLAIMS]
 
