@@ -83,12 +83,19 @@ class TrainConfig:
     max_steps: int = 10_000
     batch_size: int = 64
     lr: float = 3e-4
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"   # after the warm-up, to 0 at the end
     weight_decay: float = 0.0
     warmup_steps: int = 500
     grad_clip: float = 1.0
     label_dropout: float = 0.1        # probability of replacing the class by the null class
+    loss_weighting: Literal["none", "min_snr", "min_snr_plus_one"] = "none"   # per-timestep weights of the loss
+    min_snr_gamma: float = 5.0        # gamma of Min-SNR-gamma (loss_weighting: min_snr, min_snr_plus_one)
+    timestep_sampling: Literal["uniform", "logit_normal"] = "uniform"   # the density of training t
+    logit_mean: float = 0.0           # logit_normal: u ~ N(logit_mean, logit_std), t = sigmoid(u) T
+    logit_std: float = 1.0
     ema_decay: float = 0.999
-    precision: Literal["fp32", "bf16"] = "fp32"
+    ema_warmup: bool = True           # decay min(ema_decay, (1 + n) / (10 + n)) at update n
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"   # auto: time both on a few steps, keep the faster
     seed: int = 0
     log_every: int = 50
     sample_every: int = 1000
@@ -195,9 +202,16 @@ def _from_dict(cls, data: dict, source: str, prefix: str = ""):
                 raise ConfigError(f"{source}: missing required key '{key}'")
             continue
         kwargs[name] = _convert(data[name], hints[name], key, source)
+        value = kwargs[name]
         low = _RANGES.get(key)
-        if low is not None and kwargs[name] is not None and kwargs[name] < low:
-            raise ConfigError(f"{source}: '{key}' must be >= {low}, got {kwargs[name]!r}")
+        if low is not None and value is not None and value < low:
+            raise ConfigError(f"{source}: '{key}' must be >= {low}, got {value!r}")
+        if key in _POSITIVE and not value > 0:
+            raise ConfigError(f"{source}: '{key}' must be > 0, got {value!r}")
+        if key in _BELOW:
+            high, inclusive = _BELOW[key]
+            if value > high or (value == high and not inclusive):
+                raise ConfigError(f"{source}: '{key}' must be {'<=' if inclusive else '<'} {high}, got {value!r}")
     return cls(**kwargs)
 
 
@@ -208,6 +222,9 @@ _RANGES = {**{f"model.{k}": 1 for k in ("in_channels", "image_size", "patch_size
            "train.batch_size": 1, "train.log_every": 1, "train.warmup_steps": 0, "train.checkpoint_every": 0,
            "train.sample_every": 0, "train.num_workers": 0, "train.grad_clip": 0.0, "train.weight_decay": 0.0,
            "train.label_dropout": 0.0, "train.ema_decay": 0.0, "diffusion.vlb_weight": 0.0, "data.pad_to": 1}
+# Values that must be strictly positive, and upper bounds (inclusive unless noted).
+_POSITIVE = {"train.lr", "train.min_snr_gamma", "train.logit_std"}
+_BELOW = {"train.label_dropout": (1.0, True), "train.ema_decay": (1.0, False)}   # (bound, inclusive)
 
 
 def config_from_dict(data: dict, cls=ExperimentConfig, source: str = "<dict>"):

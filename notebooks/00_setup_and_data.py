@@ -31,7 +31,7 @@
 # 5. state in one page what the paper does, how the course's setting differs from it, and the letters
 #    every notebook uses.
 #
-# *Outputs shown: executed in full mode on 2026-12-01, CPU AMD EPYC, 2 torch threads, in 0.2 min.*
+# *Outputs shown: executed in full mode on 2026-12-02, CPU AMD EPYC, 2 torch threads, in 0.1 min.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is one folder up; in Colab this cell
@@ -97,21 +97,22 @@ print("data root:", data.data_root(), "| MNIST folder:", data.data_root() / "mni
 #
 # **The block** (notebook 03 builds it, and states the course's reading of a figure and equations
 # that, as reviewers noted, do not match exactly). An **hourglass** with ratio $M = 2$: dense layers
-# work on the shortened sequence of $J = L/M$ tokens, which is also the residual stream; they expand
-# it to the full length $L$; a **bidirectional SSM** (S4D, in the gated style of BiGS, "Pretraining
-# Without Attention") runs on all $L$ positions in both directions; dense layers shrink the result
-# back to $J$ tokens; a **gate** (the elementwise product of this branch with a second dense branch
-# of the block's input) and a skip connection close the block. Class and timestep condition every
-# position, as in DiT.
+# work on the shortened sequence of $J = L/M$ tokens (in the course's reading, this shortened sequence
+# is also the residual stream between blocks; the paper does not state it, and notebook 03 discusses
+# the alternative); they expand it to the full length $L$; a **bidirectional SSM** (S4D, in the
+# gated style of BiGS, "Pretraining Without Attention") runs on all $L$ positions in both
+# directions; dense layers shrink the result back to $J$ tokens; a **gate** (the elementwise product
+# of this branch with a second dense branch of the block's input) and a skip connection close the
+# block. Class and timestep condition every position, as in DiT.
 #
-# **Size and results.** DiffuSSM-XL has 29 layers of width $D = 1152$ (about 660-673 M parameters).
+# **Size and results.** DiffuSSM-XL has 29 layers of width $D = 1152$ (about 673 M parameters).
 # ImageNet 256x256, FID-50K with 250 DDPM steps; "guidance" is classifier-free guidance (the paper's
 # "-G" rows):
 #
 # | | DiT-XL/2 | DiffuSSM-XL |
 # |---|---|---|
 # | long-range mixing | attention over L = 256 tokens (2x2 patches) | bidirectional S4D over L = 1,024 positions |
-# | layers, width D, parameters | 28, 1152, 675 M | 29, 1152, about 660-673 M |
+# | layers, width D, parameters | 28, 1152, 675 M | 29, 1152, about 673 M |
 # | GFLOPs per forward pass | 119 | about 280 |
 # | training images | 1,792 M | 660 M |
 # | FID / sFID / IS, no guidance | 9.62 / 6.85 / 121.5 | **9.07** / **5.52** / 118.32 |
@@ -125,14 +126,29 @@ print("data root:", data.data_root(), "| MNIST folder:", data.data_root() / "mni
 # with 302 M training images against 768 M). Against a DiT *without* patching (L = 1,024 tokens of
 # attention) DiffuSSM is the cheaper network, increasingly so as the resolution grows; notebook 07
 # measures that scaling for the course's two backbones (same patch size, inputs from 28x28 to 256x256).
+# For such a DiT (DiT-XL/1: 1,024 tokens instead of DiT-XL/2's 256) the attention term alone grows
+# 16x, as $L^2$; its dense layers, most of DiT-XL/2's FLOPs at 256 tokens, grow only 4x, as $L$; so
+# the whole network costs about 4.4x DiT-XL/2, not 16x. The next cell prints both ratios from the
+# course's closed-form FLOP count of a DiT block (`dit_block_flops_formula`, notebook 03), after
+# checking that 28 such blocks of width 1152 at 256 tokens give the paper's 119 GFLOPs (counted, as
+# DiT counts them, in multiply-adds; the embedders and the output layer add little).
 
 # %%
+from diffussm_lib.models import dit_block_flops_formula   # FLOPs (2 x multiply-adds) of one DiT block, per image
+
 paper = {"DiT-XL/2": dict(gflops=119, images=1792e6, total_gflops=2.13e11),
          "DiffuSSM-XL": dict(gflops=280, images=660e6, total_gflops=1.85e11)}
 L_paper, M_paper = 32 * 32, 2
 print(f"SD-VAE latent 32x32x4, no patches: L = {L_paper} positions; hourglass M = {M_paper}: J = {L_paper // M_paper} tokens")
-print(f"DiT-XL/2's 2x2 patches give {L_paper // 4} tokens; attention on all {L_paper} would cost "
-      f"{(L_paper / (L_paper // 4)) ** 2:.0f}x as much (L^2)")
+D_xl, depth_xl, L_xl2 = 1152, 28, L_paper // 4                # DiT-XL: width, blocks; 2x2 patches: 256 tokens
+attention = lambda L: 4 * L * L * D_xl                        # the L^2 term of a block: Q K^T and the weighted sum of V
+xl2_gmacs = depth_xl * dit_block_flops_formula(L_xl2, D_xl) / 2e9
+print(f"DiT-XL/2: {depth_xl} blocks at L = {L_xl2}: {xl2_gmacs:.1f} G multiply-adds (the paper: "
+      f"{paper['DiT-XL/2']['gflops']} GFLOPs)")
+assert abs(xl2_gmacs / paper["DiT-XL/2"]["gflops"] - 1) < 0.02
+print(f"DiT-XL/1 (no patches, L = {L_paper}) against DiT-XL/2: the attention term costs "
+      f"{attention(L_paper) / attention(L_xl2):.0f}x as much, a whole block "
+      f"{dit_block_flops_formula(L_paper, D_xl) / dit_block_flops_formula(L_xl2, D_xl):.1f}x")
 for name, r in paper.items():
     total = r["gflops"] * r["images"]
     print(f"{name:12s}: {r['gflops']} GFLOPs x {r['images'] / 1e6:,.0f} M images = {total:.3g} GFLOPs "
@@ -286,14 +302,16 @@ plt.tight_layout(); plt.show()
 # * **Scaling.** Diffusion adds Gaussian noise of unit variance; the data should live on a comparable,
 #   symmetric scale, so pixels go from `[0, 255]` to `[-1, 1]` (background = -1, ink = +1). Samplers
 #   can then clip their prediction of the clean image to `[-1, 1]`.
-# * **The models train on 28x28.** Every shipped MNIST config keeps MNIST's own size (`data.pad_to: null`,
+# * **The models train on 28x28.** The course's model configs keep MNIST's own size (`data.pad_to: null`,
 #   `model.image_size: 28`): with 2x2 patches that is 14 x 14 = 196 tokens, and the hourglass's
 #   $M = 2$ divides 196. A size only has to be divisible by the patch size $p$, and $L$ by $M$
-#   (Exercise 4 lists what fits).
+#   (Exercise 4 lists what fits). The one exception is the laptop recipe of notebook 05
+#   (`configs/mnist_speedrun.yaml`): it pads to 32x32 so that 4x4 patches fit, 8 x 8 = 64 tokens.
 # * **Padding to 32x32** adds 2 pixels of background on each side. It is what the FID-LeNet feature
 #   extractor of notebook 07 takes (`evaluation/lenet.py` pads 28x28 images before classifying them),
 #   and it is an option for training: `data.pad_to: 32` in a config (also the value a config gets when
-#   it leaves `pad_to` out, and `mnist_dataset`'s default unless you pass `pad_to=None`). Where the
+#   it leaves `pad_to` out, and `mnist_dataset`'s default unless you pass `pad_to=None`; notebook 04's
+#   small stand-in denoiser, which is not one of the course's models, trains on it). Where the
 #   course pads, it pads rather than *resizes* (the public MNIST lesson resizes to 32x32): padding
 #   keeps every original pixel, resizing blurs the strokes.
 #
@@ -303,10 +321,14 @@ plt.tight_layout(); plt.show()
 from diffussm_lib.config import DataConfig
 from diffussm_lib.evaluation.lenet import as_classifier_input
 
-for f in sorted((ROOT / "configs").glob("*.yaml")):       # every shipped MNIST config: 28x28, no padding
+for f in sorted((ROOT / "configs").glob("*.yaml")):       # every shipped MNIST config: its size and tokens
     conf = load_config(f)
     if conf.data.name == "mnist":
-        assert (conf.model.image_size, conf.data.pad_to) == (28, None), f.name
+        mc = conf.model
+        assert (mc.image_size, conf.data.pad_to) in ((28, None), (32, 32)), f.name   # 28x28, or padded for 4x4 patches
+        L = (mc.image_size // mc.patch_size) ** 2
+        assert mc.image_size % mc.patch_size == 0 and L % mc.hourglass_ratio == 0, f.name
+        print(f"{f.name:<24} {mc.image_size}x{mc.image_size}, pad_to {conf.data.pad_to}, patch {mc.patch_size}: L = {L}")
 ds28 = data.dataset_from_config(cfg.data, split="test")   # what configs/mnist_diffussm.yaml trains on
 x, y = ds28[0]
 print("config's dataset:", tuple(x.shape), x.dtype, f"range [{x.min():.0f}, {x.max():.0f}]", "label", int(y))
@@ -354,11 +376,11 @@ assert rgb_ds[0][0].shape == (3, 28, 28) and rgb_ds.channels == 3
 # | | paper (ImageNet 256x256) | course (MNIST) | why |
 # |---|---|---|---|
 # | data | latents of a frozen Stable Diffusion VAE, 32x32x4 | pixels of 28x28x1 MNIST digits (`model.image_size: 28`, `in_channels: 1`, `data.pad_to: null`) | no VAE to download or run; MNIST is small enough to model in pixel space |
-# | patches | none (p = 1): L = 1,024 | 2x2 (`model.patch_size: 2`): L = 196; p = 1 would give L = 784 | p = 1 costs several times more per image on a CPU: README's ablation table and notebook 07 section 5 (the cell below prints the recorded ratio) |
+# | patches | none (p = 1): L = 1,024 | 2x2 (`model.patch_size: 2`): L = 196; p = 1 would give L = 784 | p = 1 costs several times more per image on a CPU: README's ablation table and notebook 07 section 6 (the cell below prints the recorded ratio) |
 # | hourglass | M = 2: J = 512 | M = 2 (`hourglass_ratio: 2`): J = 98 | the same |
-# | width, depth | D = 1152, 29 layers, about 660-673 M parameters | D = 128, 4 blocks (`hidden_dim`, `depth`), 1.41 M parameters | trains on a 2-core CPU in about an hour |
+# | width, depth | D = 1152, 29 layers, about 673 M parameters | D = 128, 4 blocks (`hidden_dim`, `depth`), 1.41 M parameters | trains on a 2-core CPU in about an hour |
 # | SSM | bidirectional S4D in the style of BiGS (whose state size is 64) | bidirectional S4D (`ssm_core: s4d`), N = 64 (`ssm_state: null`: S4D's default), S4D-Lin initialisation (`ssm_init: lin`, the default) | the same layer; notebook 01 derives S4D-Lin and S4D-Inv |
-# | diffusion | DiT's recipe, which DiffuSSM follows: ε-prediction, linear β schedule, learned variance | v-prediction (`prediction: v`), cosine schedule (`schedule: cosine`), fixed variance (`learn_sigma: false`) | at high noise an error in ε reaches the predicted image multiplied by up to about 2·10⁴, an error in v by at most 1; the linear schedule spends its last few hundred steps on nearly pure noise (both measured in notebook 04). The library implements the learned variance (notebook 04, section 12); the shipped configs leave it off |
+# | diffusion | DiT's recipe, which DiffuSSM follows: ε-prediction, linear β schedule, learned variance | v-prediction (`prediction: v`), cosine schedule (`schedule: cosine`), fixed variance (`learn_sigma: false`) | at high noise an error in ε reaches the predicted image multiplied by a factor that grows without bound as the signal vanishes (about 2·10⁴ at the cosine schedule's last, clipped step), an error in v by at most 1; the linear schedule spends its last few hundred steps on nearly pure noise (both measured in notebook 04). The library implements the learned variance (notebook 04, section 12); the shipped configs leave it off |
 # | class embedding init | DiT: normal, std 0.02 | normal, std 1 (`LabelEmbedder` in `models/diffussm.py`) | with 0.02, small CPU-budget models ignored their labels |
 # | sampler for reported numbers | 250 DDPM steps | DDIM, 25 steps | 10x fewer network calls |
 # | metric | FID-50K on Inception features | FID-LeNet on 10,000 samples, with its real-vs-real floor (notebook 07) | Inception features need downloaded weights and suit MNIST poorly |

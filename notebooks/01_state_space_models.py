@@ -32,7 +32,7 @@
 # 5. apply a causal convolution by FFT, and say why the FFT must be zero-padded to length $2L$;
 # 6. read an impulse response as a memory, and measure why the FFT beats the loop.
 #
-# *Outputs shown: executed in full mode on 2026-12-01, CPU AMD EPYC, 2 torch threads, in 0.2 min.*
+# *Outputs shown: executed in full mode on 2026-12-02, CPU AMD EPYC, 2 torch threads, in 0.1 min.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is one folder up; in Colab this cell
@@ -359,10 +359,15 @@ print(f"rfft + irfft: n = 392 {1e3 * fft_time[392]:.1f} ms, n = 400 {1e3 * fft_t
 # gradient, one irfft per input), and autograd, differentiating through the forward, also does three.
 # The hand-written backward gains elsewhere: all its transforms are real ones (rfft / irfft), while
 # PyTorch's autograd turns the backward of each forward rfft into a complex-to-complex transform of
-# the full length $n$. The cell counts the FFT kernels each backward calls (with the profiler), checks
-# that both give the same gradients, and times them.
+# the full length $n$. The cell lists the FFT kernels each backward calls, checks that both give the
+# same gradients, and times them. To see the calls it records every ATen operation the backward
+# dispatches, with a `TorchDispatchMode` (the hook torch's `FlopCounterMode`, used from notebook 03 on,
+# is built on); unlike `torch.profiler`, it starts no tracing machinery that could print to stderr.
 
 # %%
+from torch.utils._python_dispatch import TorchDispatchMode
+
+
 def fft_conv_autograd(u, K):
     """The same convolution as ssm.fft_causal_conv, at the same length, left to autograd. u (B, D, L), K (D, L)."""
     L = u.shape[-1]
@@ -370,13 +375,25 @@ def fft_conv_autograd(u, K):
     return torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(K, n=n), n=n)[..., :L]
 
 
+class OpRecorder(TorchDispatchMode):
+    """Inside ``with OpRecorder() as rec:``, ``rec.names`` lists every ATen operation run, e.g. "aten::_fft_r2c"."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(f"aten::{func.overloadpacket.__name__}")
+        return func(*args, **(kwargs or {}))
+
+
 def backward_ffts(conv, u, K, g):
     """Gradients (du, dK) of <conv(u, K), g>, and the names of the FFT kernels the backward called."""
     u, K = u.clone().requires_grad_(), K.clone().requires_grad_()
     y = conv(u, K)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+    with OpRecorder() as rec:
         y.backward(g)
-    names = sorted(e.name for e in prof.events() if e.name.startswith("aten::_fft_"))
+    names = sorted(n for n in rec.names if n.startswith("aten::_fft_"))
     return u.grad, K.grad, names
 
 
@@ -429,25 +446,54 @@ for L in [1, 7, 100, 196, 784, 1000]:
 # Each mode decays like $e^{-\Delta k/2}$, so the layer remembers roughly $2/\Delta$ steps: a small
 # $\Delta$ gives a long, slowly oscillating memory, a large one a short memory. S4D initialises
 # $\Delta$ log-uniformly in $[10^{-3}, 10^{-1}]$ so that different channels look at different ranges.
+#
+# Read the kernel's *shape*, not its size. Its **amplitude** scales with $\Delta$: the ZOH gives
+# $\bar B_n = (e^{\Delta a_n} - 1)/a_n \approx \Delta$ while $\Delta |a_n| \ll 1$, because each input is
+# held for one step of length $\Delta$ and the state integrates it over that step; a small $\Delta$
+# puts little of each sample into the state, so its whole kernel is small (the printed $\max_k |K_k|$
+# grows about 10x from $\Delta = 10^{-3}$ to $10^{-2}$, and less from $10^{-2}$ to $10^{-1}$, where
+# $\Delta |a_n|$ is no longer small for the faster modes). Its **memory** is how fast
+# $|K_k|$ falls relative to its own largest value. The plots therefore show $K_k / \max_k |K_k|$ with
+# the decay $e^{-\Delta k/2}$ that every mode follows (the library initialises
+# $\operatorname{Re} a_n = -\tfrac12$ for every mode, so $|z_n|^k = e^{-\Delta k/2}$; the cell checks it),
+# drawn as the envelope $\pm c\,e^{-\Delta k/2}$ with the smallest $c$ that keeps it above the curve,
+# and title each with the relative tail $\max_{k \ge 200} |K_k| / \max_k |K_k|$. The cell prints these
+# and the absolute $\max_k |K_k|$.
 
 # %%
 L = 784                                                    # one 28x28 image, flattened
-fig, axes = plt.subplots(1, 3, figsize=(13, 3), sharey=False)
+lags = torch.arange(L)
+fig, axes = plt.subplots(1, 3, figsize=(13, 3), sharey=True)
 torch.manual_seed(1)
 base = ssm.S4D(d_model=1, d_state=64).double()
+assert torch.allclose(-torch.exp(base.log_A_real), torch.full_like(base.log_A_real, -0.5))   # Re a_n = -1/2
+tails = {}
 for ax, dt_value in zip(axes, [1e-3, 1e-2, 1e-1]):
     with torch.no_grad():
         base.log_dt.fill_(math.log(dt_value))
         Kd = base.kernel(L)[0]
-    ax.plot(Kd.numpy())
-    ax.set_title(f"dt = {dt_value:g}: |K| beyond k=200 is {Kd[200:].abs().max():.1e}")
+    peak = Kd.abs().max().item()
+    tails[dt_value] = Kd[200:].abs().max().item() / peak
+    decay = torch.exp(-dt_value * lags / 2)
+    near = decay > 1e-8                                    # beyond, |K_k| is at the level of rounding errors
+    c = (Kd.abs() / peak / decay)[near].max().item()       # the smallest c with |K_k| / max|K| <= c e^{-dt k/2}
+    envelope = (c * decay).numpy()
+    ax.plot(Kd.numpy() / peak, lw=0.8, label="K_k / max |K|")
+    ax.plot(envelope, "k--", lw=0.8, label=r"$\pm c\,e^{-\Delta k/2}$")
+    ax.plot(-envelope, "k--", lw=0.8)
+    ax.set_title(f"dt = {dt_value:g}: max|K[200:]| / max|K| = {tails[dt_value]:.1e}", fontsize=9)
     ax.set_xlabel("lag k")
-axes[0].set_ylabel("K_k")
+    print(f"dt = {dt_value:g}: max|K| = {peak:.2e} | max|K[200:]| / max|K| = {tails[dt_value]:.2e} "
+          f"| e^(-dt k/2) at k = 200: {math.exp(-dt_value * 200 / 2):.2e} | c = {c:.2f}")
+axes[0].set_ylabel("K_k / max_k |K_k|")
+axes[0].legend(fontsize=8, loc="lower right")
 plt.tight_layout()
 plt.show()
+assert tails[1e-3] > tails[1e-2] > tails[1e-1]               # the smaller dt, the longer the memory
 with torch.no_grad():
     base.log_dt.fill_(math.log(0.1))
-    assert base.kernel(L)[0][400:].abs().max() < 1e-6       # dt = 0.1: forgotten after a few hundred steps
+    K01 = base.kernel(L)[0]
+assert K01[400:].abs().max() < 1e-6 * K01.abs().max()       # dt = 0.1: forgotten after a few hundred steps
 
 # %% [markdown]
 # ## 9. The loop against the FFT
@@ -512,12 +558,14 @@ print("(on a machine shared with other jobs, timings are noisy)")
 # **Exercise 3.** S4D-Inv against S4D-Lin. For one channel with the same random $C$ and each
 # $\Delta \in \{10^{-3}, 10^{-2}, 10^{-1}\}$, compute both kernels with your own `s4d_lin` / `s4d_inv`
 # and `kernel_vandermonde` (check one against `S4D(..., init="inv").kernel`), then measure over many
-# random $C$: the **decay** (the lag by which 99% of the energy $\sum_k K_k^2$ has arrived) and the
-# **oscillation** (how often $K$ changes sign). Which of the two does $\Delta$ set, and which the
-# initialisation?
+# random $C$ and 2,048 lags: the **decay** (the lag by which 99% of the energy $\sum_k K_k^2$ has
+# arrived) and the **oscillation**, counted two ways: the sign changes of $K$ over all 2,048 lags, and
+# those within the memory, the lags $k \le 2/\Delta$ where the envelope $e^{-\Delta k/2}$ is above
+# $1/e$. What does $\Delta$ change in each count, and what does the initialisation change?
 # *Hint:* both initialisations have $\operatorname{Re} a_n = -\tfrac12$, so $|z_n| = e^{-\Delta/2}$ for
-# every mode; the frequencies $\Delta \operatorname{Im} a_n$ (radians per step) differ, and above $\pi$
-# they alias.
+# every mode. Mode $n$ turns by $\Delta \operatorname{Im} a_n$ radians per step, so by
+# $2 \operatorname{Im} a_n$ over the $2/\Delta$ lags of the memory, whatever $\Delta$ is, as long as
+# $\Delta \operatorname{Im} a_n$ stays below $\pi$ (above it the frequency aliases).
 #
 # **Exercise 4.** How the cost grows with $L$. For $L$ from 256 to 4,096 (doubling), time (a) the
 # recurrence `ssm.s4d_recurrence`, (b) the FFT path `layer(u)` and (c) the convolution as a dense

@@ -33,7 +33,7 @@
 # 4. turn a causal SSM into a bidirectional one (flip, scan, flip back; concatenate) for images;
 # 5. read a gradient map: which pixels one output pixel sees, for the causal and the bidirectional layer.
 #
-# *Outputs shown: executed in full mode on 2026-12-01, CPU AMD EPYC, 2 torch threads, in 0.1 min.*
+# *Outputs shown: executed in full mode on 2026-12-02, CPU AMD EPYC, 2 torch threads, in 0.1 min.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is one folder up; in Colab this cell
@@ -147,8 +147,9 @@ assert torch.allclose(y_ours, y_fast, atol=1e-12) and torch.allclose(h_ours, h_f
 # so a tree of $\log L$ rounds computes all prefixes. On a GPU that is the right idea (mamba-ssm's fused
 # kernel does a parallel scan in on-chip memory). On a 2-core CPU it is not: each round re-reads and
 # re-writes the whole (batch, dim, length, state) tensor, and memory traffic, not arithmetic, is the
-# cost. In measurements made while building the course on such a machine, Blelloch, Hillis-Steele and
-# chunked-cumprod scans were 4-40x *slower* than a good sequential one.
+# cost. In measurements made while building the course on such a machine (not stored with the
+# course), Blelloch, Hillis-Steele and chunked-cumprod scans all ran *slower* than a good sequential
+# one.
 #
 # So the library keeps the time loop but makes it cheap (see `diffussm_lib/ssm/scan.py`):
 #

@@ -31,7 +31,7 @@
 # 5. assemble the DiffuSSM denoiser and a DiT of the same interface from shared pieces;
 # 6. count parameters and FLOPs of both blocks from 64 to 16384 tokens and find where they cross.
 #
-# *Outputs shown: executed in full mode on 2026-12-01, CPU AMD EPYC, 2 torch threads, in 0.3 min.*
+# *Outputs shown: executed in full mode on 2026-12-02, CPU AMD EPYC, 2 torch threads, in 0.2 min.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is one folder up; in Colab this cell
@@ -300,6 +300,12 @@ for J_other in (3, 50):
 #
 # The alternative, a residual stream of L tokens with a shorten-then-expand inside every block,
 # needs two extra matrices per block that the equations do not have, and runs the skip path on L.
+# The paper's Figure 2 caption leans towards that alternative: it describes the model as "repeated
+# layers alternating long-range SSM cores with hour-glass feed-forward networks", which reads most
+# naturally as a full-length sequence passing through SSMs and through feed-forward networks that
+# shrink it and expand it again. We follow the equations instead, because they, not the caption,
+# fix the indices (I_j in, O_j out) and the FLOP count that the check below reproduces; but the
+# caption is a fair argument for the other reading, and the paper does not settle it.
 #
 # **The FLOP check.** In multiply-adds per token of the stream, W⁰ costs D², W¹ 2D², W² 4D², W³
 # 2D², the down step 4D² (M matrices 2D x 2D/M, applied to M positions), and the up step M D² (one
@@ -334,14 +340,20 @@ for (D_, M_, L_) in [(64, 2, 256), (96, 4, 1024), (32, 1, 100)]:
 # block's adaLN-Zero layer (section 2).
 #
 # One departure from DiT, found by measurement: DiT starts the class table at std 0.02. On a CPU
-# budget that is fatal. Within a few hundred steps the timestep embedding grows to norm 10-20 while
-# the class rows stay near 0.2, so c is almost pure timestep; the zero-initialised modulation layers
-# only learn timestep directions, and our first MNIST model ignored its labels (12% class accuracy
-# after 2,000 steps, chance being 10%). Starting the table at std 1 (torch's default for
-# `nn.Embedding`) puts both signals on the same scale from step 0.
+# budget that was fatal. A class row then has norm about $0.02\sqrt D$, which the timestep embedding
+# soon outgrows in training, so c is almost pure timestep; the zero-initialised modulation layers
+# only learn timestep directions, and our first MNIST models ignored their labels (their class
+# accuracy stayed near chance; those runs are not stored with the course, but `tests/test_train.py`
+# keeps a regression test: a task that only the label can solve, which the 0.02 table failed).
+# Starting the table at std 1 (torch's default for `nn.Embedding`) does not put the two signals on
+# the same scale at step 0: at the course's width, a class row's norm is about $\sqrt D$, far larger
+# than that of the freshly initialised timestep embedding, whose MLP starts with weights of std 0.02
+# as in DiT (the cell prints both, and the row norm with DiT's 0.02), so c starts out mostly class.
+# What it does is keep the class from being swamped as the timestep embedding grows in training;
+# with it, the course's models learn to use their labels (notebook 07 measures their class accuracy).
 
 # %%
-from diffussm_lib.models import LabelEmbedder, modulate, timestep_features
+from diffussm_lib.models import LabelEmbedder, TimestepEmbedder, modulate, timestep_features
 
 def my_timestep_features(t, dim, max_period=10_000.0):
     half = dim // 2
@@ -355,6 +367,17 @@ print("label table rows:", labels.table.num_embeddings, "| null class:", labels.
       f"| init std {labels.table.weight.std().item():.2f}")
 torch.testing.assert_close(labels(None, batch=2), labels(torch.tensor([10, 10])))
 print("timestep features match; y = None is the null class")
+
+D_course = 128                                           # the course's width (configs/mnist_diffussm.yaml)
+with torch.random.fork_rng(), torch.no_grad():           # fresh modules; the notebook's random stream stays as it was
+    torch.manual_seed(0)
+    t_norm = TimestepEmbedder(D_course)(torch.arange(1000)).norm(dim=1)     # (1000,): every t, at init
+    row_norm = LabelEmbedder(10, D_course).table.weight.norm(dim=1)         # (11,): every row, std 1
+    row_norm_dit = LabelEmbedder(10, D_course, init_std=0.02).table.weight.norm(dim=1)
+print(f"at init, D = {D_course}: timestep embedding norm {t_norm.mean():.2f} (from {t_norm.min():.2f} to "
+      f"{t_norm.max():.2f} over t = 0..999); class row norm {row_norm.mean():.1f} (std 1), "
+      f"{row_norm_dit.mean():.2f} (DiT's std 0.02)")
+assert row_norm.min() > 10 * t_norm.max()                # c starts out mostly class
 
 # %% [markdown]
 # `DiffuSSMBlock(dim, ratio, ssm)` takes its SSM module as an argument: any module mapping

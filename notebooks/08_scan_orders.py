@@ -25,7 +25,8 @@
 # main lever: ZigMa reports, on MM-CelebA 256, FID 158.1 with a plain sweep, 65.7 with one zigzag path
 # and 45.5 when each layer takes one of eight zigzag paths; DiM and Mamba-ND alternate row and column
 # directions across layers. This notebook measures what an order does, and then tests those claims,
-# and the DiffuSSM paper's own (no patching, bidirectional, M = 2), at MNIST scale.
+# with the course's LTI (time-invariant) S4D core where those papers used selective Mamba blocks, and
+# equal-cost versions of the DiffuSSM paper's own (no patching, bidirectional, M = 2), at MNIST scale.
 #
 # **Objectives.** By the end of this notebook you can
 # 1. draw the scan orders of the library (raster, snake, column, column snake, Hilbert, random) and
@@ -42,7 +43,7 @@
 # more on a busy one; set `RUN_LIVE = False` to skip them); with `DIFFUSSM_FAST=1` the live runs take
 # a few steps each, which only shows the machinery.
 #
-# *Outputs shown: executed in full mode on 2026-12-02, CPU Intel(R) Xeon(R) Processor, 2 torch threads, in 11.1 min.*
+# *Outputs shown: executed in full mode on 2026-12-02, CPU AMD EPYC, 2 torch threads, in 11.4 min.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is one folder up; in Colab this cell
@@ -386,9 +387,10 @@ if HAVE_PRETRAINED:                                  # statements about the trai
 #
 # Does any of this matter for sample quality? `benchmarks/bench_scan_orders.py` trains small DiffuSSMs
 # (width 64, depth 4, 2 x 2 patches, M = 2, bidirectional S4D, 28 x 28 MNIST) that each change one thing:
-# the scan order (snake, raster/column alternating per layer, Hilbert, random), and the paper's three
-# claims (patch 1 at a width that costs the same per image, causal instead of bidirectional, M = 1
-# instead of 2). It first measures every variant's training speed on the machine, then gives each run
+# the scan order (snake, raster/column alternating per layer, Hilbert, random), and the course's
+# equal-cost versions of the paper's three claims (patch 1 at a width that costs the same per image,
+# causal instead of bidirectional, M = 1 instead of 2). It first measures every variant's training speed
+# on the machine, then gives each run
 # the same CPU time as a fixed number of steps (so later load on the machine cannot change it), trains 2
 # seeds per variant, and evaluates FID-LeNet on 2,000 class-balanced samples (DDIM 25 steps, no
 # guidance) beside the real-vs-real floor at the same count, class accuracy and the final training loss.
@@ -416,6 +418,14 @@ if not stored_runs:
           "(hours on a 2-core CPU; resumable: run the same command again to continue).")
 else:
     print(f"\n{len(stored_runs)} stored runs in {RESULTS.relative_to(ROOT)}")
+    from diffussm_lib.config import ModelConfig
+    from diffussm_lib.models import build_model, count_params
+    model_of = {r["variant"]: r["config"]["model"] for r in stored_runs.values()}   # each variant's stored model
+    for name in ("raster", "patch 1 (same cost)", "M = 1"):
+        if name in model_of:
+            mc = ModelConfig(**model_of[name])
+            print(f"{name:>22s}: width {mc.hidden_dim}, patch {mc.patch_size}, M = {mc.hourglass_ratio}: "
+                  f"{count_params(build_model(mc)):,} parameters")
 
 # %% [markdown]
 # Per variant: the mean over seeds and the **spread** (max - min over seeds; with 2 seeds, the
@@ -508,9 +518,16 @@ if RUN_LIVE:
 # Each claim below names a variant and the direction the claim predicts against the raster base. The
 # verdict comes from the stored runs at the budget with the most runs, by the rule above: *holds* if
 # the difference of mean FID-LeNet is in the claimed direction and larger than the seed spread, *does
-# not hold* if it is larger than the spread the other way, *cannot be decided* otherwise. "M = 2 roughly
-# matches M = 1" is a claim of no large difference, so its verdict is *consistent* when the difference
-# is within the spread. All numbers come from the file; none is typed here.
+# not hold* if it is larger than the spread the other way, *cannot be decided* otherwise. "M = 2 does
+# at least as well as M = 1" holds if M = 2 is better beyond the spread, and is *consistent* when the
+# difference is within the spread. All numbers come from the file; none is typed here.
+#
+# Three claims are judged here in a form their papers did not use, and the claims say so. DiffuSSM
+# compares patch sizes at equal width and equal steps, by training loss; here patch 1 is narrowed to
+# the width whose forward FLOPs per image match the base's (section 3 prints it, with its parameter
+# count, a fraction of the base's) and gets the same CPU time. DiffuSSM compares M = 1 with M = 2 at
+# equal steps; here both get the same CPU time, so M = 2, the cheaper, takes more steps. ZigMa's
+# zigzag paths ran in selective Mamba blocks; here every order runs in the course's LTI S4D core.
 
 # %%
 _, text = conclusions(stored)

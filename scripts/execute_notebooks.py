@@ -4,6 +4,7 @@
     python scripts/execute_notebooks.py 05 07              # only these
     python scripts/execute_notebooks.py --mode fast --times-only   # time fast mode, write nothing else
     python scripts/execute_notebooks.py --table            # print the README's table of measured times
+    python scripts/execute_notebooks.py --solutions 01 04  # the solutions (notebooks/solutions/), executed
 
 Each notebook runs from its paired ``.py`` (the reviewed text) in a fresh ``python3`` kernel, with its
 working directory ``notebooks/``, in the mode asked for (``DIFFUSSM_FAST=0`` or ``1``). When it ends
@@ -13,6 +14,13 @@ notebook (so the sources stay equal and the ``.ipynb`` carries the outputs GitHu
 measured time goes to ``benchmarks/results/notebook_times.json`` (notebook -> mode -> seconds, date,
 hardware), which notebook 00 and the README's table read. A notebook that fails is left as it was,
 and the script exits 1 naming it. To discard a notebook's outputs instead, see the README.
+
+Progress bars and tool noise stay out of the committed outputs (issue 25). The kernels run with
+``TQDM_DISABLE=1``, which the text bars of tqdm >= 4.66 honour; tqdm's Jupyter widget (what
+``tqdm.auto`` picks in a kernel with ipywidgets) ignores it, and GitHub would show it in its first
+state ("0%|          | 0/100") as if stuck. So before writing, ``clean_outputs`` drops every output
+that is a tqdm bar (widget, or text redrawn with carriage returns) and every ``USDT:`` line that some
+torch builds print on stderr when a profiler starts or stops.
 """
 from __future__ import annotations
 
@@ -37,18 +45,24 @@ from diffussm_lib.atomic import atomic_write_text  # noqa: E402
 from diffussm_lib.env import hardware_description, resolve_device  # noqa: E402
 
 NOTEBOOKS = REPO / "notebooks"
+SOLUTIONS = NOTEBOOKS / "solutions"
 TIMES = REPO / "benchmarks" / "results" / "notebook_times.json"
 RECORD = re.compile(r"^\*Outputs shown: .*\*$", re.M)
 FIGURE_DPI = 72     # PNG figures at a modest resolution: no notebook over about 1.5 MB (tests/test_notebooks.py)
+# a tqdm bar as text, e.g. "train:  37%|###7      | 111/300 [00:42<01:12, 2.6step/s]" ("{l_bar}{bar}| n/total ...")
+TQDM_BAR = re.compile(r"\d{1,3}%\|[^|\n]*\| *[\d.]+[kMGT]?/[\d.]+[kMGT]?")
+NOISE_LINE = re.compile(r"^USDT:")      # the profiler's "USDT:<date> ... profiler_start" lines of some torch builds
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
-def notebook_paths(numbers: list[str]) -> list[Path]:
-    """The notebooks numbered ``numbers``, in that order (a number given twice runs twice: notebook 00
-    shows the table of times, its own row included, so it is worth running last again); all if none."""
-    paths = {p.name[:2]: p for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))}
+def notebook_paths(numbers: list[str], folder: Path = NOTEBOOKS) -> list[Path]:
+    """The notebooks numbered ``numbers`` in ``folder`` (the notebooks, or ``SOLUTIONS``), in that order
+    (a number given twice runs twice: notebook 00 shows the table of times, its own row included, so it
+    is worth running last again); all if none."""
+    paths = {p.name[:2]: p for p in sorted(folder.glob("[0-9][0-9]_*.py"))}
     unknown = sorted(set(numbers) - set(paths))
     if unknown:
-        raise SystemExit(f"no notebook numbered {unknown} in {NOTEBOOKS} (have {sorted(paths)})")
+        raise SystemExit(f"no notebook numbered {unknown} in {folder} (have {sorted(paths)})")
     return [paths[n] for n in numbers] if numbers else list(paths.values())
 
 
@@ -60,6 +74,37 @@ def set_record(nb, line: str) -> None:
     """Put ``line`` at the end of the first (title) cell, replacing an earlier record."""
     src = nb.cells[0].source
     nb.cells[0].source = RECORD.sub(line, src) if RECORD.search(src) else src.rstrip("\n") + "\n\n" + line
+
+
+def is_noise(line: str) -> bool:
+    """A line of text output no reader needs: a tqdm bar (any of its ``\\r``-separated redraws) or a USDT line."""
+    return bool(NOISE_LINE.match(line)) or any(TQDM_BAR.search(part) for part in line.split("\r"))
+
+
+def clean_outputs(nb) -> int:
+    """Drop progress bars and tool noise from the outputs of ``nb``'s code cells, in place: display
+    outputs whose only text is a tqdm bar (its widget), and stream lines for which ``is_noise`` holds
+    (a stream left empty goes). Returns how many outputs were dropped or changed."""
+    changed = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for out in cell.outputs:
+            if out.output_type == "display_data" and WIDGET_VIEW in out.get("data", {}) \
+                    and TQDM_BAR.search(out["data"].get("text/plain", "")):
+                changed += 1
+                continue
+            if out.output_type == "stream":
+                text = "\n".join(line for line in out.text.split("\n") if not is_noise(line))
+                if text != out.text:
+                    changed += 1
+                    if not text:
+                        continue
+                    out.text = text
+            kept.append(out)
+        cell.outputs = kept
+    return changed
 
 
 def load_times() -> dict:
@@ -83,11 +128,14 @@ def main() -> int:
     ap.add_argument("--times-only", action="store_true", help="record the times; leave the notebooks as they are")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per cell (default 3600)")
     ap.add_argument("--table", action="store_true", help="print the table of measured times and exit")
+    ap.add_argument("--solutions", action="store_true", help="execute the solutions (notebooks/solutions/) "
+                    "instead; their times are not recorded")
     args = ap.parse_args()
     if args.table:
         print(times_table(load_times()))
         return 0
     os.environ["DIFFUSSM_FAST"] = "1" if args.mode == "fast" else "0"
+    os.environ["TQDM_DISABLE"] = "1"                  # no text progress bars in the kernels (tqdm >= 4.66)
     # the inline backend, whatever the shell says: with MPLBACKEND=Agg (as for pytest) the figures
     # would be drawn and dropped, and the committed notebook would show none
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
@@ -96,13 +144,14 @@ def main() -> int:
     os.environ["MATPLOTLIBRC"] = str(rc)                                  # the kernels' matplotlib reads it
     hardware = hardware_description(resolve_device(None))
     failed = []
-    for py in notebook_paths(args.numbers):
+    folder = SOLUTIONS if args.solutions else NOTEBOOKS
+    for py in notebook_paths(args.numbers, folder):
         nb = jupytext.read(py)
         print(f"{py.name}: executing in {args.mode} mode ...", flush=True)
         t0 = time.perf_counter()
         try:
             NotebookClient(nb, timeout=args.timeout, kernel_name="python3",
-                           resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+                           resources={"metadata": {"path": str(folder)}}).execute()
         except Exception as e:                                              # noqa: BLE001 (report, go on)
             print(f"{py.name}: FAILED after {time.perf_counter() - t0:.0f} s: {type(e).__name__}: "
                   f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''}", flush=True)
@@ -110,12 +159,17 @@ def main() -> int:
             continue
         seconds = time.perf_counter() - t0
         date = dt.date.today().isoformat()
-        times = load_times()
-        times.setdefault(py.stem, {})[args.mode] = {"seconds": round(seconds, 1), "date": date, "hardware": hardware}
-        atomic_write_text(TIMES, json.dumps(times, indent=1, sort_keys=True) + "\n")
+        if not args.solutions:
+            times = load_times()
+            times.setdefault(py.stem, {})[args.mode] = {"seconds": round(seconds, 1), "date": date,
+                                                        "hardware": hardware}
+            atomic_write_text(TIMES, json.dumps(times, indent=1, sort_keys=True) + "\n")
         print(f"{py.name}: {seconds / 60:.1f} min", flush=True)
         if args.times_only:
             continue
+        dropped = clean_outputs(nb)
+        if dropped:
+            print(f"{py.name}: {dropped} outputs cleaned of progress bars / profiler lines", flush=True)
         set_record(nb, record_line(args.mode, seconds, hardware, date))
         atomic_write_text(py.with_suffix(".ipynb"), nbformat.writes(nb) + "\n")
         atomic_write_text(py, jupytext.writes(nb, fmt="py:percent"))

@@ -1,4 +1,5 @@
-"""The library's layout: folders per chapter, small modules, no import cycles, one public face."""
+"""The library's layout: folders per chapter, no import cycles, one public face. (Module size is judged
+by one idea per module, not by a line count, as issue 28 asks.)"""
 import ast
 import subprocess
 import sys
@@ -10,10 +11,6 @@ import diffussm_lib
 
 PKG = Path(diffussm_lib.__file__).resolve().parent
 MODULES = sorted(p for p in PKG.rglob("*.py"))
-MAX_LINES = 330   # "about 300"
-# The one exception: the DiffuSSM model reads top to bottom in one file (smallest layer first;
-# conditioning, patches, the hourglass block, the denoisers), which the issue asks for as well.
-ONE_FILE_MODEL = PKG / "models" / "diffussm.py"
 
 
 def module_name(path: Path) -> str:
@@ -61,13 +58,6 @@ def test_folders_mirror_the_chapters():
     assert folders == {"ssm", "models", "diffusion", "training", "sampling", "evaluation"}
     top = {p.stem for p in PKG.glob("*.py")}
     assert top == {"__init__", "__main__", "env", "config", "data", "cli", "atomic"}
-
-
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PKG)))
-def test_modules_are_small(path):
-    limit = 420 if path == ONE_FILE_MODEL else MAX_LINES
-    n = len(path.read_text().splitlines())
-    assert n <= limit, f"{path.relative_to(PKG)} has {n} lines (at most {limit})"
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:

@@ -111,3 +111,16 @@ def test_the_readme_table_of_scan_orders_is_the_stored_one():
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_scan_orders.py"), "--table"],
                          capture_output=True, text=True, check=True).stdout.strip()
     assert table == out, "run `python benchmarks/bench_scan_orders.py --table` into the README"
+
+
+def test_the_readme_speedrun_result_is_the_stored_one():
+    """The README's "train your own" result is what ``bench_speedrun.py --summary`` prints from the
+    stored runs, and benchmarks/results/speedrun.md is its ``--table``."""
+    block = README.split("<!-- speedrun -->\n", 1)[1].split("<!-- /speedrun -->", 1)[0].strip()
+    script = str(REPO / "benchmarks" / "bench_speedrun.py")
+    out = subprocess.run([sys.executable, script, "--summary"], capture_output=True, text=True, check=True).stdout
+    assert block == out.strip(), "run `python benchmarks/bench_speedrun.py --summary` into the README"
+    table = subprocess.run([sys.executable, script, "--table"], capture_output=True, text=True, check=True).stdout
+    md = (REPO / "benchmarks" / "results" / "speedrun.md").read_text()
+    assert md.split("<!-- table -->\n", 1)[1].strip() == table.strip(), \
+        "run `python benchmarks/bench_speedrun.py --table` into benchmarks/results/speedrun.md"

@@ -4,7 +4,8 @@ classifier-free guidance and x_0 clipping / dynamic thresholding.
 Modules
 -------
 schedule      ``NoiseSchedule`` (linear, cosine, from a DiffusionConfig), ``q_sample``
-losses        ``diffusion_loss`` (eps or v target; + the bound for a learned variance), eps / v / x_0
+losses        ``diffusion_loss`` (eps or v target, Min-SNR weights; + the bound for a learned
+              variance), eps / v / x_0 conversions
 vlb           the variational bound that trains a learned variance (Improved DDPM's hybrid loss)
 guidance      ``guided_eps`` (one batched forward), ``drop_labels`` for training, ``cfg_combine``
 thresholding  ``clip_x0``, ``dynamic_threshold`` (Imagen)
@@ -17,8 +18,8 @@ channels are the prediction). The "no label" class for guidance is ``null_class`
 MNIST: the denoiser has 11 label embeddings).
 """
 from .guidance import DEFAULT_NULL_CLASS, cfg_combine, drop_labels, guided_eps, null_class_of
-from .losses import (diffusion_loss, eps_from_v, eps_from_x0, predict_x0_eps, split_channels,
-                     v_from_x0_eps, x0_from_eps, x0_from_v)
+from .losses import (WEIGHTINGS, diffusion_loss, eps_from_v, eps_from_x0, loss_weights, predict_x0_eps,
+                     split_channels, v_from_x0_eps, x0_from_eps, x0_from_v)
 from .registry import SAMPLERS, check_sampler, default_steps, run_sampler, steps_label
 from .samplers import (DDIM_DEFAULT_STEPS, SampleResult, StepOutput, ddim_sample, ddim_step, ddpm_sample, ddpm_step,
                        sampling_timesteps)
@@ -28,7 +29,8 @@ from .vlb import VLB_WEIGHT, discretized_gaussian_log_likelihood, learned_log_va
 
 __all__ = [
     "NoiseSchedule", "q_sample",
-    "diffusion_loss", "x0_from_eps", "eps_from_x0", "v_from_x0_eps", "x0_from_v", "eps_from_v",
+    "WEIGHTINGS", "diffusion_loss", "loss_weights",
+    "x0_from_eps", "eps_from_x0", "v_from_x0_eps", "x0_from_v", "eps_from_v",
     "predict_x0_eps", "split_channels",
     "DEFAULT_NULL_CLASS", "guided_eps", "drop_labels", "cfg_combine", "null_class_of",
     "clip_x0", "dynamic_threshold",

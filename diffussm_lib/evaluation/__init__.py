@@ -9,6 +9,8 @@ targets     the pretrained model's quality targets, ``target_check``, report fie
 comparison  equal-training-time comparisons: ``train_for_budget``, ``evaluate_run``, ``ABLATIONS``
 scaling     forward FLOPs and time of both backbones from 28x28 to 256x256
 seeds       results over seeds (notebook 08): mean, spread, the spread rule, verdicts on claims
+stats       Welch's and the paired two-sided t-test (``welch``, ``paired``), written out
+speedrun    the CPU recipe's results over seeds (notebook 05): ``tables``, ``target_summary``
 """
 from .comparison import ABLATIONS, BudgetRun, as_json, evaluate_run, results_table, train_for_budget, variant
 from .evaluate import EvalReport, evaluate_checkpoint, evaluate_images, real_floor, sample_and_evaluate

@@ -19,14 +19,24 @@ from typing import Iterable
 METRICS = {"fid": ("FID-LeNet", True), "class_accuracy": ("class acc.", False), "final_loss": ("final loss", True)}
 BASE = "raster"
 
+# Every claim is judged at equal CPU time (the benchmark's budget). Where a paper made its claim in
+# another form, the text says so and names the course's version: DiffuSSM compares patch sizes at equal
+# width and equal steps (by training loss) and M = 1 with M = 2 at equal steps; the scan orders of ZigMa
+# and DiM ran in selective Mamba blocks, the course's in its LTI (time-invariant) S4D core.
 CLAIMS = [  # (source, claim, variant, prediction: "variant better" / "base better" / "match")
     ("DiffuSSM", "a bidirectional SSM beats a causal one", "causal", "base better"),
-    ("DiffuSSM", "no patching (patch 1) beats 2x2 patches at equal cost per image", "patch 1 (same cost)", "variant better"),
-    ("DiffuSSM", "the hourglass M = 2 roughly matches M = 1 at lower cost", "M = 1", "match"),
-    ("ZigMa", "a continuous (zigzag) path beats the raster sweep", "snake", "variant better"),
-    ("locality", "a locality-preserving curve (Hilbert) beats the raster sweep", "hilbert", "variant better"),
-    ("DiM / Mamba-ND", "alternating row and column directions across layers beats one direction",
-     "raster/column", "variant better"),
+    ("DiffuSSM", "course's equal-cost version of the patching claim: no patching (patch 1), narrowed to the "
+                 "base's FLOPs per image, beats 2x2 patches at equal CPU time (the paper compares at equal "
+                 "width and equal steps, by training loss)", "patch 1 (same cost)", "variant better"),
+    ("DiffuSSM", "course's equal-cost version of the hourglass claim: M = 2 does at least as well as M = 1 at "
+                 "equal CPU time, where it takes more steps (the paper: M = 2 roughly matches M = 1 at equal "
+                 "steps, for less compute)", "M = 1", "match"),
+    ("ZigMa", "with an LTI S4D core (ZigMa used selective Mamba), a continuous (zigzag) path beats the raster "
+              "sweep", "snake", "variant better"),
+    ("locality", "with an LTI S4D core, a locality-preserving curve (Hilbert) beats the raster sweep", "hilbert",
+     "variant better"),
+    ("DiM / Mamba-ND", "with an LTI S4D core, alternating row and column directions across layers beats one "
+                       "direction", "raster/column", "variant better"),
     ("control", "an order without locality (random) is worse than raster", "random", "base better"),
 ]
 
@@ -135,7 +145,8 @@ def verdict(rows: dict, v: str, prediction: str) -> tuple[str, float | None]:
     if prediction == "match":
         if not decided:
             return "consistent: the difference is within the seed spread", diff
-        return ("holds, and M = 2 is even better at equal time" if diff > 0 else
+        return (f"holds: M = 2 is better beyond the spread, with {rows[BASE]['steps']:.0f} steps against M = 1's "
+                f"{rows[v]['steps']:.0f} in the same time" if diff > 0 else
                 "does not hold at this budget: M = 1 is better beyond the spread"), diff
     if not decided:
         return "cannot be decided at this budget: the difference is within the seed spread", diff

@@ -4,9 +4,10 @@ After every optimiser step, each EMA weight moves a small step towards the live 
 
     ema <- decay * ema + (1 - decay) * w          (decay = 0.999: an average over ~1000 steps)
 
-The live weights jitter with every minibatch; their average is smoother and gives visibly cleaner
-samples (DDPM, DiT and the DiffuSSM paper all sample from the EMA). Buffers (non-trainable state)
-are copied as they are.
+The live weights jitter with every minibatch; their average is smoother (DDPM, DiT and the DiffuSSM
+paper all sample from the EMA, after long runs). Whether it samples better than the live weights
+after a short run is a measurement: ``benchmarks/bench_speedrun.py`` evaluates both. Buffers
+(non-trainable state) are copied as they are.
 
 Warm-up
 -------
@@ -14,7 +15,8 @@ With decay 0.999 the EMA needs a few thousand steps to forget its random initial
 makes the samples of a short run (a notebook, a test) look worse than the live model's. With
 ``warmup=True`` the decay used at update number n (0-based) is ``min(decay, (1 + n) / (10 + n))``
 (0.1, 0.18, 0.25, ... rising towards ``decay``), as in several public DDPM / DiT codebases; after
-about 10 / (1 - decay) updates it equals ``decay``. ``EMA.num_updates`` counts updates so that a
+about 10 / (1 - decay) updates it equals ``decay`` (9,000 for 0.999; ``train.ema_warmup: false``
+turns the ramp off). ``EMA.num_updates`` counts updates so that a
 resumed run continues the same sequence.
 """
 from __future__ import annotations
@@ -48,6 +50,7 @@ class EMA:
         self.decay = float(decay)
         self.warmup = bool(warmup)
         self.num_updates = 0
+        self.last_decay: float | None = None    # the decay of the last update (logged by the trainer)
         self.module = copy.deepcopy(unwrap(model)).eval().requires_grad_(False)
 
     @torch.no_grad()
@@ -63,6 +66,7 @@ class EMA:
         for eb, b in zip(self.module.buffers(), src.buffers()):
             eb.copy_(b)
         self.num_updates += 1
+        self.last_decay = d
         return d
 
     @torch.no_grad()

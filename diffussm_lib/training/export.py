@@ -82,7 +82,9 @@ def model_card_text(ckpt: Checkpoint, weights_path: Path, evaluations: Sequence[
         f"| images seen | {ckpt.step * cfg.train.batch_size} |",
         f"| wall time | {wall_h:.2f} h ({train_h:.2f} h in training steps; the rest: sample grids, checkpoints) |",
         f"| hardware | {ex.get('hardware', 'unknown')} |",
-        f"| precision | {cfg.train.precision} |",
+        f"| precision | {cfg.train.precision}"
+        + (f" (measured at the start: {ex['precision']})" if cfg.train.precision == "auto" and "precision" in ex else "")
+        + " |",
         f"| EMA decay | {cfg.train.ema_decay} |",
         f"| library | diffussm_lib {ex.get('library_version', '?')}, torch {ex.get('torch_version', '?')} |",
         "",

@@ -1,9 +1,10 @@
 """The pieces of one training step (notebook 05), each small enough to derive and test on its own.
 
     g      = step_generator(seed, s, rank)          # all randomness of step s
-    lr     = lr_at(s, lr, warmup_steps)             # linear warm-up, then constant
+    lr     = lr_at(s, lr, warmup_steps, lr_schedule, progress)   # warm-up, then constant or decaying
     y'     = drop_labels(y, p=label_dropout, null)  # classifier-free guidance: sometimes "no label"
-    loss   = diffusion_loss(model, schedule, x, y', generator=g)   # t ~ U{0..T-1}, eps ~ N(0, I)
+    t      = sample_timesteps(B, T, g, timestep_sampling)        # uniform, or logit-normal
+    loss   = diffusion_loss(model, schedule, x, y', t=t, generator=g, weighting=loss_weighting)
     loss.backward(); clip the gradient norm to grad_clip; AdamW step; ema.update(model)
 
 Nothing random is carried from one step to the next: step ``s`` draws from a generator seeded with
@@ -13,7 +14,10 @@ Nothing random is carried from one step to the next: step ``s`` draws from a gen
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, List
+import math
+import statistics
+import time
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -25,12 +29,41 @@ class NonFiniteLossError(RuntimeError):
     """The loss (or gradient norm) became NaN or infinite; training stopped before that update."""
 
 
-def lr_at(step: int, base_lr: float, warmup_steps: int) -> float:
+LR_SCHEDULES = ("constant", "cosine", "linear")
+TIMESTEP_SAMPLINGS = ("uniform", "logit_normal")
+
+
+def lr_at(step: int, base_lr: float, warmup_steps: int, schedule: str = "constant", progress: float = 0.0) -> float:
     """Learning rate for update number ``step`` (0-based): linear warm-up over ``warmup_steps``
-    updates, ``base_lr * (step + 1) / warmup_steps``, then constant ``base_lr``."""
-    if warmup_steps <= 0:
-        return base_lr
-    return base_lr * min(1.0, (step + 1) / warmup_steps)
+    updates, ``base_lr * (step + 1) / warmup_steps``; after it ``base_lr`` times
+
+        constant: 1        cosine: (1 + cos(pi p)) / 2        linear: 1 - p
+
+    where ``progress`` p in [0, 1] is how much of the run is done (the trainer passes the larger of
+    step / max_steps and, with a time budget, train_seconds / budget: the budget is known in
+    advance, the number of steps it buys is not). The warm-up multiplies the decay."""
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"train.lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
+    p = min(max(float(progress), 0.0), 1.0)
+    decay = {"constant": 1.0, "cosine": 0.5 * (1.0 + math.cos(math.pi * p)), "linear": 1.0 - p}[schedule]
+    warm = 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
+    return base_lr * warm * decay
+
+
+def sample_timesteps(batch: int, T: int, generator: Optional[torch.Generator] = None, method: str = "uniform",
+                     mean: float = 0.0, std: float = 1.0, device=None) -> torch.Tensor:
+    """Training timesteps t (batch,) long in {0..T-1}.
+
+    uniform:       t ~ U{0..T-1} (DDPM).
+    logit_normal:  u ~ N(mean, std), t = floor(sigmoid(u) * T) (SD3's density over the noise level,
+                   mapped onto the discrete steps): more updates at middle noise, fewer at both ends.
+    """
+    if method == "uniform":
+        return torch.randint(0, T, (batch,), generator=generator, device=device)
+    if method == "logit_normal":
+        u = mean + std * torch.randn(batch, generator=generator, device=device)
+        return (torch.sigmoid(u) * T).long().clamp_(0, T - 1)
+    raise ValueError(f"train.timestep_sampling must be one of {TIMESTEP_SAMPLINGS}, got {method!r}")
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
@@ -83,7 +116,8 @@ def step_batches(dataset: Dataset, batch_size: int, seed: int, start_step: int, 
 
 
 def autocast_context(device: torch.device, precision: str):
-    """``torch.autocast`` to bfloat16 for ``precision="bf16"``, a no-op for "fp32"."""
+    """``torch.autocast`` to bfloat16 for ``precision="bf16"``, a no-op for "fp32" (the trainer
+    resolves "auto" to one of them first: ``Trainer.pick_precision``)."""
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision == "bf16":
@@ -91,7 +125,33 @@ def autocast_context(device: torch.device, precision: str):
     raise ValueError(f"train.precision must be 'fp32' or 'bf16', got {precision!r}")
 
 
+def faster_precision(forward_backward: Callable[[str], None], candidates: Sequence[str] = ("fp32", "bf16"),
+                     rounds: int = 3, sync: Optional[Callable[[], None]] = None, margin: float = 0.95
+                     ) -> tuple[str, Dict[str, float]]:
+    """Which precision trains faster here: ``forward_backward(precision)`` is timed for each candidate
+    in turn (fp32, bf16, fp32, bf16, ...: a noisy machine drifts, interleaving spreads the drift over
+    both), one warm-up round then ``rounds`` timed rounds; the median seconds decide. The first
+    candidate (full precision) is kept unless another is faster than ``margin`` times its median.
+    ``sync`` (e.g. ``torch.cuda.synchronize``) runs before each clock read, so queued work is counted.
+    Returns (the pick, {precision: median seconds})."""
+    times: Dict[str, List[float]] = {c: [] for c in candidates}
+    for r in range(rounds + 1):
+        for c in candidates:
+            if sync is not None:
+                sync()
+            t0 = time.perf_counter()
+            forward_backward(c)
+            if sync is not None:
+                sync()
+            if r:                                                   # round 0 warms up
+                times[c].append(time.perf_counter() - t0)
+    med = {c: statistics.median(v) for c, v in times.items()}
+    pick = min(candidates[1:], key=med.__getitem__, default=candidates[0])
+    return (pick if med[pick] < margin * med[candidates[0]] else candidates[0]), med
+
+
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW over all trainable parameters (DiT's optimiser: betas (0.9, 0.999), constant lr)."""
+    """AdamW over all trainable parameters (DiT's optimiser, betas (0.9, 0.999); the trainer sets each
+    update's learning rate with ``lr_at``)."""
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
                              weight_decay=weight_decay, betas=(0.9, 0.999))

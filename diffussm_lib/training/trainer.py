@@ -35,7 +35,8 @@ from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint, save_chec
 from .distributed import all_max, all_mean, broadcast_flag, init_distributed
 from .ema import EMA, unwrap
 from .loading import check_config_matches, check_resumable, load_state_strict
-from .step import (NonFiniteLossError, autocast_context, lr_at, make_optimizer, step_batches, step_generator)
+from .step import (NonFiniteLossError, autocast_context, faster_precision, lr_at, make_optimizer, sample_timesteps,
+                   step_batches, step_generator)
 
 @dataclass
 class TrainResult:
@@ -71,6 +72,9 @@ class Trainer:
             raise ValueError(f"train.batch_size={tc.batch_size} (the global batch) must be divisible by the "
                              f"number of processes ({self.dist.world_size})")
         self.local_batch = tc.batch_size // self.dist.world_size
+        self.precision = tc.precision   # "auto" is resolved by pick_precision() when training starts
+        self.precision_times: dict = {}  # {"fp32": seconds, "bf16": seconds}: pick_precision's medians
+        self.max_seconds: Optional[float] = None   # the time budget of the current train() call
         if tc.precision == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ValueError("train.precision=bf16 but this GPU does not support bfloat16; use fp32")
         if self.device.type == "cuda":
@@ -94,7 +98,7 @@ class Trainer:
         self.model = (model if model is not None else build_model(cfg.model)).to(self.device)
         self.null_class = null_class_of(self.model)
         self.schedule = NoiseSchedule.from_config(cfg.diffusion).to(self.device)
-        self.ema = EMA(self.model, tc.ema_decay)
+        self.ema = EMA(self.model, tc.ema_decay, warmup=tc.ema_warmup)
         if self.dist.enabled:
             self.model = DistributedDataParallel(self.model, device_ids=[self.device.index]
                                                  if self.device.type == "cuda" else None)
@@ -148,19 +152,12 @@ class Trainer:
         tc, s = self.cfg.train, self.step
         g = step_generator(tc.seed, s, self.dist.rank, self.device)      # all randomness of this step
         # learning rate
-        lr = lr_at(s, tc.lr, tc.warmup_steps)
+        lr = lr_at(s, tc.lr, tc.warmup_steps, tc.lr_schedule, self.progress())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        # forward and loss
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        self.model.train()
-        with autocast_context(self.device, tc.precision):
-            y_in = drop_labels(y, tc.label_dropout, self.null_class, generator=g)
-            loss = diffusion_loss(self.model, self.schedule, x, y_in, generator=g,
-                                  prediction=self.cfg.diffusion.prediction,
-                                  vlb_weight=self.cfg.diffusion.vlb_weight)
+        # forward, loss and backward
+        loss = self._loss(x, y, g)
         self._check_finite(loss.detach(), "loss")
-        # backward and clipping
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
@@ -171,6 +168,49 @@ class Trainer:
         self.ema.update(self.model)
         self.step += 1
         return float(loss.detach()), float(grad_norm), lr
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, precision: Optional[str] = None
+              ) -> torch.Tensor:
+        """The training loss of a batch x (b, C, H, W), y (b,): label dropout, t from
+        ``train.timestep_sampling``, the loss weighted by ``train.loss_weighting``; drawn from ``g``."""
+        tc = self.cfg.train
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        self.model.train()
+        with autocast_context(self.device, precision or self.precision):
+            y_in = drop_labels(y, tc.label_dropout, self.null_class, generator=g)
+            t = sample_timesteps(x.shape[0], self.schedule.T, g, tc.timestep_sampling, tc.logit_mean, tc.logit_std,
+                                 device=self.device)
+            return diffusion_loss(self.model, self.schedule, x, y_in, generator=g, t=t,
+                                  prediction=self.cfg.diffusion.prediction, vlb_weight=self.cfg.diffusion.vlb_weight,
+                                  weighting=tc.loss_weighting, min_snr_gamma=tc.min_snr_gamma)
+
+    def progress(self) -> float:
+        """How much of the run is done, in [0, 1]: the larger of step / max_steps and, under a time
+        budget, train_seconds / budget (what a decaying ``train.lr_schedule`` follows)."""
+        p = self.step / max(self.cfg.train.max_steps, 1)
+        if self.max_seconds:   # every process must use the same rate: the slowest clock (one collective under DDP)
+            p = max(p, all_max(self.train_seconds, self.dist, self.device) / self.max_seconds)
+        return min(p, 1.0)
+
+    def pick_precision(self, x: torch.Tensor, y: torch.Tensor) -> str:
+        """Resolve ``train.precision: auto`` on the batch (x, y) with ``faster_precision`` (forward +
+        backward, no update; the time counts towards ``train_seconds``: it is part of the budget).
+        Under DDP rank 0's measurement decides. Returns the precision and sets ``self.precision``."""
+        if self.cfg.train.precision != "auto":
+            return self.precision
+        cands = ["fp32", "bf16"] if self.device.type == "cpu" or torch.cuda.is_bf16_supported() else ["fp32"]
+        g = step_generator(self.cfg.train.seed, 0, self.dist.rank, self.device)   # a copy: step 0 redraws
+        sync = (lambda: torch.cuda.synchronize(self.device)) if self.device.type == "cuda" else None
+        t0 = time.perf_counter()
+        pick, med = faster_precision(lambda c: self._loss(x, y, g, precision=c).backward(), cands, sync=sync)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.train_seconds += time.perf_counter() - t0
+        if self.dist.enabled:
+            pick = "bf16" if broadcast_flag(pick == "bf16", self.dist, self.device) else "fp32"
+        self.precision, self.precision_times = pick, dict(med)
+        self.log("precision auto: " + ", ".join(f"{c} {1e3 * m:.0f} ms" for c, m in med.items())
+                 + f" per forward + backward of {len(x)} images -> {pick}")
+        return pick
 
     def _check_finite(self, value: torch.Tensor, what: str) -> None:
         if all_max(float(not torch.isfinite(value).all()), self.dist, self.device) > 0:
@@ -190,7 +230,7 @@ class Trainer:
         if self.dist.is_main:
             extra = {"ema_updates": self.ema.num_updates, "train_seconds": self.train_seconds,
                      "wall_seconds": self.wall_seconds, "images_seen": self.step * self.cfg.train.batch_size,
-                     "world_size": self.dist.world_size,
+                     "world_size": self.dist.world_size, "precision": self.precision,
                      "hardware": hardware_description(self.device, self.dist.world_size),
                      "torch_version": torch.__version__, "library_version": __version__}
             save_checkpoint(path, config=self.cfg, step=self.step, model=self.bare_model.state_dict(),
@@ -258,6 +298,7 @@ class Trainer:
         sessions) to at least this. Equal budgets make equal-compute comparisons (notebook 07)."""
         if max_seconds is not None and not max_seconds > 0:
             raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
+        self.max_seconds = max_seconds
         if max_steps is not None and max_steps != self.cfg.train.max_steps:
             self.cfg = replace(self.cfg, train=replace(self.cfg.train, max_steps=int(max_steps)))
         tc = self.cfg.train
@@ -276,6 +317,7 @@ class Trainer:
                  f"{tc.max_steps}, global batch {tc.batch_size}"
                  + (f" on {self.dist.world_size} processes" if self.dist.enabled else "")
                  + f", {self.device.type}, {tc.precision}"
+                 + (f", lr schedule {tc.lr_schedule}" if tc.lr_schedule != "constant" else "")
                  + (f", time budget {max_seconds:.0f} s" if max_seconds is not None else ""))
         losses, window_t = [], 0.0          # since the last log record
         t_wall = time.perf_counter()
@@ -283,6 +325,8 @@ class Trainer:
         try:
             for epoch, x, y in step_batches(self.dataset, self.local_batch, tc.seed, self.step, self.dist.rank,
                                             self.dist.world_size, tc.num_workers):
+                if self.precision == "auto":
+                    self.pick_precision(x, y)
                 # one update, timed (time in training steps is the budget)
                 t0 = time.perf_counter()
                 loss, gnorm, lr = self.train_step(x, y)
@@ -301,7 +345,7 @@ class Trainer:
                 if s % tc.log_every == 0 or last:
                     rec = {"step": s, "epoch": epoch, "loss": all_mean(sum(losses) / len(losses), self.dist,
                                                                        self.device),
-                           "lr": lr, "grad_norm": gnorm,
+                           "lr": lr, "grad_norm": gnorm, "ema_decay": self.ema.last_decay,
                            "images_per_sec": tc.batch_size * len(losses) / max(window_t, 1e-9),
                            "train_seconds": round(self.train_seconds, 3)}
                     losses, window_t = [], 0.0

@@ -20,6 +20,8 @@
 # "Check your understanding" questions. They use the pretrained checkpoint; in fast mode
 # (`DIFFUSSM_FAST=1`, CI) with fewer digits and sampling steps. The full sizes take a few minutes on
 # a 2-core CPU.
+#
+# *Outputs shown: executed in full mode on 2026-12-02, CPU AMD EPYC, 2 torch threads, in 0.8 min.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is two folders up; in Colab this cell

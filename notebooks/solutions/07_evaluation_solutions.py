@@ -19,6 +19,8 @@
 # Solutions to the exercises of notebook 07, each checked with `assert`s, and answers to its
 # "Check your understanding" questions. In fast mode (`DIFFUSSM_FAST=1`, CI) every solution runs
 # at smaller sizes; the full sizes take a few minutes on a 2-core CPU (Solution 3 the longest).
+#
+# *Outputs shown: executed in full mode on 2026-12-02, CPU AMD EPYC, 2 torch threads, in 1.0 min.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is two folders up; in Colab this cell

@@ -18,6 +18,8 @@
 #
 # Solutions to the exercises of notebook 08, each checked with `assert`s, and answers to its
 # "Check your understanding" questions.
+#
+# *Outputs shown: executed in full mode on 2026-12-02, CPU AMD EPYC, 2 torch threads, in 0.0 min.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is two folders up; in Colab this cell
