@@ -155,3 +155,20 @@ def test_execute_notebooks_drops_progress_bars_and_profiler_lines():
     assert kept[0].data["text/plain"].startswith("VBox") and kept[1].text == "UserWarning: kept\n"
     assert kept[2].text == "loss 0.50 -> 0.12 (100%)\n"
     assert not any(STUCK_BAR.search(t) or "USDT:" in t for t in _output_texts(cell))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_notebook_runs_twice_in_one_kernel(src, monkeypatch):
+    """Students re-run cells: every code cell top to bottom, then all of them again in the same kernel
+    (fast mode), ends without an error (a resumed run, a re-registered callback, a file that exists)."""
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("DIFFUSSM_FAST", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    nb = jupytext.read(src)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    nb.cells = code + [nbformat.v4.new_code_cell(c.source) for c in code]
+    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    assert all(c.get("execution_count") for c in nb.cells)
