@@ -149,13 +149,13 @@ def export_run(runs: dict, seed: int, out_dir: Path, runs_dir: Path) -> None:
     ckpt = load_checkpoint(folder)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "evaluations").mkdir(exist_ok=True)
+    where = Path(ckpt.path).resolve()
+    where = where.relative_to(REPO) if where.is_relative_to(REPO) else where    # no machine's path in the repo
     reports = []
     for key, ev in r["eval"].items():
         if not key.startswith("ema"):
             continue
         w = float(key.split("=")[1])
-        where = Path(ckpt.path).resolve()
-        where = where.relative_to(REPO) if where.is_relative_to(REPO) else where    # no machine's path in the repo
         rep = dict({k: v for k, v in ev.items() if k != "seconds"}, checkpoint=str(where), step=ckpt.step,
                    sampler="ddim", steps=25, guidance=w, seed=1000 + seed, conditional=True)
         atomic_write_text(out_dir / "evaluations" / f"ddim25_w{w:g}_n{ev['n']}.json", json.dumps(rep, indent=2) + "\n")

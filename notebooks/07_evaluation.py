@@ -40,7 +40,7 @@
 # `RECOMPUTE = True` in the cell marked THE SWITCH below to make them again here. With `DIFFUSSM_FAST=1` (CI)
 # the same code runs at tiny sizes, which only shows the machinery.
 #
-# *Outputs shown: executed in full mode on 2026-12-02, CPU AMD EPYC, 2 torch threads, in 0.8 min.*
+# *Outputs shown: executed in full mode on 2026-12-03, CPU AMD EPYC, 2 torch threads, in 1.0 min.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is one folder up; in Colab this cell
@@ -349,12 +349,19 @@ for a, b in zip(ssm_run.evaluations, dit_run.evaluations):
     assert a["guidance"] == b["guidance"] and a["fid"] < b["fid"] and a["class_accuracy"] > b["class_accuracy"]
     assert a["histogram_deviation"] < b["histogram_deviation"]
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 5))
-for ax, name in zip(axes, ("diffussm", "dit")):
-    ax.imshow(plt.imread(str(ROOT / "docs" / f"compare_10min_{name}.png")), cmap="gray")
-    ax.set_title(f"stored: {name}, {compare['command'].split('--minutes ')[1].split()[0]} min of training")
-    ax.axis("off")
-plt.tight_layout(); plt.show()
+
+
+def side_by_side(images, titles):
+    """Two sample grids (H, W) side by side, each with its title."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5))
+    for ax, img, title in zip(axes, images, titles):
+        ax.imshow(img, cmap="gray"); ax.set_title(title); ax.axis("off")
+    plt.tight_layout(); plt.show()
+
+
+minutes = compare["command"].split("--minutes ")[1].split()[0]
+side_by_side([plt.imread(str(ROOT / "docs" / f"compare_10min_{name}.png")) for name in ("diffussm", "dit")],
+             [f"stored: {name}, {minutes} min of training" for name in ("diffussm", "dit")])
 
 # %% [markdown]
 # **Reading it.** At equal CPU time DiffuSSM's samples are far closer to the data by FID-LeNet at
@@ -410,12 +417,8 @@ if LIVE:
     DUEL = by_mode(full=settings_of(compare), fast=TINY)
     duel = [budget_run(cfg_ssm, "DiffuSSM", DUEL), budget_run(cfg_dit, "DiT", DUEL)]
     print(results_table(duel))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5))
-    for ax, run in zip(axes, duel):
-        ax.imshow(make_grid(run.last_images[:50], ncol=10).squeeze(-1), cmap="gray")
-        ax.set_title(f"live: {run.name}, {run.steps} steps in {run.train_seconds / 60:.1f} min")
-        ax.axis("off")
-    plt.tight_layout(); plt.show()
+    side_by_side([make_grid(run.last_images[:50], ncol=10).squeeze(-1) for run in duel],
+                 [f"live: {run.name}, {run.steps} steps in {run.train_seconds / 60:.1f} min" for run in duel])
     assert all(r.steps >= 1 and len(r.evaluations) == len(DUEL["guidance"]) for r in duel)
 else:
     print("RECOMPUTE is False: the stored comparison above is the result of this section.")

@@ -33,14 +33,19 @@ def pm(mean: float, sd: float, fmt: str = ".2f", unit: str = "") -> str:
     return f"{mean:{fmt}}{unit} (1 seed)" if sd != sd else f"{mean:{fmt}}{unit} +- {sd:{fmt}}"
 
 
+def by_budget(runs: dict) -> dict:
+    """{budget: {arm: [result, ...]}}: the stored runs grouped by budget, then by arm (seeds in a list)."""
+    out: dict = {}
+    for rid, r in runs.items():
+        out.setdefault(budget_of(rid), {}).setdefault(r["arm"], []).append(r)
+    return out
+
+
 def tables(runs: dict, base_arm: str = "recipe") -> str:
     """One markdown table per budget: each arm's FID-LeNet and class accuracy (mean +- SD over seeds,
     the worst seed), and a Welch t-test of its FID against ``base_arm``'s at the same budget and scale."""
-    by_budget: dict = {}
-    for rid, r in runs.items():
-        by_budget.setdefault(budget_of(rid), {}).setdefault(r["arm"], []).append(r)
     out = []
-    for budget, arms in by_budget.items():
+    for budget, arms in by_budget(runs).items():
         keys = sorted({k for rs in arms.values() for r in rs for k in r["eval"]},
                       key=_eval_order)
         out.append(f"### {budget}\n")
@@ -89,7 +94,6 @@ def target_summary(runs: dict, arm: str = "recipe") -> str:
     if budget is None:
         return f"no timed runs of {arm!r} stored"
     rs = [r for rid, r in runs.items() if r["arm"] == arm and budget_of(rid) == budget]
-    hw = sorted({r["hardware"] for r in rs})
     lines = [f"{arm} at {budget} of training time per run, {len(rs)} seed{'s' if len(rs) > 1 else ''}; "
              f"{'; '.join(sorted({r['hardware'] for r in rs}))}; precision "
              f"{'/'.join(sorted({r['precision'] for r in rs}))}; "
@@ -142,11 +146,8 @@ def lever_verdicts(runs: dict, base_arm: str = "recipe") -> str:
     against it at the first EMA evaluation both have: the FID-LeNet and class-accuracy differences
     (arm minus base, means over seeds), Welch's p for the FID, and the verdict: lower / higher FID
     "shown" (p < ALPHA) or "not shown" (a p above ALPHA never says "equal")."""
-    by_budget: dict = {}
-    for rid, r in runs.items():
-        by_budget.setdefault(budget_of(rid), {}).setdefault(r["arm"], []).append(r)
     out = []
-    for budget, arms in by_budget.items():
+    for budget, arms in by_budget(runs).items():
         base = arms.get(base_arm, [])
         lines = []
         for arm, rs in sorted(arms.items()):

@@ -152,7 +152,8 @@ class Trainer:
         tc, s = self.cfg.train, self.step
         g = step_generator(tc.seed, s, self.dist.rank, self.device)      # all randomness of this step
         # learning rate
-        lr = lr_at(s, tc.lr, tc.warmup_steps, tc.lr_schedule, self.progress())
+        lr = lr_at(s, tc.lr, tc.warmup_steps, tc.lr_schedule,
+                   0.0 if tc.lr_schedule == "constant" else self.progress())   # constant: no clock, no collective
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         # forward, loss and backward
