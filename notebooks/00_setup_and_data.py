@@ -31,7 +31,7 @@
 # 5. state in one page what the paper does, how the course's setting differs from it, and the letters
 #    every notebook uses.
 #
-# *Outputs shown: executed in full mode on 2026-12-02, CPU AMD EPYC, 2 torch threads, in 0.1 min.*
+# *Outputs shown: executed in full mode on 2026-12-03, CPU AMD EPYC, 2 torch threads, in 9 s.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is one folder up; in Colab this cell
@@ -182,7 +182,7 @@ assert ratio_fwd > 1 and 2.6 < ratio_img < 2.8
 # | F | feature width of a token, F = C p² after patchify | 4 |
 # | K | an SSM's convolution kernel $K_0, \dots, K_{L-1}$ | |
 # | E | the SSM's skip term, $y = K * u + E\,u$ (the code keeps the S4 / mamba-ssm name `D`) | |
-# | Q | a block length inside a kernel or scan, about $\sqrt L$ | 14 |
+# | Q | a block length: $\lceil\sqrt L\,\rceil$ in the S4D kernel (notebook 01); in the selective scan, sized to about $2^{18}$ numbers per block (notebook 02) | 14 (kernel, L = 196) |
 #
 # Lower-case $k, l, j, n, t$ are indices. DiT's residual stream has L tokens, so the shapes written
 # (B, J, D) read (B, L, D) there. Counts of samples are written out ("1,000 samples"), never with a
@@ -273,7 +273,8 @@ fig, ax = plt.subplots(figsize=(6, 2.5))
 ax.bar(np.arange(10) - 0.2, train_counts / 60000, width=0.4, label="train")
 ax.bar(np.arange(10) + 0.2, test_counts / 10000, width=0.4, label="test")
 ax.axhline(0.1, color="k", lw=0.8, ls="--"); ax.set_xticks(range(10)); ax.set_ylabel("fraction"); ax.legend()
-plt.show()
+ax.set_xlabel("digit class"); ax.set_title("class frequencies (dashed: 1/10)", fontsize=10)
+plt.tight_layout(); plt.show()
 
 # %% [markdown]
 # ### Pixel statistics
@@ -290,6 +291,7 @@ print(f"outer 4-pixel ring: {(train_x[:, ring] == 0).float().mean():.3f} of its 
 assert 0.78 < (train_x == 0).float().mean() < 0.82 and (train_x[:, ring] == 0).float().mean() > 0.98
 fig, axes = plt.subplots(1, 3, figsize=(10, 2.8))
 axes[0].hist(train_x[:5000].flatten().numpy(), bins=64, log=True); axes[0].set_title("pixel values (log count)")
+axes[0].set_xlabel("uint8 value, first 5,000 images")
 axes[1].imshow(xf.mean(0), cmap="magma"); axes[1].set_title("mean image")
 axes[2].imshow(xf.std(0), cmap="magma"); axes[2].set_title("per-pixel std")
 for a in axes[1:]:
@@ -378,9 +380,9 @@ assert rgb_ds[0][0].shape == (3, 28, 28) and rgb_ds.channels == 3
 # | data | latents of a frozen Stable Diffusion VAE, 32x32x4 | pixels of 28x28x1 MNIST digits (`model.image_size: 28`, `in_channels: 1`, `data.pad_to: null`) | no VAE to download or run; MNIST is small enough to model in pixel space |
 # | patches | none (p = 1): L = 1,024 | 2x2 (`model.patch_size: 2`): L = 196; p = 1 would give L = 784 | p = 1 costs several times more per image on a CPU: README's ablation table and notebook 07 section 6 (the cell below prints the recorded ratio) |
 # | hourglass | M = 2: J = 512 | M = 2 (`hourglass_ratio: 2`): J = 98 | the same |
-# | width, depth | D = 1152, 29 layers, about 673 M parameters | D = 128, 4 blocks (`hidden_dim`, `depth`), 1.41 M parameters | trains on a 2-core CPU in about an hour |
+# | width, depth | D = 1152, 29 layers, about 673 M parameters | D = 128, 4 blocks (`hidden_dim`, `depth`), 1.41 M parameters | trains on a 2-core CPU in about an hour (the cell below prints the recorded speed's estimate) |
 # | SSM | bidirectional S4D in the style of BiGS (whose state size is 64) | bidirectional S4D (`ssm_core: s4d`), N = 64 (`ssm_state: null`: S4D's default), S4D-Lin initialisation (`ssm_init: lin`, the default) | the same layer; notebook 01 derives S4D-Lin and S4D-Inv |
-# | diffusion | DiT's recipe, which DiffuSSM follows: ε-prediction, linear β schedule, learned variance | v-prediction (`prediction: v`), cosine schedule (`schedule: cosine`), fixed variance (`learn_sigma: false`) | at high noise an error in ε reaches the predicted image multiplied by a factor that grows without bound as the signal vanishes (about 2·10⁴ at the cosine schedule's last, clipped step), an error in v by at most 1; the linear schedule spends its last few hundred steps on nearly pure noise (both measured in notebook 04). The library implements the learned variance (notebook 04, section 12); the shipped configs leave it off |
+# | diffusion | DiT's recipe (ε-prediction, linear β schedule, learned variance); the paper says it trains following DiT | v-prediction (`prediction: v`), cosine schedule (`schedule: cosine`), fixed variance (`learn_sigma: false`) | at high noise an error in ε reaches the predicted image multiplied by a factor that grows without bound as the signal vanishes (about 2·10⁴ at the cosine schedule's last, clipped step), an error in v by at most 1; the linear schedule spends its last few hundred steps on nearly pure noise (both measured in notebook 04). The library implements the learned variance (notebook 04, section 12); the shipped configs leave it off |
 # | class embedding init | DiT: normal, std 0.02 | normal, std 1 (`LabelEmbedder` in `models/diffussm.py`) | with 0.02, small CPU-budget models ignored their labels |
 # | sampler for reported numbers | 250 DDPM steps | DDIM, 25 steps | 10x fewer network calls |
 # | metric | FID-50K on Inception features | FID-LeNet on 10,000 samples, with its real-vs-real floor (notebook 07) | Inception features need downloaded weights and suit MNIST poorly |
@@ -416,6 +418,8 @@ speed = {r["name"]: r["images_per_sec"] for r in abl}
 base, p1 = speed["DiffuSSM (S4D, M=2, patch 2, bidirectional)"], speed["patch 1 (L = 784)"]
 print(f"recorded on a 2-core CPU (README, ablations): patch 2 trains {base} images/s, patch 1 {p1}: "
       f"{base / p1:.1f}x the time per image")
+print(f"the CPU config's {cfg.train.max_steps:,} steps of batch {cfg.train.batch_size} at {base} images/s: "
+      f"about {cfg.train.max_steps * cfg.train.batch_size / base / 60:.0f} min")
 assert base / p1 > 3
 
 # %% [markdown]

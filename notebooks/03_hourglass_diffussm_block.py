@@ -618,7 +618,8 @@ assert 36 * Dw < crossovers[("DiT, patch 2 (L/4 tokens)", "DiffuSSM (M=2)")] < L
 # FLOPs are not time. On a CPU the SSM's FFTs and element-wise work run far below matrix-product
 # speed, so the measured crossover is later; `benchmarks/bench_blocks.py` measures forward+backward
 # time of the two blocks at D = 256, batch 8 for L = 256 ... 16384. A quick version here (batch 2,
-# short lengths in fast mode; compare with the benchmark's numbers, taken on a quiet machine):
+# short lengths in fast mode; compare with the benchmark's numbers in the README's table of benchmarks,
+# `bench_blocks.py` row, taken on a quiet machine):
 
 # %%
 def fwd_bwd_seconds(block, n_tokens, width, batch=2, reps=2):

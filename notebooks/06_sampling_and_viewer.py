@@ -156,7 +156,9 @@ print(f"{sum(p.numel() for p in model.parameters()):,} parameters | {IMAGE}x{IMA
 #   steps).
 #
 # The cost of sampling is (number of steps) x (cost of one forward pass), so the ratio of the two
-# timings should be close to the ratio of their step counts.
+# timings should be close to the ratio of their step counts; the printed milliseconds per step show
+# how far it is: on a CPU shared with other work, per-step times of the same forward pass vary by
+# tens of percent from one run to the next.
 
 # %%
 NUM_GRID = by_mode(full=20, fast=10)

@@ -40,7 +40,7 @@
 # `RECOMPUTE = True` in the cell marked THE SWITCH below to make them again here. With `DIFFUSSM_FAST=1` (CI)
 # the same code runs at tiny sizes, which only shows the machinery.
 #
-# *Outputs shown: executed in full mode on 2026-12-03, CPU AMD EPYC, 2 torch threads, in 1.0 min.*
+# *Outputs shown: executed in full mode on 2026-12-03, CPU AMD EPYC, 2 torch threads, in 1.3 min.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is one folder up; in Colab this cell
@@ -279,11 +279,10 @@ for name, r in rows.items():
 fig, axes = plt.subplots(1, len(corrupted), figsize=(2 * len(corrupted), 2.3))
 for ax, (name, (imgs, _)) in zip(axes, corrupted.items()):
     ax.imshow(torch.cat(list(imgs[:4, 0]), dim=1), cmap="gray", vmin=-1, vmax=1)
-    ax.set_title(name.split(",")[0] if len(name) > 20 else name, fontsize=8)
+    ax.set_title(name.replace("Gaussian noise", "noise").split(" (")[0], fontsize=8)
     ax.set_xticks([]); ax.set_yticks([])
 plt.tight_layout(); plt.show()
 mild, heavy = rows["Gaussian noise, std 0.1 (of [0, 1])"], rows["Gaussian noise, std 0.3"]
-assert abs(rows["real digits"].fid - floor) < 1e-6 * floor       # real digits sit at the floor
 assert rows["real digits"].fid < mild.fid < heavy.fid
 assert mild.fid - floor > 5                                      # mild noise: several points above the floor
 assert min(heavy.fid, rows["blur, sigma 1 pixel"].fid) > 5 * mild.fid
@@ -307,7 +306,7 @@ assert rows["only digits 0-4"].histogram_deviation > 0.09 > 0.05 > rows["real di
 # `diffussm evaluate --checkpoint CKPT` prints all four for a trained model.
 
 # %% [markdown]
-# ## 5. DiffuSSM vs DiT at equal training compute
+# ## 5. DiffuSSM vs DiT at equal training time
 #
 # "Model A beats model B after 10,000 steps" hides the price of a step. Here both backbones get the
 # **same training-time budget** on one machine (the `Trainer` stops after the update that spends it),
@@ -419,7 +418,7 @@ if LIVE:
     print(results_table(duel))
     side_by_side([make_grid(run.last_images[:50], ncol=10).squeeze(-1) for run in duel],
                  [f"live: {run.name}, {run.steps} steps in {run.train_seconds / 60:.1f} min" for run in duel])
-    assert all(r.steps >= 1 and len(r.evaluations) == len(DUEL["guidance"]) for r in duel)
+    assert all(r.steps >= 1 and len(r.evaluations) == len(DUEL["guidance"]) for r in duel)   # smoke check
 else:
     print("RECOMPUTE is False: the stored comparison above is the result of this section.")
 
@@ -427,8 +426,9 @@ else:
 # ## 6. Ablations at a small budget
 #
 # Each row changes one design choice of the DiffuSSM config and keeps everything else (the time
-# budget included) equal. Three are the paper's own ablations: the hourglass ratio M (M = 1: dense
-# layers at full length; M = 4: a quarter), patching (1x1 patches, L = 784 tokens, the paper's
+# budget included) equal. Three follow the paper's ablations, which it reports qualitatively: the
+# hourglass ratio M (the paper sets M = 2 against no compression, M = 1: dense layers at full length;
+# the course adds M = 4, a quarter), patching (1x1 patches, L = 784 tokens, the paper's
 # no-patching setting, four times the tokens of the course's 2x2 patches) and the direction
 # (bidirectional vs one causal direction). The fourth is the course's own extra variant: the
 # selective (Mamba) scan of notebook 02 as the SSM core instead of S4D. The stored run:
@@ -596,7 +596,7 @@ if HAVE_PRETRAINED:
     model, cfg_pre, ck = load_model(CKPT)
     log = [json.loads(line) for line in (CKPT / "metrics.jsonl").read_text().splitlines() if line.strip()]
     seconds = ck.extra.get("train_seconds", 0.0)                 # trained on a GPU: see the model card
-    pre = BudgetRun("pretrained DiffuSSM", cfg_pre, model, count_params(model), ck.step, seconds,
+    pre = BudgetRun("pretrained DiffuSSM (GPU-trained)", cfg_pre, model, count_params(model), ck.step, seconds,
                     ck.extra.get("images_seen", 0) / max(seconds, 1e-9), log[-1]["loss"] if log else None)
     PRE = by_mode(full=dict(n=cpu["n"] if RECOMPUTE else 200, steps=cpu["steps"]), fast=dict(n=10, steps=2))
     evaluate_run(pre, PRE["n"], guidance=cpu["guidance"], steps=PRE["steps"])
@@ -622,7 +622,8 @@ else:
 # * DiffuSSM's cost grows about linearly with the number of tokens; DiT's grows faster, and
 #   quadratically once its attention outgrows its dense layers (beyond L = 768 tokens at width 128;
 #   section 7 prints the ratio at 256x256).
-# * The pretrained DiffuSSM meets the course's targets at w = 1.2 (10,000 samples, DDIM 25 steps).
+# * The pretrained DiffuSSM meets the course's targets at w = 1.0 and at w = 1.2 (10,000 samples,
+#   DDIM 25 steps); w = 1.2 trades FID for class accuracy.
 #
 # **Where to go next.** This is the end of the course's main line (notebook 08 is an extra on scan
 # orders). Three directions lead towards the paper's own setting:

@@ -39,7 +39,7 @@
 #
 # Sections 1-2 take seconds. Section 3 reads the stored comparison
 # (`benchmarks/results/scan_orders.json`, hours of CPU time) and trains three small models live for
-# 3.5 minutes each, then samples from each (about a quarter of an hour in all on an idle 2-core CPU,
+# 3.5 minutes each, then samples from each (about 11 minutes in all on an idle 2-core CPU,
 # more on a busy one; set `RUN_LIVE = False` to skip them); with `DIFFUSSM_FAST=1` the live runs take
 # a few steps each, which only shows the machinery.
 #
@@ -227,7 +227,7 @@ stacks = {"raster": "raster", "snake": "snake", "hilbert": "hilbert",
 stack_gaps = {k: stack_gap(v, *GRID) for k, v in stacks.items()}
 for k, g in stack_gaps.items():
     print(f"{k:>20s}: mean best-layer gap {g:.2f}")
-assert stack_gaps["raster"] == loc["raster"]["mean gap"]
+assert stack_gaps["raster"] == loc["raster"]["mean gap"]     # cross-check: one layer = section 2's measure
 assert stack_gaps["raster/column"] == 1.0 == stack_gaps["snake/column_snake"]
 
 # %% [markdown]
@@ -482,7 +482,7 @@ from diffussm_lib.config import load_config
 from diffussm_lib.evaluation import evaluate_run, results_table, train_for_budget, variant
 from diffussm_lib.sampling import make_grid
 
-RUN_LIVE = True                                     # False: skip the live runs (about a quarter of an hour)
+RUN_LIVE = True                                     # False: skip the live runs (about 11 minutes)
 LIVE_VARIANTS = ["raster", "snake", "random"]
 LIVE_SECONDS = by_mode(full=3.5 * 60, fast=None)    # training time per model
 LIVE_STEPS = by_mode(full=None, fast=2)             # in fast mode: a fixed, tiny number of steps instead
@@ -510,7 +510,7 @@ if RUN_LIVE:
         ax.imshow(make_grid(run.last_images[:20], ncol=5).squeeze(-1), cmap="gray")
         ax.set_title(f"{run.name}: {run.steps} steps", fontsize=9); ax.axis("off")
     plt.tight_layout(); plt.show()
-    assert all(r.steps >= 1 and len(r.evaluations) == 1 for r in live_runs)
+    assert all(r.steps >= 1 and len(r.evaluations) == 1 for r in live_runs)   # smoke check: each run trained and was measured
 
 # %% [markdown]
 # ## 4. What holds at MNIST scale

@@ -19,7 +19,7 @@ def test_there_are_notebooks():
 
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-RECORD = re.compile(r"^\*Outputs shown: executed in (full|fast) mode on \d{4}-\d\d-\d\d, .+, in [\d.]+ min\.\*$", re.M)
+RECORD = re.compile(r"^\*Outputs shown: executed in (full|fast) mode on \d{4}-\d\d-\d\d, .+, in [\d.]+ (min|s)\.\*$", re.M)
 MAX_NOTEBOOK_BYTES = 1_500_000
 
 
@@ -100,6 +100,8 @@ def test_exercises_questions_references_and_solutions(src):
 def test_solutions_open_the_same_way(src):
     cells = jupytext.read(src).cells
     assert cells[0].source.startswith(f"# {src.stem[:2]} · Solutions"), "first cell: '# NN · Solutions: ...'"
+    assert "colab.research.google.com/github/" in cells[0].source and f"notebooks/solutions/{src.stem}.ipynb" \
+        in cells[0].source, "Colab badge for this solutions notebook"
     assert "google.colab" in cells[1].source and "print(environment_report())" in cells[1].source
 
 
@@ -155,6 +157,43 @@ def test_execute_notebooks_drops_progress_bars_and_profiler_lines():
     assert kept[0].data["text/plain"].startswith("VBox") and kept[1].text == "UserWarning: kept\n"
     assert kept[2].text == "loss 0.50 -> 0.12 (100%)\n"
     assert not any(STUCK_BAR.search(t) or "USDT:" in t for t in _output_texts(cell))
+
+
+def test_grey_figures_are_stored_as_grey_pngs_without_losing_a_pixel():
+    """``shrink_grey_pngs`` re-encodes an opaque grey RGBA PNG as 8-bit grey with the same pixels, and
+    leaves a colour PNG (and one with transparency) as it was."""
+    import base64
+    import io
+    import sys
+
+    import numpy as np
+    from PIL import Image
+    sys.path.insert(0, str(NOTEBOOKS.parent / "scripts"))
+    try:
+        from execute_notebooks import shrink_grey_pngs
+    finally:
+        sys.path.pop(0)
+
+    def png(px):
+        buf = io.BytesIO()
+        Image.fromarray(px, mode="RGBA").save(buf, format="PNG")
+        return base64.b64encode(buf.getvalue()).decode("ascii")
+
+    rng = np.random.default_rng(0)
+    grey = np.repeat(rng.integers(0, 256, (20, 30, 1), dtype=np.uint8), 3, axis=2)
+    grey = np.concatenate([grey, np.full((20, 30, 1), 255, np.uint8)], axis=2)
+    colour, see_through = grey.copy(), grey.copy()
+    colour[3, 4, 0] ^= 1
+    see_through[0, 0, 3] = 0
+    v4 = nbformat.v4
+    outs = [v4.new_output("display_data", data={"image/png": png(px)}) for px in (grey, colour, see_through)]
+    nb = v4.new_notebook(cells=[v4.new_code_cell("plot()", outputs=outs)])
+    before = [o.data["image/png"] for o in outs]
+    assert shrink_grey_pngs(nb) == 1
+    after = nb.cells[0].outputs
+    img = Image.open(io.BytesIO(base64.b64decode(after[0].data["image/png"])))
+    assert img.mode == "L" and np.array_equal(np.asarray(img.convert("RGBA")), grey)
+    assert [o.data["image/png"] for o in after[1:]] == before[1:]
 
 
 @pytest.mark.slow

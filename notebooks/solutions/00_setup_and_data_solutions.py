@@ -16,6 +16,8 @@
 # %% [markdown]
 # # 00 · Solutions: Setup and data
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/diffussm-course/diffussm-course/blob/main/notebooks/solutions/00_setup_and_data_solutions.ipynb)
+#
 # Worked solutions to the exercises of notebook 00, each checked with `assert`s, and answers to its
 # three questions.
 #

@@ -16,6 +16,8 @@
 # %% [markdown]
 # # 01 · Solutions: State space models
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/diffussm-course/diffussm-course/blob/main/notebooks/solutions/01_state_space_models_solutions.ipynb)
+#
 # Worked solutions to the exercises of notebook 01, each checked with `assert`s, and answers to its
 # three questions. The small helpers of the notebook (`causal_conv_direct`, `fft_conv`,
 # `kernel_vandermonde`, `s4d_lin`, `s4d_inv`) are repeated here so that this notebook runs on its own.
@@ -292,16 +294,15 @@ speedup = times["recurrence"][-1] / times["FFT"][-1]
 print(f"L = {Ls[-1]}: the recurrence takes {speedup:.0f}x the time of the FFT path")
 
 # %% [markdown]
-# The Toeplitz product does $L^2$ work per channel: its slope is about 2 once $L$ is large, and more
-# once its matrices no longer fit in the cache (one thread on an idle 2-core machine measured 0.35 ms
-# at $L = 256$ and 117 ms at 4,096, a slope of 2.4). The FFT path grows as $L \log L$ (plus the
-# $O(N\sqrt L)$ kernel), and at these sizes by less than that: fixed per-call costs still dominate
-# (slope 0.6 there, 1.7 ms at 4,096). The recurrence's work is only $O(NL)$, so its slope is also about
-# 1, and yet it is the slowest (243 ms at 4,096, about 150x the FFT): it is $L$ *sequential* steps, each
-# a handful of tiny tensor operations whose fixed cost (microseconds in Python and PyTorch) dominates.
-# The Toeplitz product wins at small $L$ (one large matrix multiply) and loses to the FFT as $L$ grows.
-# Timings on a shared machine are noisy, so the checks above assert only that the three agree and that
-# at the largest $L$ the recurrence is slower than the FFT path, a gap far larger than the noise.
+# The Toeplitz product does $L^2$ work per channel: its slope (printed above) is about 2 once $L$ is
+# large, and more once its matrices no longer fit in the cache. The FFT path grows as $L \log L$ (plus
+# the $O(N\sqrt L)$ kernel), and at these sizes by less than that: fixed per-call costs still
+# dominate, so its printed slope is well below 1. The recurrence's work is only $O(NL)$, so its slope
+# is also about 1, and yet it is the slowest by the factor printed above: it is $L$ *sequential*
+# steps, each a handful of tiny tensor operations whose fixed cost (microseconds in Python and
+# PyTorch) dominates. The Toeplitz product wins at small $L$ (one large matrix multiply) and loses to
+# the FFT as $L$ grows. Timings on a shared machine are noisy, so the checks above assert only that
+# the three forms agree; the timings are printed, not asserted.
 #
 # ## Answers
 #

@@ -16,6 +16,8 @@
 # %% [markdown]
 # # 02 · Solutions: Selective and bidirectional SSMs
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/diffussm-course/diffussm-course/blob/main/notebooks/solutions/02_selective_bidirectional_ssm_solutions.ipynb)
+#
 # Solutions to the exercises of notebook 02, each checked with `assert`s, and answers to its
 # "Check your understanding" questions.
 #

@@ -16,10 +16,12 @@
 # %% [markdown]
 # # 03 · Solutions: The DiffuSSM block
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/diffussm-course/diffussm-course/blob/main/notebooks/solutions/03_hourglass_diffussm_block_solutions.ipynb)
+#
 # Solutions to the exercises of notebook 03, each checked with `assert`s, and answers to its
 # "Check your understanding" questions.
 #
-# *Outputs shown: executed in full mode on 2026-12-02, CPU AMD EPYC, 2 torch threads, in 0.1 min.*
+# *Outputs shown: executed in full mode on 2026-12-03, CPU AMD EPYC, 2 torch threads, in 7 s.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is two folders up; in Colab this cell
@@ -61,7 +63,7 @@ from diffussm_lib.models import (DiffuSSMBlock, build_model, count_flops, count_
 from diffussm_lib.ssm import BidirectionalSSM
 from diffussm_lib.ssm.s4d import fft_length
 
-seed_everything(0)
+_ = seed_everything(0)
 
 # %% [markdown]
 # ## Solution 1

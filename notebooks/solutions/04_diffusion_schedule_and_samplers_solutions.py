@@ -16,6 +16,8 @@
 # %% [markdown]
 # # 04 · Solutions: Diffusion from scratch: schedules, the training objective, DDPM and DDIM samplers, guidance
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/diffussm-course/diffussm-course/blob/main/notebooks/solutions/04_diffusion_schedule_and_samplers_solutions.ipynb)
+#
 # Solutions to the exercises of notebook 04, each checked with `assert`s, and answers to its
 # "Check your understanding" questions.
 #

@@ -16,6 +16,8 @@
 # %% [markdown]
 # # 05 · Solutions: Training DiffuSSM on MNIST
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/diffussm-course/diffussm-course/blob/main/notebooks/solutions/05_training_loop_solutions.ipynb)
+#
 # Solutions to the exercises of notebook 05, each checked with `assert`s, and answers to its
 # "Check your understanding" questions. The training runs use the tiny config (`configs/tiny.yaml`,
 # batch 16), so every solution takes seconds on a CPU.

@@ -16,10 +16,12 @@
 # %% [markdown]
 # # 06 · Solutions: Sampling and the denoising viewer
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/diffussm-course/diffussm-course/blob/main/notebooks/solutions/06_sampling_and_viewer_solutions.ipynb)
+#
 # Solutions to the exercises of notebook 06, each checked with `assert`s, and answers to its
 # "Check your understanding" questions. They use the pretrained checkpoint; in fast mode
-# (`DIFFUSSM_FAST=1`, CI) with fewer digits and sampling steps. The full sizes take a few minutes on
-# a 2-core CPU.
+# (`DIFFUSSM_FAST=1`, CI) with fewer digits and sampling steps. The full sizes take about a minute
+# on a 2-core CPU.
 #
 # *Outputs shown: executed in full mode on 2026-12-02, CPU AMD EPYC, 2 torch threads, in 0.8 min.*
 
@@ -161,10 +163,10 @@ plt.tight_layout(); plt.show()
 # %% [markdown]
 # **Reading it.** The time grows in proportion to the number of steps (one forward pass each; on a
 # machine shared with other jobs the measured times scatter); the distance to the many-step sample
-# shrinks as the steps grow, more than halving from each count to the next here, because DDIM with
-# eta = 0 follows an ordinary differential equation and more steps follow it more closely. The
-# samples stay the same digits; at 25 steps they differ from the many-step sample by about 0.05 per
-# pixel (RMS), at 10 steps by more than twice as much, visible in the strokes of the grids. 25 steps, the course's evaluation setting, is a compromise between the two.
+# shrinks as the steps grow (the printed RMS distances), because DDIM with eta = 0 follows an ordinary
+# differential equation and more steps follow it more closely. The samples stay the same digits; the
+# printed distance at 10 steps is more than twice that at 25, visible in the strokes of the grids.
+# 25 steps, the course's evaluation setting, is a compromise between the two.
 
 # %% [markdown]
 # ## Solution 3

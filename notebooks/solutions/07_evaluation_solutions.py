@@ -16,9 +16,11 @@
 # %% [markdown]
 # # 07 · Solutions: Evaluation: measuring samples honestly
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/diffussm-course/diffussm-course/blob/main/notebooks/solutions/07_evaluation_solutions.ipynb)
+#
 # Solutions to the exercises of notebook 07, each checked with `assert`s, and answers to its
 # "Check your understanding" questions. In fast mode (`DIFFUSSM_FAST=1`, CI) every solution runs
-# at smaller sizes; the full sizes take a few minutes on a 2-core CPU (Solution 3 the longest).
+# at smaller sizes; the full sizes take about a minute on a 2-core CPU (Solution 3 the longest).
 #
 # *Outputs shown: executed in full mode on 2026-12-02, CPU AMD EPYC, 2 torch threads, in 1.0 min.*
 

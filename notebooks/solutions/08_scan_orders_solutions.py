@@ -16,10 +16,12 @@
 # %% [markdown]
 # # 08 · Solutions: Scan orders: how should an image become a sequence? The paper's claims, tested at course scale
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/diffussm-course/diffussm-course/blob/main/notebooks/solutions/08_scan_orders_solutions.ipynb)
+#
 # Solutions to the exercises of notebook 08, each checked with `assert`s, and answers to its
 # "Check your understanding" questions.
 #
-# *Outputs shown: executed in full mode on 2026-12-02, CPU AMD EPYC, 2 torch threads, in 0.0 min.*
+# *Outputs shown: executed in full mode on 2026-12-03, CPU AMD EPYC, 2 torch threads, in 4 s.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is two folders up; in Colab this cell
