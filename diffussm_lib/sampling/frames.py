@@ -94,9 +94,8 @@ def compute_frames(model, schedule: NoiseSchedule, labels: Optional[Tensor], *, 
     steps, ``eta`` 0 = deterministic), "dpm_solver++" (default 20 steps, deterministic) or "ddpm"
     (default all T steps; fewer = respaced). All randomness comes from a ``torch.Generator`` seeded
     with ``seed`` on the sampling device and is consumed exactly as the sampling function called with
-    that generator consumes it,
-    so the last frame equals their output. At most about ``max_frames`` steps are recorded (every
-    ``ceil(S / max_frames)``-th, plus the last). Returns ``ViewerFrames`` on CPU.
+    that generator consumes it, so the last frame equals its output. At most about ``max_frames`` steps
+    are recorded (every ``ceil(S / max_frames)``-th, plus the last). Returns ``ViewerFrames`` on CPU.
     """
     check_sampler(sampler)
     if max_frames < 1:
