@@ -3,7 +3,8 @@
     ssm/         01-02  S4D, the selective scan, causal conv1d, the bidirectional SSM layer
     models/      03     the DiffuSSM denoiser (start reading at models/diffussm.py), DiT, factory, FLOPs;
                  08     scan orders (models/scan_orders.py)
-    diffusion/   04     schedules, losses, DDPM / DDIM samplers, guidance, the sampler registry
+    diffusion/   04     schedules, losses, DDPM / DDIM samplers, guidance, the sampler registry;
+                 06     DPM-Solver++ (diffusion/dpm_solver.py)
     training/    05     the training step and loop, callbacks, EMA, DDP, checkpoints, export
     sampling/    06     generate, image files, the denoising viewer
     evaluation/  07     FID-LeNet, evaluate, comparisons at equal compute, scaling

@@ -1,7 +1,7 @@
 """The ``diffussm`` command (also ``python -m diffussm_lib``): one command, one subcommand per task.
 
     diffussm train  --config configs/mnist_diffussm.yaml [--output-dir DIR] [--max-steps N] [--max-minutes M] [--resume]
-    diffussm sample --checkpoint CKPT --output-dir DIR [--num-samples N] [--sampler ddpm|ddim]
+    diffussm sample --checkpoint CKPT --output-dir DIR [--num-samples N] [--sampler ddim|ddpm|dpm_solver++]
                     [--steps S] [--guidance W] [--labels 0,1,...|all] [--seed S]
     diffussm export --checkpoint CKPT --output-dir DIR      (EMA weights + config + model card)
     diffussm evaluate --checkpoint CKPT [--num-samples N] [--sampler ...] [--steps S] [--guidance W]
@@ -32,7 +32,7 @@ from typing import Callable, Dict, List, Optional
 from .atomic import atomic_write_text
 from .config import ConfigError, load_config
 from .data import DataError
-from .diffusion import DDIM_DEFAULT_STEPS, SAMPLERS, NoiseSchedule, steps_label
+from .diffusion import DDIM_DEFAULT_STEPS, DPM_SOLVER_DEFAULT_STEPS, SAMPLERS, NoiseSchedule, steps_label
 from .env import resolve_device
 from .evaluation import EvalReport, evaluate_checkpoint, missing_report_fields
 from .sampling import generate, grid_columns, parse_labels, save_samples
@@ -42,6 +42,8 @@ from .training import (CHECKPOINT_NAME, CheckpointError, NonFiniteLossError, Tra
 EXIT_USAGE = 2
 EXIT_NONFINITE = 3
 EXIT_INTERRUPTED = 130     # the shell's convention for Ctrl-C (128 + SIGINT)
+STEPS_HELP = (f"sampling steps (default: {DDIM_DEFAULT_STEPS} for ddim, {DPM_SOLVER_DEFAULT_STEPS} for dpm_solver++, "
+              "all T for ddpm)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,7 +131,7 @@ def add_sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-dir", required=True, help="where samples.npz and grid.png go")
     p.add_argument("--num-samples", type=int, default=8, help="number of images N (default 8)")
     p.add_argument("--sampler", choices=tuple(SAMPLERS), default="ddim", help="default ddim")
-    p.add_argument("--steps", type=int, help=f"sampling steps (default: {DDIM_DEFAULT_STEPS} for ddim, all T for ddpm)")
+    p.add_argument("--steps", type=int, help=STEPS_HELP)
     p.add_argument("--guidance", type=float, default=1.0,
                    help="classifier-free guidance scale w (1 = plain conditional; needs --labels)")
     p.add_argument("--labels", help="'all' (every class in equal numbers) or a list like 0,1,7 (repeated "
@@ -220,7 +222,7 @@ def add_evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint file, run folder, or exported weights folder")
     p.add_argument("--num-samples", type=int, default=10000, help="N (default 10000); FID is compared at equal N")
     p.add_argument("--sampler", choices=tuple(SAMPLERS), default="ddim", help="default ddim")
-    p.add_argument("--steps", type=int, help=f"sampling steps (default: {DDIM_DEFAULT_STEPS} for ddim, all T for ddpm)")
+    p.add_argument("--steps", type=int, help=STEPS_HELP)
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale w")
     p.add_argument("--unconditional", action="store_true",
                    help="sample without labels (default: every class in equal numbers)")

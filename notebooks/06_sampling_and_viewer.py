@@ -29,7 +29,8 @@
 # 3. use the denoising viewer: step through a run, change the class and the guidance scale, play it as an animation;
 # 4. save the same frames as a GIF and a static strip for readers without widgets;
 # 5. explain what classifier-free guidance does as its scale w goes from 0 to 6;
-# 6. compare DDPM and DDIM trajectories started from the same noise.
+# 6. compare DDPM and DDIM trajectories started from the same noise;
+# 7. derive DPM-Solver++(2M) from the probability-flow ODE, check each piece numerically, and compare it with DDIM at equal cost.
 #
 # *Outputs shown: executed in full mode on 2026-12-02, CPU AMD EPYC, 2 torch threads, in 0.9 min.*
 
@@ -359,6 +360,269 @@ print("DDIM from the same x_T with another seed: identical (deterministic);"
       " DDPM depends on the seed of its per-step noise too.")
 
 # %% [markdown]
+# ## Fewer steps: DPM-Solver++
+#
+# Every sample above cost one forward pass per step (a batch of 2B with guidance), so sampling time is
+# the number of steps. Deterministic DDIM is a map from $x_T$ to an image; here we read it as the
+# simplest solver of an ordinary differential equation, the **probability-flow ODE**, and derive the
+# solver the field uses for guided sampling in few steps, **DPM-Solver++(2M)** (Lu et al. 2022): the
+# same cost per step as DDIM, but second order.
+#
+# **Notation.** $\alpha_t = \sqrt{\bar\alpha_t}$ and $\sigma_t = \sqrt{1 - \bar\alpha_t}$, so that
+# $x_t = \alpha_t x_0 + \sigma_t \epsilon$; $\lambda_t = \log(\alpha_t / \sigma_t)$ is half the log
+# signal-to-noise ratio. It grows as $t$ falls (the next cell prints it at $t = T-1$, $T/2$ and 0) and
+# is $+\infty$ for the clean image. $x_\theta(x_t, t) = \hat x_0$ is the model's prediction of the clean
+# image, the **data prediction** (from $\hat\epsilon$ or $v$, as in notebook 04, after guidance).
+#
+# **The ODE.** Take first a data set of a single image $x^*$. Then $\hat x_0 = x^*$ wherever $x_t$ is,
+# and the deterministic path from $x_T$ to $x^*$ keeps the noise it started with (as DDIM did in the
+# section above): $x_\lambda = \alpha_\lambda x^* + \sigma_\lambda \epsilon$. Divided by $\sigma$,
+# $x_\lambda / \sigma_\lambda = e^{\lambda} x^* + \epsilon$, whose derivative is $e^\lambda x^*$. With
+# many images the velocity is averaged over the clean images $x_\lambda$ may have come from, which
+# replaces $x^*$ by its posterior mean, the data prediction:
+#
+# $$\frac{d}{d\lambda}\Big(\frac{x_\lambda}{\sigma_\lambda}\Big) = e^{\lambda}\, x_\theta(x_\lambda, \lambda). \tag{1}$$
+#
+# Multiplied out (with $\alpha^2 + \sigma^2 = 1$), (1) is $dx/d\lambda = \alpha\,(x_\theta - \alpha x)$:
+# a **linear** part $-\alpha^2 x$ plus the network. Dividing by $\sigma$ is the integrating factor that
+# solves the linear part exactly; integrating (1) from the current timestep $t$ to the next one $s$
+# gives the solution in **exponential-integrator** form (the paper's Section 4.1):
+#
+# $$x_s = \frac{\sigma_s}{\sigma_t}\, x_t + \sigma_s \int_{\lambda_t}^{\lambda_s} e^{\lambda}\, x_\theta(x_\lambda, \lambda)\, d\lambda. \tag{2}$$
+#
+# Only the network is left under the integral; a solver has to approximate nothing else.
+#
+# **Order 1 is DDIM.** Freeze $x_\theta$ at its value $\hat x_0$ at $t$. With $h = \lambda_s - \lambda_t$
+# and $\sigma_s e^{\lambda_s} = \alpha_s$, the integral is $\alpha_s (1 - e^{-h})\,\hat x_0$:
+#
+# $$x_s = \frac{\sigma_s}{\sigma_t}\, x_t + \alpha_s \big(1 - e^{-h}\big)\, \hat x_0. \tag{3}$$
+#
+# Put $\hat\epsilon = (x_t - \alpha_t \hat x_0)/\sigma_t$ into DDIM's $x_s = \alpha_s \hat x_0 + \sigma_s
+# \hat\epsilon$ and (3) comes out term for term: deterministic DDIM *is* the first-order exponential
+# integrator.
+#
+# **Order 2, multistep (2M).** Let $x_\theta$ vary linearly in $\lambda$, its slope taken from the
+# previous step's prediction $\hat x_0^{\,\rm last}$ (made at $\lambda_{\rm last}$; $h_{\rm last} =
+# \lambda_t - \lambda_{\rm last}$, $r = h_{\rm last} / h$). The integral of $e^\lambda (\lambda -
+# \lambda_t)$ over the step is $e^{\lambda_s}(h - 1 + e^{-h})$; DPM-Solver++ replaces $h - 1 + e^{-h}$
+# by $h (1 - e^{-h})/2$ (both are $h^2/2 + O(h^3)$, so the order stays 2), which turns the correction
+# into a change of the data term alone (the paper's Algorithm 2):
+#
+# $$D = \Big(1 + \frac{1}{2r}\Big)\hat x_0 - \frac{1}{2r}\,\hat x_0^{\,\rm last}, \qquad
+# x_s = \frac{\sigma_s}{\sigma_t}\, x_t + \alpha_s \big(1 - e^{-h}\big)\, D. \tag{4}$$
+#
+# One model call per step, as DDIM: the second point of the line is the previous step's prediction,
+# kept rather than recomputed. The first step has no history and takes (3); so does the last one, the
+# jump to the clean image ($\lambda = \infty$, $h = \infty$), where (3) returns $\hat x_0$ itself.
+#
+# **Why the data prediction, with guidance.** DPM-Solver, the same authors' earlier solver, integrates
+# the noise prediction: $x_s = (\alpha_s/\alpha_t)\, x_t - \sigma_s (e^{h} - 1)\,\hat\epsilon$. Guidance
+# multiplies the difference of two $\hat\epsilon$'s by $w$, a long step multiplies $\hat\epsilon$ by
+# $\sigma_s(e^h - 1)$, which grows exponentially with $h$, and higher-order differences of
+# $\hat\epsilon$ amplify the result again: at large $w$ those solvers become unstable. In (3)-(4) the
+# model enters through $\hat x_0$ with the weight $\alpha_s(1 - e^{-h})$, never above 1, and $\hat x_0$
+# has a known range that clipping (or dynamic thresholding, notebook 04) restores before the update
+# uses it; $\hat\epsilon$ has no such range.
+#
+# The library's `dpm_solver_step` is (3)-(4) and `dpm_solver_sample` runs it: the sampler
+# `"dpm_solver++"` of `generate`, `compute_frames`, the viewer and `diffussm sample / evaluate --sampler`.
+# The cells below check each piece. First: (3) against DDIM, one step at a time from the same $x_t$ and
+# the same guided model output (any $x_t$ will do: the identity is algebra), then whole runs.
+
+# %%
+from diffussm_lib.diffusion import (ddim_sample, dpm_solver_sample, dpm_solver_step, dpm_solver_timesteps,
+                                    half_log_snr)
+
+print("lambda_t at t = T-1, T/2, 0:", "  ".join(f"{half_log_snr(schedule, t):+.2f}" for t in (T - 1, T // 2, 0)))
+y_ode = torch.tensor([1, 4, 6, 9], device=device)
+x_ode = torch.randn((4, CHANNELS, IMAGE, IMAGE), generator=torch.Generator(device).manual_seed(4), device=device)
+with torch.no_grad():
+    for t, s in ((T - 1, 9 * T // 10), (T // 2, T // 4), (T // 25, -1)):   # same x_t, same guided output
+        out = guided_eps(model, x_ode, torch.full((4,), t, device=device), y_ode, GUIDANCE, model.null_class)
+        ours = dpm_solver_step(schedule, out, t, x_ode, t_prev=s, order=1, prediction=PRED, clip_x0=True).x_prev
+        ddim = ddim_step(schedule, out, t, x_ode, t_prev=s, prediction=PRED, clip_x0=True).x_prev
+        print(f"step t = {t:4d} -> {s:4d}: max |(3) - DDIM| = {(ours - ddim).abs().max():.1e}")
+        assert torch.allclose(ours, ddim, atol=1e-5)
+    order1_grid = dpm_solver_timesteps(T, by_mode(full=10, fast=4))     # whole runs on the same timesteps
+    kw = dict(timesteps=order1_grid, x_T=x_ode, guidance_scale=GUIDANCE, null_class=model.null_class,
+              prediction=PRED, clip_x0=True)
+    first_order = dpm_solver_sample(model, schedule, None, y_ode, order=1, **kw)
+    order1_gap = (first_order - ddim_sample(model, schedule, None, y_ode, **kw)).abs().max()
+print(f"whole runs of {len(order1_grid)} steps: max |order-1 DPM-Solver++ - DDIM| = {order1_gap:.1e}")
+assert order1_gap < 1e-4
+
+# %% [markdown]
+# **The exponential integrator on data with a known answer.** If every pixel of $x_0$ is
+# $\mathcal N(\mu, s^2)$, the posterior mean is linear in $x_t$ and the ODE's solution is known: $x_t =
+# \alpha_t \mu + \sqrt{\alpha_t^2 s^2 + \sigma_t^2}\, z$, with $z$ fixed by $x_T$ (each sample keeps
+# its standardised value). For a single image ($s = 0$), $x_\theta$ is constant, so (3) is exact for a
+# step of any length: one step from $t = 999$ to $t = 0$ lands on the solution, while an Euler step of
+# the same ODE written as $dx/d\lambda = \alpha(x_\theta - \alpha x)$ does not.
+
+# %%
+toy = NoiseSchedule.cosine(1000)          # the pretrained model's schedule, in float64 on the CPU
+z = torch.randn((16, 1, 4, 4), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+
+def posterior_mean(x, t, mu, sd):
+    """E[x_0 | x_t] when every pixel of x_0 is N(mu, sd^2): linear in x_t. t: int or long (B,)."""
+    ab = toy.alpha_bar[t].view(-1, 1, 1, 1) if torch.is_tensor(t) else float(toy.alpha_bar[t])
+    a = ab ** 0.5
+    return mu + a * sd ** 2 / (ab * sd ** 2 + 1 - ab) * (x - a * mu)
+
+
+def gaussian_denoiser(mu, sd):
+    """The exact eps-prediction for those data: a model function like the trained one."""
+    def denoiser(x, t, y):
+        ab = toy.alpha_bar[t].view(-1, 1, 1, 1)
+        return (x - ab.sqrt() * posterior_mean(x, t, mu, sd)) / (1 - ab).sqrt()
+    return denoiser
+
+
+def exact_x(t, mu, sd):
+    """The ODE's solution at timestep t: alpha_t mu + sqrt(alpha_t^2 sd^2 + sigma_t^2) z, z fixed by x_T."""
+    ab = float(toy.alpha_bar[t])
+    return math.sqrt(ab) * mu + math.sqrt(ab * sd ** 2 + 1 - ab) * z
+
+
+# (a) one image (sd = 0): x0_hat = mu wherever x is. One step of (3) from t = 999 to t = 0 is exact; an
+# Euler step of the same ODE written as dx/dlambda = alpha (x0_hat - alpha x) is not.
+mu, t, s = 0.3, 999, 0
+x_t = exact_x(t, mu, 0.0)
+eps_hat = gaussian_denoiser(mu, 0.0)(x_t, torch.full((16,), t), None)
+one_step = dpm_solver_step(toy, eps_hat, t, x_t, t_prev=s).x_prev
+lam_t, lam_s, a_t = half_log_snr(toy, t), half_log_snr(toy, s), math.sqrt(float(toy.alpha_bar[t]))
+euler = x_t + (lam_s - lam_t) * a_t * (mu - a_t * x_t)
+x_s = exact_x(s, mu, 0.0)
+print(f"one step, lambda {lam_t:+.2f} -> {lam_s:+.2f}: max error of (3) {(one_step - x_s).abs().max():.1e}, "
+      f"of an Euler step {(euler - x_s).abs().max():.1e}")
+assert torch.allclose(one_step, x_s, atol=1e-9)
+
+# %% [markdown]
+# With $s > 0$ the data prediction moves with $x$, and the order of a solver shows in how its error
+# falls as the steps double: by 2x for order 1, by 4x for order 2.
+
+# %%
+# (b) sd = 0.5: x0_hat now moves with x. On DDIM's grid (it ends at t = 0 whatever the number of steps,
+# so only the solver changes) the error at the end, against the exact ODE to t = 0 followed by the same
+# last step, as the number of steps doubles.
+mu, sd = 0.3, 0.5
+target = posterior_mean(exact_x(0, mu, sd), 0, mu, sd)
+step_list = by_mode(full=[10, 20, 40, 80, 160, 320], fast=[20, 40, 80])
+errors = {order: [] for order in (1, 2)}
+for n in step_list:
+    for order in (1, 2):
+        out = dpm_solver_sample(gaussian_denoiser(mu, sd), toy, None, x_T=exact_x(999, mu, sd),
+                                timesteps=sampling_timesteps(1000, n), order=order)
+        errors[order].append((out - target).abs().max().item())
+slopes = {order: math.log2(e[-2] / e[-1]) for order, e in errors.items()}
+for order, name in ((1, "order 1 (DDIM)"), (2, "order 2 (2M)  ")):
+    print(f"{name}: " + "  ".join(f"{n}: {e:.1e}" for n, e in zip(step_list, errors[order]))
+          + f"  | error halves {2 ** slopes[order]:.1f}x per doubling: order {slopes[order]:.2f}")
+assert 0.9 < slopes[1] < 1.1 and 1.8 < slopes[2] < 2.2
+fig, ax = plt.subplots(figsize=(4.5, 3))
+for order in (1, 2):
+    ax.loglog(step_list, errors[order], "o-", label=f"order {order}" + (" (DDIM)" if order == 1 else " (2M)"))
+ax.set(xlabel="steps", ylabel="max error at the end", title="Gaussian data, exact solution known")
+ax.legend(); plt.tight_layout(); plt.show()
+
+# %% [markdown]
+# **Which timesteps.** DDIM's grid (`sampling_timesteps`) ends at $t = 0$. Its last ODE step, from
+# about $T/S$ down to 0, crosses a long stretch of $\lambda$ ($\lambda$ grows fastest near $t = 0$:
+# compare its values printed above at $T/2$ and 0), over which $\hat x_0$ is far from linear; and there
+# $r$ is small, so (4) extrapolates the line with the weight $1/(2r)$. DPM-Solver++ therefore uses the
+# grid diffusers gives it by default (`dpm_solver_timesteps`): $S$ timesteps $\mathrm{round}(k (T-1)/S)$,
+# $k = S, \dots, 1$, then the jump (3) to the clean image, so that its last second-order step is about
+# as long as the others. The cell prints that last step on both grids, and the error at the clean
+# image of the Gaussian data with 10 steps.
+
+# %%
+def last_ode_step(ts):
+    """(h, r, 1/(2r)) of the last second-order step on the timesteps ts (the one before the jump to x_0)."""
+    lam = [half_log_snr(toy, int(t)) for t in ts[-3:]]
+    h, h_last = lam[2] - lam[1], lam[1] - lam[0]
+    return h, h_last / h, h / (2 * h_last)
+
+
+TOY_STEPS = 10
+toy_grids = {"DDIM's grid": sampling_timesteps(1000, TOY_STEPS),
+             "DPM-Solver++'s grid": dpm_solver_timesteps(1000, TOY_STEPS)}
+
+
+def rms_error_at_x0(grid_ts, order):
+    """RMS distance of the Gaussian data's samples to the ODE's end, the clean mu + sd z."""
+    out = dpm_solver_sample(gaussian_denoiser(mu, sd), toy, None, x_T=exact_x(999, mu, sd), timesteps=grid_ts,
+                            order=order)
+    return (out - (mu + sd * z)).pow(2).mean().sqrt().item()
+
+
+for name, grid_ts in toy_grids.items():
+    h, r, w_extra = last_ode_step(grid_ts)
+    print(f"{name:<20} ends at t = {int(grid_ts[-1]):3d}; last 2M step: h = {h:.2f}, r = {r:.2f}, "
+          f"1/(2r) = {w_extra:.1f} | RMS error at x_0: order 1 {rms_error_at_x0(grid_ts, 1):.3f}, "
+          f"order 2 {rms_error_at_x0(grid_ts, 2):.3f}")
+
+# %% [markdown]
+# **On the trained model.** The same noise, guidance $w$ as above, through DDIM and DPM-Solver++ with
+# few steps, and DDIM with the course's 25 (fewer of each in fast mode). A DPM-Solver++ run with many
+# steps stands in for the exact ODE solution; the printed RMS distance to it measures each run's
+# solver error, and the time its cost (both samplers make one guided forward pass per step). Sample
+# *quality* is a different question, with its own answer: FID-LeNet and class accuracy on 2,000
+# samples per setting, from `python benchmarks/bench_samplers.py`, which measures DDIM at 10 / 25 / 50
+# steps and DPM-Solver++ at 5 / 8 / 10 / 15 / 20 on this checkpoint (stored in `benchmarks/results/`).
+
+# %%
+n_cmp = by_mode(full=10, fast=4)
+y_cmp = torch.arange(n_cmp, device=device) % 10
+x_cmp = torch.randn((n_cmp, CHANNELS, IMAGE, IMAGE), generator=torch.Generator(device).manual_seed(5),
+                    device=device)
+common = dict(x_T=x_cmp, guidance_scale=GUIDANCE, null_class=model.null_class, prediction=PRED, clip_x0=True)
+REF_STEPS = min(by_mode(full=100, fast=30), T - 1)
+few, ddim_steps = by_mode(full=10, fast=5), by_mode(full=25, fast=10)
+cmp_runs = {f"DDIM {few}": lambda: ddim_sample(model, schedule, None, y_cmp, steps=few, **common),
+        f"DDIM {ddim_steps}": lambda: ddim_sample(model, schedule, None, y_cmp, steps=ddim_steps, **common),
+        f"DPM-Solver++ {few}": lambda: dpm_solver_sample(model, schedule, None, y_cmp, steps=few, **common),
+        f"DPM-Solver++ {few}, DDIM's grid": lambda: dpm_solver_sample(model, schedule, None, y_cmp, **common,
+                                                                      timesteps=sampling_timesteps(T, few)),
+        f"reference: DPM-Solver++ {REF_STEPS}": lambda: dpm_solver_sample(model, schedule, None, y_cmp,
+                                                                          steps=REF_STEPS, **common)}
+cmp_images, seconds = {}, {}
+with torch.no_grad():
+    ddim_sample(model, schedule, None, y_cmp, steps=1, **common)           # warm-up, so that no run pays for it
+    for name, run in cmp_runs.items():
+        t0 = time.perf_counter()
+        cmp_images[name] = run().clamp(-1, 1).cpu()
+        seconds[name] = time.perf_counter() - t0
+reference = cmp_images[f"reference: DPM-Solver++ {REF_STEPS}"]
+for name in cmp_runs:
+    rms = (cmp_images[name] - reference).pow(2).mean().sqrt().item()
+    print(f"{name:<32} {seconds[name]:6.2f} s   RMS pixel distance to the reference {rms:.3f}")
+fig, axes = plt.subplots(len(cmp_runs), 1, figsize=(n_cmp * 0.6, 0.8 * len(cmp_runs)))
+for ax, name in zip(axes, cmp_runs):
+    show_grid(cmp_images[name], ncol=n_cmp, ax=ax)
+    ax.set_title(name, fontsize=8, loc="left")
+plt.tight_layout(); plt.show()
+
+# %% [markdown]
+# Last, the weights of the two forms on DPM-Solver++'s grid with the steps of the cell above: the data
+# form's weight on $\hat x_0$ stays at or below 1 at every step, while the noise form's weight on
+# $\hat\epsilon$ is far above 1 at the first step, where $h$ is longest (in the thousands on the
+# pretrained model's schedule): an error in $\hat\epsilon$, amplified by guidance, would be too.
+
+# %%
+dpm_ts = dpm_solver_timesteps(T, few).tolist() + [-1]
+print(" t -> s     data weight alpha_s (1 - e^-h)   noise weight sigma_s (e^h - 1)")
+weights = []
+for t, s in zip(dpm_ts[:-1], dpm_ts[1:]):
+    h = half_log_snr(schedule, s) - half_log_snr(schedule, t)
+    ab_s = float(schedule.alpha_bar_at(s))
+    data_w = math.sqrt(ab_s) * -math.expm1(-h)
+    noise_w = f"{math.sqrt(1 - ab_s) * math.expm1(h):12.3g}" if s >= 0 else "  (x_0 jump)"
+    weights.append(data_w)
+    print(f"{t:4d} -> {s:4d}   {data_w:10.3f}                   {noise_w}")
+assert max(weights) <= 1.0
+
+# %% [markdown]
 # ## Summary
 #
 # * Sampling costs one forward pass per step (with guidance w other than 0 and 1, one pass on a
@@ -370,6 +634,10 @@ print("DDIM from the same x_T with another seed: identical (deterministic);"
 # * Guidance pushes samples towards their class and, at large w, thickens the strokes; its cost in
 #   diversity is measured by FID-LeNet in notebook 07, which this notebook's pixel distance is too
 #   crude to show.
+# * Deterministic DDIM is the first-order exponential integrator of the probability-flow ODE written
+#   with the data prediction $\hat x_0$. DPM-Solver++(2M) adds a second-order correction built from the
+#   previous step's $\hat x_0$, at no extra model call: sampler `"dpm_solver++"` everywhere a sampler
+#   is chosen; `benchmarks/bench_samplers.py` measures its FID-LeNet against DDIM's per model evaluation.
 #
 # The viewer lives in the library: `from diffussm_lib.sampling import denoising_viewer, compute_frames,
 # save_gif, strip_figure` works in any notebook with any denoiser of the course's interface.
@@ -418,6 +686,9 @@ print("DDIM from the same x_T with another seed: identical (deterministic);"
 # * A. Nichol, P. Dhariwal. *Improved Denoising Diffusion Probabilistic Models* (respaced sampling). 2021, arXiv 2102.09672.
 # * J. Song, C. Meng, S. Ermon. *Denoising Diffusion Implicit Models* (DDIM). 2020, arXiv 2010.02502.
 # * J. Ho, T. Salimans. *Classifier-Free Diffusion Guidance*. 2022, arXiv 2207.12598.
+# * Y. Song, J. Sohl-Dickstein, D. P. Kingma, A. Kumar, S. Ermon, B. Poole. *Score-Based Generative Modeling through Stochastic Differential Equations* (the probability-flow ODE). 2021, arXiv 2011.13456.
+# * C. Lu, Y. Zhou, F. Bao, J. Chen, C. Li, J. Zhu. *DPM-Solver: A Fast ODE Solver for Diffusion Probabilistic Model Sampling in Around 10 Steps*. 2022, arXiv 2206.00927.
+# * C. Lu, Y. Zhou, F. Bao, J. Chen, C. Li, J. Zhu. *DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic Models*. 2022, arXiv 2211.01095.
 # * T. Salimans, J. Ho. *Progressive Distillation for Fast Sampling of Diffusion Models* (v-prediction). 2022, arXiv 2202.00512.
 # * J. N. Yan, J. Gu, A. M. Rush. *Diffusion Models Without Attention* (DiffuSSM). 2023, arXiv 2311.18257 (CVPR 2024).
 

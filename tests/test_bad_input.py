@@ -22,7 +22,7 @@ from PIL import Image
 from _train_helpers import REPO, cli_env, one_thread, tiny_config, with_model, write_config  # noqa: F401
 from diffussm_lib import data as D
 from diffussm_lib.cli import main
-from diffussm_lib.training import CHECKPOINT_NAME, load_checkpoint
+from diffussm_lib.training import CHECKPOINT_NAME, Trainer, load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 PRETRAINED = REPO / "checkpoints" / "mnist_diffussm"
@@ -162,6 +162,22 @@ def test_unknown_sampler(run, tmp_path, capsys):
         main(["sample", "--checkpoint", str(run[0] / "run"), "--output-dir", str(tmp_path), "--sampler", "euler"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "invalid choice: 'euler'" in err and "ddim" in err
+
+
+def test_too_many_dpm_solver_steps(run, tmp_path, capsys):
+    fails(capsys, ["sample", "--checkpoint", run[0] / "run", "--output-dir", tmp_path / "o", "--sampler", "dpm_solver++",
+                   "--steps", 100], "DPM-Solver++ steps must be an integer in [1, T-1 = 99]", "got 100")
+
+
+def test_class_asked_of_a_model_without_classes(tmp_path, capsys):
+    cfg = with_model(tiny_config(max_steps=1), num_classes=0)       # label 0 is its null class
+    data = D.ImageDataset(np.zeros((8, 28, 28), np.uint8), np.zeros(8, np.int64))
+    Trainer(cfg, tmp_path / "run", dataset=data, progress=False, log=lambda m: None).train()
+    for labels in ("3", "all"):
+        fails(capsys, ["sample", "--checkpoint", tmp_path / "run", "--output-dir", tmp_path / "o", "--labels", labels],
+              "this model has no class conditioning (model.num_classes = 0)", "no --labels")
+    fails(capsys, ["evaluate", "--checkpoint", tmp_path / "run", "--num-samples", 20], "no class conditioning",
+          "--unconditional")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch that sees no CUDA GPU")

@@ -56,6 +56,7 @@ def _sample(d, name, *args):
 @pytest.mark.parametrize("args,labels", [
     (["--labels", "all", "--num-samples", 10, "--steps", 4], list(range(10))),
     (["--labels", "3,5", "--num-samples", 5, "--sampler", "ddpm", "--steps", 3, "--guidance", 2.0], [3, 5, 3, 5, 3]),
+    (["--labels", "4", "--num-samples", 3, "--sampler", "dpm_solver++", "--steps", 3, "--guidance", 1.5], [4, 4, 4]),
     (["--num-samples", 4, "--steps", 2], [-1] * 4),
 ])
 def test_sample_files_shapes_range_labels(trained, args, labels):

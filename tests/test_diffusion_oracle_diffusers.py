@@ -2,7 +2,8 @@
 
 Skipped when diffusers is missing, unless DIFFUSSM_REQUIRE_ORACLES=1 (CI), then it fails.
 Our schedule and single steps must equal DDPMScheduler / DDIMScheduler given the same model output,
-x_t and generator seed.
+x_t and generator seed; our DPM-Solver++(2M) must take the same steps as DPMSolverMultistepScheduler
+driven by the same model function (the option mapping is at ``dpm_solver_reference`` below).
 
 Each step comparison runs twice:
 * "float32": diffusers exactly as shipped (float32 alphas_cumprod, float32 inputs). Its
@@ -15,7 +16,9 @@ import pytest
 import torch
 from oracles import import_oracle
 
-from diffussm_lib.diffusion import NoiseSchedule, ddim_step, ddpm_sample, ddpm_step, sampling_timesteps
+from diffussm_lib.diffusion import (NoiseSchedule, ddim_step, ddpm_sample, ddpm_step, dpm_solver_sample,
+                                    dpm_solver_step, dpm_solver_timesteps, eps_from_x0, guided_eps,
+                                    sampling_timesteps, v_from_x0_eps)
 
 pytestmark = pytest.mark.oracle
 
@@ -151,3 +154,108 @@ def test_ddim_step_equals_diffusers(diffusers, name, eta, prediction, x0_mode, r
                       eps_from_clipped_x0=recompute, generator=torch.Generator().manual_seed(t))
         _close(o.x0_pred, r.pred_original_sample, atol)
         _close(o.x_prev, r.prev_sample, atol)
+
+
+# ------------------------------------------------------------------------ DPM-Solver++(2M)
+def dpm_solver_reference(diffusers, s, steps, prediction, x0_mode, grid="linspace"):
+    """diffusers' DPMSolverMultistepScheduler set up to take exactly the course's steps:
+
+    * trained_betas = our betas (for the cosine schedule the same as beta_schedule="squaredcos_cap_v2",
+      for the linear one as "linear", see test_alpha_bar_equals_diffusers);
+    * algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint": Algorithm 2 of the paper,
+      D = (1 + 1/(2r)) x0_now - 1/(2r) x0_last (solver_type="heun" would be another second-order rule);
+    * timesteps: ``dpm_solver_timesteps(T, S)`` = round(k (T-1)/S), k = S..1, are diffusers' default
+      timestep_spacing="linspace" with ``set_timesteps(S)`` (and lambda_min_clipped=-inf, the default,
+      which leaves the grid alone). grid="ddim" instead passes DDIM's ``sampling_timesteps(T, S)``
+      (round(linspace(T-1, 0, S)), which ends at 0 and which no spacing mode of diffusers gives) to
+      ``set_timesteps(timesteps=...)``, as our sampler's ``timesteps=`` argument does;
+    * final_sigmas_type="zero": after the last timestep the step goes to sigma = 0, the clean image
+      (our t_prev = -1), and that step is first order whatever ``lower_order_final`` says (which only
+      matters for solver_order=3 below 15 steps); the first step is first order too (no history);
+    * clip_x0 = thresholding=True with sample_max_value=1 (s = clamp(quantile, 1, 1) = 1: plain
+      clipping); dynamic_threshold=p = thresholding=True, dynamic_thresholding_ratio=p and no cap.
+    """
+    ref = diffusers.DPMSolverMultistepScheduler(
+        num_train_timesteps=T, trained_betas=s.betas.numpy(), algorithm_type="dpmsolver++", solver_order=2,
+        solver_type="midpoint", final_sigmas_type="zero", lower_order_final=True, euler_at_final=False,
+        timestep_spacing="linspace", prediction_type="epsilon" if prediction == "eps" else "v_prediction",
+        thresholding=x0_mode is not None, dynamic_thresholding_ratio=0.9 if x0_mode == "dynamic" else 0.995,
+        sample_max_value=1.0 if x0_mode == "clip" else 1e6)
+    if grid == "linspace":
+        ref.set_timesteps(steps)
+        assert ref.timesteps.tolist() == dpm_solver_timesteps(T, steps).tolist()
+    else:
+        ref.set_timesteps(timesteps=sampling_timesteps(T, steps).tolist())
+    return ref
+
+
+def fixed_model(s, prediction):
+    """One fixed, label-dependent model function: its data prediction tanh(1.5 x + y/5) moves with x
+    (so the second-order term matters) and, under guidance, leaves [-1, 1] (so clipping matters)."""
+    def model(x, t, y):
+        x0 = torch.tanh(1.5 * x + y.to(x.dtype).view(-1, 1, 1, 1) / 5)
+        eps = eps_from_x0(s, x, t, x0)
+        return eps if prediction == "eps" else v_from_x0_eps(s, x0, eps, t)
+    return model
+
+
+DPM_CASES = [  # (prediction, x0 handling, guidance scale w)
+    ("eps", None, 1.0), ("v", None, 1.0), ("eps", "clip", 3.0), ("v", "clip", 3.0), ("v", "dynamic", 3.0),
+]
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("steps,grid", [(1, "linspace"), (2, "linspace"), (7, "linspace"), (20, "linspace"),
+                                        (2, "ddim"), (7, "ddim")])
+@pytest.mark.parametrize("prediction,x0_mode,w", DPM_CASES)
+def test_dpm_solver_steps_equal_diffusers(diffusers, name, steps, grid, prediction, x0_mode, w, precision):
+    """Both solvers run their own chain from the same x_T with the same model function (guided with
+    the library's guided_eps); x must agree after every step, and our sampler's output with the last.
+
+    "float32": diffusers' ``step`` as shipped, which computes in float32 (its sigmas too) from its
+    float32 cumprod of the betas. At t = 999 of the cosine schedule alpha_t = 5e-5, so x0 = (x - sigma
+    eps) / alpha_t carries float32 rounding times 2e4 into the first step: atol = rtol = 5e-3 for eps
+    on that schedule (seen: 9e-3 on an entry of 1.25), 1e-3 elsewhere (seen: 4e-4).
+    "float64": the same steps with diffusers' sigmas computed in float64 from our alpha_bar, through
+    its own update functions (``step`` casts to float32), in the order ``step`` applies them (order 1
+    at the first and last step, else order 2): equal to 1e-12."""
+    s = ours(name)
+    kw = dict(prediction=prediction, clip_x0=x0_mode == "clip", dynamic_threshold=0.9 if x0_mode == "dynamic" else None)
+    ref = dpm_solver_reference(diffusers, s, steps, prediction, x0_mode, grid)
+    ts = ref.timesteps.tolist()
+    assert float(ref.sigmas[-1]) == 0.0
+    amplified = name == "cosine" and prediction == "eps"        # x0 from eps divides by alpha_999 = 5e-5
+    dtype, atol = (torch.float32, 5e-3 if amplified else 1e-3) if precision == "float32" else (torch.float64, 1e-12)
+    if dtype == torch.float64:
+        ab = s.alpha_bar
+        ref.sigmas = torch.cat([((1 - ab) / ab).sqrt()[ts], ab.new_zeros(1)])   # diffusers' sigma = sqrt((1-ab)/ab)
+    model, y = fixed_model(s, prediction), torch.tensor([3, 8])
+    x_T = torch.randn(SHAPE, generator=torch.Generator().manual_seed(steps), dtype=dtype)
+    mine, theirs, last, their_x0 = x_T, x_T, None, []
+    for i, t in enumerate(ts):
+        tb = torch.full((SHAPE[0],), t)
+        out = guided_eps(model, mine, tb, y, w)
+        step = dpm_solver_step(s, out, t, mine, t_prev=ts[i + 1] if i + 1 < len(ts) else -1, last=last, **kw)
+        mine, last = step.x_prev, (t, step.x0_pred)
+        out = guided_eps(model, theirs, tb, y, w)
+        if dtype == torch.float32:
+            theirs = ref.step(out, t, theirs).prev_sample
+        else:
+            ref._step_index = i
+            their_x0.append(ref.convert_model_output(out, sample=theirs))
+            if i == 0 or i == len(ts) - 1:
+                theirs = ref.dpm_solver_first_order_update(their_x0[-1], sample=theirs)
+            else:
+                theirs = ref.multistep_dpm_solver_second_order_update(their_x0[-2:], sample=theirs)
+        _close(mine, theirs, atol)
+    grid_kw = dict(steps=steps) if grid == "linspace" else dict(timesteps=ts)
+    sampled = dpm_solver_sample(model, s, None, y, x_T=x_T, guidance_scale=w, **grid_kw, **kw)
+    _close(sampled, mine, 1e-6 if dtype == torch.float32 else 1e-13)
+
+
+def test_dpm_solver_grid_is_diffusers_linspace(diffusers):
+    ref = diffusers.DPMSolverMultistepScheduler(num_train_timesteps=T)
+    for steps in [*range(1, 60), 99, 250, 333, 500, 998, T - 1]:
+        ref.set_timesteps(steps)
+        assert ref.timesteps.tolist() == dpm_solver_timesteps(T, steps).tolist(), steps

@@ -91,11 +91,11 @@ def compute_frames(model, schedule: NoiseSchedule, labels: Optional[Tensor], *, 
     labels: long (B,) or None (unconditional: then ``guidance`` must be 1). The batch is
     (B, C, image_size, image_size) with C = ``channels`` (default ``model.in_channels``, else 1);
     with labels None, B = 1 unless ``x_T`` (B, C, H, W) is given. sampler "ddim" (default 50
-    steps, ``eta`` 0 = deterministic) or "ddpm" (default all T steps; fewer = respaced).
-    All randomness comes from a ``torch.Generator`` seeded with ``seed`` on the sampling device and
-    is consumed exactly as ``ddim_sample`` / ``ddpm_sample`` called with that generator consume it,
-    so the last frame equals their output. At most about ``max_frames`` steps are recorded (every
-    ``ceil(S / max_frames)``-th, plus the last). Returns ``ViewerFrames`` on CPU.
+    steps, ``eta`` 0 = deterministic), "dpm_solver++" (default 20 steps, deterministic) or "ddpm"
+    (default all T steps; fewer = respaced). All randomness comes from a ``torch.Generator`` seeded
+    with ``seed`` on the sampling device and is consumed exactly as the sampling function called with
+    that generator consumes it, so the last frame equals its output. At most about ``max_frames`` steps
+    are recorded (every ``ceil(S / max_frames)``-th, plus the last). Returns ``ViewerFrames`` on CPU.
     """
     check_sampler(sampler)
     if max_frames < 1:
@@ -135,6 +135,8 @@ def compute_frames(model, schedule: NoiseSchedule, labels: Optional[Tensor], *, 
 def viewer_labels(choice: int, n: int, num_classes: int = 10) -> Tensor:
     """The batch labels for a class-selector value: ``ALL_CLASSES`` (-1) -> 0, 1, ..., num_classes-1,
     0, 1, ... (n of them); a class c -> n copies of c. Returns long (n,)."""
+    if num_classes < 1:
+        raise ValueError("the class selector needs a class-conditional model; this one has num_classes = 0")
     if choice == ALL_CLASSES:
         return torch.arange(n, dtype=torch.long) % num_classes
     if not 0 <= choice < num_classes:

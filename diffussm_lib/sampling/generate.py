@@ -22,6 +22,9 @@ from tqdm.auto import tqdm
 from ..diffusion import NoiseSchedule, check_sampler, null_class_of, run_sampler
 from ..env import model_device
 
+NO_CLASSES = ("this model has no class conditioning (model.num_classes = 0): sample it without labels "
+              "(diffussm sample: no --labels; diffussm evaluate: --unconditional)")
+
 
 def parse_labels(spec: Union[None, str, Sequence[int]], n: int, num_classes: int) -> Optional[torch.Tensor]:
     """The labels for ``n`` samples: None (unconditional) or long (n,). See the module docstring."""
@@ -29,6 +32,8 @@ def parse_labels(spec: Union[None, str, Sequence[int]], n: int, num_classes: int
         raise ValueError(f"the number of samples must be >= 1, got {n}")
     if spec is None:
         return None
+    if num_classes < 1:
+        raise ValueError(NO_CLASSES)
     if isinstance(spec, str):
         s = spec.strip().lower()
         if s == "all":
@@ -64,14 +69,16 @@ def generate(model: nn.Module, schedule: NoiseSchedule, n: int, labels: Optional
              progress: bool = False, variance: Optional[str] = None) -> torch.Tensor:
     """``n`` samples from ``model`` as float (n, C, H, W) in [-1, 1] (clipped), on CPU.
 
-    labels: long (n,) or None (unconditional; then ``guidance`` must be 1). sampler "ddim" (default
-    50 steps, deterministic with eta = 0) or "ddpm" (default all T steps; fewer = respaced).
+    labels: long (n,) or None (unconditional; then ``guidance`` must be 1), each a class of the model.
+    sampler "ddim" (default 50 steps, deterministic with eta = 0), "dpm_solver++" (DPM-Solver++(2M),
+    default 20 steps, deterministic) or "ddpm" (default all T steps; fewer = respaced).
     variance: DDPM's reverse variance (default: "learned_range" for a ``learn_sigma`` model, else
     "fixed_small"). batch_size: images per sampler run; None = ``fastest_batch_size`` (measured once
     per model and machine). All randomness comes from one ``torch.Generator`` seeded with ``seed`` on
     the sampling device: the initial noise of all n images first, then (DDPM, or DDIM with eta > 0)
-    the step noise batch after batch. So DDIM with eta = 0 gives the same images for any batch size
-    (to float rounding); a stochastic sampler gives the same images for the same seed and batch size.
+    the step noise batch after batch. So DDIM with eta = 0 and DPM-Solver++ give the same images for
+    any batch size (to float rounding); a stochastic sampler gives the same images for the same seed
+    and batch size.
     """
     check_sampler(sampler)
     if guidance < 0:
@@ -79,6 +86,7 @@ def generate(model: nn.Module, schedule: NoiseSchedule, n: int, labels: Optional
                          f"guided), got {guidance}")
     if labels is not None and labels.shape != (n,):
         raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+    check_classes(model, labels)
     if labels is None and guidance != 1.0:
         raise ValueError(f"guidance scale {guidance} needs class labels (pass --labels); unconditional "
                          "sampling uses no guidance (scale 1)")
@@ -108,6 +116,19 @@ def generate(model: nn.Module, schedule: NoiseSchedule, n: int, labels: Optional
     finally:
         model.train(was_training)
     return torch.cat(out)
+
+
+def check_classes(model: nn.Module, labels: Optional[torch.Tensor]) -> None:
+    """Raise if ``labels`` (n,) asks for a class that ``model`` (with a ``num_classes`` attribute, inside
+    a DDP wrapper too) does not have; a model without the attribute is not checked."""
+    k = getattr(getattr(model, "module", model), "num_classes", None)
+    if labels is None or k is None or not labels.numel():
+        return
+    if k < 1:
+        raise ValueError(NO_CLASSES)
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= k:
+        raise ValueError(f"class {lo if lo < 0 else hi} is outside [0, {k - 1}] (the model has {k} classes)")
 
 
 _FASTEST: dict = {}
