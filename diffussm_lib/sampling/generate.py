@@ -29,6 +29,8 @@ def parse_labels(spec: Union[None, str, Sequence[int]], n: int, num_classes: int
         raise ValueError(f"the number of samples must be >= 1, got {n}")
     if spec is None:
         return None
+    if num_classes < 1:
+        raise ValueError("the model is unconditional (model.num_classes: 0): it takes no --labels")
     if isinstance(spec, str):
         s = spec.strip().lower()
         if s == "all":
