@@ -196,6 +196,7 @@ def _from_dict(cls, data: dict, source: str, prefix: str = ""):
         names = ", ".join(f"'{prefix}{k}'" for k in unknown)
         hints_ = [m for k in unknown for m in difflib.get_close_matches(str(k), list(fields), n=1)]
         guess = f"; did you mean {', '.join(repr(prefix + h) for h in hints_)}?" if hints_ else ""
+        guess += "".join(f"; {_MOVED[prefix + str(k)]}" for k in unknown if prefix + str(k) in _MOVED)
         raise ConfigError(f"{source}: unknown key {names}{guess} (allowed in this section: "
                           f"{', '.join(sorted(fields))})")
     kwargs = {}
@@ -226,6 +227,9 @@ _RANGES = {**{f"model.{k}": 1 for k in ("in_channels", "image_size", "patch_size
            "train.batch_size": 1, "train.log_every": 1, "train.warmup_steps": 0, "train.checkpoint_every": 0,
            "train.sample_every": 0, "train.num_workers": 0, "train.grad_clip": 0.0, "train.weight_decay": 0.0,
            "train.label_dropout": 0.0, "train.ema_decay": 0.0, "diffusion.vlb_weight": 0.0, "data.pad_to": 1}
+# Keys a user may look for where they are not, and where their setting lives.
+_MOVED = {"data.channels": "an image folder is read in model.in_channels channels (1 grey, 3 RGB)",
+          "data.num_classes": "the number of classes is model.num_classes (= the number of class folders)"}
 # Values that must be strictly positive, and upper bounds (inclusive unless noted).
 _POSITIVE = {"train.lr", "train.min_snr_gamma", "train.logit_std"}
 _BELOW = {"train.label_dropout": (1.0, True), "train.ema_decay": (1.0, False)}   # (bound, inclusive)

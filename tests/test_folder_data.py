@@ -17,7 +17,7 @@ import yaml
 from PIL import Image
 
 from _train_helpers import REPO, cli_env, one_thread  # noqa: F401 (fixture)
-from diffussm_lib.config import DataConfig, load_config
+from diffussm_lib.config import ConfigError, DataConfig, load_config
 from diffussm_lib.data import DataError, ImageDataset, dataset_from_config, load_image_folder, to_uint8
 from diffussm_lib.evaluation import FolderReport, dataset_classifier, evaluate_folder_images, report_from_dict
 from diffussm_lib.evaluation import sample_and_evaluate, split_halves
@@ -77,6 +77,15 @@ def test_mnist_and_cifar10_are_checked_against_the_model_before_loading(tmp_path
         dataset_from_config(mnist, channels=3, num_classes=10)
     with pytest.raises(DataError, match="3 channels but model.in_channels is 1: set model.in_channels: 3"):
         dataset_from_config(DataConfig(name="cifar10", path=str(tmp_path)), channels=1, num_classes=10)
+
+
+def test_a_data_channels_key_says_where_the_channel_count_lives(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text((REPO / "configs" / "folder_grey.yaml").read_text().replace("  name: folder\n",
+                                                                             "  name: folder\n  channels: 1\n"))
+    with pytest.raises(ConfigError, match=r"unknown key 'data.channels'; an image folder is read in "
+                                          r"model.in_channels channels"):
+        load_config(p)
 
 
 def test_a_relative_data_path_is_read_from_the_config_files_folder(tmp_path, monkeypatch):
@@ -155,8 +164,8 @@ def test_the_classifier_is_cached_and_a_changed_folder_trains_a_new_one(shapes, 
 
 
 def test_evaluate_says_what_it_cannot_measure_before_sampling(tmp_path):
-    """FID-LeNet is grey MNIST only; an unconditional model has no classes to ask for. (No model needed:
-    both fail before sampling.)"""
+    """FID-LeNet is grey MNIST only; an unconditional model has no classes to ask for; a sample count that
+    is no multiple of the classes. (No model needed: all fail before sampling or training a classifier.)"""
     cfg = load_config(REPO / "configs" / "folder_colour.yaml")
     cifar = replace(cfg, data=DataConfig(name="cifar10", pad_to=None))
     with pytest.raises(ValueError, match=r"FID-LeNet is defined for 1-channel.*data.name: folder"):
@@ -164,6 +173,8 @@ def test_evaluate_says_what_it_cannot_measure_before_sampling(tmp_path):
     unconditional = replace(cfg, model=replace(cfg.model, num_classes=0))
     with pytest.raises(ValueError, match="unconditional.*--unconditional"):
         sample_and_evaluate(None, unconditional, 30)
+    with pytest.raises(ValueError, match="multiple of 3"):        # before the folder (not there) is read
+        sample_and_evaluate(None, replace(cfg, data=replace(cfg.data, path=str(tmp_path / "none"))), 20)
 
 
 def test_the_model_card_names_the_metric_of_a_folder_report():

@@ -91,10 +91,10 @@ def sample_and_evaluate(model, cfg, n: int, *, conditional: bool = True, sampler
                          "on an image folder (data.name: folder): evaluate then trains a classifier on it")
     if conditional and cfg.model.num_classes < 1:
         raise ValueError("the model is unconditional (model.num_classes: 0): evaluate it with --unconditional")
+    labels = parse_labels("all", n, cfg.model.num_classes) if conditional else None
     if folder:
         dataset = dataset_from_config(cfg.data, channels=cfg.model.in_channels, num_classes=cfg.model.num_classes)
         classifier = dataset_classifier(dataset, cache_dir or default_cache_dir(cfg.data.path), log=log)
-    labels = parse_labels("all", n, cfg.model.num_classes) if conditional else None
     images = generate(model, NoiseSchedule.from_config(cfg.diffusion), n, labels, image_size=cfg.model.image_size,
                       channels=cfg.model.in_channels, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
                       prediction=cfg.diffusion.prediction, batch_size=batch_size, device=device, progress=progress,
