@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..config import ExperimentConfig
+from ..config import ExperimentConfig, ModelConfig
 from ..data import dataset_from_config
 from ..diffusion import DDIM_DEFAULT_STEPS, NoiseSchedule, diffusion_loss, drop_labels, null_class_of
 from ..env import __version__, hardware_description
@@ -41,7 +41,7 @@ from .step import (NonFiniteLossError, autocast_context, faster_precision, lr_at
 WARMUP_CHECK_STEPS = 10   # under a time budget, the warm-up is checked against the steps the first 10 predict
 
 
-def check_data_fits_model(dataset: Dataset, m) -> None:
+def check_data_fits_model(dataset: Dataset, m: ModelConfig) -> None:
     """The first image of ``dataset`` (C, H, W) must be (model.in_channels, model.image_size,
     model.image_size) and its labels (where the dataset exposes ``y``) must be below model.num_classes
     (index num_classes is the null class of guidance). Raises ``ValueError`` naming the keys that fix it."""
