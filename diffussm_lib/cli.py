@@ -5,6 +5,8 @@
                     [--steps S] [--guidance W] [--labels 0,1,...|all] [--seed S]
     diffussm export --checkpoint CKPT --output-dir DIR      (EMA weights + config + model card)
     diffussm evaluate --checkpoint CKPT [--num-samples N] [--sampler ...] [--steps S] [--guidance W]
+                      (FID-LeNet for MNIST; for a model of an image folder, FD-classifier: see
+                      ``evaluation/folder_metric.py``)
 
 ``train`` writes ``checkpoint.safetensors`` (atomically, every ``train.checkpoint_every`` steps and
 at the end), ``config.yaml``, ``metrics.jsonl`` and ``samples/*.png`` into its output folder
@@ -34,7 +36,7 @@ from .config import ConfigError, load_config
 from .data import DataError
 from .diffusion import DDIM_DEFAULT_STEPS, DPM_SOLVER_DEFAULT_STEPS, SAMPLERS, NoiseSchedule, steps_label
 from .env import resolve_device
-from .evaluation import EvalReport, evaluate_checkpoint, missing_report_fields
+from .evaluation import evaluate_checkpoint, missing_report_fields, report_from_dict
 from .sampling import generate, grid_columns, parse_labels, save_samples
 from .training import (CHECKPOINT_NAME, CheckpointError, NonFiniteLossError, Trainer, export_weights,
                        load_checkpoint, load_model, shutdown_distributed)
@@ -113,14 +115,29 @@ def _kept(trainer: Optional[Trainer], out: Path) -> str:
 
 def check_writable(folder: Path, flag: str) -> None:
     """Create ``folder`` and a file in it, before any long work: a folder that cannot be written (or a
-    file in its place) fails now, naming ``flag``, not after an hour of training or sampling."""
+    file in its place) fails now, naming ``flag``, not after an hour of training or sampling. Leaves
+    nothing behind (the folders it made are removed again), so bad input found later writes nothing.
+    Under torchrun only rank 0 checks: it is the one process that writes files."""
+    if os.environ.get("RANK", "0") != "0":
+        return
+    made = []
     try:
+        missing = folder
+        while not missing.exists() and missing != missing.parent:
+            made.append(missing)
+            missing = missing.parent
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".diffussm-write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
         raise UsageError(f"{flag} {folder}: cannot write there ({type(e).__name__}: {e.strerror or e})") from None
+    finally:
+        for d in made:          # deepest first
+            try:
+                d.rmdir()
+            except OSError:
+                pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,7 +263,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                batch_size=args.batch_size, device=args.device, progress=not args.no_progress)
     print(f"checkpoint {info['checkpoint']} (step {info['step']}), {args.sampler} "
           f"{steps_label(args.sampler, args.steps)} steps, guidance {args.guidance}")
-    print(EvalReport(**{k: info[k] for k in EvalReport.__dataclass_fields__}), flush=True)
+    print(report_from_dict(info), flush=True)
     if args.json:
         atomic_write_text(args.json, json.dumps(info, indent=2) + "\n")
     return 0
@@ -264,7 +281,8 @@ SUBCOMMANDS: Dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Cal
     "train": ("train a model from a config (resumable, torchrun-ready)", add_train_args, run_train),
     "sample": ("sample images from a checkpoint into samples.npz + grid.png", add_sample_args, run_sample),
     "export": ("write a checkpoint's EMA weights + config + model card for sharing", add_export_args, run_export),
-    "evaluate": ("FID-LeNet, real-vs-real floor, class accuracy, mode histogram of a checkpoint's samples",
+    "evaluate": ("FID-LeNet (MNIST) or FD-classifier (an image folder: a classifier trained on it, cached), "
+                 "real-vs-real floor, class accuracy, mode histogram of a checkpoint's samples",
                  add_evaluate_args, run_evaluate),
 }
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -69,10 +70,13 @@ class DiffusionConfig:
 
 @dataclass
 class DataConfig:
-    """Which images. ``name`` is "mnist", "cifar10" or "folder" (then ``path`` is required)."""
+    """Which images. ``name`` is "mnist", "cifar10" or "folder" (then ``path`` is required: a folder
+    with one sub-folder of images per class, read in ``model.in_channels`` channels: 1 grey, 3 RGB;
+    the number of class folders must equal ``model.num_classes``, or that is 0). A relative ``path``
+    in a config file is read from the file's folder (``load_config`` makes it absolute)."""
 
     name: Literal["mnist", "cifar10", "folder"]  # required
-    path: Optional[str] = None        # data directory; None = the loader's cache directory
+    path: Optional[str] = None        # folder: the image folder; mnist / cifar10: the data root (None = the cache)
     pad_to: Optional[int] = 32        # pad 28x28 MNIST to 32x32 (None = keep the native size)
 
 
@@ -192,6 +196,7 @@ def _from_dict(cls, data: dict, source: str, prefix: str = ""):
         names = ", ".join(f"'{prefix}{k}'" for k in unknown)
         hints_ = [m for k in unknown for m in difflib.get_close_matches(str(k), list(fields), n=1)]
         guess = f"; did you mean {', '.join(repr(prefix + h) for h in hints_)}?" if hints_ else ""
+        guess += "".join(f"; {_MOVED[prefix + str(k)]}" for k in unknown if prefix + str(k) in _MOVED)
         raise ConfigError(f"{source}: unknown key {names}{guess} (allowed in this section: "
                           f"{', '.join(sorted(fields))})")
     kwargs = {}
@@ -222,6 +227,9 @@ _RANGES = {**{f"model.{k}": 1 for k in ("in_channels", "image_size", "patch_size
            "train.batch_size": 1, "train.log_every": 1, "train.warmup_steps": 0, "train.checkpoint_every": 0,
            "train.sample_every": 0, "train.num_workers": 0, "train.grad_clip": 0.0, "train.weight_decay": 0.0,
            "train.label_dropout": 0.0, "train.ema_decay": 0.0, "diffusion.vlb_weight": 0.0, "data.pad_to": 1}
+# Keys a user may look for where they are not, and where their setting lives.
+_MOVED = {"data.channels": "an image folder is read in model.in_channels channels (1 grey, 3 RGB)",
+          "data.num_classes": "the number of classes is model.num_classes (= the number of class folders)"}
 # Values that must be strictly positive, and upper bounds (inclusive unless noted).
 _POSITIVE = {"train.lr", "train.min_snr_gamma", "train.logit_std"}
 _BELOW = {"train.label_dropout": (1.0, True), "train.ema_decay": (1.0, False)}   # (bound, inclusive)
@@ -247,7 +255,20 @@ def load_config(path: str | Path, cls=ExperimentConfig):
         raise ConfigError(f"{path}: not a text file (a YAML config is text; is this a checkpoint?)") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    return config_from_dict({} if data is None else data, cls, source=str(path))
+    cfg = config_from_dict({} if data is None else data, cls, source=str(path))
+    return _with_data_path_from(cfg, path) if isinstance(cfg, ExperimentConfig) else cfg
+
+
+def _with_data_path_from(cfg: ExperimentConfig, path: Path) -> ExperimentConfig:
+    """``cfg`` with a relative ``data.path`` made absolute from the folder of the config file ``path``
+    (not from the working directory: the config works from wherever it is run). Whether it exists is
+    the loader's business (the config must load before its data is there)."""
+    if cfg.data.path is None:
+        return cfg
+    resolved = Path(cfg.data.path).expanduser()
+    if not resolved.is_absolute():
+        resolved = Path(os.path.abspath(path.parent / resolved))
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(resolved)))
 
 
 def config_to_dict(cfg) -> dict:

@@ -220,31 +220,47 @@ def load_cifar10(split: str = "train", root: str | os.PathLike | None = None,
 
 # ---- Any image folder (one sub-folder per class), 1 or 3 channels
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+IMAGE_MODES = {1: "L", 3: "RGB"}   # channels -> the PIL mode every image is converted to
+
+
+def image_folder_classes(path: str | os.PathLike) -> list[str]:
+    """The class names of the image folder ``path``: its sub-folders, sorted (hidden ones, such as the
+    ``.diffussm`` cache, are not classes). Raises ``DataError`` when ``path`` is missing, a file, or
+    has no class folders."""
+    root = Path(path).expanduser()
+    if root.is_file():
+        raise DataError(f"data.path {root} is a file; it must be a folder with one sub-folder of images per class")
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {root} (data.path; a relative data.path is read from the "
+                        "config file's folder)")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root}: expected one sub-folder per class ({root}/<class>/<image>), found none")
+    return classes
 
 
 def load_image_folder(path: str | os.PathLike, channels: int = 3) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Images from ``path/<class>/<image>``: (images uint8 (N, H, W, C), labels int64 (N,), class
-    names sorted). All images must share one size. ``channels`` is 1 (grey) or 3 (RGB)."""
-    root = Path(path)
-    if not root.is_dir():
-        raise DataError(f"image folder not found: {root}")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
-    if not classes:
-        raise DataError(f"{root}: expected one sub-folder per class, found none")
-    mode = {1: "L", 3: "RGB"}[channels]
+    names sorted; class i is the i-th name). All images must share one size. ``channels`` is 1 (grey)
+    or 3 (RGB): every image, whatever its mode (RGBA, P, L, ...), is converted to it."""
+    if channels not in IMAGE_MODES:
+        raise DataError(f"image folders load as 1 (grey) or 3 (RGB) channels, not {channels} (model.in_channels)")
+    root = Path(path).expanduser()
+    classes = image_folder_classes(root)
     imgs, labels, files = [], [], []
     for ci, c in enumerate(classes):
-        for f in sorted((root / c).iterdir()):
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                try:
-                    with Image.open(f) as im:
-                        imgs.append(np.asarray(im.convert(mode)))   # any mode (RGBA, P, L, ...) -> L / RGB
-                except (OSError, ValueError, Image.DecompressionBombError) as e:
-                    raise DataError(f"{f}: not a readable image ({type(e).__name__}: {e}); remove or replace it") from None
-                labels.append(ci)
-                files.append(f)
-    if not imgs:
-        raise DataError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in its class folders")
+        found = [f for f in sorted((root / c).iterdir()) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+        if not found:
+            raise DataError(f"{root / c}: class folder '{c}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                            "add images or remove the folder")
+        for f in found:
+            try:
+                with Image.open(f) as im:
+                    imgs.append(np.asarray(im.convert(IMAGE_MODES[channels])))
+            except (OSError, ValueError, Image.DecompressionBombError) as e:
+                raise DataError(f"{f}: not a readable image ({type(e).__name__}: {e}); remove or replace it") from None
+            labels.append(ci)
+            files.append(f)
     sizes = {a.shape[:2] for a in imgs}
     if len(sizes) > 1:
         first = {}
@@ -283,9 +299,10 @@ def pad_images(x: torch.Tensor, size: int) -> torch.Tensor:
 class ImageDataset(Dataset):
     """Labelled images for diffusion training: images uint8 (N, H, W) or (N, H, W, C), C in {1, 3};
     labels int (N,). Item i: (x float32 (C, H', W') in [-1, 1], y int64 ()), H' = W' = ``pad_to`` if
-    given. Converted once, up front (MNIST: 60000x1x32x32 floats, 250 MB): iterating costs nothing."""
+    given. Converted once, up front (MNIST: 60000x1x32x32 floats, 250 MB): iterating costs nothing.
+    ``classes``: the class names (label i is ``classes[i]``), where known (image folders)."""
 
-    def __init__(self, images, labels, pad_to: Optional[int] = None):
+    def __init__(self, images, labels, pad_to: Optional[int] = None, classes: Optional[Sequence[str]] = None):
         images = torch.as_tensor(np.asarray(images))
         labels = torch.as_tensor(np.asarray(labels)).long()
         if images.dtype != torch.uint8:
@@ -299,6 +316,7 @@ class ImageDataset(Dataset):
         x = to_model_range(images.permute(0, 3, 1, 2))
         self.x = pad_images(x, pad_to) if pad_to else x
         self.y = labels
+        self.classes = list(classes) if classes is not None else None
 
     @property
     def channels(self) -> int:
@@ -317,14 +335,45 @@ def mnist_dataset(split: str = "train", pad_to: Optional[int] = 32, root=None) -
     return ImageDataset(images, labels, pad_to=pad_to)
 
 
-def dataset_from_config(cfg, split: str = "train") -> ImageDataset:
-    """The dataset a ``DataConfig`` describes (``cfg.name`` in mnist, cifar10, folder)."""
-    if cfg.name == "mnist":
-        return mnist_dataset(split, pad_to=cfg.pad_to, root=cfg.path)
-    if cfg.name == "cifar10":
+KNOWN_CLASSES = {"mnist": 10, "cifar10": 10}
+KNOWN_CHANNELS = {"mnist": 1, "cifar10": 3}
+
+
+def dataset_from_config(cfg, split: str = "train", *, channels: Optional[int] = None,
+                        num_classes: Optional[int] = None) -> ImageDataset:
+    """The dataset a ``DataConfig`` describes (``cfg.name`` in mnist, cifar10, folder), checked against
+    the model that will learn it (what the trainer passes: ``model.in_channels``, ``model.num_classes``):
+
+    * ``channels``: an image folder is read with this many channels (1 grey, 3 RGB; default 3), any
+      image mode converted; MNIST (1) and CIFAR-10 (3) must match it.
+    * ``num_classes``: the number of classes (class folders; 10 for MNIST and CIFAR-10) must equal it,
+      or it is 0 (an unconditional model: labels are never used). A wrong count would train classes
+      that do not exist, or give a real class the null-class index that guidance relies on.
+
+    Every mismatch raises ``DataError`` naming both numbers and the config key that fixes it. A folder
+    dataset has one split: ``split`` is ignored."""
+    if cfg.name in KNOWN_CLASSES:
+        want_c, k = KNOWN_CHANNELS[cfg.name], KNOWN_CLASSES[cfg.name]
+        if channels is not None and channels != want_c:
+            raise DataError(f"{cfg.name} images have {want_c} channel{'s' if want_c > 1 else ''} but model.in_channels "
+                            f"is {channels}: set model.in_channels: {want_c}")
+        _check_class_count(k, num_classes, f"data.name {cfg.name} has {k} classes")
+        if cfg.name == "mnist":
+            return mnist_dataset(split, pad_to=cfg.pad_to, root=cfg.path)
         images, labels = load_cifar10(split, root=cfg.path)
-        return ImageDataset(images, labels, pad_to=cfg.pad_to)
+        return ImageDataset(images, labels, pad_to=cfg.pad_to, classes=CIFAR10_CLASSES)
     if cfg.path is None:
         raise DataError("data.path is required when data.name is 'folder'")
-    images, labels, _ = load_image_folder(cfg.path)
-    return ImageDataset(images, labels, pad_to=cfg.pad_to)
+    classes = image_folder_classes(cfg.path)
+    shown = ", ".join(classes[:8]) + (f", ... ({len(classes) - 8} more)" if len(classes) > 8 else "")
+    _check_class_count(len(classes), num_classes,
+                       f"{cfg.path} has {len(classes)} class folder{'s' if len(classes) > 1 else ''} ({shown})")
+    images, labels, classes = load_image_folder(cfg.path, channels=3 if channels is None else channels)
+    return ImageDataset(images, labels, pad_to=cfg.pad_to, classes=classes)
+
+
+def _check_class_count(found: int, num_classes: Optional[int], what: str) -> None:
+    """``num_classes`` (model.num_classes) must be ``found`` or 0 (unconditional)."""
+    if num_classes is not None and num_classes not in (0, found):
+        raise DataError(f"{what} but model.num_classes is {num_classes}: set model.num_classes: {found} "
+                        "(or 0 for an unconditional model)")

@@ -205,17 +205,67 @@ def _folder(tmp_path, images):
     return tmp_path / "imgs"
 
 
-def _folder_config(tmp_path, folder):
+def _folder_config(tmp_path, folder, **model):
+    """A tiny config of the image folder ``folder``: 8x8 RGB, as many classes as it has class folders."""
     cfg = tiny_config()
+    classes = len([d for d in Path(folder).iterdir() if d.is_dir()]) if Path(folder).is_dir() else 1
     cfg = replace(cfg, data=replace(cfg.data, name="folder", path=str(folder)),
-                  model=replace(cfg.model, image_size=8, in_channels=3))
+                  model=replace(cfg.model, **{"image_size": 8, "in_channels": 3, "num_classes": classes, **model}))
     return write_config(cfg, tmp_path / "folder.yaml")
+
+
+def fails_writing_nothing(capsys, tmp_path, config, *needles):
+    """``diffussm train`` of ``config`` fails as ``fails`` says, and its output folder was not even made."""
+    err = fails(capsys, ["train", "--config", config, "--output-dir", tmp_path / "r" / "run"], *needles)
+    assert not (tmp_path / "r").exists(), "bad input wrote something"
+    return err
 
 
 def test_image_folder_with_mixed_sizes(tmp_path, capsys):
     folder = _folder(tmp_path, [("a", Image.new("RGB", (8, 8))), ("b", Image.new("RGB", (9, 8)))])
-    fails(capsys, ["train", "--config", _folder_config(tmp_path, folder), "--output-dir", tmp_path / "r"],
-          "different sizes", "8x8", "8x9", "resize")
+    fails_writing_nothing(capsys, tmp_path, _folder_config(tmp_path, folder),
+                          "different sizes", "8x8", "8x9", "resize")
+
+
+@pytest.mark.parametrize("num_classes", [10, 2])
+def test_image_folder_whose_class_count_is_not_num_classes(tmp_path, capsys, num_classes):
+    """10: classes that do not exist; 2: the third folder's label would be the null class of guidance."""
+    folder = _folder(tmp_path, [(c, Image.new("RGB", (8, 8))) for c in ("cats", "dogs", "owls")])
+    fails_writing_nothing(capsys, tmp_path, _folder_config(tmp_path, folder, num_classes=num_classes),
+                          "3 class folders (cats, dogs, owls)", f"model.num_classes is {num_classes}",
+                          "set model.num_classes: 3")
+
+
+def test_image_folder_with_one_class_while_num_classes_is_more(tmp_path, capsys):
+    folder = _folder(tmp_path, [("only", Image.new("RGB", (8, 8)))] * 2)
+    fails_writing_nothing(capsys, tmp_path, _folder_config(tmp_path, folder, num_classes=3),
+                          "1 class folder (only)", "model.num_classes is 3")
+
+
+def test_empty_class_folder(tmp_path, capsys):
+    folder = _folder(tmp_path, [("a", Image.new("RGB", (8, 8)))])
+    (folder / "b").mkdir()
+    fails_writing_nothing(capsys, tmp_path, _folder_config(tmp_path, folder), "class folder 'b' holds no images")
+
+
+def test_data_path_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "imgs.zip").write_bytes(b"PK")
+    fails_writing_nothing(capsys, tmp_path, _folder_config(tmp_path, tmp_path / "imgs.zip"),
+                          "imgs.zip is a file", "one sub-folder of images per class")
+
+
+def test_relative_data_path_not_found_names_the_resolved_path(tmp_path, capsys):
+    (tmp_path / "configs").mkdir()
+    cfg = _folder_config(tmp_path, "../my_images")
+    config = cfg.rename(tmp_path / "configs" / cfg.name)
+    fails_writing_nothing(capsys, tmp_path, config, f"image folder not found: {tmp_path / 'my_images'}",
+                          "a relative data.path is read from the config file's folder")
+
+
+def test_image_size_the_patch_size_does_not_divide(tmp_path, capsys):
+    folder = _folder(tmp_path, [("a", Image.new("RGB", (9, 9)))] * 8)
+    fails_writing_nothing(capsys, tmp_path, _folder_config(tmp_path, folder, image_size=9),
+                          "model.image_size=9, model.patch_size=2", "not divisible by the patch size")
 
 
 def test_image_folder_with_mixed_modes_is_converted(tmp_path):
@@ -228,14 +278,12 @@ def test_image_folder_with_mixed_modes_is_converted(tmp_path):
 def test_corrupt_image_in_folder(tmp_path, capsys):
     folder = _folder(tmp_path, [("a", Image.new("RGB", (8, 8)))] * 2)
     (folder / "a" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    fails(capsys, ["train", "--config", _folder_config(tmp_path, folder), "--output-dir", tmp_path / "r"],
-          "1.png", "not a readable image")
+    fails_writing_nothing(capsys, tmp_path, _folder_config(tmp_path, folder), "1.png", "not a readable image")
 
 
 def test_empty_dataset(tmp_path, capsys):
     (tmp_path / "imgs" / "a").mkdir(parents=True)
-    fails(capsys, ["train", "--config", _folder_config(tmp_path, tmp_path / "imgs"), "--output-dir", tmp_path / "r"],
-          "no images")
+    fails_writing_nothing(capsys, tmp_path, _folder_config(tmp_path, tmp_path / "imgs"), "no images")
 
 
 # ------------------------------------------------------------------ files that cannot be written

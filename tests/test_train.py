@@ -174,8 +174,68 @@ def test_bf16_autocast_step_on_cpu():
 
 def test_data_and_model_shape_mismatch_is_clear():
     cfg = tiny_config()
-    with pytest.raises(ValueError, match=r"data gives images of shape \(1, 28, 28\).*expects \(1, 32, 32\)"):
+    with pytest.raises(ValueError, match=r"data gives images of shape \(1, 28, 28\).*expects \(1, 32, 32\).*"
+                                         r"set model.image_size: 28 or data.pad_to: 32"):
         Trainer(with_model(cfg, image_size=32), dataset=synthetic_dataset(cfg), progress=False)
+    with pytest.raises(ValueError, match=r"set model.in_channels: 1$"):
+        Trainer(with_model(cfg, in_channels=3), dataset=synthetic_dataset(cfg), progress=False)
+    with pytest.raises(ValueError, match=r"set model.image_size: 28$"):
+        Trainer(with_model(cfg, image_size=24), dataset=synthetic_dataset(cfg), progress=False)
+
+
+def test_labels_beyond_num_classes_are_refused():
+    """Label k = num_classes would train the null class that guidance relies on."""
+    cfg = tiny_config()
+    data = synthetic_dataset(cfg)
+    top = int(data.y.max())
+    with pytest.raises(ValueError, match=rf"labels 0..{top} but model.num_classes is {top}.*null class"):
+        Trainer(with_model(cfg, num_classes=top), dataset=data, progress=False)
+    Trainer(with_model(cfg, num_classes=0), dataset=data, progress=False)     # unconditional: labels unused
+
+
+def test_a_warm_up_longer_than_the_run_is_a_warning(monkeypatch):
+    import diffussm_lib.training.trainer as T
+
+    logs = []
+    cfg = tiny_config(max_steps=4, warmup_steps=10)
+    Trainer(cfg, dataset=synthetic_dataset(cfg), progress=False, log=logs.append).train()
+    assert any("warning: train.warmup_steps=10 is longer than the run's 4 steps" in m for m in logs), logs
+    # under a time budget: a fake clock makes every update take 1 s, so 15 s allow 15 steps
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(T.time, "perf_counter", lambda: float(next(ticks)))
+    for warmup, warned in ((20, True), (12, False)):
+        logs.clear()
+        cfg = tiny_config(max_steps=50, warmup_steps=warmup, log_every=100, checkpoint_every=0)
+        res = Trainer(cfg, dataset=synthetic_dataset(cfg), progress=False, log=logs.append).train(max_seconds=15)
+        assert res.step == 15
+        found = [m for m in logs if m.startswith("warning")]
+        assert bool(found) == warned, logs
+        if warned:
+            assert "the about 15 steps the time budget of 15 s allows at the measured 1000 ms per step" in found[0]
+
+
+def test_the_progress_bar_follows_the_time_budget():
+    """``288/4000 [02:43<31:42]`` for a 2.5-minute run was the bug: under a budget the bar counts
+    seconds of training up to the budget, or the steps' share when max_steps comes first."""
+    from types import SimpleNamespace
+
+    from diffussm_lib.training.callbacks import ProgressBar
+
+    tr = SimpleNamespace(cfg=tiny_config(max_steps=4000), step=288, train_seconds=60.0, max_seconds=150.0)
+    bar = ProgressBar()
+    bar.on_train_begin(tr)
+    assert (bar.bar.total, bar.bar.n, bar.bar.unit) == (150.0, 60.0, "s")
+    tr.step, tr.train_seconds = 289, 61.5
+    bar.on_step(tr, 289)
+    assert bar.bar.n == pytest.approx(61.5) and bar.postfix["step"] == 289
+    tr.cfg, tr.step = tiny_config(max_steps=300), 295                 # max_steps ends the run first
+    bar.on_step(tr, 295)
+    assert bar.bar.n == pytest.approx(150 * 295 / 300)
+    bar.on_train_end(tr)
+    tr.max_seconds = None
+    bar.on_train_begin(tr)
+    assert (bar.bar.total, bar.bar.n, bar.bar.unit) == (300, 295, "step")
+    bar.on_train_end(tr)
 
 
 # ----------------------------------------------------------------------------- sampling helpers
@@ -187,6 +247,9 @@ def test_parse_labels():
     for bad, msg in [("all", "multiple of 10"), ("1,x", "'x' is not an integer"), ("10", "outside"), (",", "expected")]:
         with pytest.raises(ValueError, match=msg):
             parse_labels(bad, 7, 10)
+    assert parse_labels(None, 4, 0) is None
+    with pytest.raises(ValueError, match=r"no class conditioning \(model.num_classes = 0\)"):
+        parse_labels("all", 6, 0)
 
 
 class Spy(torch.nn.Module):

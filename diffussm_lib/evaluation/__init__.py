@@ -4,7 +4,9 @@ Modules
 -------
 lenet       the fixed MNIST feature extractor (99.31% test accuracy, 128-d features)
 fid         ``FeatureStats``, ``frechet_distance``, ``class_accuracy``, ``histogram_deviation``
-evaluate    ``EvalReport``, ``evaluate_images``, ``sample_and_evaluate``, ``evaluate_checkpoint`` (the CLI's)
+report      ``EvalReport`` (FID-LeNet), ``FolderReport`` (FD-classifier), ``report_from_dict``
+evaluate    ``evaluate_images``, ``sample_and_evaluate``, ``evaluate_checkpoint`` (the CLI's)
+folder_metric  FD-classifier for an image folder: a classifier trained (once, cached) on the folder itself
 targets     the pretrained model's quality targets, ``target_check``, report fields
 comparison  equal-training-time comparisons: ``train_for_budget``, ``evaluate_run``, ``ABLATIONS``
 scaling     forward FLOPs and time of both backbones from 28x28 to 256x256
@@ -13,17 +15,22 @@ stats       Welch's and the paired two-sided t-test (``welch``, ``paired``), wri
 speedrun    the CPU recipe's results over seeds (notebook 05): ``tables``, ``target_summary``
 """
 from .comparison import ABLATIONS, BudgetRun, as_json, evaluate_run, results_table, train_for_budget, variant
-from .evaluate import EvalReport, evaluate_checkpoint, evaluate_images, real_floor, sample_and_evaluate
+from .evaluate import evaluate_checkpoint, evaluate_images, real_floor, sample_and_evaluate
+from .folder_metric import FolderNet, dataset_classifier, evaluate_folder_images, split_halves
 from .fid import FeatureStats, class_accuracy, frechet_distance, histogram_deviation
-from .lenet import DEFAULT_WEIGHTS, FEATURE_DIM, LeNet, as_classifier_input, classify, lenet_card, load_lenet, train_lenet
+from .lenet import (DEFAULT_WEIGHTS, FEATURE_DIM, LeNet, as_classifier_input, classify, lenet_card, load_lenet,
+                    train_classifier, train_lenet)
+from .report import EvalReport, FolderReport, report_from_dict
 from .scaling import scaling_rows, scaling_table
 from .targets import REPORT_FIELDS, TARGETS, missing_report_fields, target_check
 
 __all__ = [
     "ABLATIONS", "BudgetRun", "as_json", "evaluate_run", "results_table", "train_for_budget", "variant",
-    "EvalReport", "evaluate_checkpoint", "evaluate_images", "real_floor", "sample_and_evaluate",
+    "EvalReport", "FolderReport", "report_from_dict",
+    "evaluate_checkpoint", "evaluate_images", "real_floor", "sample_and_evaluate",
+    "FolderNet", "dataset_classifier", "evaluate_folder_images", "split_halves",
     "FeatureStats", "class_accuracy", "frechet_distance", "histogram_deviation",
     "DEFAULT_WEIGHTS", "FEATURE_DIM", "LeNet", "as_classifier_input", "classify", "lenet_card", "load_lenet",
-    "train_lenet", "scaling_rows", "scaling_table",
+    "train_classifier", "train_lenet", "scaling_rows", "scaling_table",
     "REPORT_FIELDS", "TARGETS", "missing_report_fields", "target_check",
 ]

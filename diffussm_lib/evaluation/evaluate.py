@@ -12,45 +12,27 @@
 
 ``sample_and_evaluate`` draws the samples from a model first (every class in equal numbers, or
 unconditional): what the comparisons of notebook 07 run; ``evaluate_checkpoint`` does the same
-from a checkpoint file: what ``diffussm evaluate`` runs.
+from a checkpoint file: what ``diffussm evaluate`` runs. For a model trained on an image folder
+(``data.name: folder``) both use FD-classifier instead (``folder_metric.py``: a classifier trained on
+the folder's own images), and return a ``FolderReport``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import os
 from functools import lru_cache
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
-from ..data import mnist_dataset
+from ..data import dataset_from_config, mnist_dataset
 from ..diffusion import NoiseSchedule
 from ..env import resolve_device
 from ..sampling import generate, parse_labels
 from ..training import load_model
 from .fid import FeatureStats, class_accuracy, frechet_distance, histogram_deviation
+from .folder_metric import CACHE_DIR_NAME, dataset_classifier, default_cache_dir, evaluate_folder_images
 from .lenet import classify, load_lenet
-
-
-@dataclass
-class EvalReport:
-    n: int
-    fid: float
-    floor: Optional[float]
-    class_accuracy: Optional[float]
-    histogram_deviation: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def __str__(self) -> str:
-        lines = [f"samples                  {self.n}",
-                 f"FID-LeNet vs MNIST test  {self.fid:.3f}"]
-        if self.floor is not None:
-            lines.append(f"real-vs-real floor       {self.floor:.3f}  (test vs {self.n} training images)")
-        if self.class_accuracy is not None:
-            lines.append(f"class accuracy           {self.class_accuracy:.4f}")
-        lines.append(f"histogram deviation      {self.histogram_deviation:.4f}  (max |class frequency - 0.1|)")
-        return "\n".join(lines)
+from .report import EvalReport
 
 
 @lru_cache(maxsize=1)
@@ -92,34 +74,47 @@ def evaluate_images(images: torch.Tensor, labels: Optional[torch.Tensor] = None,
 
 def sample_and_evaluate(model, cfg, n: int, *, conditional: bool = True, sampler: str = "ddim",
                         steps: Optional[int] = None, guidance: float = 1.0, seed: int = 0, batch_size: Optional[int] = None,
-                        device=None, progress: bool = False, variance: Optional[str] = None
+                        device=None, progress: bool = False, variance: Optional[str] = None,
+                        cache_dir: Optional[str | os.PathLike] = None, log: Callable[[str], None] = print
                         ) -> tuple[EvalReport, torch.Tensor]:
-    """Sample ``n`` images from ``model`` (an ``ExperimentConfig`` ``cfg`` describes it) and evaluate them.
+    """Sample ``n`` images from ``model`` (an ``ExperimentConfig`` ``cfg`` describes it) and evaluate them:
+    FID-LeNet for MNIST-like data; for ``data.name: folder`` FD-classifier (``folder_metric``), whose
+    classifier comes from (or is trained into) ``cache_dir`` (default: beside the data), before sampling.
 
     conditional: every class in equal numbers (``n`` a multiple of the class count), else unconditional.
-    Returns (report, images (n, 1, H, W) in [-1, 1]).
+    Returns (report, images (n, C, H, W) in [-1, 1]).
     """
-    if cfg.model.in_channels != 1:
+    folder = cfg.data.name == "folder"
+    if not folder and cfg.model.in_channels != 1:
         raise ValueError(f"FID-LeNet is defined for 1-channel MNIST-like images; this model has "
-                         f"{cfg.model.in_channels} channels (model.in_channels)")
+                         f"{cfg.model.in_channels} channels (model.in_channels). For images of your own, train "
+                         "on an image folder (data.name: folder): evaluate then trains a classifier on it")
     labels = parse_labels("all", n, cfg.model.num_classes) if conditional else None
+    if folder:
+        dataset = dataset_from_config(cfg.data, channels=cfg.model.in_channels, num_classes=cfg.model.num_classes)
+        classifier = dataset_classifier(dataset, cache_dir or default_cache_dir(cfg.data.path), log=log)
     images = generate(model, NoiseSchedule.from_config(cfg.diffusion), n, labels, image_size=cfg.model.image_size,
-                      channels=1, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
+                      channels=cfg.model.in_channels, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
                       prediction=cfg.diffusion.prediction, batch_size=batch_size, device=device, progress=progress,
                       variance=variance)
+    if folder:
+        return evaluate_folder_images(images, labels, dataset, classifier, seed=seed), images
     return evaluate_images(images, labels, seed=seed), images
 
 
 def evaluate_checkpoint(path, n: int, *, conditional: bool = True, sampler: str = "ddim",
                         steps: Optional[int] = None, guidance: float = 1.0, seed: int = 0, batch_size: Optional[int] = None,
-                        device=None, progress: bool = False) -> dict:
+                        device=None, progress: bool = False, log: Callable[[str], None] = print) -> dict:
     """``diffussm evaluate`` as a function: load the EMA weights of the checkpoint at ``path`` (a file or
-    a run / export folder), sample and evaluate. Returns the report as a dict with the checkpoint, its
-    step and the sampling settings (what ``--json`` writes)."""
+    a run / export folder), sample and evaluate (a folder dataset's classifier is cached beside the
+    data, else in the checkpoint's folder). Returns the report as a dict with the checkpoint, its step
+    and the sampling settings (what ``--json`` writes)."""
     device = resolve_device(device)
     model, cfg, ckpt = load_model(path, device=device)
+    cache = (default_cache_dir(cfg.data.path, fallback=ckpt.path.parent / CACHE_DIR_NAME)
+             if cfg.data.name == "folder" and cfg.data.path else None)
     report, _ = sample_and_evaluate(model, cfg, n, conditional=conditional, sampler=sampler, steps=steps,
                                     guidance=guidance, seed=seed, batch_size=batch_size, device=device,
-                                    progress=progress)
+                                    progress=progress, cache_dir=cache, log=log)
     return dict(report.as_dict(), checkpoint=str(ckpt.path), step=ckpt.step, sampler=sampler, steps=steps,
                 guidance=guidance, seed=seed, conditional=conditional)

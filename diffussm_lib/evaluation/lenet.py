@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -70,35 +71,41 @@ def lenet_card(path: str | Path = DEFAULT_WEIGHTS) -> dict:
 
 
 @torch.no_grad()
-def classify(model: LeNet, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """x (N, 1, H, W) in [-1, 1] -> (features (N, 128) float64, predicted class (N,) int64)."""
+def classify(model: nn.Module, x: torch.Tensor, batch_size: int = 1000,
+             prepare: Callable[[torch.Tensor], torch.Tensor] = as_classifier_input
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (N, C, H, W) in [-1, 1] -> (features (N, F) float64, predicted class (N,) int64) of a
+    classifier with ``features`` and a last layer ``fc2`` (FID-LeNet: (N, 1, H, W) -> F = 128).
+    ``prepare`` makes a batch the model's input (default: FID-LeNet's, padded to 32x32 grey)."""
     feats, preds = [], []
     for i in range(0, len(x), batch_size):
-        xb = as_classifier_input(x[i:i + batch_size])
+        xb = prepare(x[i:i + batch_size])
         f = model.features(xb)
         feats.append(f.double())
         preds.append(model.fc2(f).argmax(1))
     return torch.cat(feats), torch.cat(preds)
 
 
-def train_lenet(train_x: torch.Tensor, train_y: torch.Tensor, epochs: int = 4, batch_size: int = 128,
-                lr: float = 2e-3, seed: int = 0, log=print) -> LeNet:
-    """Train on x (N, 1, 32, 32) in [-1, 1], y (N,) with Adam and a cosine learning rate; seeded."""
+def train_classifier(build: Callable[[], nn.Module], train_x: torch.Tensor, train_y: torch.Tensor, epochs: int = 4,
+                     batch_size: int = 128, lr: float = 2e-3, seed: int = 0, shift: int = 2, log=print) -> nn.Module:
+    """Train ``build()`` (made after seeding) on x (N, C, H, W) in [-1, 1], y (N,) with Adam and a
+    one-cycle learning rate, batches of ``min(batch_size, N)``, each shifted by up to ``shift`` pixels
+    (a light augmentation); seeded. Returns the model in eval mode."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = LeNet()
+    model = build()
+    batch_size = min(batch_size, len(train_x))
+    per_epoch = len(train_x) // batch_size
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    steps = epochs * (len(train_x) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * per_epoch)
     model.train()
     for epoch in range(epochs):
         perm = torch.randperm(len(train_x), generator=g)
         total = 0.0
-        for s in range(len(train_x) // batch_size):
+        for s in range(per_epoch):
             idx = perm[s * batch_size:(s + 1) * batch_size]
             xb = train_x[idx]
-            # light augmentation: random shifts of up to 2 pixels (the padding makes room)
-            dx, dy = torch.randint(-2, 3, (2,), generator=g).tolist()
+            dx, dy = torch.randint(-shift, shift + 1, (2,), generator=g).tolist()
             xb = torch.roll(xb, shifts=(dy, dx), dims=(2, 3))
             loss = F.cross_entropy(model(xb), train_y[idx])
             opt.zero_grad(set_to_none=True)
@@ -106,5 +113,12 @@ def train_lenet(train_x: torch.Tensor, train_y: torch.Tensor, epochs: int = 4, b
             opt.step()
             sched.step()
             total += loss.item()
-        log(f"epoch {epoch + 1}/{epochs}: train loss {total / (len(train_x) // batch_size):.4f}")
+        log(f"epoch {epoch + 1}/{epochs}: train loss {total / per_epoch:.4f}")
     return model.eval()
+
+
+def train_lenet(train_x: torch.Tensor, train_y: torch.Tensor, epochs: int = 4, batch_size: int = 128,
+                lr: float = 2e-3, seed: int = 0, log=print) -> LeNet:
+    """FID-LeNet's training: ``train_classifier`` of a ``LeNet`` on x (N, 1, 32, 32) in [-1, 1], y (N,)
+    (random shifts of up to 2 pixels: the padding makes room)."""
+    return train_classifier(LeNet, train_x, train_y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, log=log)

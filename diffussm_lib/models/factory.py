@@ -38,7 +38,9 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     try:
         model.check_size(cfg.image_size, cfg.image_size)
     except ValueError as e:
-        raise ValueError(f"model.image_size={cfg.image_size}: {e}") from None
+        raise ValueError(f"model.image_size={cfg.image_size}, model.patch_size={cfg.patch_size}"
+                         + (f", model.hourglass_ratio={cfg.hourglass_ratio}" if cfg.arch == "diffussm" else "")
+                         + f": {e}") from None
     return model
 
 

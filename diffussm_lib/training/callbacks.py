@@ -43,20 +43,42 @@ class Callback:
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over the run's steps, showing the last logged loss and learning rate."""
+    """A tqdm bar over the run, showing the step, the last logged loss and learning rate. Without a
+    time budget it counts steps up to ``train.max_steps``; under one (``--max-minutes``) it counts
+    seconds of training up to the budget (or the steps' share of the run, if ``max_steps`` ends it
+    first), so its total and ETA are those of the run that will actually happen."""
 
     def __init__(self) -> None:
         self.bar: Optional[tqdm] = None
+        self.postfix: Dict[str, object] = {}
+
+    @staticmethod
+    def position(trainer) -> float:
+        """Where the run is, in the bar's units: steps, or seconds of the time budget."""
+        max_steps, budget = trainer.cfg.train.max_steps, trainer.max_seconds
+        if not budget:
+            return trainer.step
+        return budget * min(1.0, max(trainer.step / max(max_steps, 1), trainer.train_seconds / budget))
 
     def on_train_begin(self, trainer):
-        self.bar = tqdm(total=trainer.cfg.train.max_steps, initial=trainer.step, desc="train", unit="step",
-                        dynamic_ncols=True)
+        self.postfix = {}
+        if trainer.max_seconds:
+            self.bar = tqdm(total=trainer.max_seconds, initial=self.position(trainer), desc="train", unit="s",
+                            dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of training "
+                                                           "[{elapsed}<{remaining}{postfix}]")
+        else:
+            self.bar = tqdm(total=trainer.cfg.train.max_steps, initial=trainer.step, desc="train", unit="step",
+                            dynamic_ncols=True)
 
     def on_step(self, trainer, step):
-        self.bar.update(1)
+        if trainer.max_seconds:
+            self.postfix["step"] = step
+            self.bar.set_postfix(self.postfix, refresh=False)
+        self.bar.update(self.position(trainer) - self.bar.n)
 
     def on_log(self, trainer, record):
-        self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+        self.postfix.update(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+        self.bar.set_postfix(self.postfix)
 
     def on_train_end(self, trainer):
         if self.bar is not None:

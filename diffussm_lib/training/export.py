@@ -47,17 +47,22 @@ def quality_table(evaluations: Sequence[dict]) -> List[str]:
     if not evaluations:
         return ["Not measured yet: run `diffussm evaluate --checkpoint CKPT --json FILE` and export again "
                 "with `--evaluation FILE`."]
-    rows = ["| samples | sampler | steps | guidance w | FID-LeNet | real-vs-real floor (same N) | class accuracy "
+    metric = " / ".join(sorted({ev.get("metric", "FID-LeNet") for ev in evaluations}))
+    rows = [f"| samples | sampler | steps | guidance w | {metric} | real-vs-real floor (same N) | class accuracy "
             "| histogram deviation |",
             "|---|---|---|---|---|---|---|---|"]
     for ev in evaluations:
         acc = "n/a (unconditional)" if ev.get("class_accuracy") is None else f"{100 * ev['class_accuracy']:.2f}%"
         floor = "n/a" if ev.get("floor") is None else f"{ev['floor']:.3f}"
+        if ev.get("floor") is not None and ev.get("floor_n", ev["n"]) < ev["n"]:
+            floor += f" ({ev['floor_n']} images)"
         rows.append(f"| {ev['n']} | {ev.get('sampler')} | {steps_label(ev.get('sampler'), ev.get('steps'))} | {ev.get('guidance')} | {ev['fid']:.3f} | {floor} "
                     f"| {acc} | {ev['histogram_deviation']:.4f} |")
-    return rows + ["", "Measured by `diffussm evaluate` (FID-LeNet against the 10,000 MNIST test images; "
-                       "see notebook 07), seed " + ", ".join(sorted({str(ev.get('seed', 0)) for ev in evaluations}))
-                   + "."]
+    how = ("FID-LeNet against the 10,000 MNIST test images; see notebook 07" if metric == "FID-LeNet" else
+           "FD-classifier: the Frechet distance on the features of a classifier trained on the dataset's own "
+           "images, against its reference half; comparable only within that dataset and classifier")
+    return rows + ["", f"Measured by `diffussm evaluate` ({how}), seed "
+                   + ", ".join(sorted({str(ev.get('seed', 0)) for ev in evaluations})) + "."]
 
 
 def model_card_text(ckpt: Checkpoint, weights_path: Path, evaluations: Sequence[dict] = ()) -> str:

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..config import ExperimentConfig
+from ..config import ExperimentConfig, ModelConfig
 from ..data import dataset_from_config
 from ..diffusion import DDIM_DEFAULT_STEPS, NoiseSchedule, diffusion_loss, drop_labels, null_class_of
 from ..env import __version__, hardware_description
@@ -37,6 +37,33 @@ from .ema import EMA, unwrap
 from .loading import check_config_matches, check_resumable, load_state_strict
 from .step import (NonFiniteLossError, autocast_context, faster_precision, lr_at, make_optimizer, sample_timesteps,
                    step_batches, step_generator)
+
+WARMUP_CHECK_STEPS = 10   # under a time budget, the warm-up is checked against the steps the first 10 predict
+
+
+def check_data_fits_model(dataset: Dataset, m: ModelConfig) -> None:
+    """The first image of ``dataset`` (C, H, W) must be (model.in_channels, model.image_size,
+    model.image_size) and its labels (where the dataset exposes ``y``) must be below model.num_classes
+    (index num_classes is the null class of guidance). Raises ``ValueError`` naming the keys that fix it."""
+    x0, _ = dataset[0]
+    c, h, w = x0.shape
+    want = (m.in_channels, m.image_size, m.image_size)
+    if (c, h, w) != want:
+        fix = [f"model.in_channels: {c}"] if c != m.in_channels else []
+        if (h, w) != want[1:]:
+            if h == w:
+                fix.append(f"model.image_size: {h}")
+            if h <= m.image_size and w <= m.image_size:
+                fix.append(f"data.pad_to: {m.image_size} (pads with the background value)")
+            if h != w and not fix:
+                fix.append("square images (crop or pad them to one size)")
+        raise ValueError(f"the data gives images of shape {tuple(x0.shape)} (C, H, W) but the model expects "
+                         f"{want} (model.in_channels, model.image_size): set {' or '.join(fix)}")
+    y = getattr(dataset, "y", None)
+    if m.num_classes > 0 and isinstance(y, torch.Tensor) and len(y) and not 0 <= y.min() <= y.max() < m.num_classes:
+        raise ValueError(f"the data has labels {int(y.min())}..{int(y.max())} but model.num_classes is {m.num_classes} "
+                         f"(labels must lie in 0..{m.num_classes - 1}; {m.num_classes} is the null class of guidance)")
+
 
 @dataclass
 class TrainResult:
@@ -84,15 +111,12 @@ class Trainer:
         self.grid_size, self.grid_steps, self.grid_guidance = grid_size, grid_steps, grid_guidance
         self._log = log
 
-        self.dataset = dataset if dataset is not None else dataset_from_config(cfg.data, "train")
-        x0, _ = self.dataset[0]
-        want = (cfg.model.in_channels, cfg.model.image_size, cfg.model.image_size)
-        if tuple(x0.shape) != want:
-            raise ValueError(f"the data gives images of shape {tuple(x0.shape)} (C, H, W) but the model expects "
-                             f"{want} (model.in_channels, model.image_size): check data.pad_to / data.name "
-                             "against the model section")
+        self.dataset = dataset if dataset is not None else dataset_from_config(
+            cfg.data, "train", channels=cfg.model.in_channels, num_classes=cfg.model.num_classes)
+        check_data_fits_model(self.dataset, cfg.model)
         if len(self.dataset) < tc.batch_size:
-            raise ValueError(f"the dataset has {len(self.dataset)} images, fewer than train.batch_size={tc.batch_size}")
+            raise ValueError(f"the dataset has {len(self.dataset)} images, fewer than train.batch_size="
+                             f"{tc.batch_size}: lower train.batch_size")
 
         torch.manual_seed(tc.seed)   # the initial weights (identical on every rank)
         self.model = (model if model is not None else build_model(cfg.model)).to(self.device)
@@ -320,7 +344,10 @@ class Trainer:
                  + f", {self.device.type}, {tc.precision}"
                  + (f", lr schedule {tc.lr_schedule}" if tc.lr_schedule != "constant" else "")
                  + (f", time budget {max_seconds:.0f} s" if max_seconds is not None else ""))
+        if self.step < tc.warmup_steps and tc.warmup_steps > tc.max_steps:
+            self._warn_long_warmup(f"the run's {tc.max_steps} steps (train.max_steps / --max-steps)")
         losses, window_t = [], 0.0          # since the last log record
+        session_steps, session_t = 0, 0.0   # timed updates of this call: the budget's expected steps
         t_wall = time.perf_counter()
         self.emit("on_train_begin")
         try:
@@ -337,7 +364,10 @@ class Trainer:
                 self.train_seconds += dt
                 losses.append(loss)
                 window_t += dt
+                session_steps, session_t = session_steps + 1, session_t + dt
                 s = self.step
+                if max_seconds is not None and session_steps == WARMUP_CHECK_STEPS:
+                    self._check_warmup_fits_budget(session_t / session_steps, max_seconds)
                 self.emit("on_step", s)                       # progress bar, sample grids
                 out_of_time = max_seconds is not None and broadcast_flag(
                     self.train_seconds >= max_seconds, self.dist, self.device)   # rank 0's clock decides
@@ -368,6 +398,22 @@ class Trainer:
             self.wall_seconds += time.perf_counter() - t_wall
             self.emit("on_train_end")
         return self._result()
+
+    def _check_warmup_fits_budget(self, seconds_per_step: float, max_seconds: float) -> None:
+        """Under a time budget, once the first updates are timed: warn when the warm-up outlasts the
+        steps the budget allows at that speed (a warm-up longer than max_steps was warned of at the start)."""
+        tc = self.cfg.train
+        if not self.step < tc.warmup_steps <= tc.max_steps:
+            return
+        expected = self.step + (max_seconds - self.train_seconds) / max(seconds_per_step, 1e-9)
+        if tc.warmup_steps > expected:
+            self._warn_long_warmup(f"the about {expected:.0f} steps the time budget of {max_seconds:.0f} s allows "
+                                   f"at the measured {1e3 * seconds_per_step:.0f} ms per step")
+
+    def _warn_long_warmup(self, run: str) -> None:
+        tc = self.cfg.train
+        self.log(f"warning: train.warmup_steps={tc.warmup_steps} is longer than {run}: the learning rate never "
+                 f"reaches train.lr={tc.lr:g} (and a decaying schedule never starts); lower train.warmup_steps")
 
     def _result(self) -> TrainResult:
         ips = self.step * self.cfg.train.batch_size / self.train_seconds if self.train_seconds else 0.0
