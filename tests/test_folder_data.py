@@ -171,7 +171,7 @@ def test_evaluate_says_what_it_cannot_measure_before_sampling(tmp_path):
     with pytest.raises(ValueError, match=r"FID-LeNet is defined for 1-channel.*data.name: folder"):
         sample_and_evaluate(None, cifar, 30)
     unconditional = replace(cfg, model=replace(cfg.model, num_classes=0))
-    with pytest.raises(ValueError, match="unconditional.*--unconditional"):
+    with pytest.raises(ValueError, match=r"no class conditioning \(model.num_classes = 0\).*--unconditional"):
         sample_and_evaluate(None, unconditional, 30)
     with pytest.raises(ValueError, match="multiple of 3"):        # before the folder (not there) is read
         sample_and_evaluate(None, replace(cfg, data=replace(cfg.data, path=str(tmp_path / "none"))), 20)
