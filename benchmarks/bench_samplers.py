@@ -95,6 +95,28 @@ def table(summary: dict, n: int, w: float) -> str:
     return "\n".join(lines)
 
 
+def timing_table(timing: dict) -> str:
+    """The interleaved timing: median seconds per config and its ratio to DDIM 25's median."""
+    base = timing["median"].get(f"{BASELINE[0]}:{BASELINE[1]}")
+    lines = [f"timing ({timing['session']}, {timing['rounds']} interleaved rounds of N = {timing['n']}, "
+             f"{timing['threads']} threads, batch {timing['batch_size']}): median seconds to sample N"]
+    for cfg, med in timing["median"].items():
+        rel = f"{med / base:.0%} of ddim:25" if base else ""
+        lines.append(f"  {cfg:<16} {med:8.1f} s  {rel}   rounds: {timing['seconds'][cfg]}")
+    return "\n".join(lines)
+
+
+def apply_timing(summary: dict, timing: dict | None) -> dict:
+    """Replace the one-off seconds of the quality runs by the interleaved medians, where measured."""
+    if not timing:
+        return summary
+    for (sampler, steps), s in summary.items():
+        med = timing["median"].get(f"{sampler}:{steps}")
+        if med is not None:
+            s["seconds"], s["sessions"] = med, [timing["session"]]
+    return summary
+
+
 def verdict(summary: dict) -> str:
     """The issue's target, judged on the stored runs."""
     base = summary.get(BASELINE)
@@ -159,6 +181,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "samplers.json"))
+    ap.add_argument("--time-rounds", type=int, metavar="R",
+                    help="time the configs instead: R interleaved rounds of N samples each, no evaluation")
     ap.add_argument("--table", action="store_true", help="print the stored runs' table and verdict; sample nothing")
     ap.add_argument("--plot", nargs="?", const=str(REPO / "benchmarks" / "results" / "samplers.png"), metavar="PNG",
                     help="also draw FID-LeNet against model evaluations (default path: benchmarks/results/samplers.png)")
@@ -186,7 +210,23 @@ def main() -> None:
         session = time.strftime("%Y-%m-%d %H:%M:%S")
         report.update(checkpoint=str(ckpt.path), checkpoint_step=ckpt.step, hardware=hardware_description(device),
                       environment=environment_report())
-        for seed in args.seeds:
+        if args.time_rounds:
+            seconds: dict = {f"{s}:{k}": [] for s, k in configs}
+            for r in range(args.time_rounds):
+                for sampler, steps in configs:
+                    t0 = time.perf_counter()
+                    generate(model, schedule, args.num_samples, labels, sampler=sampler, steps=steps, seed=r, **kw)
+                    seconds[f"{sampler}:{steps}"].append(round(time.perf_counter() - t0, 2))
+                    print(f"round {r}: {sampler} {steps}: {seconds[f'{sampler}:{steps}'][-1]:.1f} s", flush=True)
+            report["timing"] = dict(session=session, rounds=args.time_rounds, n=args.num_samples, guidance=args.guidance,
+                                    threads=torch.get_num_threads(), batch_size=batch, seconds=seconds,
+                                    median={c: statistics.median(v) for c, v in seconds.items()},
+                                    hardware=hardware_description(device))
+            if out.is_file():
+                report["runs"] = runs = {**json.loads(out.read_text()).get("runs", {}), **runs}
+            atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+            print(timing_table(report["timing"]))
+        for seed in ([] if args.time_rounds else args.seeds):
             for sampler, steps in configs:
                 rid = run_id(sampler, steps, seed, args.num_samples, args.guidance)
                 if rid in runs:
@@ -208,7 +248,13 @@ def main() -> None:
     summary = summarise(runs, args.num_samples, args.guidance)
     if not summary:
         raise SystemExit(f"no runs with N = {args.num_samples} and w = {args.guidance:g} in {out}")
-    print("\n" + table(summary, args.num_samples, args.guidance) + "\n\n" + verdict(summary), flush=True)
+    timing = report.get("timing")
+    if timing and (timing["n"], timing["guidance"]) != (args.num_samples, args.guidance):
+        timing = None
+    print("\n" + table(summary, args.num_samples, args.guidance), flush=True)
+    if timing:
+        print("\n" + timing_table(timing))
+    print("\n" + verdict(apply_timing(summary, timing)), flush=True)
     if args.plot:
         plot(summary, Path(args.plot), args.num_samples, args.guidance)
 
