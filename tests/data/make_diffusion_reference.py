@@ -1,9 +1,11 @@
 """Record reference outputs of the samplers and the loss, to check that later changes keep them.
 
 Run once, with the code whose outputs are the reference (it was run at commit 55c7edb, before the
-sampler rewrite of issue 28):  ``PYTHONPATH=<that checkout> python tests/data/make_diffusion_reference.py``.
-It writes ``tests/data/diffusion_reference.safetensors``: for each case of ``CASES`` the samples (and
-for trajectory cases the recorded x_t and x_0 predictions), and for each case of ``LOSSES`` the loss.
+sampler rewrite of issue 28):
+``PYTHONPATH=<that checkout> python tests/data/make_diffusion_reference.py``.
+It writes ``tests/data/diffusion_reference.safetensors``: for each case of ``CASES`` and
+``GENERATE`` the samples (and for trajectory cases the recorded x_t and x_0 predictions), and for
+each case of ``LOSSES`` the loss.
 ``tests/test_diffusion_reference.py`` runs the same cases with the code of today and compares.
 
 The denoiser is ``RandomDenoiser``: a fixed function of (x, t, y) whose weights come from a seeded
@@ -35,7 +37,8 @@ class RandomDenoiser(torch.nn.Module):
         out = 2 * channels if learn_sigma else channels
         self.weight = torch.nn.Parameter(0.3 * torch.randn(out, channels, 3, 3, generator=g))
         self.emb = torch.nn.Parameter(0.5 * torch.randn(11, out, generator=g))
-        self.num_classes, self.null_class, self.learn_sigma, self.in_channels = 10, 10, learn_sigma, channels
+        self.num_classes, self.null_class = 10, 10
+        self.learn_sigma, self.in_channels = learn_sigma, channels
 
     def forward(self, x, t, y):
         C = x.shape[1]
@@ -57,21 +60,26 @@ CASES = {
     "ddim_eps_w2_clip": ("ddim_sample", "cosine", False, True,
                          dict(steps=10, guidance_scale=2.0, clip_x0=True)),
     "ddim_v_eta_dyn_traj": ("ddim_sample", "cosine", False, True,
-                            dict(steps=12, eta=0.5, prediction="v", guidance_scale=3.0, dynamic_threshold=0.9,
-                                 return_trajectory=True, trajectory_stride=5)),
+                            dict(steps=12, eta=0.5, prediction="v", guidance_scale=3.0,
+                                 dynamic_threshold=0.9, return_trajectory=True,
+                                 trajectory_stride=5)),
     "ddim_clip_keep_eps": ("ddim_sample", "cosine", False, True,
-                           dict(steps=7, clip_x0=True, eps_from_clipped_x0=False, guidance_scale=0.0)),
-    "ddim_uncond_grid": ("ddim_sample", "cosine", False, False, dict(timesteps=[990, 700, 300, 40, 3])),
+                           dict(steps=7, clip_x0=True, eps_from_clipped_x0=False,
+                                guidance_scale=0.0)),
+    "ddim_uncond_grid": ("ddim_sample", "cosine", False, False,
+                         dict(timesteps=[990, 700, 300, 40, 3])),
     "ddpm_small_w1.5_clip": ("ddpm_sample", "cosine", False, True,
                              dict(steps=20, guidance_scale=1.5, clip_x0=True)),
     "ddpm_large_v_all": ("ddpm_sample", "linear100", False, False,
-                         dict(variance="fixed_large", prediction="v", return_trajectory=True, trajectory_stride=9)),
+                         dict(variance="fixed_large", prediction="v", return_trajectory=True,
+                              trajectory_stride=9)),
     "ddpm_learned": ("ddpm_sample", "cosine", True, True,
                      dict(steps=10, variance="learned_range", guidance_scale=2.0)),
     "dpm2_eps_w2_clip": ("dpm_solver_sample", "cosine", False, True,
                          dict(steps=8, guidance_scale=2.0, clip_x0=True, return_trajectory=True)),
     "dpm1_v_dyn": ("dpm_solver_sample", "cosine", False, True,
-                   dict(steps=6, order=1, prediction="v", dynamic_threshold=0.95, guidance_scale=4.0)),
+                   dict(steps=6, order=1, prediction="v", dynamic_threshold=0.95,
+                        guidance_scale=4.0)),
     "dpm2_ddim_grid_linear": ("dpm_solver_sample", "linear100", True, True,
                               dict(timesteps=[99, 80, 51, 20, 7, 0], guidance_scale=2.5)),
 }
@@ -81,7 +89,8 @@ GENERATE = {
     "generate_ddim": ("ddim", False, dict(steps=9, guidance=2.0, batch_size=3)),
     "generate_ddim_eta": ("ddim", False, dict(steps=9, guidance=2.0, eta=0.3, batch_size=8)),
     "generate_ddpm": ("ddpm", True, dict(steps=15, guidance=1.5, batch_size=5)),
-    "generate_dpm": ("dpm_solver++", False, dict(steps=6, guidance=3.0, prediction="v", batch_size=8)),
+    "generate_dpm": ("dpm_solver++", False,
+                     dict(steps=6, guidance=3.0, prediction="v", batch_size=8)),
 }
 
 # name -> (learn_sigma, keyword arguments of diffusion_loss)
@@ -102,8 +111,9 @@ def x_T():
 def run_case(name: str) -> dict:
     import diffussm_lib.diffusion as D
     fn, sched, sigma, labelled, kw = CASES[name]
-    out = getattr(D, fn)(RandomDenoiser(learn_sigma=sigma), schedules()[sched], None, LABELS if labelled else None,
-                         x_T=x_T(), generator=torch.Generator().manual_seed(7), **kw)
+    out = getattr(D, fn)(RandomDenoiser(learn_sigma=sigma), schedules()[sched], None,
+                         LABELS if labelled else None, x_T=x_T(),
+                         generator=torch.Generator().manual_seed(7), **kw)
     if not kw.get("return_trajectory"):
         return {name: out}
     return {name: out.images, f"{name}/xs": out.xs, f"{name}/x0_preds": out.x0_preds,
@@ -113,8 +123,9 @@ def run_case(name: str) -> dict:
 def run_generate(name: str) -> dict:
     from diffussm_lib.sampling import generate
     sampler, sigma, kw = GENERATE[name]
-    return {name: generate(RandomDenoiser(learn_sigma=sigma), schedules()["cosine"], 8, LABELS.clamp(max=9),
-                           image_size=8, channels=1, sampler=sampler, seed=11, device="cpu", **kw)}
+    return {name: generate(RandomDenoiser(learn_sigma=sigma), schedules()["cosine"], 8,
+                           LABELS.clamp(max=9), image_size=8, channels=1, sampler=sampler, seed=11,
+                           device="cpu", **kw)}
 
 
 def run_loss(name: str) -> dict:
