@@ -76,7 +76,7 @@ from diffussm_lib.config import DiffusionConfig
 from diffussm_lib.data import mnist_dataset
 from diffussm_lib.diffusion import (NoiseSchedule, cfg_combine, ddim_sample, ddim_step, ddpm_sample, ddpm_step,
                                     diffusion_loss, drop_labels, dynamic_threshold, eps_from_v, eps_from_x0,
-                                    guided_eps, sampling_timesteps, v_from_x0_eps, x0_from_eps, x0_from_v)
+                                    guided_output, spaced_step_times, v_from_x0_eps, x0_from_eps, x0_from_v)
 
 gen = seed_everything(0)
 torch.set_num_threads(by_mode(full=torch.get_num_threads(), fast=1))  # CI shares 2 cores: no OpenMP contention
@@ -757,12 +757,12 @@ b = ddpm_sample(cheap, sched, (2, 1, 8, 8), steps=50, generator=torch.Generator(
 assert torch.allclose(a, b, atol=1e-5)
 
 # %% [markdown]
-# `sampling_timesteps(T, S)` spreads the $S$ sampling steps evenly from $T-1$ down to 0, so the first
+# `spaced_step_times(T, S)` spreads the $S$ sampling steps evenly from $T-1$ down to 0, so the first
 # model call sees the pure noise that $x_T$ is, and the last one the least-noised level. With the
 # pretrained DiffuSSM and a fixed $x_T$, deterministic DDIM with more and more steps:
 
 # %%
-print("DDIM timesteps for S = 10:", sampling_timesteps(T, 10).tolist())
+print("DDIM timesteps for S = 10:", spaced_step_times(T, 10).tolist())
 step_counts = by_mode(full=[5, 10, 25, 100], fast=[2, 4])
 x_T = torch.randn(10, 1, IMG, IMG, generator=torch.Generator().manual_seed(0))
 rows, row_names = [], []
@@ -807,16 +807,16 @@ xt8, t8, y8 = torch.randn(4, 1, IMG, IMG, generator=gen), torch.tensor([900, 500
 with torch.no_grad():
     cond, uncond = net(xt8, t8, y8), net(xt8, t8, torch.full_like(y8, NULL_CLASS))
     for w in (0.0, 1.0, 2.5):
-        assert torch.allclose(guided_eps(net, xt8, t8, y8, w, NULL_CLASS), uncond + w * (cond - uncond), atol=1e-4)
-    assert torch.equal(guided_eps(net, xt8, t8, y8, 0.0, NULL_CLASS), uncond)   # w = 0: unconditional
-    assert torch.equal(guided_eps(net, xt8, t8, y8, 1.0, NULL_CLASS), cond)     # w = 1: conditional
+        assert torch.allclose(guided_output(net, xt8, t8, y8, w, NULL_CLASS), uncond + w * (cond - uncond), atol=1e-4)
+    assert torch.equal(guided_output(net, xt8, t8, y8, 0.0, NULL_CLASS), uncond)   # w = 0: unconditional
+    assert torch.equal(guided_output(net, xt8, t8, y8, 1.0, NULL_CLASS), cond)     # w = 1: conditional
 
 # %%
 SAMPLE_STEPS = by_mode(full=50, fast=4)
-guidance_scales = [0.0, 1.0, 3.0, 6.0]
-rows = [ddim_sample(net, sched, None, labels, steps=SAMPLE_STEPS, guidance_scale=w, prediction=PREDICTION,
-                    clip_x0=True, x_T=x_T) for w in guidance_scales]
-show(torch.cat(rows), rows=len(rows), row_labels=[f"w = {w:g}" for w in guidance_scales],
+guidances = [0.0, 1.0, 3.0, 6.0]
+rows = [ddim_sample(net, sched, None, labels, steps=SAMPLE_STEPS, guidance=w, prediction=PREDICTION,
+                    clip_x0=True, x_T=x_T) for w in guidances]
+show(torch.cat(rows), rows=len(rows), row_labels=[f"w = {w:g}" for w in guidances],
      suptitle=f"DDIM {SAMPLE_STEPS} steps, same x_T, classes 0-9")
 
 # %% [markdown]
@@ -869,7 +869,7 @@ assert torch.equal(dynamic_threshold(x_data[:4], 0.995), x_data[:4])      # alre
 # %%
 GUIDANCE_BIG = 6.0
 options = {"no constraint": {}, "clip to [-1, 1]": {"clip_x0": True}, "dynamic threshold 0.995": {"dynamic_threshold": 0.995}}
-results = {name: ddim_sample(net, sched, None, labels, steps=SAMPLE_STEPS, guidance_scale=GUIDANCE_BIG,
+results = {name: ddim_sample(net, sched, None, labels, steps=SAMPLE_STEPS, guidance=GUIDANCE_BIG,
                              prediction=PREDICTION, x_T=x_T, return_trajectory=True, **kw)
            for name, kw in options.items()}
 raw = results["no constraint"]
@@ -879,24 +879,24 @@ largest = x0_steps.abs().amax(1)
 beyond = 100 * (x0_steps.abs() > 1.5).float().mean(1)       # % of pixels beyond the tolerance
 outside = 100 * (x0_steps.abs() > 1).float().mean(1)        # % outside [-1, 1], however slightly
 fig, axes = plt.subplots(1, 2, figsize=(10, 3))
-axes[0].plot(raw.timesteps, q99, label="99% quantile")
-axes[0].plot(raw.timesteps, q01, label="1% quantile")
-axes[0].plot(raw.timesteps, largest, "k:", label=r"max $|\hat x_0|$")
+axes[0].plot(raw.step_times, q99, label="99% quantile")
+axes[0].plot(raw.step_times, q01, label="1% quantile")
+axes[0].plot(raw.step_times, largest, "k:", label=r"max $|\hat x_0|$")
 axes[0].axhspan(-1, 1, color="grey", alpha=0.15, lw=0)
 axes[0].set(title=rf"$\hat x_0$ over the batch, w = {GUIDANCE_BIG:g} (grey: $[-1, 1]$)", xlabel="t (sampling runs right to left)")
 axes[0].legend(fontsize=8)
-axes[1].plot(raw.timesteps, beyond)
+axes[1].plot(raw.step_times, beyond)
 axes[1].set(title=r"% of pixels with $|\hat x_0| > 1.5$", xlabel="t (sampling runs right to left)")
 for ax in axes:
     ax.invert_xaxis()
 plt.tight_layout(); plt.show()
 show(torch.cat([r.images for r in results.values()]), rows=3, row_labels=["none", "clip", "dynamic"])
 print(f"unconstrained run, x0_hat per step (w = {GUIDANCE_BIG:g}):")
-for i in sorted({0, len(raw.timesteps) // 4, len(raw.timesteps) // 2, 3 * len(raw.timesteps) // 4, len(raw.timesteps) - 1}):
-    print(f"  t = {int(raw.timesteps[i]):3d}: 1% / 99% quantiles {q01[i]:+.2f} / {q99[i]:+.2f}, "
+for i in sorted({0, len(raw.step_times) // 4, len(raw.step_times) // 2, 3 * len(raw.step_times) // 4, len(raw.step_times) - 1}):
+    print(f"  t = {int(raw.step_times[i]):3d}: 1% / 99% quantiles {q01[i]:+.2f} / {q99[i]:+.2f}, "
           f"max |x0_hat| {largest[i]:.2f}, {beyond[i]:.1f}% of pixels beyond 1.5 ({outside[i]:.0f}% outside [-1, 1])")
 i_max = int(largest.argmax())
-print(f"largest |x0_hat| of the run: {largest[i_max]:.2f} at t = {int(raw.timesteps[i_max])}")
+print(f"largest |x0_hat| of the run: {largest[i_max]:.2f} at t = {int(raw.step_times[i_max])}")
 shown = {name: r.images.clamp(-1, 1) for name, r in results.items()}   # the images as drawn above
 print("mean |pixel difference| to the unconstrained images, as drawn (clamped to [-1, 1]):",
       {name: round((img - shown["no constraint"]).abs().mean().item(), 3) for name, img in shown.items() if name != "no constraint"})
@@ -924,16 +924,16 @@ print("background (mean of the darkest 30% of pixels) of the final images:",
 # ## 11. What a sampler run looks like from the inside
 #
 # `return_trajectory=True` returns a `SampleResult`: the final `images` (B, C, H, W), the
-# `timesteps` (R,), and for each of them the noisy input `xs` (R, B, C, H, W) and the prediction
+# `step_times` (R,), and for each of them the noisy input `xs` (R, B, C, H, W) and the prediction
 # `x0_preds` (R, B, C, H, W) (float32 on the CPU). Notebook 06 turns these into an interactive
 # denoising viewer; here is one sample, the noisy $x_t$ on top and $\hat x_0$ below:
 
 # %%
 res = results["clip to [-1, 1]"]
-k = torch.linspace(0, len(res.timesteps) - 1, min(8, len(res.timesteps))).round().long()
+k = torch.linspace(0, len(res.step_times) - 1, min(8, len(res.step_times))).round().long()
 show(torch.cat([res.xs[k, 3], res.x0_preds[k, 3]]), rows=2, row_labels=["x_t", "x0_hat"],
-     titles=[f"t={int(t)}" for t in res.timesteps[k]] + [""] * len(k))
-print("xs", tuple(res.xs.shape), "x0_preds", tuple(res.x0_preds.shape), "timesteps", tuple(res.timesteps.shape))
+     titles=[f"t={int(t)}" for t in res.step_times[k]] + [""] * len(k))
+print("xs", tuple(res.xs.shape), "x0_preds", tuple(res.x0_preds.shape), "timesteps", tuple(res.step_times.shape))
 
 # %% [markdown]
 # ## 12. Learning the variance (Improved DDPM), as DiT and DiffuSSM train it
@@ -1042,10 +1042,10 @@ else:
 # |---|---|---|
 # | schedules, $\bar\alpha$, SNR, posterior | `NoiseSchedule.linear / .cosine / .from_config` | formulas; Bayes on a grid |
 # | forward process | `NoiseSchedule.q_sample`, `q_step` | mean/variance recursion; Monte Carlo |
-# | loss (eps or v target) | `diffusion_loss`, `x0_from_eps`, `eps_from_v`, ... | the loss by hand |
+# | loss (eps or v target) | `diffusion_loss`; `x0_from_eps`, `eps_from_v`, ... (`parameterization.py`) | the loss by hand |
 # | DDPM | `ddpm_step`, `ddpm_sample` | the classic step and loop by hand |
 # | DDIM ($\eta$, any number of steps) | `ddim_step`, `ddim_sample` | the step by hand; oracle lands on $x_0$; $\eta = 1$ = DDPM |
-# | guidance | `guided_eps`, `drop_labels` | two separate forwards; $w = 0, 1$ |
+# | guidance | `guided_output`, `drop_labels` | two separate forwards; $w = 0, 1$ |
 # | clipping | `clip_x0=True`, `dynamic_threshold=0.995` | Imagen's rule by hand |
 # | learned variance, hybrid loss | `vlb_terms`, `diffusion_loss` with 2C channels | the KL of two Gaussians by hand |
 #
@@ -1065,7 +1065,7 @@ else:
 # each function; show *why*. Substitute $\hat\epsilon = (x_t - \sqrt{\bar\alpha_t}\,\hat x_0)/\sqrt{1 - \bar\alpha_t}$
 # into the DDIM step, so that it reads $x_s = c_0\,\hat x_0 + c_1\,x_t + \sigma z$, and compute the three
 # coefficients $c_0, c_1, \sigma$ for $\eta = 1$ for every pair $(t, s = t - 1)$ of the cosine schedule
-# and for the pairs of a respaced run with $S = 50$ (`sampling_timesteps(T, 50)`). Check that they
+# and for the pairs of a respaced run with $S = 50$ (`spaced_step_times(T, 50)`). Check that they
 # equal the coefficients and standard deviation of the DDPM posterior step (with
 # $\beta = 1 - \bar\alpha_t/\bar\alpha_s$). Then confirm with the library that `ddim_step(..., eta=1.0,
 # noise=z)` and `ddpm_step(..., noise=z)` give the same $x_s$ for the same $z$.

@@ -72,7 +72,7 @@ import torch
 
 import diffussm_lib
 from diffussm_lib.env import default_device, fast_mode
-from diffussm_lib.diffusion import NoiseSchedule, ddim_step, guided_eps, sampling_timesteps
+from diffussm_lib.diffusion import NoiseSchedule, ddim_step, guided_output, spaced_step_times
 from diffussm_lib.sampling import generate, make_grid
 
 T_START = time.perf_counter()
@@ -203,19 +203,20 @@ x_T = torch.randn((n_demo, CHANNELS, IMAGE, IMAGE), generator=torch.Generator(de
 
 xs, x0s = [], []
 x = x_T
-ts = sampling_timesteps(T, S_demo).tolist()
+ts = spaced_step_times(T, S_demo).tolist()
 with torch.no_grad():
-    for i, t in enumerate(ts):
-        t_prev = ts[i + 1] if i + 1 < len(ts) else -1                  # the last step goes to the clean image
+    for t, t_prev in zip(ts, ts[1:] + [-1]):                           # the last step goes to the clean image
         tb = torch.full((n_demo,), t, dtype=torch.long, device=device)
-        out = guided_eps(model, x, tb, y_demo, w_demo, model.null_class)  # one pass on 2B images: v or eps (PRED)
+        out = guided_output(model, x, tb, y_demo, w_demo, model.null_class)  # one pass on 2B images: v or eps (PRED)
         step = ddim_step(schedule, out, t, x, t_prev=t_prev, prediction=PRED, clip_x0=True)
         xs.append(x.cpu()); x0s.append(step.x0_pred.cpu())
         x = step.x_prev
 print(f"{len(xs)} steps recorded; x_T: mean {xs[0].mean():+.3f}, std {xs[0].std():.3f} (pure noise: 0 and 1)")
 
 # %% [markdown]
-# The library does exactly this (the samplers record it with `return_trajectory=True`), and
+# The library does exactly this: `ddim_sample` in `diffussm_lib/diffusion/samplers.py` is this loop,
+# and `ddim_step` the step, its lines numbered after the paper's equations (the samplers record the
+# loop with `return_trajectory=True`). And
 # `diffussm_lib.sampling.compute_frames` turns the record into **frames**: one per step, plus a last
 # frame holding the final sample. The first frame is pure noise, the last is what the sampler
 # returns. We check both against the loop above:
@@ -430,7 +431,7 @@ print("DDIM from the same x_T with another seed: identical (deterministic);"
 # the same guided model output (any $x_t$ will do: the identity is algebra), then whole runs.
 
 # %%
-from diffussm_lib.diffusion import (ddim_sample, dpm_solver_sample, dpm_solver_step, dpm_solver_timesteps,
+from diffussm_lib.diffusion import (ddim_sample, dpm_solver_sample, dpm_solver_step, dpm_solver_step_times,
                                     half_log_snr)
 
 print("lambda_t at t = T-1, T/2, 0:", "  ".join(f"{half_log_snr(schedule, t):+.2f}" for t in (T - 1, T // 2, 0)))
@@ -438,13 +439,13 @@ y_ode = torch.tensor([1, 4, 6, 9], device=device)
 x_ode = torch.randn((4, CHANNELS, IMAGE, IMAGE), generator=torch.Generator(device).manual_seed(4), device=device)
 with torch.no_grad():
     for t, s in ((T - 1, 9 * T // 10), (T // 2, T // 4), (T // 25, -1)):   # same x_t, same guided output
-        out = guided_eps(model, x_ode, torch.full((4,), t, device=device), y_ode, GUIDANCE, model.null_class)
+        out = guided_output(model, x_ode, torch.full((4,), t, device=device), y_ode, GUIDANCE, model.null_class)
         ours = dpm_solver_step(schedule, out, t, x_ode, t_prev=s, order=1, prediction=PRED, clip_x0=True).x_prev
         ddim = ddim_step(schedule, out, t, x_ode, t_prev=s, prediction=PRED, clip_x0=True).x_prev
         print(f"step t = {t:4d} -> {s:4d}: max |(3) - DDIM| = {(ours - ddim).abs().max():.1e}")
         assert torch.allclose(ours, ddim, atol=1e-5)
-    order1_grid = dpm_solver_timesteps(T, by_mode(full=10, fast=4))     # whole runs on the same timesteps
-    kw = dict(timesteps=order1_grid, x_T=x_ode, guidance_scale=GUIDANCE, null_class=model.null_class,
+    order1_grid = dpm_solver_step_times(T, by_mode(full=10, fast=4))    # whole runs on the same step times
+    kw = dict(step_times=order1_grid, x_T=x_ode, guidance=GUIDANCE, null_class=model.null_class,
               prediction=PRED, clip_x0=True)
     first_order = dpm_solver_sample(model, schedule, None, y_ode, order=1, **kw)
     order1_gap = (first_order - ddim_sample(model, schedule, None, y_ode, **kw)).abs().max()
@@ -513,7 +514,7 @@ errors = {order: [] for order in (1, 2)}
 for n in step_list:
     for order in (1, 2):
         out = dpm_solver_sample(gaussian_denoiser(mu, sd), toy, None, x_T=exact_x(999, mu, sd),
-                                timesteps=sampling_timesteps(1000, n), order=order)
+                                step_times=spaced_step_times(1000, n), order=order)
         errors[order].append((out - target).abs().max().item())
 slopes = {order: math.log2(e[-2] / e[-1]) for order, e in errors.items()}
 for order, name in ((1, "order 1 (DDIM)"), (2, "order 2 (2M)  ")):
@@ -527,11 +528,11 @@ ax.set(xlabel="steps", ylabel="max error at the end", title="Gaussian data, exac
 ax.legend(); plt.tight_layout(); plt.show()
 
 # %% [markdown]
-# **Which timesteps.** DDIM's grid (`sampling_timesteps`) ends at $t = 0$. Its last ODE step, from
+# **Which timesteps.** DDIM's grid (`spaced_step_times`) ends at $t = 0$. Its last ODE step, from
 # about $T/S$ down to 0, crosses a long stretch of $\lambda$ ($\lambda$ grows fastest near $t = 0$:
 # compare its values printed above at $T/2$ and 0), over which $\hat x_0$ is far from linear; and there
 # $r$ is small, so (4) extrapolates the line with the weight $1/(2r)$. DPM-Solver++ therefore uses the
-# grid diffusers gives it by default (`dpm_solver_timesteps`): $S$ timesteps $\mathrm{round}(k (T-1)/S)$,
+# grid diffusers gives it by default (`dpm_solver_step_times`): $S$ timesteps $\mathrm{round}(k (T-1)/S)$,
 # $k = S, \dots, 1$, then the jump (3) to the clean image, so that its last second-order step is about
 # as long as the others. The cell prints that last step on both grids, and the error at the clean
 # image of the Gaussian data with 10 steps.
@@ -545,13 +546,13 @@ def last_ode_step(ts):
 
 
 TOY_STEPS = 10
-toy_grids = {"DDIM's grid": sampling_timesteps(1000, TOY_STEPS),
-             "DPM-Solver++'s grid": dpm_solver_timesteps(1000, TOY_STEPS)}
+toy_grids = {"DDIM's grid": spaced_step_times(1000, TOY_STEPS),
+             "DPM-Solver++'s grid": dpm_solver_step_times(1000, TOY_STEPS)}
 
 
 def rms_error_at_x0(grid_ts, order):
     """RMS distance of the Gaussian data's samples to the ODE's end, the clean mu + sd z."""
-    out = dpm_solver_sample(gaussian_denoiser(mu, sd), toy, None, x_T=exact_x(999, mu, sd), timesteps=grid_ts,
+    out = dpm_solver_sample(gaussian_denoiser(mu, sd), toy, None, x_T=exact_x(999, mu, sd), step_times=grid_ts,
                             order=order)
     return (out - (mu + sd * z)).pow(2).mean().sqrt().item()
 
@@ -576,14 +577,14 @@ n_cmp = by_mode(full=10, fast=4)
 y_cmp = torch.arange(n_cmp, device=device) % 10
 x_cmp = torch.randn((n_cmp, CHANNELS, IMAGE, IMAGE), generator=torch.Generator(device).manual_seed(5),
                     device=device)
-common = dict(x_T=x_cmp, guidance_scale=GUIDANCE, null_class=model.null_class, prediction=PRED, clip_x0=True)
+common = dict(x_T=x_cmp, guidance=GUIDANCE, null_class=model.null_class, prediction=PRED, clip_x0=True)
 REF_STEPS = min(by_mode(full=100, fast=30), T - 1)
 few, ddim_steps = by_mode(full=10, fast=5), by_mode(full=25, fast=10)
 cmp_runs = {f"DDIM {few}": lambda: ddim_sample(model, schedule, None, y_cmp, steps=few, **common),
         f"DDIM {ddim_steps}": lambda: ddim_sample(model, schedule, None, y_cmp, steps=ddim_steps, **common),
         f"DPM-Solver++ {few}": lambda: dpm_solver_sample(model, schedule, None, y_cmp, steps=few, **common),
         f"DPM-Solver++ {few}, DDIM's grid": lambda: dpm_solver_sample(model, schedule, None, y_cmp, **common,
-                                                                      timesteps=sampling_timesteps(T, few)),
+                                                                      step_times=spaced_step_times(T, few)),
         f"reference: DPM-Solver++ {REF_STEPS}": lambda: dpm_solver_sample(model, schedule, None, y_cmp,
                                                                           steps=REF_STEPS, **common)}
 cmp_images, seconds = {}, {}
@@ -610,7 +611,7 @@ plt.tight_layout(); plt.show()
 # pretrained model's schedule): an error in $\hat\epsilon$, amplified by guidance, would be too.
 
 # %%
-dpm_ts = dpm_solver_timesteps(T, few).tolist() + [-1]
+dpm_ts = dpm_solver_step_times(T, few).tolist() + [-1]
 print(" t -> s     data weight alpha_s (1 - e^-h)   noise weight sigma_s (e^h - 1)")
 weights = []
 for t, s in zip(dpm_ts[:-1], dpm_ts[1:]):

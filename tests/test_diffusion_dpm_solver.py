@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
-from diffussm_lib.diffusion import (SAMPLERS, NoiseSchedule, check_sampler, ddim_sample, ddim_step, default_steps,
-                                    dpm_solver_sample, dpm_solver_step, dpm_solver_timesteps, eps_from_x0, run_sampler,
-                                    sampling_timesteps, steps_label, v_from_x0_eps)
+from diffussm_lib.diffusion import (SAMPLERS, NoiseSchedule, check_sampler, ddim_sample, ddim_step,
+                                    default_steps, dpm_solver_sample, dpm_solver_step,
+                                    dpm_solver_step_times, eps_from_x0, run_sampler,
+                                    spaced_step_times, steps_label, v_from_x0_eps)
 from diffussm_lib.sampling import compute_frames, generate, parse_labels, viewer_labels
 
 SHAPE = (3, 1, 8, 8)
@@ -94,8 +95,8 @@ def test_second_order_step_from_the_papers_equations(name):
 def test_first_order_sampler_is_ddim_on_any_grid():
     s, y = SCHEDULES["cosine"], torch.tensor([1, 4, 10])
     x_T = rand(0)
-    for grid in (sampling_timesteps(1000, 9), dpm_solver_timesteps(1000, 9)):
-        kw = dict(x_T=x_T, timesteps=grid, guidance_scale=2.5, clip_x0=True, prediction="v")
+    for grid in (spaced_step_times(1000, 9), dpm_solver_step_times(1000, 9)):
+        kw = dict(x_T=x_T, step_times=grid, guidance=2.5, clip_x0=True, prediction="v")
         close(dpm_solver_sample(Toy(), s, None, y, order=1, **kw),
                                    ddim_sample(Toy(), s, None, y, **kw), 1e-12)
 
@@ -128,8 +129,12 @@ def test_orders_of_convergence_on_gaussian_data(name):
     x_at_0 = math.sqrt(ab_0) * mu + math.sqrt(ab_0 * sd ** 2 + 1 - ab_0) * z
     exact = mu + math.sqrt(ab_0) * sd ** 2 / (ab_0 * sd ** 2 + 1 - ab_0) * (x_at_0 - math.sqrt(ab_0) * mu)
     model = gaussian_data_model(s, mu, sd)
-    errors = {order: [(dpm_solver_sample(model, s, None, x_T=x_T, timesteps=sampling_timesteps(1000, n), order=order)
-                       - exact).abs().max().item() for n in (40, 80, 160)] for order in (1, 2)}
+    def error(n, order):
+        grid = spaced_step_times(1000, n)
+        out = dpm_solver_sample(model, s, None, x_T=x_T, step_times=grid, order=order)
+        return (out - exact).abs().max().item()
+
+    errors = {order: [error(n, order) for n in (40, 80, 160)] for order in (1, 2)}
     rates = {order: [math.log2(e[i] / e[i + 1]) for i in range(2)] for order, e in errors.items()}
     assert all(0.9 < r < 1.1 for r in rates[1]), rates
     assert all(1.8 < r < 2.2 for r in rates[2]), rates
@@ -137,10 +142,11 @@ def test_orders_of_convergence_on_gaussian_data(name):
 
 
 def test_grid():
-    assert dpm_solver_timesteps(1000, 10).tolist() == [999, 899, 799, 699, 599, 500, 400, 300, 200, 100]
-    assert dpm_solver_timesteps(1000, 1).tolist() == [999]
+    assert dpm_solver_step_times(1000, 10).tolist() == [999, 899, 799, 699, 599, 500, 400, 300, 200,
+                                                         100]
+    assert dpm_solver_step_times(1000, 1).tolist() == [999]
     for T, n in ((1000, 999), (1000, 333), (100, 99), (2, 1)):
-        ts = dpm_solver_timesteps(T, n)
+        ts = dpm_solver_step_times(T, n)
         assert len(ts) == n and ts[0] == T - 1 and ts[-1] >= 1 and (ts[1:] < ts[:-1]).all()
 
 
@@ -153,13 +159,15 @@ def test_trajectory_guidance_and_determinism():
         calls.append(yy.tolist())
         return Toy()(x, t, yy)
 
-    res = dpm_solver_sample(model, s, SHAPE, y, steps=6, guidance_scale=3.0, null_class=10, return_trajectory=True,
+    res = dpm_solver_sample(model, s, SHAPE, y, steps=6, guidance=3.0, null_class=10,
+                            return_trajectory=True,
                             generator=torch.Generator().manual_seed(5))
     assert calls == [[4, 5, 6, 10, 10, 10]] * 6, "one batched pass of 2B per step"
-    assert res.timesteps.tolist() == dpm_solver_timesteps(1000, 6).tolist()
+    assert res.step_times.tolist() == dpm_solver_step_times(1000, 6).tolist()
     assert res.xs.shape == res.x0_preds.shape == (6, *SHAPE) and res.y.tolist() == [4, 5, 6]
     assert torch.equal(res.xs[0], torch.randn(SHAPE, generator=torch.Generator().manual_seed(5)))
-    again = dpm_solver_sample(Toy(), s, SHAPE, y, steps=6, guidance_scale=3.0, generator=torch.Generator().manual_seed(5))
+    again = dpm_solver_sample(Toy(), s, SHAPE, y, steps=6, guidance=3.0,
+                              generator=torch.Generator().manual_seed(5))
     assert torch.equal(again, res.images)
 
 
@@ -169,8 +177,8 @@ def test_registry_generate_and_viewer_frames():
     assert default_steps("dpm_solver++", 100) == 20 and steps_label("dpm_solver++", None) == "20"
     assert default_steps("ddim", 100) == 50, "the defaults are unchanged"
     x_T = rand(3, (6, 1, 8, 8)).float()
-    direct = dpm_solver_sample(Toy(), s, None, y, x_T=x_T, steps=20, guidance_scale=2.0, clip_x0=True)
-    via = run_sampler("dpm_solver++", Toy(), s, None, y, x_T=x_T, guidance_scale=2.0, clip_x0=True)
+    direct = dpm_solver_sample(Toy(), s, None, y, x_T=x_T, steps=20, guidance=2.0, clip_x0=True)
+    via = run_sampler("dpm_solver++", Toy(), s, None, y, x_T=x_T, guidance=2.0, clip_x0=True)
     assert torch.equal(direct, via)
     with pytest.raises(ValueError, match="eta=0.5 is a DDIM option; the dpm_solver\\+\\+ sampler is a deterministic"):
         run_sampler("dpm_solver++", Toy(), s, None, y, eta=0.5, x_T=x_T)
@@ -179,9 +187,10 @@ def test_registry_generate_and_viewer_frames():
     b = generate(Toy(10), s, 6, y, batch_size=4, **kw)
     close(a, b, 1e-6)   # deterministic: any batch size, same images
     frames = compute_frames(Toy(10), s, y, x_T=x_T, sampler="dpm_solver++", steps=5, guidance=2.0, image_size=8)
-    assert frames.timesteps.tolist() == [*dpm_solver_timesteps(100, 5).tolist(), -1] and frames.sampler == "dpm_solver++"
-    assert torch.equal(frames.final, dpm_solver_sample(Toy(), s, None, y, x_T=x_T, steps=5, guidance_scale=2.0,
-                                                       clip_x0=True))
+    assert frames.timesteps.tolist() == [*dpm_solver_step_times(100, 5).tolist(), -1]
+    assert frames.sampler == "dpm_solver++"
+    direct = dpm_solver_sample(Toy(), s, None, y, x_T=x_T, steps=5, guidance=2.0, clip_x0=True)
+    assert torch.equal(frames.final, direct)
 
 
 # ------------------------------------------------------------------ bad input: one clear line each
@@ -194,12 +203,10 @@ def test_bad_input():
             dpm_solver_sample(Toy(), s, SHAPE, y, steps=steps)
     with pytest.raises(ValueError, match="order must be one of \\(1, 2\\), got 3"):
         dpm_solver_sample(Toy(), s, SHAPE, y, order=3)
-    with pytest.raises(ValueError, match="t_last=500 must be > t=500"):
-        dpm_solver_step(s, torch.zeros(SHAPE), 500, torch.zeros(SHAPE), t_prev=400, last=(500, torch.zeros(SHAPE)))
     with pytest.raises(ValueError, match="either clip_x0=True or dynamic_threshold"):
         dpm_solver_sample(Toy(), s, SHAPE, y, clip_x0=True, dynamic_threshold=0.99)
     kw = dict(image_size=8, channels=1, sampler="dpm_solver++", steps=3, batch_size=3)
-    with pytest.raises(ValueError, match="guidance scale must be >= 0.*got -1"):
+    with pytest.raises(ValueError, match="guidance must be >= 0.*got -1"):
         generate(Toy(10), s, 3, y, guidance=-1.0, **kw)
     with pytest.raises(ValueError, match="class 12 is outside \\[0, 9\\] \\(the model has 10 classes\\)"):
         generate(Toy(10), s, 3, torch.tensor([1, 12, 3]), **kw)

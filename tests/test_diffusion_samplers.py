@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from diffussm_lib.diffusion import (NoiseSchedule, SampleResult, clip_x0, ddim_sample, ddim_step, ddpm_sample,
-                                    ddpm_step, dynamic_threshold, eps_from_x0, sampling_timesteps, v_from_x0_eps)
+from diffussm_lib.diffusion import (NoiseSchedule, SampleResult, clip_x0, ddim_sample, ddim_step,
+                                    ddpm_sample, ddpm_step, dynamic_threshold, eps_from_x0,
+                                    run_sampler, spaced_step_times, v_from_x0_eps)
 
 SHAPE = (3, 1, 8, 8)
 
@@ -56,25 +57,25 @@ def test_ddpm_with_oracle_returns_x0(sched, x0):
     assert torch.allclose(out, x0, atol=1e-5)
 
 
-def test_sampling_timesteps():
-    assert sampling_timesteps(1000, 10).tolist() == [999, 888, 777, 666, 555, 444, 333, 222, 111, 0]
-    assert torch.equal(sampling_timesteps(50, 50), torch.arange(49, -1, -1))
-    assert sampling_timesteps(1000, 1).tolist() == [999]
+def test_spaced_step_times():
+    assert spaced_step_times(1000, 10).tolist() == [999, 888, 777, 666, 555, 444, 333, 222, 111, 0]
+    assert torch.equal(spaced_step_times(50, 50), torch.arange(49, -1, -1))
+    assert spaced_step_times(1000, 1).tolist() == [999]
     for n in (2, 3, 7, 333, 999):
-        ts = sampling_timesteps(1000, n)
+        ts = spaced_step_times(1000, n)
         assert len(ts) == n and ts[0] == 999 and ts[-1] == 0 and (ts[1:] < ts[:-1]).all()
     with pytest.raises(ValueError, match="sampling steps"):
-        sampling_timesteps(10, 11)
+        spaced_step_times(10, 11)
 
 
 def test_deterministic_given_generator(sched):
     y = torch.tensor([1, 2, 10])
     for kw in (dict(eta=0.0), dict(eta=0.5)):
-        a = ddim_sample(Toy(), sched, SHAPE, y, steps=20, guidance_scale=2.0,
+        a = ddim_sample(Toy(), sched, SHAPE, y, steps=20, guidance=2.0,
                         generator=torch.Generator().manual_seed(7), **kw)
-        b = ddim_sample(Toy(), sched, SHAPE, y, steps=20, guidance_scale=2.0,
+        b = ddim_sample(Toy(), sched, SHAPE, y, steps=20, guidance=2.0,
                         generator=torch.Generator().manual_seed(7), **kw)
-        c = ddim_sample(Toy(), sched, SHAPE, y, steps=20, guidance_scale=2.0,
+        c = ddim_sample(Toy(), sched, SHAPE, y, steps=20, guidance=2.0,
                         generator=torch.Generator().manual_seed(8), **kw)
         assert torch.equal(a, b) and not torch.allclose(a, c)
     a = ddpm_sample(Toy(), sched, SHAPE, y, steps=30, generator=torch.Generator().manual_seed(7))
@@ -96,7 +97,7 @@ def test_trajectory(sched, x0):
     res = ddim_sample(KnowsX0(sched, x0), sched, SHAPE, steps=10, return_trajectory=True,
                       generator=torch.Generator().manual_seed(0))
     assert isinstance(res, SampleResult)
-    assert res.timesteps.tolist() == sampling_timesteps(1000, 10).tolist()
+    assert res.step_times.tolist() == spaced_step_times(1000, 10).tolist()
     assert res.xs.shape == res.x0_preds.shape == (10, *SHAPE) and res.images.shape == SHAPE
     # the oracle is always right (up to float32 rounding amplified by 1/sqrt(alpha_bar) ~ 2e4 at t = 999)
     assert torch.allclose(res.x0_preds[1:], x0.expand(9, *SHAPE), atol=1e-5)
@@ -108,7 +109,7 @@ def test_trajectory(sched, x0):
     assert torch.equal(plain, res.images)
     strided = ddpm_sample(Toy(), sched, SHAPE, torch.tensor([0, 1, 2]), steps=10, trajectory_stride=4,
                           return_trajectory=True, generator=torch.Generator().manual_seed(0))
-    assert strided.timesteps.tolist() == [999, 555, 111, 0] and strided.xs.shape[0] == 4
+    assert strided.step_times.tolist() == [999, 555, 111, 0] and strided.xs.shape[0] == 4
     assert strided.y.tolist() == [0, 1, 2]
 
 
@@ -121,10 +122,11 @@ def test_guidance_in_sampler(sched):
         return Toy()(x, t, y)
 
     y = torch.tensor([4, 5, 6])
-    ddim_sample(model, sched, SHAPE, y, steps=3, guidance_scale=1.0, generator=torch.Generator())
+    ddim_sample(model, sched, SHAPE, y, steps=3, guidance=1.0, generator=torch.Generator())
     assert calls == [(3, [4, 5, 6])] * 3
     calls.clear()
-    ddim_sample(model, sched, SHAPE, y, steps=3, guidance_scale=4.0, null_class=10, generator=torch.Generator())
+    ddim_sample(model, sched, SHAPE, y, steps=3, guidance=4.0, null_class=10,
+                generator=torch.Generator())
     assert calls == [(6, [4, 5, 6, 10, 10, 10])] * 3
 
 
@@ -168,25 +170,63 @@ def test_steps_and_errors(sched, x0):
     x_T = torch.randn(SHAPE, dtype=torch.float64)
     assert torch.allclose(ddim_sample(m, sched, None, steps=1, x_T=x_T), x0.double(), atol=1e-9)
     m = KnowsX0(sched, x0)
-    assert torch.allclose(ddim_sample(m, sched, SHAPE, timesteps=[900, 400, 3]), x0, atol=1e-5)
+    assert torch.allclose(ddim_sample(m, sched, SHAPE, step_times=[900, 400, 3]), x0, atol=1e-5)
+    old_keyword = ddim_sample(m, sched, SHAPE, timesteps=[900, 400, 3], x_T=x_T.float())
+    new_keyword = ddim_sample(m, sched, SHAPE, step_times=[900, 400, 3], x_T=x_T.float())
+    assert torch.equal(new_keyword, old_keyword)
     with pytest.raises(ValueError, match="strictly decreasing"):
-        ddim_sample(m, sched, SHAPE, timesteps=[3, 400])
+        ddim_sample(m, sched, SHAPE, step_times=[3, 400])
     with pytest.raises(ValueError, match="either clip_x0=True or dynamic_threshold"):
         ddim_sample(m, sched, SHAPE, clip_x0=True, dynamic_threshold=0.99)
     with pytest.raises(ValueError, match="variance must be one of"):
         ddpm_sample(m, sched, SHAPE, variance="learned")
     with pytest.raises(ValueError, match="labels y must have shape"):
         ddim_sample(Toy(), sched, SHAPE, torch.tensor([1, 2]), steps=2)
-    with pytest.raises(ValueError, match="needs labels"):
-        ddim_sample(Toy(), sched, SHAPE, None, steps=2, guidance_scale=3.0)
-    with pytest.raises(ValueError, match="t_prev"):
-        ddim_step(sched, torch.zeros(SHAPE), 5, torch.zeros(SHAPE), t_prev=5)
-    with pytest.raises(ValueError, match="outside"):
-        ddpm_step(sched, torch.zeros(SHAPE), 1000, torch.zeros(SHAPE))
+    with pytest.raises(ValueError, match="guidance 3.0 needs class labels"):
+        ddim_sample(Toy(), sched, SHAPE, None, steps=2, guidance=3.0)
+    with pytest.raises(ValueError, match="guidance must be >= 0.*got -0.5"):
+        ddpm_sample(Toy(), sched, SHAPE, torch.tensor([1, 2, 3]), steps=2, guidance=-0.5)
+    with pytest.raises(ValueError, match="prediction must be one of .*got 'x0'"):
+        ddim_sample(Toy(), sched, SHAPE, prediction="x0")
+    with pytest.raises(ValueError, match="eta must be >= 0"):
+        ddim_sample(Toy(), sched, SHAPE, eta=-1.0)
+    with pytest.raises(ValueError, match="sampling steps must be an integer in \\[1, T=1000\\], "
+                                         "got 0"):
+        ddpm_sample(Toy(), sched, SHAPE, steps=0)
+    # the step times are checked at the entry, once (a step checks nothing)
+    with pytest.raises(ValueError, match="strictly decreasing integers in \\[0, 1000\\)"):
+        ddim_sample(m, sched, SHAPE, step_times=[5, 5])
+    with pytest.raises(ValueError, match="strictly decreasing integers in \\[0, 1000\\), "
+                                         "got \\[1000, 3\\]"):
+        ddpm_sample(m, sched, SHAPE, step_times=[1000, 3])
+    with pytest.raises(ValueError, match="trajectory_stride must be >= 1"):
+        ddim_sample(m, sched, SHAPE, return_trajectory=True, trajectory_stride=0)
+    with pytest.raises(ValueError, match="dynamic threshold percentile must be in \\(0, 1\\]"):
+        ddim_sample(m, sched, SHAPE, dynamic_threshold=1.5)
+    with pytest.raises(TypeError, match="both guidance= and its old name guidance_scale="):
+        ddim_sample(m, sched, SHAPE, guidance=1.0, guidance_scale=1.0)
     with pytest.raises(ValueError, match="learned_range' needs"):
         ddpm_step(sched, torch.zeros(SHAPE), 5, torch.zeros(SHAPE), variance="learned_range")
     with pytest.raises(ValueError, match="shape must be"):
         ddim_sample(m, sched, (3, 8, 8))
+
+
+def test_steps_read_no_schedule_tensor():
+    """A step's coefficients are python floats from the schedule's host copy: with the schedule's
+    tensors on the "meta" device (shapes without values: any read fails) every sampler still runs
+    and gives the same samples. On a GPU this means no host-device sync per step."""
+    cpu = NoiseSchedule.cosine(1000)
+    meta = cpu.to("meta")
+    assert meta.alpha_bar.device.type == "meta"
+    x_T = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([1, 2, 3])
+    options = {"ddim": dict(eta=0.5), "ddpm": dict(variance="fixed_large"), "dpm_solver++": {}}
+    for sampler, kw in options.items():
+        runs = [run_sampler(sampler, Toy(), s, None, y, x_T=x_T, steps=6, guidance=2.0,
+                            clip_x0=True, prediction="v",
+                            generator=torch.Generator().manual_seed(1), **kw)
+                for s in (meta, cpu)]
+        assert torch.equal(*runs), sampler
 
 
 def test_explicit_noise_argument(sched):

@@ -4,14 +4,14 @@ Training: with probability p (``TrainConfig.label_dropout``, 0.1) each label is 
 "null" class (index ``num_classes``: 10 for MNIST, so the denoiser has 11 label embeddings), so
 the same network learns eps(x_t, t, y) and eps(x_t, t, null).
 
-Sampling with guidance scale w:
+Sampling with guidance w (the argument ``guidance`` everywhere):
 
-    eps = eps_uncond + w (eps_cond - eps_uncond)
+    eps = eps_null + w (eps_y - eps_null)                 (Ho & Salimans eq. 6, their w + 1 = our w)
 
 w = 1 is the plain conditional model, w = 0 the unconditional one, w > 1 pushes samples towards
 what distinguishes class y (sharper, less diverse). Because x_0, eps and v are linear in each
-other at a fixed x_t, combining v predictions the same way is the same guidance; the functions
-below combine whatever the model outputs.
+other at a fixed x_t, combining v predictions the same way is the same guidance: ``cfg_combine``
+combines whatever the model outputs, and ``guided_output`` is the one place the samplers call it.
 """
 from __future__ import annotations
 
@@ -29,9 +29,10 @@ def null_class_of(model) -> int:
     return int(getattr(getattr(model, "module", model), "null_class", DEFAULT_NULL_CLASS))
 
 
-def cfg_combine(out_cond: Tensor, out_uncond: Tensor, w: float) -> Tensor:
-    """out_uncond + w (out_cond - out_uncond). Both (B, C, H, W); returns (B, C, H, W)."""
-    return out_uncond + w * (out_cond - out_uncond)
+def cfg_combine(out_cond: Tensor, out_uncond: Tensor, guidance: float) -> Tensor:
+    """out_null + w (out_y - out_null) with w = ``guidance``: out_cond = out_y (the labels'),
+    out_uncond = out_null (the null class's), both (B, C, H, W); returns (B, C, H, W)."""
+    return out_uncond + guidance * (out_cond - out_uncond)
 
 
 def drop_labels(y: Tensor, p: float, null_class: int = DEFAULT_NULL_CLASS,
@@ -48,32 +49,29 @@ def drop_labels(y: Tensor, p: float, null_class: int = DEFAULT_NULL_CLASS,
     return torch.where(drop, torch.full_like(y, null_class), y)
 
 
-def guided_eps(model, x: Tensor, t: Tensor, y: Optional[Tensor], w: float,
-               null_class: int = DEFAULT_NULL_CLASS) -> Tensor:
-    """The guided model output at (x, t) for labels y and guidance scale w.
+def guided_output(model, x: Tensor, t: Tensor, y: Optional[Tensor], guidance: float,
+                  null_class: int = DEFAULT_NULL_CLASS) -> Tensor:
+    """The model output under guidance at (x, t): the guided eps or v, (B, C or 2C, H, W).
 
     model: model(x (B, C, H, W), t long (B,), y long (B,) or None) -> (B, C or 2C, H, W).
-    x: (B, C, H, W); t: long (B,); y: long (B,) or None. Returns (B, C or 2C, H, W).
+    x: (B, C, H, W); t: long (B,); y: long (B,), or None for an unconditional model (one pass with
+    y = None; guidance does not apply, and the sampler entries allow only guidance 1 then).
 
-    For w not in {0, 1} the conditional and unconditional outputs come from ONE forward pass on a
-    batch of 2B (x twice; y, then ``null_class``). Shortcuts, exact and half the cost: w = 1 is
-    one conditional pass, w = 0 one pass with the null label; y = None (an unconditional model)
-    is one pass with y = None and needs w = 1. With a learned variance (2C channels) only the
+    For guidance not in {0, 1} the conditional and unconditional outputs come from ONE forward pass
+    on a batch of 2B (x twice; y, then ``null_class``). Shortcuts, exact and half the cost: 1 is one
+    conditional pass, 0 one pass with the null label. With a learned variance (2C channels) only the
     first C channels are guided; the variance channels are the conditional ones.
     """
-    if y is None:
-        if w != 1.0:
-            raise ValueError(f"guidance scale {w} needs labels y; with y=None only w=1 (no guidance) makes sense")
-        return model(x, t, None)
-    if w == 1.0:
+    if y is None or guidance == 1.0:
         return model(x, t, y)
     null = torch.full_like(y, null_class)
-    if w == 0.0:
+    if guidance == 0.0:
         return model(x, t, null)
-    out = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))
-    out_cond, out_uncond = out.chunk(2, dim=0)
+    both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))   # one pass on 2B
+    out_y, out_null = both.chunk(2, dim=0)
     C = x.shape[1]
-    guided = cfg_combine(out_cond[:, :C], out_uncond[:, :C], w)
-    if out_cond.shape[1] == C:
-        return guided
-    return torch.cat([guided, out_cond[:, C:]], dim=1)
+    guided = cfg_combine(out_y[:, :C], out_null[:, :C], guidance)
+    return guided if out_y.shape[1] == C else torch.cat([guided, out_y[:, C:]], dim=1)
+
+
+guided_eps = guided_output   # the old name (it returns v too), kept for the oracle test

@@ -1,17 +1,11 @@
-"""What the denoiser predicts, and the training loss.
+"""The training loss: DDPM's simple loss on the eps or v target, optionally Min-SNR weighted, plus
+the variational bound for a learned variance.
 
-Three equivalent parameterisations of the denoiser's output, given x_t = a x_0 + b eps with
-a = sqrt(alpha_bar_t), b = sqrt(1 - alpha_bar_t) (so a^2 + b^2 = 1):
-
-* ``"eps"``: the noise eps (DDPM). x_0 = (x_t - b eps) / a.
-* ``"v"``:   the velocity v = a eps - b x_0 (Salimans & Ho 2022). x_0 = a x_t - b v,
-  eps = b x_t + a v. Unlike eps, v stays informative at high noise, where x_0 = (x_t - b eps)/a
-  divides by a tiny a.
-* ``x0`` itself (used internally by the samplers).
-
-Learned variance: a model whose output has 2C channels (``learn_sigma``) predicts eps (or v) in the
-first C channels and a variance in the last C. The simple loss trains the first C; the last C are
-trained by ``vlb_weight`` times the variational bound (the hybrid objective, ``vlb.py``).
+The target and the conversions between eps, v and x_0 are in ``parameterization.py`` (the samplers
+use them too). Learned variance: a model whose output has 2C channels (``learn_sigma``) predicts eps
+(or v) in the first C channels and a variance in the last C. The simple loss trains the first C;
+the last C are trained by ``vlb_weight`` times the variational bound (the hybrid objective,
+``vlb.py``).
 """
 from __future__ import annotations
 
@@ -21,75 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .schedule import NoiseSchedule, Timestep, coef
+from .parameterization import check_prediction, predict_x0_eps, split_channels, v_from_x0_eps
+from .schedule import NoiseSchedule
 from .vlb import VLB_WEIGHT, vlb_terms
 
-PREDICTIONS = ("eps", "v")
 WEIGHTINGS = ("none", "min_snr", "min_snr_plus_one")
 
 
-def check_prediction(prediction: str) -> None:
-    if prediction not in PREDICTIONS:
-        raise ValueError(f"prediction must be one of {PREDICTIONS} (diffusion.prediction), got {prediction!r}")
-
-
-def _a_b(schedule: NoiseSchedule, t: Timestep, x: Tensor) -> tuple[Tensor, Tensor]:
-    return coef(schedule.sqrt_alpha_bar, t, x), coef(schedule.sqrt_one_minus_alpha_bar, t, x)
-
-
-def x0_from_eps(schedule: NoiseSchedule, x_t: Tensor, t: Timestep, eps: Tensor) -> Tensor:
-    """x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t). All (B, C, H, W); t long (B,) or int."""
-    a, b = _a_b(schedule, t, x_t)
-    return (x_t - b * eps) / a
-
-
-def eps_from_x0(schedule: NoiseSchedule, x_t: Tensor, t: Timestep, x0: Tensor) -> Tensor:
-    """eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t). All (B, C, H, W)."""
-    a, b = _a_b(schedule, t, x_t)
-    return (x_t - a * x0) / b
-
-
-def v_from_x0_eps(schedule: NoiseSchedule, x0: Tensor, eps: Tensor, t: Timestep) -> Tensor:
-    """The v-prediction target v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0. All (B, C, H, W)."""
-    a, b = _a_b(schedule, t, x0)
-    return a * eps - b * x0
-
-
-def x0_from_v(schedule: NoiseSchedule, x_t: Tensor, t: Timestep, v: Tensor) -> Tensor:
-    """x_0 = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v. All (B, C, H, W)."""
-    a, b = _a_b(schedule, t, x_t)
-    return a * x_t - b * v
-
-
-def eps_from_v(schedule: NoiseSchedule, x_t: Tensor, t: Timestep, v: Tensor) -> Tensor:
-    """eps = sqrt(1 - alpha_bar_t) x_t + sqrt(alpha_bar_t) v. All (B, C, H, W)."""
-    a, b = _a_b(schedule, t, x_t)
-    return b * x_t + a * v
-
-
-def split_channels(model_output: Tensor, channels: int) -> tuple[Tensor, Optional[Tensor]]:
-    """(prediction (B, C, H, W), variance channels (B, C, H, W) or None) from a model output with
-    C or 2C channels (2C = learned variance: the first C are the eps / v prediction)."""
-    k = model_output.shape[1]
-    if k == channels:
-        return model_output, None
-    if k == 2 * channels:
-        return model_output[:, :channels], model_output[:, channels:]
-    raise ValueError(f"model output has {k} channels; expected C = {channels} (or 2C = {2 * channels} "
-                     f"with a learned variance), output shape {tuple(model_output.shape)}")
-
-
-def predict_x0_eps(schedule: NoiseSchedule, model_output: Tensor, x_t: Tensor, t: Timestep,
-                   prediction: str = "eps") -> tuple[Tensor, Tensor]:
-    """Turn a model output (eps or v, (B, C, H, W)) at x_t (B, C, H, W) into (x0, eps), both (B, C, H, W)."""
-    check_prediction(prediction)
-    if prediction == "eps":
-        return x0_from_eps(schedule, x_t, t, model_output), model_output
-    return x0_from_v(schedule, x_t, t, model_output), eps_from_v(schedule, x_t, t, model_output)
-
-
-def loss_weights(schedule: NoiseSchedule, t: Tensor, prediction: str = "eps", weighting: str = "none",
-                 gamma: float = 5.0) -> Tensor:
+def loss_weights(schedule: NoiseSchedule, t: Tensor, prediction: str = "eps",
+                 weighting: str = "none", gamma: float = 5.0) -> Tensor:
     """Per-sample weights (B,) of the simple loss at timesteps t (B,).
 
     ``"none"``: 1. ``"min_snr"`` (Min-SNR-gamma, Hang et al. 2023): weight the x_0 error by
@@ -100,9 +34,10 @@ def loss_weights(schedule: NoiseSchedule, t: Tensor, prediction: str = "eps", we
         eps target: w = min(SNR, gamma) / SNR        v target: w = min(SNR, gamma) / (SNR + 1)
 
     For v the paper's weight goes to 0 at high noise (SNR -> 0), where the model must draw the digit
-    from almost pure noise. ``"min_snr_plus_one"`` is the variant several fine-tuning codebases use for
-    v (the SNR of the v target is SNR + 1): w = min(SNR + 1, gamma) / (SNR + 1) = min(1, gamma / (SNR + 1)),
-    which caps the low-noise end only and keeps weight 1 at high noise; for eps it is ``"min_snr"``.
+    from almost pure noise. ``"min_snr_plus_one"`` is the variant several fine-tuning codebases use
+    for v (the SNR of the v target is SNR + 1): w = min(SNR + 1, gamma) / (SNR + 1)
+    = min(1, gamma / (SNR + 1)), which caps the low-noise end only and keeps weight 1 at high
+    noise; for eps it is ``"min_snr"``.
     """
     check_prediction(prediction)
     if weighting == "none":
@@ -120,10 +55,12 @@ def loss_weights(schedule: NoiseSchedule, t: Tensor, prediction: str = "eps", we
 def diffusion_loss(model, schedule: NoiseSchedule, x0: Tensor, y: Optional[Tensor],
                    generator: Optional[torch.Generator] = None, prediction: str = "eps",
                    t: Optional[Tensor] = None, noise: Optional[Tensor] = None,
-                   vlb_weight: float = VLB_WEIGHT, weighting: str = "none", min_snr_gamma: float = 5.0) -> Tensor:
+                   vlb_weight: float = VLB_WEIGHT, weighting: str = "none",
+                   min_snr_gamma: float = 5.0) -> Tensor:
     """The "simple" loss of DDPM, E_{t, eps} || target - model(x_t, t, y) ||^2 (mean over all
-    entries; with ``weighting="min_snr"`` (or its variant) each sample's mean is first multiplied by its
-    ``loss_weights``), plus for a learned variance (2C output channels) ``vlb_weight * T * E_t[L_t]``
+    entries; with ``weighting="min_snr"`` (or its variant) each sample's mean is first multiplied by
+    its ``loss_weights``), plus for a learned variance (2C output channels)
+    ``vlb_weight * T * E_t[L_t]``
     (the hybrid objective of Improved DDPM; the bound sees the prediction through a stop-gradient).
 
     model: callable model(x (B, C, H, W), t long (B,), y long (B,) or None) -> (B, C or 2C, H, W).
@@ -150,6 +87,7 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: Tensor, y: Optional[Tenso
         loss = (loss_weights(schedule, t, prediction, weighting, min_snr_gamma) * per_sample).mean()
     if var is None or vlb_weight == 0:
         return loss
-    x0_pred, _ = predict_x0_eps(schedule, out.detach().float(), x_t.float(), t, prediction)   # stop-gradient
+    # the bound sees the prediction through a stop-gradient
+    x0_pred, _ = predict_x0_eps(schedule, out.detach().float(), x_t.float(), t, prediction)
     vb = vlb_terms(schedule, x0.float(), x_t.float(), t, x0_pred, var.float())
     return loss + vlb_weight * schedule.T * vb.mean()

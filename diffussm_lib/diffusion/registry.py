@@ -1,13 +1,13 @@
-"""The one registry of samplers: names, default numbers of steps, and one call that runs any of them.
+"""The one registry of samplers: names, default numbers of steps, one call that runs any of them.
 
 Used by ``sampling.generate``, the denoising viewer, ``evaluation`` and the ``diffussm`` command, so
 that "which samplers exist" and "how many steps when none are given" are said once:
 
 * ``SAMPLERS``: name -> sampling function (``ddim_sample``, ``ddpm_sample``, ``dpm_solver_sample``);
-* ``default_steps(sampler, T)``: DDIM ``DDIM_DEFAULT_STEPS`` (50), DPM-Solver++ ``DPM_SOLVER_DEFAULT_STEPS``
-  (20), DDPM all T;
-* ``steps_label(sampler, steps)``: the same as text for reports ("50", "20", "all", or the number given);
-* ``run_sampler(sampler, model, schedule, shape, y, steps=..., eta=..., **common)``.
+* ``default_steps(sampler, T)``: DDIM ``DDIM_DEFAULT_STEPS`` (50), DPM-Solver++
+  ``DPM_SOLVER_DEFAULT_STEPS`` (20), DDPM all T;
+* ``steps_label(sampler, steps)``: the same as text for reports ("50", "20", "all", or the number);
+* ``run_sampler(sampler, model, schedule, shape, y, steps=..., eta=..., variance=..., **options)``.
 """
 from __future__ import annotations
 
@@ -17,20 +17,21 @@ from .dpm_solver import DPM_SOLVER_DEFAULT_STEPS, dpm_solver_sample
 from .samplers import DDIM_DEFAULT_STEPS, ddim_sample, ddpm_sample
 from .schedule import NoiseSchedule
 
-SAMPLERS: Dict[str, Callable] = {"ddim": ddim_sample, "ddpm": ddpm_sample, "dpm_solver++": dpm_solver_sample}
+SAMPLERS: Dict[str, Callable] = {"ddim": ddim_sample, "ddpm": ddpm_sample,
+                                 "dpm_solver++": dpm_solver_sample}
 FIXED_STEPS = {"ddim": DDIM_DEFAULT_STEPS, "dpm_solver++": DPM_SOLVER_DEFAULT_STEPS}   # DDPM: all T
 
 
 def check_sampler(sampler: str) -> str:
-    """Return ``sampler`` if it is a known name, else raise ``ValueError`` listing the known ones."""
+    """Return ``sampler`` if it is a known name, else raise a ``ValueError`` listing the names."""
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {tuple(SAMPLERS)}, got {sampler!r}")
     return sampler
 
 
 def default_steps(sampler: str, T: int, steps: Optional[int] = None) -> int:
-    """The number of sampling steps S: ``steps`` when given, else 50 for DDIM, 20 for DPM-Solver++ and
-    T for DDPM."""
+    """The number of sampling steps S: ``steps`` when given, else 50 for DDIM, 20 for DPM-Solver++
+    and T for DDPM."""
     check_sampler(sampler)
     if steps is not None:
         return int(steps)
@@ -44,22 +45,26 @@ def steps_label(sampler: Optional[str], steps: Optional[int]) -> str:
     return str(FIXED_STEPS[sampler]) if sampler in FIXED_STEPS else "all"
 
 
-def run_sampler(sampler: str, model, schedule: NoiseSchedule, shape, y=None, *, steps: Optional[int] = None,
-                eta: float = 0.0, **common):
+def run_sampler(sampler: str, model, schedule: NoiseSchedule, shape, y=None, *,
+                steps: Optional[int] = None, eta: float = 0.0, variance: Optional[str] = None,
+                **options):
     """Run the sampler ``sampler`` ("ddim", "ddpm" or "dpm_solver++") with ``default_steps`` steps.
-    ``eta`` is DDIM's noise (DDPM has its own, DPM-Solver++ none; it must be 0 there). DDPM's
-    ``variance`` defaults to "learned_range" for a model with ``learn_sigma``, else "fixed_small" (the
-    others use none). ``common``: the keyword arguments all samplers take (guidance_scale, null_class,
-    prediction, clip_x0, generator, ...)."""
+
+    eta: DDIM's noise (DDPM draws its own, DPM-Solver++ none: it must be 0 there). variance: DDPM's
+    (default "learned_range" for a model with ``learn_sigma``, else "fixed_small"; the others have
+    none and ignore it). options: the keyword arguments every sampler takes (guidance, null_class,
+    prediction, clip_x0, generator, x_T, device, return_trajectory, ...). Returns what the sampler
+    returns: (B, C, H, W), or a ``SampleResult``.
+    """
     S = default_steps(sampler, schedule.T, steps)
-    variance = common.pop("variance", None)
     if sampler == "ddim":
-        return ddim_sample(model, schedule, shape, y, steps=S, eta=eta, **common)
+        return ddim_sample(model, schedule, shape, y, steps=S, eta=eta, **options)
     if eta:
         why = "draws its own noise" if sampler == "ddpm" else "is a deterministic ODE solver"
         raise ValueError(f"eta={eta} is a DDIM option; the {sampler} sampler {why} (use eta=0)")
     if sampler == "dpm_solver++":
-        return dpm_solver_sample(model, schedule, shape, y, steps=S, **common)
+        return dpm_solver_sample(model, schedule, shape, y, steps=S, **options)
     if variance is None:   # a model with a learned variance samples with it
-        variance = "learned_range" if getattr(getattr(model, "module", model), "learn_sigma", False) else "fixed_small"
-    return ddpm_sample(model, schedule, shape, y, steps=S, variance=variance, **common)
+        learned = getattr(getattr(model, "module", model), "learn_sigma", False)
+        variance = "learned_range" if learned else "fixed_small"
+    return ddpm_sample(model, schedule, shape, y, steps=S, variance=variance, **options)

@@ -34,7 +34,8 @@ Timestep = Union[int, Tensor]
 
 def _check_betas(betas: Tensor) -> Tensor:
     if betas.dim() != 1 or betas.numel() < 1:
-        raise ValueError(f"betas must be a non-empty 1-D tensor (T,), got shape {tuple(betas.shape)}")
+        raise ValueError("betas must be a non-empty 1-D tensor (T,), "
+                         f"got shape {tuple(betas.shape)}")
     if not torch.isfinite(betas).all() or (betas <= 0).any() or (betas >= 1).any():
         raise ValueError("every beta must lie strictly between 0 and 1 "
                          f"(got min {betas.min().item():.3g}, max {betas.max().item():.3g})")
@@ -60,7 +61,8 @@ class NoiseSchedule:
     """Betas and every derived quantity for a T-step forward process (float64 tensors (T,)).
 
     Attributes (all (T,)):
-        betas, alphas, sqrt_alphas, sqrt_betas, alpha_bar, alpha_bar_prev (alpha_bar shifted right, with 1 at index 0),
+        betas, alphas, sqrt_alphas, sqrt_betas, alpha_bar,
+        alpha_bar_prev (alpha_bar shifted right, with 1 at index 0),
         sqrt_alpha_bar, sqrt_one_minus_alpha_bar, snr (= alpha_bar / (1 - alpha_bar)),
         posterior_coef_x0, posterior_coef_xt, posterior_variance (beta_tilde),
         posterior_log_variance_clipped (log beta_tilde with index 0 replaced by index 1, finite).
@@ -86,19 +88,24 @@ class NoiseSchedule:
         self.posterior_coef_xt = (1.0 - self.alpha_bar_prev) * self.alphas.sqrt() / one_minus
         self.posterior_variance = betas * (1.0 - self.alpha_bar_prev) / one_minus
         pv = self.posterior_variance
-        self.posterior_log_variance_clipped = torch.log(torch.cat([pv[1:2], pv[1:]])) if len(pv) > 1 \
-            else torch.log(betas)
+        clipped = torch.cat([pv[1:2], pv[1:]]) if len(pv) > 1 else betas
+        self.posterior_log_variance_clipped = torch.log(clipped)
+        # python floats on the host, kept by ``to``: the samplers' per-step coefficients (no sync)
+        self._alpha_bar_host = self.alpha_bar.tolist()
 
     # ---------------------------------------------------------------- constructors
     @classmethod
-    def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
+    def linear(cls, T: int = 1000, beta_start: float = 1e-4,
+               beta_end: float = 0.02) -> "NoiseSchedule":
         """DDPM's schedule: betas evenly spaced from ``beta_start`` to ``beta_end`` (inclusive).
 
-        The defaults are DDPM's values for T = 1000; for other T they are used as given (not rescaled).
+        The defaults are DDPM's values for T = 1000; for other T they are used as given (not
+        rescaled).
         """
         _check_T(T)
         if not 0 < beta_start <= beta_end < 1:
-            raise ValueError(f"linear schedule needs 0 < beta_start <= beta_end < 1, got {beta_start}, {beta_end}")
+            raise ValueError("linear schedule needs 0 < beta_start <= beta_end < 1, "
+                             f"got {beta_start}, {beta_end}")
         return cls(torch.linspace(beta_start, beta_end, T, dtype=torch.float64), name="linear")
 
     @classmethod
@@ -134,8 +141,9 @@ class NoiseSchedule:
         return self.T
 
     def __repr__(self) -> str:
-        return (f"NoiseSchedule({self.name}, T={self.T}, alpha_bar[0]={self.alpha_bar[0].item():.6f}, "
-                f"alpha_bar[T-1]={self.alpha_bar[-1].item():.3e})")
+        ab = self._alpha_bar_host
+        return (f"NoiseSchedule({self.name}, T={self.T}, alpha_bar[0]={ab[0]:.6f}, "
+                f"alpha_bar[T-1]={ab[-1]:.3e})")
 
     def to(self, device) -> "NoiseSchedule":
         """A copy whose arrays live on ``device`` (saves a host-to-device copy per coefficient)."""
@@ -144,13 +152,13 @@ class NoiseSchedule:
             new.__dict__[k] = v.to(device) if isinstance(v, Tensor) else v
         return new
 
-    def check_t(self, t: Timestep, allow_minus_one: bool = False) -> None:
-        """Raise a clear error if a timestep is outside [0, T) (or [-1, T) when allowed)."""
-        lo = -1 if allow_minus_one else 0
-        tt = t if isinstance(t, Tensor) else torch.tensor(int(t))
-        if tt.numel() and (tt.min().item() < lo or tt.max().item() >= self.T):
-            raise ValueError(f"timestep out of range: expected integers in [{lo}, {self.T}), "
-                             f"got min {tt.min().item()}, max {tt.max().item()}")
+    def check_t(self, t: Timestep) -> None:
+        """Raise a clear error if a python-int timestep is outside [0, T). A tensor t is not
+        checked: reading its values would make a GPU wait for the host at every training step (it
+        fails in the indexing instead: an IndexError on CPU)."""
+        if not isinstance(t, Tensor) and not 0 <= int(t) < self.T:
+            raise ValueError(f"timestep out of range: expected an integer in [0, {self.T}), "
+                             f"got {t}")
 
     def alpha_bar_at(self, t: Timestep) -> Tensor:
         """alpha_bar at index t, with ``alpha_bar_at(-1) = 1`` (the clean image).
@@ -162,6 +170,24 @@ class NoiseSchedule:
         t = int(t)
         return self.alpha_bar[t] if t >= 0 else self.alpha_bar.new_tensor(1.0)
 
+    def alpha_bar_float(self, t: int) -> float:
+        """alpha_bar_t as a python float (exact float64), 1.0 at t = -1 (the clean image). Read
+        from a host copy, so a schedule moved to a GPU costs the samplers no device sync per
+        step."""
+        return self._alpha_bar_host[t] if t >= 0 else 1.0
+
+    def signal_noise(self, t: Timestep, like: Optional[Tensor] = None):
+        """(a, b) = (sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)), the scales of x_0 and of the noise
+        in x_t = a x_0 + b eps (eq. (4) of DDPM; DPM-Solver's alpha_t and sigma_t).
+
+        t: a python int (-1 allowed: (1.0, 0.0)) -> two python floats (``alpha_bar_float``: no
+        device sync); or long (B,) -> two tensors (B, 1, ..., 1) with the dimensions, dtype and
+        device of ``like`` (B, ...)."""
+        if isinstance(t, Tensor) and t.dim() > 0:
+            return coef(self.sqrt_alpha_bar, t, like), coef(self.sqrt_one_minus_alpha_bar, t, like)
+        ab = self.alpha_bar_float(int(t))
+        return math.sqrt(ab), math.sqrt(1.0 - ab)
+
     # ---------------------------------------------------------------- the forward process
     def q_sample(self, x0: Tensor, t: Timestep, noise: Tensor) -> Tensor:
         """x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) noise: a draw from q(x_t | x_0).
@@ -169,24 +195,30 @@ class NoiseSchedule:
         x0, noise: (B, C, H, W). t: long (B,) or an int. Returns (B, C, H, W).
         """
         if noise.shape != x0.shape:
-            raise ValueError(f"noise shape {tuple(noise.shape)} must equal x0 shape {tuple(x0.shape)}")
+            raise ValueError(f"noise shape {tuple(noise.shape)} must equal x0 shape "
+                             f"{tuple(x0.shape)}")
         self.check_t(t)
-        return coef(self.sqrt_alpha_bar, t, x0) * x0 + coef(self.sqrt_one_minus_alpha_bar, t, x0) * noise
+        a, b = coef(self.sqrt_alpha_bar, t, x0), coef(self.sqrt_one_minus_alpha_bar, t, x0)
+        return a * x0 + b * noise
 
     def q_step(self, x_prev: Tensor, t: Timestep, noise: Tensor) -> Tensor:
-        """One forward step: x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) noise, a draw from q(x_t | x_{t-1}).
+        """One forward step: x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) noise, a draw from
+        q(x_t | x_{t-1}).
 
-        x_prev, noise: (B, C, H, W). t: long (B,) or an int (x_prev is x_{t-1}; for t = 0 it is x_0).
+        x_prev, noise: (B, C, H, W). t: long (B,) or an int (x_prev is x_{t-1}; for t = 0 it is
+        x_0).
         """
         self.check_t(t)
         return coef(self.sqrt_alphas, t, x_prev) * x_prev + coef(self.sqrt_betas, t, x_prev) * noise
 
     def q_posterior(self, x0: Tensor, x_t: Tensor, t: Timestep) -> tuple[Tensor, Tensor]:
-        """Mean (B, C, H, W) and variance (a float for an int t, else (B, 1, 1, 1)) of q(x_{t-1} | x_t, x_0).
+        """Mean (B, C, H, W) and variance (a float for an int t, else (B, 1, 1, 1)) of
+        q(x_{t-1} | x_t, x_0).
 
         x0, x_t: (B, C, H, W); t: int or long (B,)."""
         self.check_t(t)
-        mean = coef(self.posterior_coef_x0, t, x_t) * x0 + coef(self.posterior_coef_xt, t, x_t) * x_t
+        c_x0, c_xt = coef(self.posterior_coef_x0, t, x_t), coef(self.posterior_coef_xt, t, x_t)
+        mean = c_x0 * x0 + c_xt * x_t
         return mean, coef(self.posterior_variance, t, x_t)
 
 

@@ -56,7 +56,7 @@ import time
 import torch
 
 from diffussm_lib.diffusion import (NoiseSchedule, ddim_sample, ddim_step, ddpm_sample, ddpm_step, eps_from_v,
-                                    sampling_timesteps, v_from_x0_eps, x0_from_v)
+                                    spaced_step_times, v_from_x0_eps, x0_from_v)
 
 gen = seed_everything(0)
 torch.set_num_threads(by_mode(full=torch.get_num_threads(), fast=1))  # CI shares 2 cores: no OpenMP contention
@@ -98,8 +98,8 @@ def ddpm_coefficients(ab_t, ab_s):
 ones = torch.ones(1, dtype=torch.float64)
 pairs = {
     "consecutive (s = t - 1)": (sched.alpha_bar, sched.alpha_bar_prev),
-    "respaced, S = 50": (sched.alpha_bar[sampling_timesteps(T, 50)],
-                         torch.cat([sched.alpha_bar[sampling_timesteps(T, 50)[1:]], ones])),
+    "respaced, S = 50": (sched.alpha_bar[spaced_step_times(T, 50)],
+                         torch.cat([sched.alpha_bar[spaced_step_times(T, 50)[1:]], ones])),
 }
 for name, (ab_t, ab_s) in pairs.items():
     worst = max((a - b).abs().max().item() for a, b in zip(ddim_coefficients(ab_t, ab_s), ddpm_coefficients(ab_t, ab_s)))
@@ -112,7 +112,7 @@ assert torch.allclose(sd ** 2, sched.posterior_variance)
 
 # and the library's two step functions, same model output and same z
 xt, out, z = (torch.randn(4, 1, 8, 8, generator=gen, dtype=torch.float64) for _ in range(3))
-ts = sampling_timesteps(T, 50).tolist()
+ts = spaced_step_times(T, 50).tolist()
 for t, s in list(zip(ts, ts[1:] + [-1])) + [(500, 499), (1, 0), (0, -1)]:
     for pred in ("eps", "v"):
         a = ddim_step(sched, out, t, xt, t_prev=s, eta=1.0, prediction=pred, noise=z).x_prev
@@ -179,7 +179,7 @@ def cheap(x, t, y, std=STD):
 
 def predicted_std(S, sampler):
     """Exact output standard deviation of `sampler` ("ddpm" or "ddim") with S steps on the Gaussian toy data."""
-    ts = sampling_timesteps(T, S).tolist()
+    ts = spaced_step_times(T, S).tolist()
     var = 1.0                                                          # x_T ~ N(0, I)
     for t, s in zip(ts, ts[1:] + [-1]):
         ab_t, ab_s = sched.alpha_bar[t].item(), (sched.alpha_bar[s].item() if s >= 0 else 1.0)

@@ -195,7 +195,7 @@ assert accuracy[0.0] < 0.5 and accuracy[2.0] >= 0.8 and accuracy[2.0] > accuracy
 # ## Answers
 #
 # 1. With w not in {0, 1} the guided prediction needs both the conditional and the unconditional
-#    output at the same x_t, that is two evaluations of the network. `guided_eps` runs them as one
+#    output at the same x_t, that is two evaluations of the network. `guided_output` runs them as one
 #    forward pass on a batch of 2B (x twice; the labels, then the null class), so the cost is that
 #    of a batch twice as large, about twice the time on a CPU, but not two separate calls. w = 1
 #    needs only the conditional output and w = 0 only the unconditional one: one pass on B.
