@@ -315,7 +315,7 @@ BAD_INPUT = [
     ("negative guidance", "model", dict(guidance=-0.5), "guidance must be >= 0"),
     ("class too large", "model", dict(class_choice=10), r"class_choice must be -1 \(all\) or a class in \[0, 9\]"),
     ("negative class", "model", dict(class_choice=-2), r"class_choice must be -1 \(all\)"),
-    ("class of a model without classes", "no_classes", dict(class_choice=3), "class_choice=3 asks for a class"),
+    ("class of a model without classes", "no_classes", dict(class_choice=3), "class_choice=3: the class selector needs a class-conditional model"),
     ("all classes of a model without classes", "no_classes", dict(class_choice=ALL_CLASSES), "no class conditioning"),
     ("guidance for a model without classes", "no_classes", dict(guidance=2.0), "guidance=2.0 needs class labels"),
     ("empty batch", "model", dict(n=0), "n .digits per batch. must be >= 1"),

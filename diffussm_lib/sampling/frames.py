@@ -231,8 +231,8 @@ def viewer_labels(choice: int, n: int, num_classes: int = 10) -> Tensor:
     """The batch labels for a class-selector value ``choice``: ``ALL_CLASSES`` (-1) -> 0, 1, ...,
     num_classes-1, 0, 1, ... (n of them); a class c -> n copies of c. Returns long (n,)."""
     if num_classes < 1:
-        raise ValueError(f"class_choice={choice} asks for a class, but this model has no class conditioning "
-                         "(num_classes = 0): use class_choice=None (unconditional)")
+        raise ValueError(f"class_choice={choice}: the class selector needs a class-conditional model, and this "
+                         "one has no class conditioning (num_classes = 0): use class_choice=None (unconditional)")
     if isinstance(choice, bool) or not isinstance(choice, numbers.Integral):
         raise ValueError(f"class_choice must be an integer class or {ALL_CLASSES} (all), got {choice!r}")
     if choice == ALL_CLASSES:

@@ -27,6 +27,7 @@ same initial noise (and the same per-step noise for DDPM) until **new noise** dr
 """
 from __future__ import annotations
 
+import html
 from typing import Optional, Union
 
 import torch
@@ -125,7 +126,7 @@ class DenoisingViewer:
                                   description="sampler")
         self.steps = w.BoundedIntText(value=default_steps(sampler, schedule.T, steps), min=1, max=schedule.T,
                                       description="steps", layout=w.Layout(width="150px"))
-        classes = [("all digits 0-9", ALL_CLASSES)] + [(str(c), c) for c in range(self.num_classes)]
+        classes = [(f"all classes 0-{self.num_classes - 1}", ALL_CLASSES)] + [(str(c), c) for c in range(self.num_classes)]
         self.class_select = w.Dropdown(options=classes if self.conditional else [("none (no classes)", None)],
                                        value=class_choice, description="class", disabled=not self.conditional)
         self.guidance = w.FloatSlider(value=float(guidance), min=0.0, max=max(float(guidance_max), guidance),
@@ -138,9 +139,6 @@ class DenoisingViewer:
         self.stack = w.Stack([])
         self.status = w.HTML()
         self.images: list = []
-        # the links that make playing work in the page alone: Play -> slider -> the Stack's picture
-        self.links = [w.jslink((self.play, "value"), (self.step, "index")),
-                      w.jslink((self.step, "index"), (self.stack, "selected_index"))]
         for part, name in ((self.step, "step"), (self.play, "play"), (self.sampler, "sampler"),
                            (self.new_noise, "noise"), (self.stack, "stack"), (self.status, "status")):
             part.add_class(f"diffussm-viewer-{name}")
@@ -154,6 +152,10 @@ class DenoisingViewer:
         self.frames: Optional[ViewerFrames] = None
         self.pngs: list = []
         self._set_frames(*self.frames_for(self.setting()), frame=frame)
+        # The links that make playing work in the page alone: Play -> slider -> the Stack's picture.
+        # Made after the first frames are in, so that the page links Play, slider and Stack at that frame.
+        self.links = [w.jslink((self.play, "value"), (self.step, "index")),
+                      w.jslink((self.step, "index"), (self.stack, "selected_index"))]
         for control in (self.sampler, self.steps, self.class_select, self.guidance):
             control.observe(self._on_setting, names="value")
         self.new_noise.on_click(self._on_new_noise)
@@ -226,7 +228,7 @@ class DenoisingViewer:
 
     def _describe(self) -> str:
         f = self.frames
-        what = {None: "unconditional", ALL_CLASSES: "all digits"}.get(self.class_select.value,
+        what = {None: "unconditional", ALL_CLASSES: "all classes"}.get(self.class_select.value,
                                                                        f"class {self.class_select.value}")
         panels = ("x_t (the sample), the predicted x_0 and the guidance direction eps_y - eps_null "
                   "(normalised; white: the label adds ink)" if f.guidance_dirs is not None
@@ -247,7 +249,7 @@ class DenoisingViewer:
         try:
             self._set_frames(*self.frames_for(self.setting()))
         except ValueError as e:
-            self.status.value = f"<b>cannot sample this setting</b>: {e}"
+            self.status.value = f"<b>cannot sample this setting</b>: {html.escape(str(e))}"
         finally:
             for c in enabled:
                 c.disabled = False
