@@ -26,7 +26,7 @@
 # **Objectives.** By the end of this notebook you can
 # 1. load the course's pretrained checkpoint (or a quick stand-in) and sample a grid of digits with DDPM and DDIM, and say what their timings mean;
 # 2. record a sampler's trajectory (x_t and the predicted x_0 at each step) and check it against a hand-written loop;
-# 3. use the denoising viewer: step through a run, change the class and the guidance scale, play it as an animation;
+# 3. use the denoising viewer: step through a run in t and noise level, see the guidance direction, change the sampler, steps, class, guidance scale and noise, play it as an animation (also without a kernel);
 # 4. save the same frames as a GIF and a static strip for readers without widgets;
 # 5. explain what classifier-free guidance does as its scale w goes from 0 to 6;
 # 6. compare DDPM and DDIM trajectories started from the same noise;
@@ -235,45 +235,68 @@ print(f"{len(frames)} frames: timesteps {frames.timesteps[:3].tolist()} ... {fra
 # %% [markdown]
 # ## The denoising viewer
 #
-# `denoising_viewer(model, schedule, ...)` returns a widget. For a batch of 10 digits it shows
-# **x_t on the left** and the **predicted x_0 on the right**.
+# `denoising_viewer(model, schedule, ...)` returns a widget. For a batch of 10 digits each frame shows
+# three panels side by side:
 #
-# * Move the **step** slider, or press **play** (the triangle) to animate the run. All frames were
-#   computed once, when the viewer was built, and encoded as PNG images; the slider only picks one,
-#   so it responds instantly.
-# * Pick a **class** (or all digits 0-9) and a **guidance** scale w: the viewer samples the frames
-#   for that setting (a few seconds), always from the same initial noise, so the differences you see
-#   come from the setting alone. Settings you have seen are cached.
+# * **x_t**, the sample at this step;
+# * the **predicted x_0**, what the model aims at from here;
+# * the **guidance direction** $\hat\epsilon_y - \hat\epsilon_\varnothing$, what the label adds to the
+#   model's prediction (guided sampling uses $\hat\epsilon_\varnothing + w\,(\hat\epsilon_y - \hat\epsilon_\varnothing)$).
+#   Each image is scaled to its largest value and drawn with the sign of its effect on the
+#   predicted x_0: white where the label adds ink, black where it removes it, grey no change.
+#
+# Above the panels a caption says where the frame is in the sampler's terms ("step 6/10, t = 400,
+# log-SNR = 0.6"); below them a **noise-level timeline** plots the log signal-to-noise ratio
+# $\log(\bar\alpha_t / (1 - \bar\alpha_t))$ against t, with a dot for every step of the run and a
+# cursor at this one. The dashes mark log-SNR = 0, where x_t holds as much signal as noise.
+#
+# * Move the **t** slider, or press **play** (the triangle) to animate the run. All frames were
+#   computed once and are in the page, one picture per frame in an ipywidgets `Stack`; the slider
+#   and the play button are linked to it in the browser (`jslink`), so the slider only picks a
+#   picture there, without asking Python. It responds instantly and keeps playing after the kernel
+#   has stopped, or in a saved notebook whose widget state your viewer renders.
+# * Pick a **sampler** (DDIM, DPM-Solver++, DDPM) and its number of **steps**, a **class** (or all
+#   classes 0-9) and a **guidance** scale w: the viewer samples the frames for that setting (a few
+#   seconds; this needs the kernel), always from the same initial noise, so the differences you see
+#   come from the setting alone. **new noise** draws a different x_T. Settings you have seen are cached.
 #
 # Things to look for: how early the predicted x_0 shows a recognisable digit while x_t still looks
-# like noise, and after which step it stops changing (Exercise 1 measures that step); with w = 0
-# (unconditional: the model is given the null class) the class selector has no effect on what is
-# drawn.
+# like noise, and after which step it stops changing (Exercise 1 measures that step); where on the
+# timeline that happens; how the guidance direction sharpens from a blur into strokes as the noise
+# falls; with w = 0 (unconditional: the model is given the null class) the class selector has no
+# effect on what is drawn, though the guidance panel still shows what the label *would* add.
+#
+# The viewer here runs DPM-Solver++ with 10 steps: 11 frames keep the widget state saved in this
+# notebook small (the frames of DDIM with 25 steps would be 26 pictures); switch to DDIM 25 in the
+# dropdown to compare. It opens at the first frame with log-SNR >= 0 (here step 6, t = 400), not at
+# the pure noise of the first frame.
 #
 # *No widgets?* (GitHub's renderer, or a frontend without ipywidgets) The next section shows the
 # same frames as a GIF and a static strip.
 
 # %% tags=["nbval-ignore-output"]
-viewer = denoising_viewer(model, schedule, n=10, guidance=GUIDANCE, sampler="ddim", steps=DDIM_STEPS,
-                          image_size=IMAGE, channels=CHANNELS, prediction=PRED, seed=0, scale=3)
+VIEWER_SAMPLER, VIEWER_STEPS = "dpm_solver++", 10
+viewer = denoising_viewer(model, schedule, n=10, guidance=GUIDANCE, sampler=VIEWER_SAMPLER, steps=VIEWER_STEPS,
+                          image_size=IMAGE, channels=CHANNELS, prediction=PRED, seed=0, scale=2)
 viewer
 
 # %% [markdown]
 # ## The same frames as a GIF and a strip
 #
 # `save_gif` writes the viewer's current frames as an animated GIF (one GIF frame per frame, the
-# final sample held a little longer), and `strip_figure` draws a few of them in a row: x_t on top,
-# the predicted x_0 below.
+# final sample held a little longer), with the same panels, caption and timeline, and
+# `strip_figure` draws a few of them in a row: x_t on top, the predicted x_0 below.
 
 # %%
 from IPython.display import Image as ShowImage, display
 from PIL import Image as PILImage
 
-gif = save_gif(viewer.viewer.frames, OUT / "denoising_ddim.gif", fps=8, scale=1)   # 1 pixel per pixel: small
-print(f"wrote {gif.relative_to(ROOT)} ({gif.stat().st_size / 1024:.0f} KiB, {len(viewer.viewer.frames)} frames)")
+frames_v = viewer.viewer.frames
+gif = save_gif(frames_v, OUT / "denoising_viewer.gif", fps=4, scale=1, schedule=schedule)   # 1 pixel per pixel: small
+print(f"wrote {gif.relative_to(ROOT)} ({gif.stat().st_size / 1024:.0f} KiB, {len(frames_v)} frames)")
 display(ShowImage(filename=str(gif), width=2 * PILImage.open(gif).width))       # shown twice as large
-fig = strip_figure(viewer.viewer.frames, num=8, digits=range(4), schedule=schedule,
-                   title="DDIM: x_t (top) and predicted x_0 (bottom)")
+fig = strip_figure(frames_v, num=6, digits=range(4), schedule=schedule,
+                   title=f"{VIEWER_SAMPLER}, {VIEWER_STEPS} steps: x_t (top) and predicted x_0 (bottom)")
 plt.show()
 
 # %% [markdown]

@@ -1,10 +1,13 @@
 """Notebook 06's denoising viewer in a real browser: JupyterLab + headless Chromium (Playwright).
 
 The test starts JupyterLab on 127.0.0.1 (a free port, a random token, fresh temporary config,
-data, runtime and workspace folders), opens a copy of notebook 06, runs all its cells (fast mode,
-``DIFFUSSM_FAST=1``), moves the viewer's step slider with the keyboard and checks that the image the
-viewer displays changes. Screenshots and the server log go to ``test-artifacts/browser/``. The
-server is always shut down at the end (its kernels with it).
+data, runtime and workspace folders), opens a copy of notebook 06 and runs all its cells (fast mode,
+``DIFFUSSM_FAST=1``). Then, with the kernel alive, it moves the viewer's t slider with the keyboard
+(the picture changes) and picks another sampler (the kernel samples new frames: the picture
+changes); then it **shuts the kernel down** and checks that the viewer still works from what is in
+the page alone: the slider changes the picture, and Play steps through the frames to the final
+sample. A screenshot of each state, the server log and the browser console go to
+``test-artifacts/browser/``. The server is always shut down at the end (its kernels with it).
 
 Needs Debian's ``chromium`` (``/usr/bin/chromium``, or ``$DIFFUSSM_CHROMIUM``) and Playwright's
 Python package, which drives that chromium (Playwright's own browser download is never used). Both
@@ -158,7 +161,7 @@ class LabServer:
             self._log.close()
 
 
-def test_viewer_slider_changes_image_in_jupyterlab(tmp_path):
+def test_viewer_plays_in_jupyterlab_after_the_kernel_is_gone(tmp_path):
     chromium = _chromium()
     try:
         from playwright.sync_api import sync_playwright
@@ -186,7 +189,7 @@ def test_viewer_slider_changes_image_in_jupyterlab(tmp_path):
             try:
                 page = ctx.pages[0] if ctx.pages else ctx.new_page()
                 page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-                _run_notebook_and_move_slider(page, server)
+                _run_notebook_and_use_viewer(page, server)
             except Exception:
                 try:
                     page.screenshot(path=str(ARTIFACTS / "failure.png"))
@@ -205,7 +208,69 @@ def test_viewer_slider_changes_image_in_jupyterlab(tmp_path):
     assert server.proc.poll() is not None, "the jupyter server is still running"
 
 
-def _run_notebook_and_move_slider(page, server: LabServer) -> None:
+def _kernel_ids(server: LabServer) -> list:
+    status, body = _http(f"{server.base}/api/kernels?token={server.token}")
+    assert status == 200
+    return [k["id"] for k in json.loads(body)]
+
+
+def _shut_down_kernels(server: LabServer) -> None:
+    """Shut down every kernel of the server (the notebook's) through its REST API; wait until none runs."""
+    for kid in _kernel_ids(server):
+        req = urllib.request.Request(f"{server.base}/api/kernels/{kid}?token={server.token}", method="DELETE")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.status == 204, f"DELETE kernel {kid}: HTTP {r.status}"
+    deadline = time.monotonic() + 30
+    while _kernel_ids(server):
+        assert time.monotonic() < deadline, "the kernel is still running 30 s after its shutdown"
+        time.sleep(0.5)
+
+
+class ViewerPage:
+    """The viewer's parts in the page, found by the CSS classes the library gives them."""
+
+    def __init__(self, page):
+        self.page = page
+        self.box = page.locator(".diffussm-viewer")
+        self.image = page.locator(".diffussm-viewer .diffussm-viewer-image")
+        self.readout = page.locator(".diffussm-viewer-step .widget-readout")
+        self.handle = page.locator(".diffussm-viewer-step .noUi-handle")
+        self.status = page.locator(".diffussm-viewer-status")
+
+    def t(self) -> str:
+        """The t slider's readout ("t = 400", ..., "final"), once it is drawn."""
+        self.page.wait_for_function("() => { const r = document.querySelector('.diffussm-viewer-step .widget-readout');"
+                                    " return r && r.textContent.trim().length > 0; }", timeout=10_000)
+        return self.readout.text_content().strip()
+
+    def src(self) -> str:
+        src = self.image.get_attribute("src")
+        assert src, "the viewer's image has no src"
+        return src
+
+    def wait_loaded(self) -> None:
+        self.page.wait_for_function("() => { const i = document.querySelector('.diffussm-viewer .diffussm-viewer-image');"
+                                    " return i && i.complete && i.naturalWidth > 0; }")
+
+    def wait_src_change(self, old: str, timeout_ms: int = 20_000) -> str:
+        self.page.wait_for_function(
+            "(old) => { const i = document.querySelector('.diffussm-viewer .diffussm-viewer-image');"
+            " return i && i.src !== old; }", arg=old, timeout=timeout_ms)
+        self.wait_loaded()
+        return self.src()
+
+    def shot(self, name: str) -> bytes:
+        """A screenshot of the viewer (returned) and of the whole page, saved as ARTIFACTS/<name>.png."""
+        self.page.screenshot(path=str(ARTIFACTS / f"notebook-{name}.png"))
+        return self.box.screenshot(path=str(ARTIFACTS / f"viewer-{name}.png"))
+
+    def arrow(self, key: str, times: int = 1) -> None:
+        self.handle.focus()
+        for _ in range(times):
+            self.page.keyboard.press(key)
+
+
+def _run_notebook_and_use_viewer(page, server: LabServer) -> None:
     page.set_default_timeout(60_000)
     page.goto(f"{server.base}/lab/tree/{NOTEBOOK.name}?token={server.token}")
     # the notebook's content is in when its title is rendered; its kernel is up when the status bar says Idle
@@ -228,32 +293,60 @@ def _run_notebook_and_move_slider(page, server: LabServer) -> None:
                           ).filter(has_text="Traceback")
     assert errors.count() == 0, f"a cell raised: {errors.first.inner_text()[:2000]}"
 
-    image = page.locator(".diffussm-viewer .diffussm-viewer-image")
-    image.wait_for(state="visible", timeout=30_000)
-    image.scroll_into_view_if_needed()
-    viewer = page.locator(".diffussm-viewer")
-    page.wait_for_function("() => { const i = document.querySelector('.diffussm-viewer-image');"
-                           " return i && i.complete && i.naturalWidth > 0; }")
-    src0 = image.get_attribute("src")
-    assert src0, "the viewer's image has no src"
-    shot0 = viewer.screenshot(path=str(ARTIFACTS / "viewer-step0.png"))
-    page.screenshot(path=str(ARTIFACTS / "notebook-step0.png"))
+    v = ViewerPage(page)
+    v.image.wait_for(state="visible", timeout=30_000)
+    v.box.scroll_into_view_if_needed()
+    v.wait_loaded()
 
-    readout = page.locator(".diffussm-viewer-step .widget-readout")
-    assert readout.inner_text().strip() == "0"
-    handle = page.locator(".diffussm-viewer-step .noUi-handle")
-    handle.focus()
-    for _ in range(3):
-        page.keyboard.press("ArrowRight")
-    page.wait_for_function("(old) => document.querySelector('.diffussm-viewer-image').src !== old", arg=src0,
-                           timeout=20_000)
-    page.wait_for_function("() => { const i = document.querySelector('.diffussm-viewer-image');"
-                           " return i.complete && i.naturalWidth > 0; }")
-    assert readout.inner_text().strip() == "3", f"slider readout {readout.inner_text()!r} after 3 arrow presses"
-    src1 = image.get_attribute("src")
-    shot1 = viewer.screenshot(path=str(ARTIFACTS / "viewer-step3.png"))
-    page.screenshot(path=str(ARTIFACTS / "notebook-step3.png"))
-    assert src1 != src0, "moving the step slider did not change the viewer's image"
-    assert shot1 != shot0, "the viewer looks the same after moving the step slider"
-    status = page.locator(".diffussm-viewer").inner_text()
-    assert "frame 3/" in status, f"the caption does not name frame 3: {status[:300]!r}"
+    # 1. as built: an informative frame (signal >= noise), not frame 0 (t = T-1, pure noise)
+    start = v.t()
+    assert re.fullmatch(r"t = \d+", start) and start != "t = 999", f"the viewer opens at {start!r}"
+    v.status.filter(has_text="DPM-Solver++").wait_for(timeout=10_000)
+    src_start, shot_start = v.src(), v.shot("1-built")
+
+    # 2. kernel alive: the slider moves to the next frame
+    v.arrow("ArrowRight")
+    src_next = v.wait_src_change(src_start)
+    after = v.t()
+    assert after != start and (after == "final" or int(after.split()[-1]) < int(start.split()[-1])), (start, after)
+    assert v.shot("2-slider") != shot_start, "the viewer looks the same after moving the t slider"
+
+    # 3. kernel alive: another sampler samples new frames and the Stack's children are replaced
+    page.locator(".diffussm-viewer-sampler select").select_option(label="DDIM")
+    v.status.filter(has_text="DDIM").wait_for(timeout=120_000)
+    v.wait_src_change(src_next, timeout_ms=30_000)
+    t_ddim = v.t()
+    assert abs(int(t_ddim.split()[-1]) - int(after.split()[-1])) <= 60, f"t slider at {t_ddim!r}, not near {after!r}"
+    shot_ddim = v.shot("3-ddim")
+    assert shot_ddim != shot_start
+    # the caption is part of each picture; the frames differ: compare with DPM-Solver++'s at the same t
+    page.locator(".diffussm-viewer-sampler select").select_option(label="DPM-Solver++")
+    v.status.filter(has_text="DPM-Solver++").wait_for(timeout=60_000)
+    v.wait_loaded()
+    page.wait_for_timeout(500)
+    assert v.box.screenshot() != shot_ddim, "DDIM's frame looks like DPM-Solver++'s"
+
+    # 4. the kernel is gone: everything below happens in the page alone
+    _shut_down_kernels(server)
+    page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"No Kernel|Unknown|Dead|Disconnected")).first.wait_for(
+        timeout=30_000)
+    src_dead, shot_dead = v.src(), v.shot("4-kernel-gone")
+    v.arrow("ArrowLeft", 2)
+    src_back = v.wait_src_change(src_dead)
+    back = v.t()
+    assert int(back.split()[-1]) > int(after.split()[-1]) if after != "final" else back != "final", (after, back)
+    assert v.shot("5-slider-no-kernel") != shot_dead, "the slider does not change the picture without a kernel"
+
+    # 5. Play without a kernel: the frames run to the final sample
+    seen = {src_back}
+    page.locator(".diffussm-viewer-play button").first.click()
+    deadline = time.monotonic() + 30
+    while v.t() != "final":
+        assert time.monotonic() < deadline, f"Play stopped at {v.readout.inner_text()!r} without a kernel"
+        seen.add(v.src())
+        page.wait_for_timeout(50)
+    v.wait_loaded()
+    seen.add(v.src())
+    assert len(seen) >= 3, f"Play showed only {len(seen)} pictures"
+    assert v.shot("6-played-no-kernel") != shot_dead
+    assert not _kernel_ids(server), "a kernel was started again"
