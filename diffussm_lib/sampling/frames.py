@@ -123,14 +123,14 @@ def frames_from_result(result: SampleResult, *, sampler: str = "ddim", guidance:
     if result.xs.dim() != 5 or result.xs.shape[1:] != final.shape:
         raise ValueError(f"trajectory xs of shape {tuple(result.xs.shape)} does not fit images of shape "
                          f"{tuple(final.shape)}: expected (R, B, C, H, W)")
-    ts = torch.cat([result.timesteps.long().cpu(), torch.tensor([-1])])
+    ts = torch.cat([result.step_times.long().cpu(), torch.tensor([-1])])
     xs = torch.cat([result.xs.float().cpu(), final[None]])
     x0 = torch.cat([result.x0_preds.float().cpu(), final[None]])
     step_index = None
     if stride is not None and steps:
         rec = recorded_steps(int(steps), int(stride))
-        if rec.numel() != result.timesteps.numel():
-            raise ValueError(f"{result.timesteps.numel()} recorded steps, but a run of {steps} steps with "
+        if rec.numel() != result.step_times.numel():
+            raise ValueError(f"{result.step_times.numel()} recorded steps, but a run of {steps} steps with "
                              f"stride {stride} records {rec.numel()}")
         step_index = torch.cat([rec, torch.tensor([int(steps)])])
     return ViewerFrames(timesteps=ts, xs=xs, x0_preds=x0, labels=result.y, sampler=sampler,
@@ -211,7 +211,7 @@ def compute_frames(model, schedule: NoiseSchedule, labels: Optional[Tensor], *, 
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
     null_class = null_class_of(model)
-    common = dict(guidance_scale=float(guidance), null_class=null_class, prediction=prediction, clip_x0=clip_x0,
+    common = dict(guidance=float(guidance), null_class=null_class, prediction=prediction, clip_x0=clip_x0,
                   generator=g, x_T=x_T, device=device, return_trajectory=True, trajectory_stride=stride)
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
