@@ -24,7 +24,8 @@ One meaning per letter, in every module, docstring and notebook (the paper's nam
     J   shortened length, J = L / M: the residual stream of DiffuSSM        [J]
         (DiT's stream has L tokens; shapes written (B, J, D) read (B, L, D) there)
     D   model width (hidden_dim)                                            [D]
-    N   SSM state size (d_state; S4D keeps N/2 complex modes)              [N]
+    G   channels of an S4D bank: D, or 2D when one bank holds both directions
+    N   SSM state size (ssm_state; S4D keeps N/2 complex modes)            [N]
     T   diffusion steps of the noise schedule (1000)                        [T]
     S   sampling steps of a sampler run (DDIM 50 by default)
     F   feature width of a token (C p^2 after patchify)
@@ -36,6 +37,8 @@ One meaning per letter, in every module, docstring and notebook (the paper's nam
 Sample counts are written out ("1,000 samples"), never with a letter of this table.
 
 Modules say "dimension letters: the glossary in diffussm_lib/__init__.py" instead of repeating it.
+In code a dimension is named by its config key (``hidden_dim`` D, ``hourglass_ratio`` M,
+``ssm_state`` N, ``patch_size`` p, ``in_channels`` C), never by an alias.
 """
 from .env import __version__  # noqa: I001  (first: the version has no dependencies)
 from .env import environment_report, fast_mode, by_mode, seed_everything, resolve_device

@@ -33,7 +33,10 @@ class ConfigError(ValueError):
 # --------------------------------------------------------------------------------------------
 @dataclass
 class ModelConfig:
-    """The denoiser. ``arch`` picks DiffuSSM (the paper) or the DiT baseline of the same interface."""
+    """The denoiser. ``arch`` picks DiffuSSM (the paper) or the DiT baseline of the same interface.
+    The model is built from this section (``DiffuSSM(cfg)``, ``DiT(cfg)``, or ``build_model(cfg)``);
+    the code names each dimension by its key: ``hidden_dim`` D, ``hourglass_ratio`` M,
+    ``ssm_state`` N (the glossary in ``diffussm_lib/__init__.py``)."""
 
     arch: Literal["diffussm", "dit"]  # required: which backbone
     in_channels: int = 1              # C
@@ -47,10 +50,12 @@ class ModelConfig:
     hourglass_ratio: int = 2          # M: dense layers run on J = L/M tokens
     ssm_core: Literal["s4d", "selective"] = "s4d"
     ssm_state: Optional[int] = None   # N: None = the core's default (64 for S4D, 16 selective)
-    ssm_init: Literal["lin", "inv"] = "lin"   # S4D's initialisation of A: S4D-Lin (the course's) or S4D-Inv
-    scan_order: Union[str, List[str]] = "raster"   # the SSM's token order, or a list layers cycle through
+    ssm_init: Literal["lin", "inv"] = "lin"   # S4D's A at init: S4D-Lin (the course's) or S4D-Inv
+    scan_order: Union[str, List[str]] = "raster"   # the SSM's token order, or a list to cycle
     bidirectional: bool = True        # False = the causal ablation
-    ssm_backend: Literal["auto", "torch", "cuda"] = "auto"
+    # which implementation runs (ssm/backend.py): "auto" the fast kernels (fused CUDA ones for CUDA
+    # tensors when installed), "reference" the readable forms, "torch" / "cuda" insist on one
+    ssm_backend: Literal["auto", "reference", "torch", "cuda"] = "auto"
     # DiT only
     num_heads: int = 4
     mlp_ratio: float = 4.0

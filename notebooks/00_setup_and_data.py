@@ -176,7 +176,8 @@ assert ratio_fwd > 1 and 2.6 < ratio_img < 2.8
 # | M | hourglass ratio: the dense layers see J = L/M tokens [M] | 2 |
 # | J | shortened length, J = L/M: the residual stream of DiffuSSM [J] | 98 |
 # | D | model width (`hidden_dim`) [D] | 128 |
-# | N | SSM state size (`d_state`; S4D keeps N/2 complex modes) [N] | 64 |
+# | G | channels of an S4D bank: D, or 2D when one bank holds both directions | 256 |
+# | N | SSM state size (`ssm_state`; S4D keeps N/2 complex modes) [N] | 64 |
 # | T | diffusion steps of the noise schedule | 1000 |
 # | S | sampling steps of one sampler run (DDIM: 50 by default) | 25 for the reported numbers |
 # | F | feature width of a token, F = C p² after patchify | 4 |
@@ -196,7 +197,7 @@ from diffussm_lib.ssm import S4D
 cfg = load_config(ROOT / "configs" / "mnist_diffussm.yaml")
 m = cfg.model
 model = build_model(m)
-n_state = {mod.d_state for mod in model.modules() if isinstance(mod, S4D)}
+n_state = {mod.ssm_state for mod in model.modules() if isinstance(mod, S4D)}
 letters = dict(B=cfg.train.batch_size, C=m.in_channels, H=m.image_size, W=m.image_size, p=m.patch_size,
                L=(m.image_size // m.patch_size) ** 2, M=m.hourglass_ratio, D=m.hidden_dim,
                N=n_state.pop(), T=cfg.diffusion.timesteps, F=m.in_channels * m.patch_size ** 2)
@@ -481,7 +482,7 @@ for name, row in sorted(times.items()):
 # `check_image_size` from `diffussm_lib.models.diffussm`, which raises `ValueError` for the others.
 # Which pairs does the paper's choice (no patches, M = 2) leave on each size?
 # *Hint:* loop over the 15 pairs per size, predict, then call
-# `check_image_size(H, H, patch_size=p, ratio=M)` inside `try` / `except ValueError`.
+# `check_image_size(H, H, patch_size=p, hourglass_ratio=M)` inside `try` / `except ValueError`.
 #
 # ## Check your understanding
 #

@@ -271,6 +271,11 @@ print("S4D-Inv imag parts:", inv[:5].numpy().round(2), "...", inv[-2:].numpy().r
 # $N\sqrt L$ complex exponentials instead of $NL/2$, and a matrix multiply that runs at full speed.
 # Every power is computed as $\exp(\Delta a_n k)$ directly (never by repeated multiplication), so no
 # rounding error accumulates.
+#
+# The library keeps both: `ssm.s4d_kernel_vandermonde` in `diffussm_lib/ssm/s4d.py` is the
+# Vandermonde product as written above, and the factored product, with a hand-written backward,
+# is `s4d_kernel_fast` in `diffussm_lib/ssm/kernels/s4d_kernel.py`. `S4D.kernel` runs the fast one
+# by default and the readable one with `backend="reference"` (in a config: `ssm_backend: reference`).
 
 # %%
 def kernel_vandermonde(a, Cn, dt, L):
@@ -281,7 +286,7 @@ def kernel_vandermonde(a, Cn, dt, L):
     return 2 * ((Cn * Bb) @ Vm).real
 
 
-layer = ssm.S4D(d_model=2, d_state=64).double()             # library module: 2 channels
+layer = ssm.S4D(channels=2, ssm_state=64).double()          # library module: 2 channels
 dtA, zl, Bbar_l, C_l = layer.discrete()                    # complex (channels, N/2) each
 a_l = -torch.exp(layer.log_A_real) + 1j * layer.A_imag
 dt_l = torch.exp(layer.log_dt)
@@ -289,7 +294,7 @@ L = 300                                                    # not a power of two 
 with torch.no_grad():
     K_ours = torch.stack([kernel_vandermonde(a_l[h], C_l[h], dt_l[h], L) for h in range(2)])
     K_lib_v = ssm.s4d_kernel_vandermonde(zl, C_l * Bbar_l, L)
-    K_lib = layer.kernel(L)                                # the fast factored product
+    K_lib = layer.kernel(L)                                # the fast factored product (default)
 Q = math.isqrt(L - 1) + 1
 print(f"L = {L}: Q = {Q}, tables of {Q} and {-(-L // Q)} powers per mode instead of {L}")
 print("ours vs library Vandermonde:", (K_ours - K_lib_v).abs().max().item())
@@ -332,7 +337,7 @@ assert torch.allclose(ssm.fft_causal_conv(u[None, None], K[None]).squeeze(), y_f
 # the width-128 model).
 
 # %%
-fft_length = ssm.s4d.fft_length
+fft_length = ssm.fft_length
 print("fft_length(196) =", fft_length(196), "  fft_length(1024) =", fft_length(1024))
 assert fft_length(196) == 400 and fft_length(1024) == 2048
 
@@ -351,7 +356,9 @@ print(f"rfft + irfft: n = 392 {1e3 * fft_time[392]:.1f} ms, n = 400 {1e3 * fft_t
 # %% [markdown]
 # ### The backward pass: a correlation, from the saved spectra
 #
-# The library's `fft_causal_conv` is this convolution (at length `fft_length(L)`) with a hand-written
+# The library's `ssm.fft_causal_conv` is this convolution (at length `fft_length(L)`), left to
+# autograd like ours. Its fast twin, `fft_causal_conv_fast` in `diffussm_lib/ssm/kernels/fft_conv.py`
+# (what the models run by default), computes the same with a hand-written
 # backward pass. The gradient of a convolution is a *correlation*: with $\hat g$ the spectrum of the
 # incoming gradient, $\partial u = \mathrm{irfft}(\hat g\,\overline{\hat K})$ and
 # $\partial K = \mathrm{irfft}(\sum_\text{batch} \hat g\,\overline{\hat u})$, using the spectra
@@ -367,9 +374,12 @@ print(f"rfft + irfft: n = 392 {1e3 * fft_time[392]:.1f} ms, n = 400 {1e3 * fft_t
 # %%
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from diffussm_lib.ssm.kernels.fft_conv import fft_causal_conv_fast
+
 
 def fft_conv_autograd(u, K):
-    """The same convolution as ssm.fft_causal_conv, at the same length, left to autograd. u (B, D, L), K (D, L)."""
+    """ssm.fft_causal_conv written out: the convolution at length fft_length(L), left to autograd.
+    u (B, D, L), K (D, L)."""
     L = u.shape[-1]
     n = fft_length(L)
     return torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(K, n=n), n=n)[..., :L]
@@ -400,14 +410,14 @@ def backward_ffts(conv, u, K, g):
 u3, K3 = torch.randn(2, 4, 196), torch.randn(4, 196)
 g3 = torch.randn(2, 4, 196)
 du_a, dK_a, ffts_a = backward_ffts(fft_conv_autograd, u3, K3, g3)
-du_h, dK_h, ffts_h = backward_ffts(ssm.fft_causal_conv, u3, K3, g3)
+du_h, dK_h, ffts_h = backward_ffts(fft_causal_conv_fast, u3, K3, g3)
 print("autograd backward    :", ffts_a)
 print("hand-written backward:", ffts_h)
 assert torch.allclose(du_a, du_h, atol=1e-10) and torch.allclose(dK_a, dK_h, atol=1e-10)
 assert len(ffts_a) == len(ffts_h) == 3 and "aten::_fft_c2c" not in ffts_h
 
 uf, Kf = torch.randn(8, 128, 784, dtype=torch.float32), torch.randn(128, 784, dtype=torch.float32)
-for name, conv in (("autograd", fft_conv_autograd), ("hand-written", ssm.fft_causal_conv)):
+for name, conv in (("autograd", fft_conv_autograd), ("hand-written", fft_causal_conv_fast)):
     best = math.inf
     for _ in range(by_mode(full=5, fast=2)):
         u_, K_ = uf.clone().requires_grad_(), Kf.clone().requires_grad_()
@@ -422,13 +432,13 @@ for name, conv in (("autograd", fft_conv_autograd), ("hand-written", ssm.fft_cau
 #
 # ## 7. The S4D layer: recurrence equals FFT convolution
 #
-# Now the whole library layer, `S4D(d_model=D, d_state=N)`: it maps (B, D, L) to (B, D, L) with an
+# Now the whole library layer, `S4D(channels=D, ssm_state=N)`: it maps (B, D, L) to (B, D, L) with an
 # independent SSM per channel (in DiffuSSM the channels are the model width $D$, or $2D$ for the two
 # directions). We compare its FFT path with the step-by-step recurrence for several lengths, including
 # lengths that are not powers of two and a one-step sequence. The skip $E$ is the parameter `layer.D`.
 
 # %%
-layer = ssm.S4D(d_model=4, d_state=64, dt_max=0.5).double()
+layer = ssm.S4D(channels=4, ssm_state=64, dt_max=0.5).double()
 for L in [1, 7, 100, 196, 784, 1000]:
     u = torch.randn(2, 4, L)
     with torch.no_grad():
@@ -465,7 +475,7 @@ L = 784                                                    # one 28x28 image, fl
 lags = torch.arange(L)
 fig, axes = plt.subplots(1, 3, figsize=(13, 3), sharey=True)
 torch.manual_seed(1)
-base = ssm.S4D(d_model=1, d_state=64).double()
+base = ssm.S4D(channels=1, ssm_state=64).double()
 assert torch.allclose(-torch.exp(base.log_A_real), torch.full_like(base.log_A_real, -0.5))   # Re a_n = -1/2
 tails = {}
 for ax, dt_value in zip(axes, [1e-3, 1e-2, 1e-1]):
@@ -505,7 +515,7 @@ assert K01[400:].abs().max() < 1e-6 * K01.abs().max()       # dt = 0.1: forgotte
 # %%
 torch.set_default_dtype(torch.float32)
 D = 64                                                     # channels (a model of width D = 64)
-layer = ssm.S4D(d_model=D, d_state=64)
+layer = ssm.S4D(channels=D, ssm_state=64)
 for L in by_mode(full=[196, 784, 1024, 4096], fast=[196, 784]):
     u = torch.randn(4, D, L)
     t_rec = t_fft = math.inf
@@ -532,8 +542,11 @@ print("(on a machine shared with other jobs, timings are noisy)")
 # * The convolution is applied by FFT **zero-padded to at least $2L - 1$**, which removes the circular
 #   wrap-around; its hand-written backward computes the correlations from the saved spectra with
 #   real transforms only.
-# * The library pieces: `ssm.S4D`, `ssm.s4d_kernel`, `ssm.s4d_kernel_vandermonde`,
-#   `ssm.fft_causal_conv`, `ssm.s4d_recurrence`.
+# * The library pieces: `ssm.S4D`, `ssm.s4d_kernel_vandermonde`, `ssm.fft_causal_conv`,
+#   `ssm.s4d_recurrence` (in `diffussm_lib/ssm/s4d.py` and `fft_conv.py`, written as this notebook
+#   derives them); the fast factored kernel and the hand-written backward beside them in
+#   `diffussm_lib/ssm/kernels/`, which the models run unless `ssm_backend: reference` asks for the
+#   readable forms.
 #
 # Next (notebook 02): the *selective* SSM of Mamba, whose $\Delta$, $B$, $C$ depend on the input, so
 # it cannot be a convolution; a fast scan for it; and the **bidirectional** layer that lets every pixel

@@ -151,7 +151,8 @@ assert torch.allclose(y_ours, y_fast, atol=1e-12) and torch.allclose(h_ours, h_f
 # course), Blelloch, Hillis-Steele and chunked-cumprod scans all ran *slower* than a good sequential
 # one.
 #
-# So the library keeps the time loop but makes it cheap (see `diffussm_lib/ssm/scan.py`):
+# So the library keeps the time loop but makes it cheap (see `diffussm_lib/ssm/kernels/scan.py`, beside
+# the definition in `diffussm_lib/ssm/scan.py`):
 #
 # * **Blocks.** Time is cut into blocks of $Q$ steps, $Q$ chosen so that a block's tensors hold about
 #   $2^{18}$ numbers (printed below for batch 4, 128 channels, state 16). For one block, everything
@@ -173,7 +174,7 @@ assert torch.allclose(y_ours, y_fast, atol=1e-12) and torch.allclose(h_ours, h_f
 # Here is the forward half, small enough to read (the library's is the same idea, with the backward):
 
 # %%
-from diffussm_lib.ssm.scan import BLOCK_ELEMENTS, default_block
+from diffussm_lib.ssm.kernels.scan import BLOCK_ELEMENTS, default_block
 
 print(f"block length Q for batch 4, 128 channels, state 16: {default_block(4, 128, 16)} steps "
       f"({BLOCK_ELEMENTS:,d} numbers per block tensor = 2^{int(math.log2(BLOCK_ELEMENTS))})")
@@ -299,7 +300,7 @@ print("causal depthwise conv matches the library, and the past never sees the fu
 # projection of the input: a smooth, input-dependent switch ($\operatorname{silu}(z) = z\,\sigma(z)$ is
 # near 0 for very negative $z$ and near $z$ for large positive $z$).
 #
-# The layer `ssm.SelectiveSSM(d_model=D, d_state=N)` (in `diffussm_lib/ssm/selective.py`) has these
+# The layer `ssm.SelectiveSSM(hidden_dim=D, ssm_state=N)` (in `diffussm_lib/ssm/selective.py`) has these
 # sizes and projections:
 #
 # * **`d_inner`** $= D_\text{in}$ = `expand` $\cdot D$: the number of channels the conv and the scan
@@ -328,10 +329,10 @@ print("causal depthwise conv matches the library, and the past never sees the fu
 
 # %%
 torch.manual_seed(0)
-layer = ssm.SelectiveSSM(d_model=8, d_state=16)
+layer = ssm.SelectiveSSM(hidden_dim=8, ssm_state=16)
 u = torch.randn(2, 40, 8)
-Din, N, R = layer.d_inner, layer.d_state, layer.dt_rank
-print(f"d_inner = {Din}, d_state N = {N}, dt_rank = {R}; x_proj: {tuple(layer.x_proj.weight.shape[::-1])} "
+Din, N, R = layer.d_inner, layer.ssm_state, layer.dt_rank
+print(f"d_inner = {Din}, ssm_state N = {N}, dt_rank = {R}; x_proj: {tuple(layer.x_proj.weight.shape[::-1])} "
       f"(d_inner -> dt_rank + 2N)")
 with torch.no_grad():
     x, z = layer.in_proj(u).split([Din, Din], dim=-1)
@@ -375,19 +376,19 @@ def bidirectional(fwd_core, bwd_core, x):
 
 
 torch.manual_seed(0)
-bi = ssm.BidirectionalSSM(d_model=8, core="selective", bidirectional=True)
+bi = ssm.BidirectionalSSM(hidden_dim=8, core="selective", bidirectional=True)
 x = torch.randn(2, 49, 8)
 with torch.no_grad():
     assert torch.allclose(bidirectional(bi.fwd, bi.bwd, x), bi(x), atol=1e-6)
 print("selective core: out_dim", bi.out_dim, "| backend used:", bi.backend_used)
 
 # The S4D core keeps both directions in one S4D bank: channels [0, D) forward, [D, 2D) reversed.
-bi_s4d = ssm.BidirectionalSSM(d_model=8, core="s4d")
+bi_s4d = ssm.BidirectionalSSM(hidden_dim=8, core="s4d")
 with torch.no_grad():
     both = bi_s4d.s4d(torch.cat([x.transpose(1, 2), x.transpose(1, 2).flip(-1)], dim=1))   # (B, 2D, L)
     by_hand = torch.cat([both[:, :8], both[:, 8:].flip(-1)], dim=1).transpose(1, 2)
     assert torch.allclose(by_hand, bi_s4d(x), atol=1e-6)
-print("s4d core: out_dim", bi_s4d.out_dim, "| state size", bi_s4d.d_state, "| backend used:", bi_s4d.backend_used)
+print("s4d core: out_dim", bi_s4d.out_dim, "| state size", bi_s4d.ssm_state, "| backend used:", bi_s4d.backend_used)
 
 # %% [markdown]
 # ### Both S4D directions from one FFT of the input
@@ -417,11 +418,14 @@ print("s4d core: out_dim", bi_s4d.out_dim, "| state size", bi_s4d.d_state, "| ba
 # adds $E$ to the first tap $K_0$, and the FFT carries the skip for free; at lag 0 a correlation
 # weighs $u_t$ by the same first tap, so this works for the reversed direction too.
 #
-# This is `ssm.s4d.bidirectional_fft_conv` (`S4D.bidirectional`, called by `BidirectionalSSM`), whose
-# hand-written backward reuses the saved spectra. We derive it and compare:
+# This is `ssm.bidirectional_fft_conv` (in `diffussm_lib/ssm/fft_conv.py`; `S4D.bidirectional`,
+# called by `BidirectionalSSM`, runs it). By default the models run its fast twin,
+# `bidirectional_fft_conv_fast` in `diffussm_lib/ssm/kernels/fft_conv.py`, whose hand-written
+# backward reuses the saved spectra and which works through the batch in cache-sized chunks. We
+# derive it and compare:
 
 # %%
-from diffussm_lib.ssm.s4d import bidirectional_fft_conv, fft_length
+from diffussm_lib.ssm.fft_conv import bidirectional_fft_conv, fft_length
 
 Dx = 8
 s4d_bank = bi_s4d.s4d                                   # one S4D bank of 2D = 16 channels
@@ -525,7 +529,8 @@ for name, m in maps.items():
 # * The **selective SSM** makes $\Delta, B, C$ functions of the input; it is defined by a sequential
 #   scan, which the library computes exactly and fast on CPU with a blocked scan and a hand-written
 #   backward (`ssm.selective_scan`, layout of mamba-ssm's `selective_scan_fn`; on CUDA, `backend="auto"`
-#   uses mamba-ssm's fused kernel when installed, and `backend="cuda"` insists on it).
+#   uses mamba-ssm's fused kernel when installed, and `backend="cuda"` insists on it;
+#   `backend="reference"` runs the definition, `ssm.selective_scan_sequential`).
 # * A Mamba layer adds a **short causal depthwise conv** (`ssm.causal_conv1d`) and a **SiLU gate**;
 #   `x_proj` makes $\Delta$ (through a rank-`dt_rank` bottleneck), $B$ and $C$ from each token.
 # * `ssm.BidirectionalSSM(D, core="s4d" | "selective")` runs a forward SSM and a truly reversed one
@@ -541,7 +546,7 @@ for name, m in maps.items():
 # ## Exercises
 #
 # **Exercise 1.** (Parameters of the selective layer.) Write the number of parameters of
-# `ssm.SelectiveSSM(d_model=D, d_state=N, expand=e)` as a formula in $D$, $N$, $D_\text{in} = eD$,
+# `ssm.SelectiveSSM(hidden_dim=D, ssm_state=N, expand=e)` as a formula in $D$, $N$, $D_\text{in} = eD$,
 # `dt_rank` $R$ and the conv width 4, evaluate it for $D = 32$, $N = 16$ with $e = 1$ and $e = 2$, and
 # check it against `sum(p.numel() for p in layer.parameters())`. Then count
 # `ssm.BidirectionalSSM(D, core="s4d")` (state size 64) by hand the same way: at $D = 128$, which

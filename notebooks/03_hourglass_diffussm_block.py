@@ -362,7 +362,7 @@ def my_timestep_features(t, dim, max_period=10_000.0):
 
 t = torch.tensor([0, 10, 999])
 torch.testing.assert_close(timestep_features(t, 256), my_timestep_features(t, 256))
-labels = LabelEmbedder(num_classes=10, dim=D)
+labels = LabelEmbedder(num_classes=10, hidden_dim=D)
 print("label table rows:", labels.table.num_embeddings, "| null class:", labels.null_class,
       f"| init std {labels.table.weight.std().item():.2f}")
 torch.testing.assert_close(labels(None, batch=2), labels(torch.tensor([10, 10])))
@@ -380,7 +380,7 @@ print(f"at init, D = {D_course}: timestep embedding norm {t_norm.mean():.2f} (fr
 assert row_norm.min() > 10 * t_norm.max()                # c starts out mostly class
 
 # %% [markdown]
-# `DiffuSSMBlock(dim, ratio, ssm)` takes its SSM module as an argument: any module mapping
+# `DiffuSSMBlock(hidden_dim, hourglass_ratio, ssm)` takes its SSM module as an argument: any module mapping
 # (B, L, D) to (B, L, out_dim) that exposes `out_dim` fits, e.g. `BidirectionalSSM(D, core="s4d")`
 # (the paper's choice), `BidirectionalSSM(D, core="selective")`, a causal
 # `BidirectionalSSM(D, bidirectional=False)`, or the free stand-in above. We check it against the
@@ -652,8 +652,9 @@ for L_ in L_time:
 # * Our reading: the residual stream has J tokens (the input projection groups M neighbours);
 #   GELU; the down step concatenates; the gate has width 2D. It reproduces the paper's
 #   13 (L/M) D² + L D² exactly.
-# * `DiffuSSMBlock(dim, ratio, ssm)` takes its SSM module; the whole model is
-#   `diffussm_lib/models/diffussm.py`, smallest layer first.
+# * `DiffuSSMBlock(hidden_dim, hourglass_ratio, ssm)` takes its SSM module
+#   (`DiffuSSMBlock.from_config(cfg)` builds one from a config); the whole model,
+#   `DiffuSSM(cfg.model)`, is `diffussm_lib/models/diffussm.py`, smallest layer first.
 # * The denoiser and its DiT baseline share conditioning (timestep + class, with a null class for
 #   guidance), input projection and output head; they differ only in their blocks.
 # * FLOPs: DiffuSSM linear in L, DiT with full attention quadratic; the crossover depends on what
@@ -692,11 +693,12 @@ for L_ in L_time:
 # `count_flops(block, x, c)` exactly, and each entry of the per-operation breakdown
 # `flop_counts(block, x, c)`.
 #
-# *Hint:* read `s4d_kernel` in `diffussm_lib/ssm/s4d.py`: its product is a batched
+# *Hint:* read `s4d_kernel_fast` in `diffussm_lib/ssm/kernels/s4d_kernel.py` (the kernel the model
+# runs by default): its product is a batched
 # (2D, ⌈L/Q⌉, N) @ (2D, N, Q) with Q = ⌈√L⌉. `count_flops` charges 2.5 n log₂ n per channel for a
 # real FFT of length n = `fft_length(L)`: one transform of the D input channels, one of the 2D
 # kernels, one inverse of the 2D outputs. Every Linear runs as `addmm` (`OffsetLinear`, the W↓_k,
-# as M of them, `models/offset_linear.py`); the kernel's product is the one `bmm`.
+# as M of them, `ssm/kernels/offset_linear.py`); the kernel's product is the one `bmm`.
 
 # %% [markdown]
 # ## Check your understanding

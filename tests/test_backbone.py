@@ -1,15 +1,16 @@
-"""The backbone pieces: conditioning, patches, the hourglass equations, the DiffuSSM and DiT blocks."""
+"""The backbone pieces: conditioning, patches, the hourglass equations, the DiffuSSM and DiT
+blocks."""
 import math
 
 import pytest
 import torch
 
-from diffussm_lib.models import (AdaLNZero, ConditionEmbedder, LabelEmbedder, TimestepEmbedder, modulate,
-                                       timestep_features)
+from diffussm_lib.models import (AdaLNZero, ConditionEmbedder, LabelEmbedder, TimestepEmbedder,
+                                 modulate, timestep_features)
 from diffussm_lib.models import DiTBlock, sincos_2d
 from diffussm_lib.models import DiffuSSMBlock, Hourglass, OffsetLinear, act
-from diffussm_lib.models import (FinalLayer, PatchEmbed, check_image_size, group_tokens, patchify, ungroup_tokens,
-                                  unpatchify)
+from diffussm_lib.models import (FinalLayer, PatchEmbed, check_image_size, group_tokens, patchify,
+                                 ungroup_tokens, unpatchify)
 from diffussm_lib.ssm import BidirectionalSSM
 
 
@@ -21,18 +22,16 @@ def test_timestep_features_formula_and_fractional_t():
     w = torch.exp(-math.log(10_000) * torch.arange(4) / 4)
     torch.testing.assert_close(f[1], torch.cat([torch.cos(3 * w), torch.sin(3 * w)]))
     assert timestep_features(torch.tensor([2.5]), 7).shape == (1, 7)          # odd width, float t
-    with pytest.raises(ValueError, match="shape"):
-        timestep_features(torch.zeros(2, 1))
 
 
 def test_label_embedder_null_class_and_range():
+    """The embedder reads no label back from the device: a label out of range is the table's
+    index error (the range is checked where labels enter: sampling.generate, the datasets)."""
     emb = LabelEmbedder(10, 8)
     assert emb.null_class == 10 and emb.table.num_embeddings == 11
     torch.testing.assert_close(emb(None, batch=3), emb(torch.full((3,), 10)))
-    with pytest.raises(ValueError, match=r"\[0, 10\]"):
+    with pytest.raises(IndexError):
         emb(torch.tensor([11]))
-    with pytest.raises(ValueError, match="integer"):
-        emb(torch.tensor([1.0]))
     c = ConditionEmbedder(8, 10)(torch.tensor([1, 2]), None)
     assert c.shape == (2, 8)
     assert TimestepEmbedder(8)(torch.tensor([1.5, 2.0])).shape == (2, 8)
@@ -52,8 +51,9 @@ def test_patchify_raster_order_and_roundtrip(C, H, W, p):
     x = torch.randn(2, C, H, W)
     tok = patchify(x, p)
     assert tok.shape == (2, H * W // p**2, C * p * p)
-    r, s = 1, 2                                         # patch row 1, column 2 -> token r * (W/p) + s
-    torch.testing.assert_close(tok[:, r * (W // p) + s], x[:, :, r * p:(r + 1) * p, s * p:(s + 1) * p].reshape(2, -1))
+    r, s = 1, 2                                    # patch row 1, column 2 -> token r * (W/p) + s
+    patch = x[:, :, r * p:(r + 1) * p, s * p:(s + 1) * p].reshape(2, -1)
+    torch.testing.assert_close(tok[:, r * (W // p) + s], patch)
     torch.testing.assert_close(unpatchify(tok, p, H, W), x)
     g = group_tokens(tok, 2)
     torch.testing.assert_close(g[:, 1], torch.cat([tok[:, 2], tok[:, 3]], -1))
@@ -72,12 +72,10 @@ def test_bad_sizes_give_clear_errors():
 
 def test_patch_embed_and_final_layer_shapes():
     x = torch.randn(2, 3, 8, 8)
-    h = PatchEmbed(3, 16, patch_size=2, group=2)(x)
+    h = PatchEmbed(3, 16, patch_size=2, hourglass_ratio=2)(x)
     assert h.shape == (2, 8, 16)
-    out = FinalLayer(16, 6, patch_size=2, group=2)(h, torch.randn(2, 16), 8, 8)
+    out = FinalLayer(16, 6, patch_size=2, hourglass_ratio=2)(h, torch.randn(2, 16), 8, 8)
     assert out.shape == (2, 6, 8, 8) and torch.all(out == 0)          # zero-initialised head
-    with pytest.raises(ValueError, match="channels"):
-        PatchEmbed(1, 16)(x)
 
 
 # ------------------------------------------------------------------ the hourglass equations
@@ -113,7 +111,8 @@ def test_hourglass_matches_the_equations_loop_by_loop(M):
     Ip = torch.empty(B, J, 2 * D)
     for j in range(J):
         for k in range(M):
-            Ip[:, j, k * Dm:(k + 1) * Dm] = act(Y[:, j * M + k] @ hg.w_down.weight[k].T + hg.w_down.bias[k])
+            Wk, bk = hg.w_down.weight[k], hg.w_down.bias[k]
+            Ip[:, j, k * Dm:(k + 1) * Dm] = act(Y[:, j * M + k] @ Wk.T + bk)
     torch.testing.assert_close(hg.down(Y), Ip)
     # gate: O_j = W^3 (act(W^2 I'_j) * act(W^1 I_j)), hidden width 2D
     O = hg.w3(act(hg.w2(Ip)) * act(hg.w1(I)))
@@ -131,12 +130,32 @@ def test_hourglass_works_at_any_length_and_checks_width():
     assert off(torch.randn(2, 7, 3, 4)).shape == (2, 7, 3, 2)
 
 
+@pytest.mark.parametrize("M", [1, 3])
+def test_offset_linear_reference_is_the_einsum_and_the_kernel_equals_it(M):
+    """OffsetLinear with backend "reference" is the einsum; the default runs the copy-free kernel
+    of ssm/kernels/offset_linear.py: same outputs and gradients (float64)."""
+    torch.manual_seed(0)
+    ref = OffsetLinear(M, 5, 4, backend="reference").double()
+    fast = OffsetLinear(M, 5, 4).double()
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 7, M, 5, dtype=torch.float64, requires_grad=True)
+    want = torch.einsum("bjkf,kgf->bjkg", x, ref.weight) + ref.bias
+    got = []
+    for m in (ref, fast):
+        y = m(x)
+        torch.testing.assert_close(y, want)
+        got.append(torch.autograd.grad(y.sin().sum(), (x, m.weight, m.bias)))
+    for a, b in zip(*got):
+        torch.testing.assert_close(a, b)
+    assert (ref.form, fast.form) == ("reference", "torch")
+
+
 # ------------------------------------------------------------------ blocks
 @pytest.mark.parametrize("core", ["s4d", "selective"])
 @pytest.mark.parametrize("M", [1, 2, 4])
 def test_diffussm_block_is_identity_at_init(core, M):
     torch.manual_seed(0)
-    block = DiffuSSMBlock(16, M, BidirectionalSSM(16, core=core, d_state=8))
+    block = DiffuSSMBlock(16, M, BidirectionalSSM(16, core=core, ssm_state=8))
     x, c = torch.randn(2, 5, 16), torch.randn(2, 16)
     assert torch.equal(block(x, c), x)
     assert block.hourglass.ssm.out_dim == 32
@@ -150,14 +169,15 @@ def test_dit_block_is_identity_at_init():
 
 def test_block_leaves_identity_once_modulation_is_trained():
     torch.manual_seed(0)
-    block = DiffuSSMBlock(16, 2, BidirectionalSSM(16, core="s4d", d_state=8))
+    block = DiffuSSMBlock(16, 2, BidirectionalSSM(16, core="s4d", ssm_state=8))
     torch.nn.init.normal_(block.ada.linear.weight, std=0.5)
     x, c = torch.randn(2, 5, 16), torch.randn(2, 16)
     assert not torch.allclose(block(x, c), x)
 
 
 def test_causal_ablation_block_uses_width_d_ssm():
-    block = DiffuSSMBlock(16, 2, BidirectionalSSM(16, core="s4d", bidirectional=False, d_state=8))
+    block = DiffuSSMBlock(16, 2, BidirectionalSSM(16, core="s4d", bidirectional=False,
+                                                  ssm_state=8))
     assert block.hourglass.ssm.out_dim == 16 and block.hourglass.w_down.in_features == 16
     assert block(torch.randn(1, 4, 16), torch.randn(1, 16)).shape == (1, 4, 16)
 
@@ -166,6 +186,6 @@ def test_sincos_2d_positions():
     pe = sincos_2d(3, 4, 8)
     assert pe.shape == (12, 8)
     torch.testing.assert_close(pe[5, :4], pe[6, :4])        # same row (1) -> same row features
-    torch.testing.assert_close(pe[1, 4:], pe[5, 4:])        # same column (1) -> same column features
+    torch.testing.assert_close(pe[1, 4:], pe[5, 4:])        # same column (1) -> same features
     with pytest.raises(ValueError, match="divisible by 4"):
         sincos_2d(2, 2, 6)

@@ -125,7 +125,8 @@ def test_variance_channels_are_trained(tmp_path):
     m, C = tr.bare_model, cfg.model.in_channels
 
     def var_rows():   # head rows: (offset k, channel, pixel in patch); channels C.. are the variance
-        w = m.final.linear.weight.detach().reshape(m.group, 2 * C, m.patch_size ** 2, -1)
+        w = m.final.linear.weight.detach()
+        w = w.reshape(m.hourglass_ratio, 2 * C, m.patch_size ** 2, -1)
         return w[:, C:].clone()
 
     before = var_rows()
@@ -147,7 +148,8 @@ def test_hybrid_loss_adds_the_bound_only_for_a_learned_variance():
     (hybrid - simple).backward()
     # the bound trains only the variance: no gradient reaches the prediction rows of the head
     C = 1
-    g = model.final.linear.weight.grad.reshape(model.group, 2 * C, model.patch_size ** 2, -1)
+    g = model.final.linear.weight.grad
+    g = g.reshape(model.hourglass_ratio, 2 * C, model.patch_size ** 2, -1)
     assert float(g[:, :C].abs().max()) == 0.0 and float(g[:, C:].abs().max()) > 0
 
 
@@ -169,7 +171,7 @@ def test_sampling_with_a_learned_variance(sampler):
 @pytest.mark.parametrize("core", ["s4d", "selective"])
 def test_cores_run_with_bfloat16_parameters(core):
     torch.manual_seed(0)
-    layer = BidirectionalSSM(8, core=core, d_state=8)
+    layer = BidirectionalSSM(8, core=core, ssm_state=8)
     x = torch.randn(2, 12, 8)
     with torch.no_grad():
         ref = layer(x)

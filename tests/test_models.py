@@ -1,4 +1,6 @@
-"""The denoisers (DiffuSSM and the DiT baseline), the factory, configs, checkpoints and FLOP counting."""
+"""The denoisers (DiffuSSM and the DiT baseline), the factory, configs, checkpoints and FLOP
+counting."""
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,8 @@ def tiny(arch="diffussm", **kw):
 
 
 def randomize_zero_init(model, std=0.3):
-    """Replace the zero-initialised layers (adaLN-Zero modulation, output head) by random weights."""
+    """Replace the zero-initialised layers (adaLN-Zero modulation, output head) by random
+    weights."""
     with torch.no_grad():
         for m in model.modules():
             if hasattr(m, "ada"):
@@ -59,7 +62,8 @@ def test_dit_output_shapes(C, size, p):
 @pytest.mark.parametrize("arch", ["diffussm", "dit"])
 def test_learn_sigma_doubles_channels_and_interface(arch):
     model = tiny(arch, in_channels=3, learn_sigma=True, image_size=8)
-    assert (model.in_channels, model.out_channels, model.num_classes, model.null_class) == (3, 6, 10, 10)
+    got = (model.in_channels, model.out_channels, model.num_classes, model.null_class)
+    assert got == (3, 6, 10, 10)
     x, t, _ = inputs(2, 3, 8, 12)                                    # H != W is fine
     assert model(x, t.float() + 0.5, None).shape == (2, 6, 8, 12)   # float t, y = None
 
@@ -96,8 +100,8 @@ def grad_first_from_all(model, H=4, W=4):
 
 @pytest.mark.parametrize("core", ["s4d", "selective"])
 def test_first_pixel_sees_last_pixel_only_when_bidirectional(core):
-    # 4x4 image, p = 1, M = 2: pixel 0 and pixel 1 share stream token 0; every other pixel reaches the
-    # first output only through the SSM (the dense layers act token by token).
+    # 4x4 image, p = 1, M = 2: pixel 0 and pixel 1 share stream token 0; every other pixel
+    # reaches the first output only through the SSM (the dense layers act token by token).
     torch.manual_seed(0)
     bi = randomize_zero_init(tiny(ssm_core=core, depth=2, image_size=4))
     g_bi = grad_first_from_all(bi)
@@ -111,8 +115,8 @@ def test_first_pixel_sees_last_pixel_only_when_bidirectional(core):
         # bidirectional gradient from 15 steps away is small, about 1e-11 here, but not zero.)
         assert torch.all(g_causal.flatten()[2:] == 0)
     else:
-        # S4D convolves by FFT: causal up to float32 roundoff (about 1e-11 here; see diffussm_lib.ssm),
-        # far below the bidirectional signal.
+        # S4D convolves by FFT: causal up to float32 roundoff (about 1e-11 here; see
+        # diffussm_lib.ssm), far below the bidirectional signal.
         leak = g_causal.flatten()[2:].max()
         assert leak < 1e-8 * g_causal.max()
         assert g_bi[-1, -1] > 1e3 * leak
@@ -126,15 +130,41 @@ def test_labels_change_the_output_and_null_class_is_accepted(arch):
     x = torch.randn(2, 1, 8, 8)
     t = torch.tensor([3, 3])
     a, b = model(x, t, torch.tensor([3, 3])), model(x, t, torch.tensor([7, 7]))
-    assert torch.equal(a, b)                              # zero modulation at init: labels unused yet
+    assert torch.equal(a, b)                         # zero modulation at init: labels unused yet
     randomize_zero_init(model)
     a, b = model(x, t, torch.tensor([3, 3])), model(x, t, torch.tensor([7, 7]))
     assert not torch.allclose(a, b)
     null = torch.full((2,), model.null_class)
     torch.testing.assert_close(model(x, t, null), model(x, t, None))
     assert not torch.allclose(model(x, t, null), a)
+    with pytest.raises(ValueError, match="class labels"):          # shapes and dtypes: no sync
+        model(x, t, torch.tensor([1.0, 0.0]))
     with pytest.raises(ValueError, match="class labels"):
+        model(x, t, torch.tensor([1]))
+    with pytest.raises(IndexError):      # values: the table's own error (callers check the range)
         model(x, t, torch.tensor([11, 0]))
+
+
+class _NoSync(torch.Tensor):
+    """A tensor that fails any read of its value back to the host (.item(), bool(), int(), ...)."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in ("item", "__bool__", "__int__", "__float__", "__index__", "tolist", "numpy"):
+            raise AssertionError(f"host-device sync in a forward pass: {name}")
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+@pytest.mark.parametrize("arch,core", [("diffussm", "s4d"), ("diffussm", "selective"),
+                                       ("dit", "s4d")])
+def test_forward_reads_no_tensor_value_back(arch, core):
+    """No .item() / bool(tensor) / int(tensor) in a forward pass (each is a host-device sync on a
+    GPU): the inputs, and everything computed from them, refuse to be read."""
+    model = tiny(arch, ssm_core=core, image_size=8, scan_order="snake")
+    x, t, y = inputs(2, 1, 8, 8)
+    out = model(x.as_subclass(_NoSync), t.as_subclass(_NoSync), y.as_subclass(_NoSync))
+    assert out.shape == x.shape
 
 
 # ------------------------------------------------------------------ errors, checkpoints
@@ -152,7 +182,8 @@ def test_bad_sizes_give_clear_errors(arch):
         model(*inputs(1, 3, 8, 8))
 
 
-@pytest.mark.parametrize("arch,core", [("diffussm", "s4d"), ("diffussm", "selective"), ("dit", "s4d")])
+@pytest.mark.parametrize("arch,core", [("diffussm", "s4d"), ("diffussm", "selective"),
+                                       ("dit", "s4d")])
 def test_state_dict_roundtrips_through_safetensors(tmp_path, arch, core):
     torch.manual_seed(0)
     a = randomize_zero_init(tiny(arch, ssm_core=core, depth=2, image_size=8))
@@ -184,7 +215,8 @@ def test_tiny_config_runs_forward_and_backward():
 
 def test_matched_mnist_configs():
     root = Path(__file__).resolve().parents[1] / "configs"
-    a, b = load_config(root / "mnist_diffussm.yaml").model, load_config(root / "mnist_dit.yaml").model
+    a = load_config(root / "mnist_diffussm.yaml").model
+    b = load_config(root / "mnist_dit.yaml").model
     assert (a.arch, b.arch) == ("diffussm", "dit")
     for key in ("hidden_dim", "depth", "patch_size", "image_size", "in_channels", "num_classes"):
         assert getattr(a, key) == getattr(b, key), key
@@ -198,6 +230,45 @@ def test_build_model_types():
     assert model.ssm_backend_used == "torch"
 
 
+def test_a_model_is_built_from_its_config_section():
+    """DiffuSSM(cfg) and DiT(cfg) take the config section; build_model is the same plus the size
+    check; every SSM key reaches its layer (from_config is the one place that maps them)."""
+    cfg = ModelConfig(arch="diffussm", hidden_dim=8, depth=2, ssm_state=6, image_size=8,
+                      hourglass_ratio=4, bidirectional=False, ssm_init="inv",
+                      scan_order=["raster", "snake"], ssm_backend="reference")
+    torch.manual_seed(0)
+    a = DiffuSSM(cfg)
+    torch.manual_seed(0)
+    b = build_model(cfg)
+    assert [k for k in a.state_dict()] == [k for k in b.state_dict()]
+    ssm = a.blocks[1].hourglass.ssm
+    got = (ssm.hidden_dim, ssm.ssm_state, ssm.bidirectional, ssm.backend)
+    assert got == (8, 6, False, "reference")
+    assert ssm.s4d.init == "inv" and a.blocks[1].hourglass.order == "snake"
+    assert a.hourglass_ratio == a.blocks[0].hourglass.hourglass_ratio == 4
+    assert a.blocks[0].hourglass.w_down.form == "reference"
+    assert isinstance(DiT(replace(cfg, arch="dit", num_heads=2)), DiT)
+
+
+@pytest.mark.parametrize("core", ["s4d", "selective"])
+def test_reference_backend_gives_the_same_model_output(core):
+    """ssm_backend "reference" (the readable forms everywhere) and "auto" (the fast kernels on a
+    CPU) give the same denoiser output and gradients, and the model reports which ran."""
+    torch.manual_seed(0)
+    fast = randomize_zero_init(tiny(ssm_core=core, depth=2, image_size=8, hourglass_ratio=2))
+    ref = tiny(ssm_core=core, depth=2, image_size=8, hourglass_ratio=2, ssm_backend="reference")
+    ref.load_state_dict(fast.state_dict())
+    x, t, y = inputs(2, 1, 8, 8)
+    got = []
+    for m in (fast, ref):
+        out = m(x, t, y)
+        out.square().mean().backward()
+        got.append([out] + [p.grad for p in m.parameters()])
+    for a, b in zip(*got):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert (fast.ssm_backend_used, ref.ssm_backend_used) == ("torch", "reference")
+
+
 # ------------------------------------------------------------------ FLOPs
 def test_flop_counter_sees_cpu_attention_and_matches_formulas():
     D, L = 32, 64
@@ -207,14 +278,15 @@ def test_flop_counter_sees_cpu_attention_and_matches_formulas():
     adaln = 2 * D * 6 * D
     assert counted == dit_block_flops_formula(L, D) + adaln
     assert block_flops(cfg, L) == counted                                         # meta device
-    # DiffuSSM: the dense layers are exactly the paper's 2 (13 J D^2 + L D^2) (+ adaLN); the SSM adds FFTs
+    # DiffuSSM: the dense layers are exactly the paper's 2 (13 J D^2 + L D^2) (+ adaLN); the SSM
+    # adds FFTs
     cfg = ModelConfig(arch="diffussm", hidden_dim=D, ssm_state=8)
     dense = count_flops(build_block(cfg), torch.randn(1, L // 2, D), torch.randn(1, D), fft=False)
     kernel = block_flops(cfg, L, fft=False) - dense                              # (same thing)
     assert kernel == 0
     assert diffussm_block_flops_formula(L, D, 2) == 2 * (13 * (L // 2) * D * D + L * D * D)
     ssm_kernel_bmm = dense - diffussm_block_flops_formula(L, D, 2) - 2 * D * 3 * D
-    assert 0 < ssm_kernel_bmm < 0.1 * dense                                       # the S4D kernel product
+    assert 0 < ssm_kernel_bmm < 0.1 * dense                           # the S4D kernel product
     assert block_flops(cfg, L) > dense                                            # FFTs counted
 
 
@@ -236,16 +308,16 @@ def test_runs_under_bf16_autocast(arch):
 
 
 def test_offset_linear_equals_the_einsum_and_its_gradient_is_exact():
-    """The copy-free down projection (``models/offset_linear.py``) is the einsum it replaces, with
-    exact gradients (float64 gradcheck), also for a strided input; bad shapes are named."""
-    from diffussm_lib.models.offset_linear import offset_linear
+    """The copy-free down projection (``ssm/kernels/offset_linear.py``) is the einsum it replaces,
+    with exact gradients (float64 gradcheck), also for a strided input."""
+    from diffussm_lib.ssm.kernels.offset_linear import offset_linear_fast
     g = torch.Generator().manual_seed(0)
     x = torch.randn(6, 3, 5, dtype=torch.float64, generator=g)
     w = torch.randn(3, 4, 5, dtype=torch.float64, generator=g)
     b = torch.randn(3, 4, dtype=torch.float64, generator=g)
-    torch.testing.assert_close(offset_linear(x, w, b), torch.einsum("nkf,kgf->nkg", x, w) + b)
+    torch.testing.assert_close(offset_linear_fast(x, w, b), torch.einsum("nkf,kgf->nkg", x, w) + b)
     xs = torch.randn(6, 3, 10, dtype=torch.float64, generator=g)[..., ::2]          # strided input
-    torch.testing.assert_close(offset_linear(xs, w, b), torch.einsum("nkf,kgf->nkg", xs, w) + b)
-    assert torch.autograd.gradcheck(offset_linear, (x.requires_grad_(), w.requires_grad_(), b.requires_grad_()))
-    with pytest.raises(ValueError, match=r"weight \(M, F_out, F_in\).*\(6, 3, 5\), \(2, 4, 5\)"):
-        offset_linear(x, w[:2], b[:2])
+    torch.testing.assert_close(offset_linear_fast(xs, w, b),
+                               torch.einsum("nkf,kgf->nkg", xs, w) + b)
+    args = (x.requires_grad_(), w.requires_grad_(), b.requires_grad_())
+    assert torch.autograd.gradcheck(offset_linear_fast, args)

@@ -22,10 +22,10 @@ def test_shapes_any_length(core, bidirectional, L):
 @pytest.mark.parametrize("core", CORES)
 def test_default_state_sizes_and_kwargs(core):
     layer = BidirectionalSSM(4, core=core)
-    assert layer.d_state == (64 if core == "s4d" else 16)
+    assert layer.ssm_state == (64 if core == "s4d" else 16)
     if core == "s4d":
-        assert layer.s4d.C.shape == (8, 32, 2)          # 2 directions x 4 channels, 32 complex modes
-        assert BidirectionalSSM(4, core="s4d", init="inv", d_state=8).s4d.init == "inv"
+        assert layer.s4d.C.shape == (8, 32, 2)      # 2 directions x 4 channels, 32 complex modes
+        assert BidirectionalSSM(4, core="s4d", init="inv", ssm_state=8).s4d.init == "inv"
     else:
         assert layer.fwd.A_log.shape == (4, 16) and layer.bwd is not layer.fwd
         assert BidirectionalSSM(4, core="selective", expand=2).fwd.d_inner == 8
@@ -42,7 +42,7 @@ def test_selective_halves_are_forward_then_truly_reversed():
     y = layer(x)
     torch.testing.assert_close(y[..., :5], layer.fwd(x))
     torch.testing.assert_close(y[..., 5:], layer.bwd(x.flip(1)).flip(1))
-    assert not torch.allclose(y[..., :5], y[..., 5:]), "the two directions have their own parameters"
+    assert not torch.allclose(y[..., :5], y[..., 5:]), "each direction has its own parameters"
 
 
 def test_s4d_halves_are_forward_then_truly_reversed():
@@ -50,9 +50,9 @@ def test_s4d_halves_are_forward_then_truly_reversed():
     other channels' S4D, flip back."""
     torch.manual_seed(0)
     D = 3
-    bi = BidirectionalSSM(D, core="s4d", d_state=8).double()
-    fwd, rev = BidirectionalSSM(D, core="s4d", bidirectional=False, d_state=8).double(), \
-        BidirectionalSSM(D, core="s4d", bidirectional=False, d_state=8).double()
+    bi = BidirectionalSSM(D, core="s4d", ssm_state=8).double()
+    fwd, rev = BidirectionalSSM(D, core="s4d", bidirectional=False, ssm_state=8).double(), \
+        BidirectionalSSM(D, core="s4d", bidirectional=False, ssm_state=8).double()
     with torch.no_grad():
         for name, p in bi.s4d.named_parameters():
             getattr(fwd.s4d, name).copy_(p[:D])
@@ -68,8 +68,8 @@ def test_who_sees_whom(core):
     """d y[0] / d x[L-1]: non-zero for the bidirectional layer, zero for the causal one.
 
     The selective core is causal to the bit (exactly zero). The S4D core's FFT convolution is causal
-    in exact arithmetic; in floating point the FFT spreads round-off (about 1e-16 relative in float64)
-    to every position, so there we check that the leak is at round-off level.
+    in exact arithmetic; in floating point the FFT spreads round-off (about 1e-16 relative in
+    float64) to every position, so there we check that the leak is at round-off level.
     """
     torch.manual_seed(0)
     L, D = 49, 4
@@ -79,7 +79,7 @@ def test_who_sees_whom(core):
         (g,) = torch.autograd.grad(layer(x)[:, 0].sum(), x)
         last, first = g[:, -1].abs().max().item(), g[:, 0].abs().max().item()
         if bidirectional:
-            assert last > 1e-8 * first and last > 0, "the reversed direction must see the last input"
+            assert last > 1e-8 * first and last > 0, "the reversed direction sees the last input"
         elif core == "selective":
             assert last == 0.0, "the causal selective layer must not see the future at all"
             assert (g[:, 1:] == 0).all()
@@ -97,3 +97,26 @@ def test_bf16_autocast_runs_and_stays_close(core):
         y16 = layer(x)
     assert y16.shape == y32.shape
     torch.testing.assert_close(y16.float(), y32, rtol=0.1, atol=0.1)
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("core", CORES)
+def test_reference_backend_equals_the_fast_kernels(core, bidirectional):
+    """backend "reference" runs the readable forms (Vandermonde kernel, FFT convolutions left to
+    autograd, the sequential scan); "torch" the kernels of ssm/kernels/: same outputs and
+    gradients (float64), and each layer reports what ran."""
+    torch.manual_seed(0)
+    ref = BidirectionalSSM(4, core=core, bidirectional=bidirectional, ssm_state=8,
+                           backend="reference").double()
+    fast = BidirectionalSSM(4, core=core, bidirectional=bidirectional, ssm_state=8,
+                            backend="torch").double()
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 23, 4, dtype=torch.float64)
+    got = []
+    for layer in (ref, fast):
+        y = layer(x)
+        y.sin().sum().backward()
+        got.append([y] + [p.grad for p in layer.parameters()])
+    for a, b in zip(*got):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+    assert (ref.backend_used, fast.backend_used) == ("reference", "torch")

@@ -1,6 +1,7 @@
 """Model factory: a ``ModelConfig`` -> the model (or one of its blocks), and parameter counts.
 
-* ``build_model(cfg)``: ``DiffuSSM`` (arch "diffussm") or ``DiT`` (arch "dit"), same interface.
+* ``build_model(cfg)``: ``DiffuSSM(cfg)`` (arch "diffussm") or ``DiT(cfg)`` (arch "dit"), the same
+  interface; each model turns its config section into layers itself.
 * ``build_block(cfg)``: one block of that architecture (benchmarks and FLOP curves).
 * ``count_params(module)``.
 """
@@ -9,49 +10,38 @@ from __future__ import annotations
 from torch import nn
 
 from ..config import ModelConfig
-from .diffussm import DiffuSSM, DiffuSSMBlock, block_ssm
-from .scan_orders import layer_orders
+from .diffussm import DiffuSSM, DiffuSSMBlock
 from .dit import DiT, DiTBlock
 
-ARCHS = ("diffussm", "dit")
+ARCHS = {"diffussm": DiffuSSM, "dit": DiT}
 
 
 def _check_arch(cfg: ModelConfig) -> None:
     if cfg.arch not in ARCHS:
-        raise ValueError(f"model.arch must be one of {ARCHS}, got {cfg.arch!r}")
+        raise ValueError(f"model.arch must be one of {tuple(ARCHS)}, got {cfg.arch!r}")
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
     """ModelConfig -> ``DiffuSSM`` or ``DiT``, checked against ``cfg.image_size`` (H = W) so that a
     bad config fails here, not mid-training."""
     _check_arch(cfg)
-    if cfg.arch == "diffussm":
-        model = DiffuSSM(in_channels=cfg.in_channels, hidden_dim=cfg.hidden_dim, depth=cfg.depth,
-                         patch_size=cfg.patch_size, hourglass_ratio=cfg.hourglass_ratio,
-                         num_classes=cfg.num_classes, learn_sigma=cfg.learn_sigma, ssm_core=cfg.ssm_core,
-                         ssm_state=cfg.ssm_state, bidirectional=cfg.bidirectional, ssm_backend=cfg.ssm_backend,
-                         ssm_init=cfg.ssm_init, scan_order=cfg.scan_order)
-    else:
-        model = DiT(in_channels=cfg.in_channels, hidden_dim=cfg.hidden_dim, depth=cfg.depth,
-                    patch_size=cfg.patch_size, num_classes=cfg.num_classes, learn_sigma=cfg.learn_sigma,
-                    num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio)
+    model = ARCHS[cfg.arch](cfg)
     try:
         model.check_size(cfg.image_size, cfg.image_size)
     except ValueError as e:
+        ratio = f", model.hourglass_ratio={cfg.hourglass_ratio}" if cfg.arch == "diffussm" else ""
         raise ValueError(f"model.image_size={cfg.image_size}, model.patch_size={cfg.patch_size}"
-                         + (f", model.hourglass_ratio={cfg.hourglass_ratio}" if cfg.arch == "diffussm" else "")
-                         + f": {e}") from None
+                         f"{ratio}: {e}") from None
     return model
 
 
 def build_block(cfg: ModelConfig) -> nn.Module:
-    """One block of ``cfg.arch`` at width D = ``cfg.hidden_dim``: ``block(x (B, J, D), c (B, D))`` (J = L for DiT)."""
+    """One block of ``cfg.arch`` at width D = ``cfg.hidden_dim``: ``block(x (B, J, D), c (B, D))``
+    (J = L for DiT)."""
     _check_arch(cfg)
-    D = cfg.hidden_dim
     if cfg.arch == "diffussm":
-        ssm = block_ssm(D, cfg.ssm_core, cfg.bidirectional, cfg.ssm_state, cfg.ssm_backend, cfg.ssm_init)
-        return DiffuSSMBlock(D, cfg.hourglass_ratio, ssm, layer_orders(cfg.scan_order, 1)[0])
-    return DiTBlock(D, cfg.num_heads, cfg.mlp_ratio)
+        return DiffuSSMBlock.from_config(cfg)
+    return DiTBlock(cfg.hidden_dim, cfg.num_heads, cfg.mlp_ratio)
 
 
 def count_params(module: nn.Module, trainable_only: bool = True) -> int:

@@ -1,4 +1,5 @@
-"""FLOP counting (notebook 03): what a forward (and backward) pass costs, counted, and in closed form.
+"""FLOP counting (notebook 03): what a forward (and backward) pass costs, counted and in closed
+form.
 
 * ``count_flops(fn, *inputs)``: torch's own ``FlopCounterMode`` (FLOPs = 2 x multiply-adds of the
   matrix products), extended with formulas for two kinds of op it does not know: the CPU
@@ -27,8 +28,8 @@ def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, *
     return _fc.sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-def _cpu_sdpa_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
-                            **kwargs) -> int:
+def _cpu_sdpa_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args,
+                            out_shape=None, **kwargs) -> int:
     return _fc.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
 
@@ -55,11 +56,13 @@ EXTRA_FLOP_FORMULAS = {
     aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flop,
     aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward_flop,
 }
-FFT_FLOP_FORMULAS = {aten._fft_r2c: _fft_r2c_flop, aten._fft_c2r: _fft_c2r_flop, aten._fft_c2c: _fft_c2c_flop}
+FFT_FLOP_FORMULAS = {aten._fft_r2c: _fft_r2c_flop, aten._fft_c2r: _fft_c2r_flop,
+                     aten._fft_c2c: _fft_c2c_flop}
 
 
 def flop_counts(fn: Callable, *inputs, backward: bool = False, fft: bool = True) -> dict[str, int]:
-    """Run ``fn(*inputs)`` (and the backward of ``out.sum()`` if ``backward``) under FlopCounterMode.
+    """Run ``fn(*inputs)`` (and the backward of ``out.sum()`` if ``backward``) under
+    FlopCounterMode.
 
     Returns ``{op name: FLOPs}`` (FLOPs = 2 x multiply-adds). Works on real tensors and on the
     ``meta`` device (shapes only, no compute: the cheap way to count large L).
@@ -71,7 +74,8 @@ def flop_counts(fn: Callable, *inputs, backward: bool = False, fft: bool = True)
         out = fn(*inputs)
         if backward:
             out.float().sum().backward()
-    return {str(k).split(".")[-1]: int(v) for k, v in counter.get_flop_counts().get("Global", {}).items()}
+    counts = counter.get_flop_counts().get("Global", {})
+    return {str(k).split(".")[-1]: int(v) for k, v in counts.items()}
 
 
 def count_flops(fn: Callable, *inputs, backward: bool = False, fft: bool = True) -> int:
@@ -81,7 +85,8 @@ def count_flops(fn: Callable, *inputs, backward: bool = False, fft: bool = True)
 
 def block_flops(cfg: ModelConfig, L: int, batch: int = 1, device: str | torch.device | None = None,
                 fft: bool = True) -> int:
-    """Forward FLOPs of one block of ``cfg`` on a sequence of ``L`` tokens (DiffuSSM: J = L/M stream tokens).
+    """Forward FLOPs of one block of ``cfg`` on a sequence of ``L`` tokens (DiffuSSM: J = L/M
+    stream tokens).
 
     Built and run on ``device``. Default: ``meta`` for DiT (shapes only: the L^2 attention costs
     nothing to count) and ``cpu`` for DiffuSSM (the SSM enters ``torch.autocast``, which the meta
@@ -101,8 +106,8 @@ def block_flops(cfg: ModelConfig, L: int, batch: int = 1, device: str | torch.de
 def diffussm_block_flops_formula(L: int, D: int, M: int = 2, bidirectional: bool = True) -> int:
     """Closed-form FLOPs (2 x multiply-adds) of the hourglass's dense layers, per sample.
 
-    ``2 (9 J D^2 + L D^2 + L * out * 2D/M)`` with out = 2D (bidirectional) or D, which is the paper's
-    ``2 (13 J D^2 + L D^2)`` when bidirectional. The SSM itself is not included.
+    ``2 (9 J D^2 + L D^2 + L * out * 2D/M)`` with out = 2D (bidirectional) or D, which is the
+    paper's ``2 (13 J D^2 + L D^2)`` when bidirectional. The SSM itself is not included.
     """
     J = L // M
     out = 2 * D if bidirectional else D
@@ -110,5 +115,6 @@ def diffussm_block_flops_formula(L: int, D: int, M: int = 2, bidirectional: bool
 
 
 def dit_block_flops_formula(L: int, D: int, mlp_ratio: float = 4.0) -> int:
-    """Closed-form FLOPs of a DiT block per sample: ``2 (4 + 2 r) L D^2`` dense + ``4 L^2 D`` attention."""
+    """Closed-form FLOPs of a DiT block per sample: ``2 (4 + 2 r) L D^2`` dense + ``4 L^2 D``
+    attention."""
     return int(2 * (4 + 2 * mlp_ratio) * L * D * D + 4 * L * L * D)

@@ -39,8 +39,8 @@ def _sign(v: int) -> int:
 
 
 def _gilbert(x: int, y: int, ax: int, ay: int, bx: int, by: int) -> Iterator[Tuple[int, int]]:
-    """Cells (x, y) of the rectangle spanned from (x, y) by the major axis (ax, ay) and the minor axis
-    (bx, by), in curve order."""
+    """Cells (x, y) of the rectangle spanned from (x, y) by the major axis (ax, ay) and the minor
+    axis (bx, by), in curve order."""
     w, h = abs(ax + ay), abs(bx + by)
     dax, day, dbx, dby = _sign(ax), _sign(ay), _sign(bx), _sign(by)
     if h == 1:                                            # a single row: walk it
@@ -55,7 +55,7 @@ def _gilbert(x: int, y: int, ax: int, ay: int, bx: int, by: int) -> Iterator[Tup
         return
     ax2, ay2, bx2, by2 = ax // 2, ay // 2, bx // 2, by // 2
     w2, h2 = abs(ax2 + ay2), abs(bx2 + by2)
-    if 2 * w > 3 * h:                                     # long and thin: split the major axis in two
+    if 2 * w > 3 * h:                                     # long and thin: split the major axis
         if w2 % 2 and w > 2:
             ax2, ay2 = ax2 + dax, ay2 + day                # keep both halves of even length
         yield from _gilbert(x, y, ax2, ay2, bx, by)
@@ -96,13 +96,16 @@ def _order(name: str, h: int, w: int, seed: int) -> Tuple[torch.Tensor, torch.Te
     return perm, inv
 
 
-def scan_order(name: str, height: int, width: int, seed: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(perm, inv)`` of the order ``name`` on a ``height`` x ``width`` grid (see the module docstring):
-    LongTensors (height * width,) on the CPU; ``seed`` only matters for ``random``."""
+def scan_order(name: str, height: int, width: int,
+               seed: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(perm, inv)`` of the order ``name`` on a ``height`` x ``width`` grid (see the module
+    docstring): LongTensors (height * width,) on the CPU; ``seed`` only matters for ``random``."""
     if name not in ORDERS:
-        raise ValueError(f"unknown scan order {name!r}: choose one of {', '.join(ORDERS)} (model.scan_order)")
+        raise ValueError(f"unknown scan order {name!r}: choose one of {', '.join(ORDERS)} "
+                         "(model.scan_order)")
     if height < 1 or width < 1:
-        raise ValueError(f"a scan order needs a grid of at least 1 x 1 cells, got {height} x {width}")
+        raise ValueError(f"a scan order needs a grid of at least 1 x 1 cells, got {height} x "
+                         f"{width}")
     perm, inv = _order(name, int(height), int(width), int(seed))
     return perm.clone(), inv.clone()
 
@@ -115,5 +118,6 @@ def layer_orders(spec: Union[str, Sequence[str]], depth: int) -> List[str]:
         raise ValueError("model.scan_order: an empty list; give a name or a list of names")
     for n in names:
         if n not in ORDERS:
-            raise ValueError(f"unknown scan order {n!r} in model.scan_order: choose from {', '.join(ORDERS)}")
+            raise ValueError(f"unknown scan order {n!r} in model.scan_order: choose from "
+                             f"{', '.join(ORDERS)}")
     return [names[i % len(names)] for i in range(depth)]

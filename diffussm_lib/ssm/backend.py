@@ -1,15 +1,25 @@
-"""Choosing between our pure-PyTorch SSM kernels and the fused CUDA kernels of mamba-ssm.
+"""Which implementation of each SSM kernel runs: the readable form, our fast kernels, mamba-ssm's.
 
-Three names, one rule each:
+Four names, one rule each:
 
-``"torch"``  our implementation (``diffussm_lib.ssm.scan`` / ``conv1d``); runs on any device.
-``"cuda"``   mamba-ssm's ``selective_scan_fn`` / causal-conv1d's ``causal_conv1d_fn``. Asking for
-             them when the tensors are not on CUDA, or when the packages do not import, is an error
-             that names the problem; there is never a silent fallback.
-``"auto"``   ``"cuda"`` when the tensors are on CUDA (in a dtype the kernels take) and the packages
-             import, else ``"torch"``. If a package is installed but its compiled kernels fail to
-             import, ``"auto"`` runs ``"torch"`` and warns once, naming the import error
-             (``kernel_import_errors()`` lists them; the environment report shows them).
+``"reference"``  the readable form everywhere (``s4d.py``, ``fft_conv.py``, ``scan.py``, the
+                 offset linear of ``models/diffussm.py``), as the notebooks derive it,
+                 differentiated by autograd; any device. Slow: the definition the fast kernels
+                 are tested against.
+``"torch"``      our fast pure-PyTorch kernels (``ssm/kernels/``: hand-written backwards, blocks
+                 and chunks sized for a CPU cache); any device; the same results to rounding.
+``"cuda"``       mamba-ssm's ``selective_scan_fn`` / causal-conv1d's ``causal_conv1d_fn``. Asking
+                 for them when the tensors are not on CUDA, or when the packages do not import, is
+                 an error that names the problem; there is never a silent fallback.
+``"auto"``       ``"cuda"`` when the tensors are on CUDA (in a dtype the kernels take) and the
+                 packages import, else ``"torch"``. If a package is installed but its compiled
+                 kernels fail to import, ``"auto"`` runs ``"torch"`` and warns once, naming the
+                 import error (``kernel_import_errors()`` lists them; the environment report
+                 shows them).
+
+Kernels with no fused CUDA version (the S4D kernel, the FFT convolutions, the offset linear) run
+``"reference"`` when asked for and ``"torch"`` otherwise (``torch_form``). The layers record what
+ran in ``backend_used``.
 
 The library never imports ``mamba_ssm`` / ``causal_conv1d`` unless the tensors are on a CUDA
 device: on a CPU machine their import needs compiled extensions that do not exist.
@@ -22,7 +32,7 @@ import warnings
 
 import torch
 
-BACKENDS = ("auto", "torch", "cuda")
+BACKENDS = ("auto", "reference", "torch", "cuda")
 
 # The fused kernels take these input dtypes (float64 is not among them).
 _CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -34,6 +44,7 @@ _KERNELS = {
 }
 _cache: dict[str, object] = {}
 _import_errors: dict[str, str] = {}   # kernel -> why its installed package did not import
+_warned: set[str] = set()             # kernels whose fallback "auto" has warned about
 
 
 class KernelFallbackWarning(UserWarning):
@@ -41,18 +52,25 @@ class KernelFallbackWarning(UserWarning):
 
 
 class BackendUnavailableError(RuntimeError):
-    """``backend="cuda"`` was asked for and cannot be honoured (package missing, tensor on CPU...)."""
+    """``backend="cuda"`` was asked for and cannot be honoured (package missing, CPU tensors...)."""
 
 
 def check_backend_name(backend: str) -> str:
-    """Return ``backend`` if it is one of ``"auto"``, ``"torch"``, ``"cuda"``; raise otherwise."""
+    """Return ``backend`` if it is one of ``BACKENDS``; raise otherwise."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     return backend
 
 
+def torch_form(backend: str) -> str:
+    """For a kernel with no fused CUDA version: ``"reference"`` (the readable form) if ``backend``
+    asks for it, else ``"torch"`` (our fast kernel)."""
+    return "reference" if check_backend_name(backend) == "reference" else "torch"
+
+
 def _load(kernel: str):
-    """Import and return the fused function for ``kernel``; raise ``ImportError`` naming the package."""
+    """Import and return the fused function for ``kernel``; raise ``ImportError`` naming the
+    package."""
     if kernel in _cache:
         return _cache[kernel]
     package, module, attr = _KERNELS[kernel]
@@ -63,25 +81,26 @@ def _load(kernel: str):
         fn = getattr(importlib.import_module(module), attr)
     except Exception as e:  # noqa: BLE001 - a broken install raises all sorts of things
         _import_errors[kernel] = f"{type(e).__name__}: {e}"
-        raise ImportError(f"package {package!r} is installed but its CUDA kernels do not import: {e}") from e
+        raise ImportError(f"package {package!r} is installed but its CUDA kernels do not import: "
+                          f"{e}") from e
     _cache[kernel] = fn
     return fn
 
 
 def resolve_backend(backend: str, kernel: str, *tensors: torch.Tensor | None) -> str:
-    """Decide which implementation of ``kernel`` runs on ``tensors``: ``"torch"`` or ``"cuda"``.
+    """Decide which implementation of ``kernel`` runs on ``tensors``: ``"reference"``, ``"torch"``
+    or ``"cuda"``. Host-side only (devices and dtypes): no tensor value is read.
 
     Args:
-        backend: ``"auto"``, ``"torch"`` or ``"cuda"``.
+        backend: one of ``BACKENDS``.
         kernel: ``"selective_scan"`` or ``"causal_conv1d"``.
         tensors: the inputs (``None`` entries are ignored); the first one decides the device.
     Raises:
         BackendUnavailableError: ``backend="cuda"`` and the tensors are not CUDA tensors of a dtype
             the kernels take, or the package is missing / does not import.
     """
-    check_backend_name(backend)
-    if backend == "torch":
-        return "torch"
+    if check_backend_name(backend) in ("reference", "torch"):
+        return backend
     ts = [t for t in tensors if t is not None]
     on_cuda = bool(ts) and all(t.is_cuda for t in ts)
     dtype_ok = bool(ts) and ts[0].dtype in _CUDA_DTYPES
@@ -90,12 +109,13 @@ def resolve_backend(backend: str, kernel: str, *tensors: torch.Tensor | None) ->
         if not on_cuda:
             devices = sorted({str(t.device) for t in ts})
             raise BackendUnavailableError(
-                f"backend='cuda' asks for {package}'s fused {kernel} kernel, which needs CUDA tensors; "
-                f"got tensors on {devices}. Use backend='torch' or 'auto' on this device.")
+                f"backend='cuda' asks for {package}'s fused {kernel} kernel, which needs CUDA "
+                f"tensors; got tensors on {devices}. Use backend='torch' or 'auto' on this device.")
         if not dtype_ok:
             raise BackendUnavailableError(
-                f"backend='cuda': {package}'s {kernel} kernel takes {[str(d) for d in _CUDA_DTYPES]}, "
-                f"got {ts[0].dtype}. Use backend='torch' for this dtype.")
+                f"backend='cuda': {package}'s {kernel} kernel takes "
+                f"{[str(d) for d in _CUDA_DTYPES]}, got {ts[0].dtype}. Use backend='torch' for "
+                "this dtype.")
         try:
             _load(kernel)
         except ImportError as e:
@@ -109,14 +129,13 @@ def resolve_backend(backend: str, kernel: str, *tensors: torch.Tensor | None) ->
     except ImportError as e:
         if kernel in _import_errors and kernel not in _warned:
             _warned.add(kernel)
-            warnings.warn(f"backend='auto': {e}; running the pure-PyTorch {kernel} instead (slower). Fix the "
-                          f"install, or pass backend='torch' to choose it explicitly.", KernelFallbackWarning,
-                          stacklevel=3)
+            warnings.warn(f"backend='auto': {e}; running the pure-PyTorch {kernel} instead "
+                          "(slower). Fix the install, or pass backend='torch' to choose it "
+                          "explicitly.",
+                          KernelFallbackWarning, stacklevel=3)
         return "torch"
     return "cuda"
 
-
-_warned: set[str] = set()
 
 
 def kernel_import_errors() -> dict[str, str]:
@@ -126,8 +145,9 @@ def kernel_import_errors() -> dict[str, str]:
 
 
 def probe_kernels() -> dict[str, str]:
-    """Try to import every fused kernel whose package is installed; return ``kernel_import_errors()``.
-    Only on a CUDA machine: on CPU the packages' compiled parts do not exist and are never imported."""
+    """Try to import every fused kernel whose package is installed; return
+    ``kernel_import_errors()``. Only on a CUDA machine: on CPU the packages' compiled parts do not
+    exist and are never imported."""
     if torch.cuda.is_available():
         for kernel, (_, module, _) in _KERNELS.items():
             if importlib.util.find_spec(module.split(".")[0]) is not None:
@@ -139,5 +159,6 @@ def probe_kernels() -> dict[str, str]:
 
 
 def cuda_kernel(kernel: str):
-    """The fused function for ``kernel`` (call only after ``resolve_backend`` returned ``"cuda"``)."""
+    """The fused function for ``kernel`` (call only after ``resolve_backend`` returned
+    ``"cuda"``)."""
     return _load(kernel)

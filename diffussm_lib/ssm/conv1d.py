@@ -6,7 +6,9 @@ the past::
     out[b, d, t] = bias[d] + sum_{k=0}^{width-1} weight[d, k] * x[b, d, t - (width - 1) + k]
 
 (``x`` is zero before t = 0), optionally followed by SiLU. The layout is causal-conv1d's
-``causal_conv1d_fn``: x (B, D, L), weight (D, width), bias (D,).
+``causal_conv1d_fn``: x (B, D, L), weight (D, width), bias (D,). The readable form is also the
+fast one on a CPU (one grouped ``F.conv1d``), so ``backend`` "reference", "torch" and "auto" on a
+CPU all run ``causal_conv1d_torch``; "cuda" runs causal-conv1d's fused kernel.
 """
 from __future__ import annotations
 
@@ -19,12 +21,14 @@ ACTIVATIONS = (None, "silu", "swish")
 
 
 def _check(x, weight, bias, activation):
+    """Raise a ValueError naming a bad activation or a shape that does not fit (shapes only)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
     if x.dim() != 3:
         raise ValueError(f"x must be (batch, dim, length), got shape {tuple(x.shape)}")
     if weight.dim() != 2 or weight.shape[0] != x.shape[1]:
-        raise ValueError(f"weight must be (dim={x.shape[1]}, width), got shape {tuple(weight.shape)}")
+        raise ValueError(f"weight must be (dim={x.shape[1]}, width), got shape "
+                         f"{tuple(weight.shape)}")
     if bias is not None and bias.shape != (x.shape[1],):
         raise ValueError(f"bias must be (dim={x.shape[1]},), got shape {tuple(bias.shape)}")
 
@@ -34,7 +38,6 @@ def causal_conv1d_torch(x, weight, bias=None, activation=None):
 
     x: (B, D, L); weight: (D, W); bias: (D,) or None. Returns (B, D, L) in ``x``'s dtype.
     """
-    _check(x, weight, bias, activation)
     width = weight.shape[1]
     xp = F.pad(x.to(weight.dtype), (width - 1, 0))                          # (B, D, L + W - 1)
     out = F.conv1d(xp, weight.unsqueeze(1), bias, groups=weight.shape[0])    # (B, D, L)
@@ -49,7 +52,8 @@ def causal_conv1d(x, weight, bias=None, activation=None, backend: str = "auto"):
     Args:
         x: (B, D, L).  weight: (D, W) one filter per channel.  bias: (D,) or None.
         activation: None, ``"silu"`` or ``"swish"`` (the same thing).
-        backend: ``"torch"``, ``"cuda"`` (causal-conv1d's kernel; error if unavailable) or ``"auto"``.
+        backend: ``"reference"`` or ``"torch"`` (``causal_conv1d_torch``), ``"cuda"``
+            (causal-conv1d's kernel; an error if unavailable) or ``"auto"``.
     Returns:
         (B, D, L).
     """

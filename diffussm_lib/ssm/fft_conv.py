@@ -1,12 +1,16 @@
 """FFT convolutions (notebooks 01-02): a long causal convolution, and both directions of a
-bidirectional SSM from one FFT of the input, each with a hand-written backward.
+bidirectional SSM from one FFT of the input. Left to autograd, as the notebooks derive them.
 
-    fft_causal_conv(u (B, H, L), k (H, L)) -> (B, H, L):          y_t = sum_{s<=t} k_{t-s} u_s
-    bidirectional_fft_conv(u (B, D, L), k (2, D, L)) -> (B, 2, D, L): causal with k[0], anti-causal with k[1]
+    fft_causal_conv(u (B, G, L), k (G, L)) -> (B, G, L):            y_t = sum_{s<=t} k_{t-s} u_s
+    bidirectional_fft_conv(u (B, D, L), k (2, D, L)) -> (B, 2, D, L): causal with k[0],
+                                                                      anti-causal with k[1]
 
-Both zero-pad to ``fft_length(L)`` >= 2L - 1 (the length of the full linear convolution, so that the
-circular convolution FFTs compute does not wrap around), a 5-smooth length FFT libraries are fast at.
-S4D (``s4d.py``) builds its kernels and calls these.
+The FFT computes a *circular* convolution; zero-padding both signals to a length n >= 2L - 1 (the
+length of the full linear convolution) leaves nothing to wrap around, so the first L outputs are the
+causal convolution. ``fft_length(L)`` picks the smallest such n that FFT libraries are fast at.
+S4D (``s4d.py``) builds its kernels and calls these; ``kernels/fft_conv.py`` holds the same two
+convolutions with hand-written backwards, in cache-sized batch chunks (``backend="torch"``).
+G: channels of the S4D bank (D, or 2D for both directions).
 """
 from __future__ import annotations
 
@@ -30,127 +34,30 @@ def fft_length(L: int) -> int:
         n += 1
 
 
-class _FFTConv(torch.autograd.Function):
-    """y = causal_conv(u, k) by FFT of length ``fft_length(L)`` >= 2L - 1. u: (B, H, L); k: (H, L) -> (B, H, L)."""
-
-    @staticmethod
-    def forward(ctx, u, k):
-        L = u.shape[-1]
-        n = fft_length(L)
-        Uf = torch.fft.rfft(u.contiguous(), n=n)                              # (B, H, n/2 + 1)
-        Kf = torch.fft.rfft(k, n=n)                                           # (H, L+1)
-        y = torch.fft.irfft(Uf * Kf, n=n)[..., :L]
-        ctx.save_for_backward(Uf, Kf)
-        ctx.L = L
-        return y
-
-    @staticmethod
-    def backward(ctx, gy):
-        Uf, Kf = ctx.saved_tensors
-        L, n = ctx.L, fft_length(ctx.L)
-        Gf = torch.fft.rfft(gy.contiguous(), n=n)
-        # correlations: du[s] = sum_t gy[t] k[t-s], dk[j] = sum_b sum_t gy[t] u[t-j]
-        gu = torch.fft.irfft(Gf * Kf.conj(), n=n)[..., :L] if ctx.needs_input_grad[0] else None
-        gk = torch.fft.irfft((Gf * Uf.conj()).sum(0), n=n)[..., :L] if ctx.needs_input_grad[1] else None
-        return gu, gk
-
-
 def fft_causal_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Causal convolution y_t = sum_{s<=t} k_{t-s} u_s per channel, by FFT zero-padded to ``fft_length(L)``.
+    """Causal convolution y_t = sum_{s<=t} k_{t-s} u_s per channel, by FFT of length fft_length(L).
 
-    u: (B, H, L) real; k: (H, L) real, same dtype. Returns (B, H, L).
+    u: (B, G, L) real; k: (G, L) real, same dtype. Returns (B, G, L).
     """
-    if u.dim() != 3 or k.shape != u.shape[1:]:
-        raise ValueError(f"fft_causal_conv wants u (B, H, L) and k (H, L); got {tuple(u.shape)}, {tuple(k.shape)}")
-    return _FFTConv.apply(u, k)
-
-
-SPECTRUM_CHUNK_ELEMENTS = 2 ** 18   # complex elements of one chunk's (b, 2, D, F) spectra: 2 MiB
-
-
-def batch_chunk(B: int, D: int, F: int, device: torch.device | str = "cpu") -> int:
-    """Images per chunk for the bidirectional FFT convolution. On a CPU: as many as keep one chunk's
-    spectra (b, 2, D, F) complex64 within ``SPECTRUM_CHUNK_ELEMENTS`` (5 images at D = 128, L = 196),
-    so that the FFTs and the products between them stay in cache; on a GPU the whole batch (small
-    chunks would only add kernel launches). Measured on the 2-core CPU, a guided forward of
-    ``mnist_diffussm`` at batch 128, one interleaved run, medians of 8: 16 MiB chunks 499 ms, 2 MiB
-    464 ms, one image 562 ms; the whole batch at once (52 MiB of spectra, which glibc maps afresh at
-    every call) 680 ms in a run beside 16 MiB chunks' 513 ms. The result is the same whatever the chunk."""
-    if torch.device(device).type != "cpu":
-        return max(1, B)
-    most = max(1, SPECTRUM_CHUNK_ELEMENTS // (2 * D * F))
-    return -(-B // -(-B // most))           # chunks as equal as they go: B = 64, at most 5 -> 12 x 5 + 4
-
-
-class _BiFFTConv(torch.autograd.Function):
-    """Both directions of a bidirectional SSM from ONE FFT of the input (see ``bidirectional_fft_conv``).
-
-    With U, K_f, K_b the length-n spectra (n >= 2L - 1): the causal direction is irfft(U K_f), the
-    anti-causal one the correlation irfft(U conj(K_b)). The batch goes in chunks of ``batch_chunk``
-    images through work buffers made once per call; the output is written straight into (B, L, 2, D)
-    memory (returned as a (B, 2, D, L) view), the layout the next layer reads. U is kept (a tensor per
-    chunk) only when the kernels need a gradient. The backward: one real FFT of the gradient, one
-    inverse for the input's gradient and one for the kernels' (real transforms throughout).
-    """
-
-    @staticmethod
-    def forward(ctx, u, k):
-        B, D, L = u.shape
-        n = fft_length(L)
-        Kf = torch.fft.rfft(k, n=n)                                           # (2, D, F), F = n/2 + 1
-        Kc = torch.stack([Kf[0], Kf[1].conj()])                               # causal, anti-causal
-        out = u.new_empty(B, L, 2, D)
-        step = batch_chunk(B, D, n // 2 + 1, u.device)
-        # a zero-padded, contiguous input buffer (an FFT over a strided axis runs ~2x slower): its
-        # tail stays zero, so each chunk costs one copy, with no padding pass
-        buf = u.new_zeros(step, D, n)
-        prod = Kc.new_empty(step, 2, D, n // 2 + 1)
-        keep, spectra = ctx.needs_input_grad[1], []                           # U: for the kernels' gradient
-        for i in range(0, B, step):
-            b = min(step, B - i)
-            buf[:b, :, :L] = u[i:i + b]
-            Uf = torch.fft.rfft(buf[:b])                                      # (b, D, F)
-            torch.mul(Uf[:, None], Kc, out=prod[:b])                          # (b, 2, D, F)
-            out[i:i + b] = torch.fft.irfft(prod[:b], n=n)[..., :L].permute(0, 3, 1, 2)   # (b, L, 2, D)
-            spectra += [Uf] if keep else []
-        ctx.save_for_backward(Kc, *spectra)
-        ctx.step = step
-        return out.permute(0, 2, 3, 1)                                        # (B, 2, D, L) view
-
-    @staticmethod
-    def backward(ctx, gy):
-        Kc, *spectra = ctx.saved_tensors
-        B, _, D, L = gy.shape
-        n, F = fft_length(L), Kc.shape[-1]
-        step = ctx.step
-        need_u, need_k = ctx.needs_input_grad[:2]
-        gu = gy.new_empty(B, L, D) if need_u else None                       # (B, L, D): u's usual layout
-        P = torch.zeros_like(Kc) if need_k else None                          # (2, D, F)
-        Kb = Kc.conj().resolve_conj()                                         # (2, D, F)
-        buf = gy.new_zeros(step, 2, D, n)
-        Gu, prod = Kc.new_empty(step, D, F), Kc.new_empty(step, 2, D, F)    # work buffers
-        for c, i in enumerate(range(0, B, step)):
-            b = min(step, B - i)
-            buf[:b, ..., :L] = gy[i:i + b]
-            Gf = torch.fft.rfft(buf[:b])                                      # (b, 2, D, F)
-            if need_u:                                                        # sum over the two directions
-                torch.mul(Gf[:, 0], Kb[0], out=Gu[:b]).addcmul_(Gf[:, 1], Kb[1])
-                gu[i:i + b] = torch.fft.irfft(Gu[:b], n=n)[..., :L].transpose(1, 2)
-            if need_k:
-                P += torch.mul(Gf, spectra[c][:, None].conj(), out=prod[:b]).sum(0)
-        gk = torch.fft.irfft(torch.stack([P[0], P[1].conj()]), n=n)[..., :L] if need_k else None
-        return (gu.transpose(1, 2) if need_u else None), gk
+    L = u.shape[-1]
+    n = fft_length(L)
+    U = torch.fft.rfft(u, n=n)                                                # (B, G, n/2 + 1)
+    K = torch.fft.rfft(k, n=n)                                                # (G, n/2 + 1)
+    return torch.fft.irfft(U * K, n=n)[..., :L]                               # (B, G, L)
 
 
 def bidirectional_fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Causal and anti-causal convolution of the same input, by one FFT of it.
 
-    u: (B, D, L) real (any strides); k: (2, D, L) real, the forward and the backward kernel. Returns
-    (B, 2, D, L): ``[:, 0]`` is y_t = sum_{s<=t} k0_{t-s} u_s (the causal SSM), ``[:, 1]`` is
-    y_t = sum_{s>=t} k1_{s-t} u_s (the SSM run on the reversed sequence, reversed back). The result
-    is a view of (B, L, 2, D) memory, so ``y.permute(0, 3, 1, 2).reshape(B, L, 2 * D)`` copies nothing.
+    u: (B, D, L) real; k: (2, D, L) real, the forward and the backward kernel. Returns (B, 2, D, L):
+    ``[:, 0]`` is y_t = sum_{s<=t} k0_{t-s} u_s (the causal SSM), ``[:, 1]`` is
+    y_t = sum_{s>=t} k1_{s-t} u_s (the SSM run on the reversed sequence, reversed back): flip,
+    convolve, flip back is a correlation, a product with the *conjugate* spectrum of its kernel.
     """
-    if u.dim() != 3 or k.shape != (2, *u.shape[1:]):
-        raise ValueError(f"bidirectional_fft_conv wants u (B, D, L) and k (2, D, L); got {tuple(u.shape)}, "
-                         f"{tuple(k.shape)}")
-    return _BiFFTConv.apply(u, k)
+    L = u.shape[-1]
+    n = fft_length(L)
+    U = torch.fft.rfft(u, n=n)                                                # (B, D, F): once
+    K = torch.fft.rfft(k, n=n)                                                # (2, D, F)
+    y_fwd = torch.fft.irfft(U * K[0], n=n)[..., :L]                           # (B, D, L) causal
+    y_bwd = torch.fft.irfft(U * K[1].conj(), n=n)[..., :L]                    # (B, D, L) reversed
+    return torch.stack([y_fwd, y_bwd], dim=1)                                 # (B, 2, D, L)

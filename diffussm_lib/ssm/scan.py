@@ -1,56 +1,32 @@
-"""The selective scan of Mamba: its definition (a loop over time) and a fast exact CPU version.
+"""The selective scan of Mamba (notebook 02): its definition, a loop over time, and the dispatcher.
 
 The recurrence, per batch element ``b``, channel ``d`` and state index ``n``::
 
     h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t        (h_{-1} = 0)
     y_t = sum_n C_t[n] h_t[n]  (+ D * u_t)  (then * silu(z_t))
 
-with ``delta = softplus(delta + delta_bias)`` when asked. The argument layout is exactly that of
-mamba-ssm's ``selective_scan_fn`` (real ``A``, input-dependent ``B`` and ``C``):
+with ``delta = softplus(delta + delta_bias)`` when asked; ``D`` is the skip (the glossary's E). The
+argument layout is exactly that of mamba-ssm's ``selective_scan_fn`` (real ``A``, input-dependent
+``B`` and ``C``):
 
     u, delta, z: (B, D, L)    A: (D, N)    B, C: (B, N, L)    D, delta_bias: (D,)
 
-Why the fast scan is a *blocked sequential* scan
-------------------------------------------------
-A parallel (associative) scan does O(L log L) work or several passes over (B, D, L, N) tensors; on
-a 2-core CPU that memory traffic costs more than the Python loop it removes, and the log-space
-trick (cumulative sums of ``delta*A``, then ``exp`` of differences) loses accuracy when the decays
-are large. So we keep the loop over time, but make every step one fused in-place ``addcmul`` on a
-small contiguous (B, D, N) slab, and do all the other work (the ``exp`` of the decays, the input
-term, the contraction with ``C``) vectorised over blocks of ``block`` time steps. Only one block of
-states is alive at a time, plus one state per block boundary ("checkpoints") for the backward.
-``delta_bias``, softplus, the skip ``D * u`` and the gate ``silu(z)`` are fused into the same pass
-over each block, so every input is read once and the output written once: the time grows linearly
-with L even when the tensors no longer fit in cache.
-
-The backward is hand-written: it walks the blocks in reverse, recomputes the block's decays and
-states from its checkpoint, runs the adjoint recurrence ``g_t = C_t dy_t + exp(delta_{t+1} A)
-g_{t+1}`` backwards, and turns ``g`` into the gradients of every input with vectorised products.
-Every step multiplies by decays ``exp(delta*A) <= 1`` (A < 0, delta >= 0) and adds: no division,
-no subtraction of large numbers, so the scan is as accurate as the plain loop.
+``selective_scan`` runs the definition below (``backend="reference"``), our fast blocked scan with a
+hand-written backward (``"torch"``, in ``kernels/scan.py``) or mamba-ssm's fused kernel
+(``"cuda"``); ``"auto"`` picks the fused kernel for CUDA tensors when it imports, else ``"torch"``.
 """
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 
 from .backend import cuda_kernel, resolve_backend
-
-# A block's (Q, B, D, N) tensors hold about this many elements (1 MiB in float32): small enough to
-# stay in cache, large enough that the vectorised work amortises its per-operation overhead.
-BLOCK_ELEMENTS = 2**18
-MIN_BLOCK, MAX_BLOCK = 8, 512
+from .kernels.scan import selective_scan_torch
 
 
-def default_block(b: int, d: int, n: int) -> int:
-    """Time steps per block for a (b, d, n) state: BLOCK_ELEMENTS / (b*d*n), clamped to [8, 512]."""
-    return max(MIN_BLOCK, min(MAX_BLOCK, BLOCK_ELEMENTS // max(1, b * d * n)))
-
-
-def _check_args(u, delta, A, B, C, D, z, delta_bias):
-    """Raise a ValueError naming the first tensor whose shape does not fit the layout."""
+def check_scan_args(u, delta, A, B, C, D=None, z=None, delta_bias=None) -> None:
+    """Raise a ValueError naming the first tensor whose shape does not fit the layout (shapes only:
+    no tensor value is read)."""
     if u.dim() != 3:
         raise ValueError(f"u must be (batch, dim, length), got shape {tuple(u.shape)}")
     b, d, L = u.shape
@@ -59,11 +35,12 @@ def _check_args(u, delta, A, B, C, D, z, delta_bias):
     if A.dim() != 2 or A.shape[0] != d:
         raise ValueError(f"A must be (dim={d}, state), got shape {tuple(A.shape)}")
     if A.is_complex():
-        raise NotImplementedError("the torch selective scan takes a real A (complex A: use the S4D module)")
+        raise NotImplementedError("the selective scan takes a real A (complex A: use S4D)")
     n = A.shape[1]
     for name, t in (("B", B), ("C", C)):
         if t.shape != (b, n, L):
-            raise ValueError(f"{name} must be (batch={b}, state={n}, length={L}), got shape {tuple(t.shape)}")
+            raise ValueError(f"{name} must be (batch={b}, state={n}, length={L}), got shape "
+                             f"{tuple(t.shape)}")
     for name, t in (("D", D), ("delta_bias", delta_bias)):
         if t is not None and t.shape != (d,):
             raise ValueError(f"{name} must be (dim={d},), got shape {tuple(t.shape)}")
@@ -71,220 +48,36 @@ def _check_args(u, delta, A, B, C, D, z, delta_bias):
         raise ValueError(f"z must have u's shape {tuple(u.shape)}, got {tuple(z.shape)}")
 
 
-def _compute_dtype(*tensors) -> torch.dtype:
-    """float64 if any input is float64, else float32 (half inputs are computed in float32)."""
-    return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) else torch.float32
-
-
-def _pre(u, delta, delta_bias, delta_softplus, dtype):
-    """Cast to the compute dtype and apply ``delta_bias`` / softplus (ordinary autograd ops)."""
-    u = u.to(dtype)
-    delta = delta.to(dtype)
-    if delta_bias is not None:
-        delta = delta + delta_bias.to(dtype)[:, None]
-    if delta_softplus:
-        delta = F.softplus(delta)
-    return u, delta
-
-
-def _post(y, u, D, z, dtype_in):
-    """Skip term ``D * u`` and gate ``* silu(z)``, then back to the input dtype. y, u, z: (B, D, L)."""
-    if D is not None:
-        y = y + u * D.to(y.dtype)[:, None]
-    if z is not None:
-        y = y * F.silu(z.to(y.dtype))
-    return y.to(dtype_in)
-
-
-def selective_scan_sequential(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                              return_last_state=False):
+def selective_scan_sequential(u, delta, A, B, C, D=None, z=None, delta_bias=None,
+                              delta_softplus=False, return_last_state=False):
     """The definition: one step of the recurrence per time step, differentiated by autograd.
 
-    Slow (its backward stores L states); it is the specification the fast scan is tested against.
-    Shapes as in ``selective_scan``. Returns ``y`` (B, D, L) in ``u``'s dtype, and the last state
-    (B, D, N) in the compute dtype if ``return_last_state``.
+    Slow (its backward stores L states); it is the specification the fast scans are tested against.
+    Shapes as in the module docstring. Computes in float64 if any input is float64, else float32.
+    Returns ``y`` (B, D, L) in ``u``'s dtype, and the last state (B, D, N) in the compute dtype if
+    ``return_last_state``.
     """
-    _check_args(u, delta, A, B, C, D, z, delta_bias)
-    dtype_in, dtype = u.dtype, _compute_dtype(u, delta, A, B, C)
-    u, delta = _pre(u, delta, delta_bias, delta_softplus, dtype)
+    dtype = torch.float64 if torch.float64 in (u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype) \
+        else torch.float32
+    x, dt = u.to(dtype), delta.to(dtype)                                     # (B, D, L) each
     A, B, C = A.to(dtype), B.to(dtype), C.to(dtype)
-    h = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])                      # (B, D, N)
+    if delta_bias is not None:
+        dt = dt + delta_bias.to(dtype)[:, None]
+    if delta_softplus:
+        dt = F.softplus(dt)
+    h = x.new_zeros(x.shape[0], x.shape[1], A.shape[1])                      # (B, D, N)
     ys = []
-    for t in range(u.shape[2]):
-        decay = torch.exp(delta[:, :, t, None] * A)                          # (B, D, N)
-        h = decay * h + (delta[:, :, t] * u[:, :, t])[:, :, None] * B[:, None, :, t]
+    for t in range(x.shape[2]):
+        decay = torch.exp(dt[:, :, t, None] * A)                             # (B, D, N)
+        h = decay * h + (dt[:, :, t] * x[:, :, t])[:, :, None] * B[:, None, :, t]
         ys.append((h * C[:, None, :, t]).sum(-1))                            # (B, D)
-    y = _post(torch.stack(ys, dim=-1), u, D, z, dtype_in)
+    y = torch.stack(ys, dim=-1)                                              # (B, D, L)
+    if D is not None:
+        y = y + x * D.to(dtype)[:, None]                                     # the skip E u
+    if z is not None:
+        y = y * F.silu(z.to(dtype))                                          # the gate
+    y = y.to(u.dtype)
     return (y, h) if return_last_state else y
-
-
-def _block_states(h0, delta_t, du_t, A, B_t):
-    """States of one block, computed in place. Time-major inputs for a block of Q steps:
-
-    h0: (B, D, N) state before the block; delta_t, du_t (= delta*u): (Q, B, D); A: (D, N);
-    B_t: (Q, B, N). Returns ``S`` (Q, B, D, N), the states h_s..h_{s+Q-1}, and ``dA`` (Q, B, D, N),
-    the decays exp(delta*A).
-    """
-    dA = torch.exp(delta_t.unsqueeze(-1) * A)                                 # (Q, B, D, N)
-    S = du_t.unsqueeze(-1) * B_t.unsqueeze(2)                                 # input terms
-    Sl, dAl = S.unbind(0), dA.unbind(0)                                       # views, made in one call
-    Sl[0].addcmul_(dAl[0], h0)
-    for i in range(1, len(Sl)):
-        Sl[i].addcmul_(dAl[i], Sl[i - 1])                                     # h_t = dA_t h_{t-1} + x_t
-    return S, dA
-
-
-def _blk(x, s, e):
-    """Time steps s..e-1 of a (B, K, L) tensor as a contiguous time-major (e-s, B, K) block.
-
-    May be a view of ``x`` (when no copy is needed): never modify it in place.
-    """
-    return x[:, :, s:e].permute(2, 0, 1).contiguous()
-
-
-def _softplus_grad(x):
-    """d softplus(x) / dx, matching torch's softplus (beta 1, threshold 20)."""
-    return torch.where(x > 20, torch.ones_like(x), torch.sigmoid(x))
-
-
-class _BlockedScan(torch.autograd.Function):
-    """The whole fused selective scan, one block of time steps at a time.
-
-    u, delta: (B, D, L); A: (D, N); B, C: (B, N, L); D_skip, delta_bias: (D,) or None; z: (B, D, L)
-    or None; all in one float dtype. Returns out (B, D, L) and the last state (B, D, N).
-
-    Per block, everything happens on cache-sized, time-major copies: delta + bias and softplus, the
-    scan, y = C.h, the skip D*u and the gate silu(z); each input is read once and the output
-    written once. The backward recomputes all of it from the block's checkpoint state.
-    """
-
-    @staticmethod
-    def forward(ctx, u, delta, A, B, C, D_skip, z, delta_bias, softplus, block):
-        with torch.autocast(u.device.type, enabled=False):
-            b, d, L = u.shape
-            n = A.shape[1]
-            nblk = math.ceil(L / block)
-            ckpt = u.new_empty(nblk, b, d, n)                                 # state before each block
-            out = u.new_empty(b, d, L)
-            h = u.new_zeros(b, d, n)
-            for k in range(nblk):
-                s, e = k * block, min(L, (k + 1) * block)
-                ckpt[k] = h
-                dT = _blk(delta, s, e)                                        # (Q, B, D)
-                if delta_bias is not None:
-                    dT = dT + delta_bias                                      # (never in place: may be a view)
-                if softplus:
-                    dT = F.softplus(dT)
-                uT = _blk(u, s, e)
-                S, _ = _block_states(h, dT, dT * uT, A, _blk(B, s, e))
-                # y_t[d] = sum_n C_t[n] S_t[d, n], batched over (Q*B) as row-vector x matrix products
-                # ((1, n) @ (n, d) is much faster on CPU than the equivalent (d, n) @ (n, 1))
-                yT = torch.bmm(_blk(C, s, e).view(-1, 1, n), S.view(-1, d, n).transpose(1, 2)).view(e - s, b, d)
-                if D_skip is not None:
-                    yT.addcmul_(uT, D_skip)
-                if z is not None:
-                    yT.mul_(F.silu(_blk(z, s, e)))
-                out[:, :, s:e] = yT.permute(1, 2, 0)
-                h = S[-1]
-            last = h.clone()
-        ctx.save_for_backward(u, delta, A, B, C, D_skip, z, delta_bias, ckpt)
-        ctx.softplus, ctx.block = softplus, block
-        return out, last
-
-    @staticmethod
-    def backward(ctx, gout, glast):
-        u, delta, A, B, C, D_skip, z, delta_bias, ckpt = ctx.saved_tensors
-        softplus, block = ctx.softplus, ctx.block
-        with torch.autocast(u.device.type, enabled=False):
-            b, d, L = u.shape
-            n = A.shape[1]
-            if gout is None:
-                gout = torch.zeros_like(u)
-            gout = gout.to(u.dtype)
-            g_delta, g_u = torch.empty_like(delta), torch.empty_like(u)
-            g_B, g_C = torch.empty_like(B), torch.empty_like(C)
-            g_z = torch.empty_like(z) if z is not None else None
-            g_A = torch.zeros_like(A)
-            g_D = torch.zeros_like(D_skip) if D_skip is not None else None
-            g_bias = torch.zeros_like(delta_bias) if delta_bias is not None else None
-            # carry = dL/dh_{e-1} flowing in from the future of the current block
-            carry = glast.to(u.dtype) if glast is not None else None
-            for k in reversed(range(ckpt.shape[0])):
-                s, e = k * block, min(L, (k + 1) * block)
-                T = e - s
-                h0 = ckpt[k]
-                # recompute the block's forward: step sizes, states, decays
-                draw = _blk(delta, s, e)                                      # (Q, B, D)
-                if delta_bias is not None:
-                    draw = draw + delta_bias
-                dT = F.softplus(draw) if softplus else draw
-                uT, BT, CT, gT = (_blk(x, s, e) for x in (u, B, C, gout))
-                duT = dT * uT
-                S, dA = _block_states(h0, dT, duT, A, BT)                     # (Q, B, D, N)
-                S2 = S.view(-1, d, n)
-                # through the gate and the skip: gT becomes dL/dy for y = C.h
-                if z is not None:
-                    zT = _blk(z, s, e)
-                    sig = torch.sigmoid(zT)
-                    pre = torch.bmm(CT.view(-1, 1, n), S2.transpose(1, 2)).view(T, b, d)
-                    if D_skip is not None:
-                        pre.addcmul_(uT, D_skip)
-                    # d silu(z)/dz = sig * (1 + z (1 - sig))
-                    g_z[:, :, s:e] = (gT * pre * sig * (1 + zT * (1 - sig))).permute(1, 2, 0)
-                    gT = gT * (zT * sig)
-                if D_skip is not None:
-                    g_D += (gT * uT).sum((0, 1))
-                # dC_t[n] = sum_d dy_t[d] h_t[d, n]
-                g_C[:, :, s:e] = torch.bmm(gT.view(-1, 1, d), S2).view(T, b, n).permute(1, 2, 0)
-                # adjoint: G_t = dy_t C_t + dA_{t+1} G_{t+1}, run backwards in place
-                G = gT.unsqueeze(-1) * CT.unsqueeze(2)                        # (Q, B, D, N)
-                if carry is not None:
-                    G[-1].add_(carry)
-                Gl, dAl = G.unbind(0), dA.unbind(0)
-                for i in range(T - 2, -1, -1):
-                    Gl[i].addcmul_(dAl[i + 1], Gl[i + 1])
-                carry = dA[0] * G[0]
-                G2 = G.view(-1, d, n)
-                # input term x_t = du_t B_t: dB_t[n] = sum_d G_t[d,n] du_t[d]; d(du_t)[d] = sum_n G_t[d,n] B_t[n]
-                g_B[:, :, s:e] = torch.bmm(duT.view(-1, 1, d), G2).view(T, b, n).permute(1, 2, 0)
-                GB = torch.bmm(BT.view(-1, 1, n), G2.transpose(1, 2)).view(T, b, d)
-                # decay term: d(delta_t A)[d,n] = G_t h_{t-1} dA_t   (S holds the states h_t)
-                gX = G.mul_(dA)
-                gX[1:].mul_(S[:-1])
-                gX[0].mul_(h0)
-                g_dT = (gX * A).sum(-1).add_(GB * uT)                         # dL/d(step size)
-                gu = GB.mul_(dT)
-                if D_skip is not None:
-                    gu.addcmul_(gT, D_skip)
-                g_u[:, :, s:e] = gu.permute(1, 2, 0)
-                g_A += gX.mul_(dT.unsqueeze(-1)).sum((0, 1))
-                if softplus:
-                    g_dT.mul_(_softplus_grad(draw))
-                if delta_bias is not None:
-                    g_bias += g_dT.sum((0, 1))
-                g_delta[:, :, s:e] = g_dT.permute(1, 2, 0)
-        return g_u, g_delta, g_A, g_B, g_C, g_D, g_z, g_bias, None, None
-
-
-def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                         return_last_state=False, block: int | None = None):
-    """Our fast exact scan in pure PyTorch (any device). Shapes and semantics as ``selective_scan``.
-
-    Computes in float64 if any input is float64, else float32; returns ``y`` in ``u``'s dtype.
-    ``block`` is the number of time steps processed together (a speed knob; results do not depend on
-    it); default ``default_block(B, D, N)``, e.g. 32 for (4, 128, 16).
-    """
-    _check_args(u, delta, A, B, C, D, z, delta_bias)
-    if block is None:
-        block = default_block(u.shape[0], u.shape[1], A.shape[1])
-    if block < 1:
-        raise ValueError(f"block must be >= 1, got {block}")
-    dtype_in, dtype = u.dtype, _compute_dtype(u, delta, A, B, C)
-    cast = lambda t: t.to(dtype) if t is not None else None
-    y, last = _BlockedScan.apply(cast(u), cast(delta), cast(A), cast(B), cast(C), cast(D), cast(z),
-                                 cast(delta_bias), bool(delta_softplus), block)
-    y = y.to(dtype_in)
-    return (y, last) if return_last_state else y
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
@@ -297,13 +90,15 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         D: optional (D,) skip weight.  z: optional (B, D, L) gate, applied as ``* silu(z)``.
         delta_bias: optional (D,) added to delta.  delta_softplus: apply softplus to delta.
         return_last_state: also return the final state (B, D, N).
-        backend: ``"torch"`` (ours), ``"cuda"`` (mamba-ssm fused kernel; error if unavailable) or
-            ``"auto"`` (cuda when the tensors are on CUDA and mamba-ssm imports, else torch).
+        backend: ``"reference"`` (``selective_scan_sequential``), ``"torch"`` (our fast scan),
+            ``"cuda"`` (mamba-ssm's fused kernel; an error if unavailable) or ``"auto"`` (cuda when
+            the tensors are on CUDA and mamba-ssm imports, else torch). See ``backend.py``.
     Returns:
         y (B, D, L) in ``u``'s dtype, and the last state (B, D, N) if ``return_last_state``.
     """
-    _check_args(u, delta, A, B, C, D, z, delta_bias)
-    if resolve_backend(backend, "selective_scan", u, delta, A, B, C) == "cuda":
-        return cuda_kernel("selective_scan")(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                                             return_last_state)
-    return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    check_scan_args(u, delta, A, B, C, D, z, delta_bias)
+    which = resolve_backend(backend, "selective_scan", u, delta, A, B, C)
+    scan = {"reference": selective_scan_sequential, "torch": selective_scan_torch}.get(which)
+    if scan is None:                                                         # "cuda"
+        scan = cuda_kernel("selective_scan")
+    return scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)

@@ -143,7 +143,7 @@ for H in (28, 32):
     for p in (1, 2, 4, 7, 8):
         for M in (1, 2, 4):
             try:
-                L = check_image_size(H, H, patch_size=p, ratio=M)
+                L = check_image_size(H, H, patch_size=p, hourglass_ratio=M)
                 ok = True
             except ValueError:
                 ok = False

@@ -158,7 +158,7 @@ for L in (1, 7, 300):
 N = 64
 for init, modes_fn in (("lin", s4d_lin), ("inv", s4d_inv)):
     ours = modes_fn(N)
-    lay = ssm.S4D(d_model=1, d_state=N, init=init).double()
+    lay = ssm.S4D(channels=1, ssm_state=N, init=init).double()
     lib_a = torch.complex(-torch.exp(lay.log_A_real[0]), lay.A_imag[0]).detach()
     assert torch.allclose(lib_a, ours, rtol=1e-6)           # the library stores the init in float32
     with torch.no_grad():                                  # give the layer our float64 modes exactly
@@ -175,7 +175,7 @@ def measure(init, dt, L=2048, channels=256):
     """Over ``channels`` random C: the median lag by which 99% of the energy has arrived, the mean number
     of sign changes over L lags and within the memory (lags k <= 2/dt), and the first kernel (L,)."""
     torch.manual_seed(0)                                   # the same random C for both inits
-    lay = ssm.S4D(d_model=channels, d_state=N, init=init).double()
+    lay = ssm.S4D(channels=channels, ssm_state=N, init=init).double()
     with torch.no_grad():
         lay.log_dt.fill_(math.log(dt))
         K = lay.kernel(L)                                  # (channels, L)
@@ -261,7 +261,7 @@ plt.tight_layout(); plt.show()
 # %%
 torch.set_default_dtype(torch.float32)
 channels = 4
-layer = ssm.S4D(d_model=channels, d_state=64)
+layer = ssm.S4D(channels=channels, ssm_state=64)
 Ls = by_mode(full=[256, 512, 1024, 2048, 4096], fast=[256, 512, 1024])
 times = {"recurrence": [], "FFT": [], "Toeplitz": []}
 for L in Ls:

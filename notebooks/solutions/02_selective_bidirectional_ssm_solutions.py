@@ -57,8 +57,8 @@ import torch
 import torch.nn.functional as F
 
 from diffussm_lib import ssm
-from diffussm_lib.ssm.s4d import bidirectional_fft_conv, fft_length
-from diffussm_lib.ssm.scan import default_block
+from diffussm_lib.ssm.fft_conv import bidirectional_fft_conv, fft_length
+from diffussm_lib.ssm.kernels.scan import default_block
 
 _ = seed_everything(0)
 
@@ -93,7 +93,7 @@ def s4d_bidirectional_params(D, N=64):
 
 
 for e in (1, 2):
-    layer = ssm.SelectiveSSM(d_model=32, d_state=16, expand=e)
+    layer = ssm.SelectiveSSM(hidden_dim=32, ssm_state=16, expand=e)
     print(f"SelectiveSSM(32, 16, expand={e}): formula {selective_params(32, 16, e):,d}, counted {count(layer):,d}")
     assert count(layer) == selective_params(32, 16, e)
 

@@ -61,7 +61,7 @@ from diffussm_lib.config import load_config
 from diffussm_lib.models import (DiffuSSMBlock, build_model, count_flops, count_params,
                                  diffussm_block_flops_formula, flop_counts)
 from diffussm_lib.ssm import BidirectionalSSM
-from diffussm_lib.ssm.s4d import fft_length
+from diffussm_lib.ssm import fft_length
 
 _ = seed_everything(0)
 
@@ -156,7 +156,7 @@ print(f"\nfrom M = 1 to M = 4 the model grows by {parts[4]['total'] - parts[1]['
 # %%
 D, M, L, N = 64, 2, 256, 64
 J = L // M
-block = DiffuSSMBlock(D, M, BidirectionalSSM(D, core="s4d", d_state=N))
+block = DiffuSSMBlock(D, M, BidirectionalSSM(D, core="s4d", ssm_state=N))
 x, c = torch.randn(1, J, D), torch.randn(1, D)
 with torch.no_grad():
     by_op = flop_counts(block, x, c)
@@ -167,7 +167,7 @@ Q = math.isqrt(L - 1) + 1                           # ceil(sqrt(L)) = 16
 n_a = -(-L // Q)                                    # ceil(L / Q) = 16
 dense = 2 * (13 * J * D * D + L * D * D)            # the hourglass's Linears (paper's formula)
 ada = 2 * D * (3 * D)                               # adaLN Linear(D -> 3D), once per sample
-kernel = 2 * (2 * D) * n_a * N * Q                  # s4d_kernel: (2D, n_a, N) @ (2D, N, Q)
+kernel = 2 * (2 * D) * n_a * N * Q                  # s4d_kernel_fast: (2D, n_a, N) @ (2D, N, Q)
 fft = lambda channels: 2.5 * channels * n * math.log2(n)
 r2c = fft(D) + fft(2 * D)                           # rfft of the input (D channels) and of the 2D kernels
 c2r = fft(2 * D)                                    # irfft of the 2D outputs
