@@ -22,6 +22,8 @@ import warnings
 
 import torch
 
+from ..errors import UserError
+
 BACKENDS = ("auto", "torch", "cuda")
 
 # The fused kernels take these input dtypes (float64 is not among them).
@@ -40,7 +42,7 @@ class KernelFallbackWarning(UserWarning):
     """backend="auto" ran the PyTorch path because an installed fused kernel failed to import."""
 
 
-class BackendUnavailableError(RuntimeError):
+class BackendUnavailableError(UserError, RuntimeError):
     """``backend="cuda"`` was asked for and cannot be honoured (package missing, tensor on CPU...)."""
 
 
