@@ -318,9 +318,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     check_sampling_args(args)
     cfg = read_config(args.checkpoint)     # the header only: checked before the weights are loaded
     check_steps_fit(args, cfg.diffusion.timesteps)
-    if not args.unconditional and cfg.model.num_classes < 1:
+    k = cfg.model.num_classes
+    if not args.unconditional and k < 1:
         raise UsageError("this model has no class conditioning (model.num_classes = 0): evaluate "
                          "it with --unconditional")
+    if not args.unconditional and args.num_samples % k:
+        raise UsageError(f"--num-samples {args.num_samples}: a conditional evaluation samples "
+                         f"every class in equal numbers, so it must be a multiple of {k} (the "
+                         "model's classes), or pass --unconditional")
     if args.json:
         check_writable(Path(args.json).resolve().parent, "--json")
     info = evaluate_checkpoint(args.checkpoint, args.num_samples,
