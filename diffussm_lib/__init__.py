@@ -8,8 +8,9 @@
     training/    05     the training step and loop, callbacks, EMA, DDP, checkpoints, export
     sampling/    06     generate, image files, the denoising viewer
     evaluation/  07     FID-LeNet, evaluate, comparisons at equal compute, scaling
-    env, config, data, atomic, cli: what every chapter uses (environment report and devices, strict
-    YAML configs, verified datasets, atomic file writes, the ``diffussm`` command).
+    env, config, data, atomic, errors, cli: what every chapter uses (environment report and devices,
+    strict YAML configs, verified datasets, atomic file writes, ``UserError`` (a mistake in the
+    input, told apart from a bug in the library), the ``diffussm`` command).
 
 Glossary of dimension letters
 -----------------------------

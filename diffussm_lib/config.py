@@ -23,8 +23,10 @@ from typing import Any, List, Literal, Optional, Union
 
 import yaml
 
+from .errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """A config file (or dict) does not match its dataclass; the message names key and file."""
 
 

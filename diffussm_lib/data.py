@@ -30,11 +30,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .atomic import atomic_write_bytes
+from .errors import UserError
 
 DATA_ENV_VAR = "DIFFUSSM_DATA_DIR"
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """A dataset file is missing, unreachable, corrupt or malformed. The message names it."""
 
 
@@ -160,7 +161,7 @@ def load_mnist(split: str = "train", root: str | os.PathLike | None = None,
                download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """MNIST ``split`` ("train" or "test") as (images uint8 (N, 28, 28), labels int64 (N,))."""
     if split not in MNIST_SPLITS:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise DataError(f"split must be 'train' or 'test', got {split!r}")
     img_name, lbl_name, n = MNIST_SPLITS[split]
     folder = data_root(root) / "mnist"
     images = parse_idx(_verified_idx_bytes(folder, img_name, download))
@@ -191,7 +192,7 @@ def load_cifar10(split: str = "train", root: str | os.PathLike | None = None,
                  download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """CIFAR-10 ``split`` as (images uint8 (N, 32, 32, 3), labels int64 (N,))."""
     if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise DataError(f"split must be 'train' or 'test', got {split!r}")
     archive = data_root(root) / "cifar10" / "cifar-10-binary.tar.gz"
     if not archive.is_file():
         if not download:
@@ -291,7 +292,7 @@ def pad_images(x: torch.Tensor, size: int) -> torch.Tensor:
     MNIST 28 -> 32 adds 2 pixels each side: the digit is unchanged (not resized)."""
     h, w = x.shape[-2:]
     if h > size or w > size:
-        raise ValueError(f"cannot pad images of size {h}x{w} to {size}x{size}")
+        raise DataError(f"cannot pad images of size {h}x{w} to {size}x{size} (data.pad_to)")
     top, left = (size - h) // 2, (size - w) // 2
     return torch.nn.functional.pad(x, (left, size - w - left, top, size - h - top), value=-1.0)
 
@@ -306,13 +307,15 @@ class ImageDataset(Dataset):
         images = torch.as_tensor(np.asarray(images))
         labels = torch.as_tensor(np.asarray(labels)).long()
         if images.dtype != torch.uint8:
-            raise ValueError(f"images must be uint8, got {images.dtype}")
+            raise DataError(f"images must be uint8, got {images.dtype}")
         if images.dim() == 3:
             images = images[..., None]
         if images.dim() != 4 or images.shape[-1] not in (1, 3):
-            raise ValueError(f"images must have shape (N, H, W) or (N, H, W, C) with C in {{1, 3}}, got {tuple(images.shape)}")
+            raise DataError(f"images must have shape (N, H, W) or (N, H, W, C) with C in {{1, 3}}, "
+                            f"got {tuple(images.shape)}")
         if labels.shape != images.shape[:1]:
-            raise ValueError(f"labels shape {tuple(labels.shape)} does not match {images.shape[0]} images")
+            raise DataError(f"labels shape {tuple(labels.shape)} does not match {images.shape[0]} "
+                            "images")
         x = to_model_range(images.permute(0, 3, 1, 2))
         self.x = pad_images(x, pad_to) if pad_to else x
         self.y = labels

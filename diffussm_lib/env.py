@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import UserError
 from .ssm.backend import probe_kernels
 
 __version__ = "0.1.0"
@@ -49,22 +50,25 @@ def default_device() -> torch.device:
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """The device to run on: ``device`` when given (e.g. "cpu", "cuda:1"), else ``default_device()``.
     The one place where the library chooses a device. A device this torch cannot use raises
-    ``ValueError`` naming it and what to use instead (``--device``)."""
+    ``UserError`` naming it and what to use instead (``--device``)."""
     if device is None:
         return default_device()
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {str(device)!r}: use cpu, cuda or cuda:N (--device)") from None
+        raise UserError(f"unknown device {str(device)!r}: use cpu, cuda or cuda:N "
+                        "(--device)") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
-            raise ValueError(f"device {str(device)!r}: this torch ({torch.__version__}, {build}) sees no CUDA GPU; "
-                             "use --device cpu, or install a CUDA build of torch on a machine with a GPU")
+            raise UserError(f"device {str(device)!r}: this torch ({torch.__version__}, {build}) "
+                            "sees no CUDA GPU; use --device cpu, or install a CUDA build of torch "
+                            "on a machine with a GPU")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {str(device)!r}: there are only {torch.cuda.device_count()} CUDA devices")
+            raise UserError(f"device {str(device)!r}: there are only "
+                            f"{torch.cuda.device_count()} CUDA devices")
     elif dev.type not in ("cpu", "mps"):
-        raise ValueError(f"device {str(device)!r} is not supported here: use cpu or cuda (--device)")
+        raise UserError(f"device {str(device)!r} is not supported here: use cpu or cuda (--device)")
     return dev
 
 

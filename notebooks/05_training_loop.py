@@ -598,8 +598,14 @@ for (k, a), b in zip(straight.ema.state_dict().items(), resumed.ema.state_dict()
 print("resumed run == uninterrupted run")
 
 # %% [markdown]
-# A loss that turns NaN or infinite stops the `Trainer` *before* that update is applied, with an
-# error naming the step and the last good checkpoint, which is kept untouched.
+# A loss that turns NaN or infinite stops the `Trainer` at the next log record (or the next
+# checkpoint, if that comes first), with an error naming the step and the last good checkpoint,
+# which is kept untouched: no log record and no checkpoint ever holds a NaN. Why not at once?
+# Checking a loss means reading it on the host, and on a GPU every such read (`loss.item()`,
+# `float(loss)`, `if not torch.isfinite(loss)`) makes Python wait until the device has done all the
+# work queued so far. Our loop above reads the loss at every step, which is fine for a lesson; the
+# `Trainer` keeps the losses on the device and reads them once per `train.log_every` steps, as
+# nanoGPT does.
 #
 # ## 13. Levers for a short run, and the evidence behind them
 #

@@ -1,6 +1,7 @@
 """The ``diffussm`` command on the tiny config with real MNIST: train then sample (files, shapes,
-value range, labels), resume after SIGKILL, clear errors (malformed config, mismatched checkpoint,
-pickle), determinism across processes."""
+value range, labels), resume after SIGKILL, clear errors (mismatched checkpoint, pickle; config
+errors: tests/test_bad_input.py), user errors told apart from internal ones, determinism across
+processes."""
 import json
 import os
 import pickle
@@ -14,9 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from _train_helpers import cli_env, one_thread, run_cli, tiny_config, with_model, write_config
+from _train_helpers import REPO, cli_env, one_thread, run_cli, tiny_config, with_model, write_config
 from diffussm_lib import training as C
 from diffussm_lib.cli import main
+from diffussm_lib.errors import ISSUES_URL, UserError
 from diffussm_lib.training import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -72,6 +74,7 @@ def test_sample_files_shapes_range_labels(trained, args, labels):
     assert json.loads((out / "sample_args.json").read_text())["step"] == 4
 
 
+@pytest.mark.slow
 def test_same_seed_same_samples_across_processes(trained):
     d, _ = trained
     _, a = _sample(d, "det_a", "--labels", "1,2", "--num-samples", 4, "--steps", 3, "--seed", 7, "--guidance", 1.5)
@@ -92,21 +95,6 @@ def test_sample_label_errors(trained, capsys):
         assert rc == 2 and msg in capsys.readouterr().err
     rc = main(["sample", "--checkpoint", str(d / "run"), "--output-dir", str(d / "bad"), "--guidance", "3"])
     assert rc == 2 and "needs class labels" in capsys.readouterr().err
-
-
-def test_malformed_config_errors_name_key_and_file(tmp_path, capsys):
-    good = write_config(tiny_config(), tmp_path / "good.yaml")
-    cases = [("unknown", good.read_text().replace("hidden_dim:", "hiden_dim:"), "unknown key 'model.hiden_dim'"),
-             ("type", good.read_text().replace("batch_size: 8", "batch_size: eight"), "'train.batch_size' must be an integer"),
-             ("yaml", "model: [unclosed", "not valid YAML")]
-    for name, text, msg in cases:
-        p = tmp_path / f"{name}.yaml"
-        p.write_text(text)
-        assert main(["train", "--config", str(p), "--output-dir", str(tmp_path / name)]) == 2
-        err = capsys.readouterr().err
-        assert msg in err and f"{name}.yaml" in err and "Traceback" not in err, err
-    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
-    assert "config file not found" in capsys.readouterr().err
 
 
 def test_mismatched_checkpoint_and_overwrite_protection(trained, tmp_path, capsys):
@@ -141,6 +129,7 @@ def test_sample_refuses_a_pickle_checkpoint(tmp_path, capsys):
     assert "never unpickles" in capsys.readouterr().err and not marker.exists()
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_continues_from_the_saved_step(tmp_path, capsys):
     cfg = tiny_config(max_steps=100_000, checkpoint_every=1, log_every=1)
     cfg_path = write_config(cfg, tmp_path / "tiny.yaml")
@@ -179,6 +168,7 @@ def test_resume_after_sigkill_continues_from_the_saved_step(tmp_path, capsys):
         torch.testing.assert_close(resumed.ema[k], v, rtol=1e-5, atol=1e-6, msg=k)
 
 
+@pytest.mark.slow
 def test_time_budget_flag_and_export_with_an_evaluation(trained, tmp_path, capsys):
     d, cfg_path = trained
     assert main(["train", "--config", str(cfg_path), "--output-dir", str(tmp_path / "b"), "--max-minutes", "0"]) == 2
@@ -202,3 +192,43 @@ def test_time_budget_flag_and_export_with_an_evaluation(trained, tmp_path, capsy
     assert main(["export", "--checkpoint", str(tmp_path / "b"), "--output-dir", str(tmp_path / "exp3"),
                  "--evaluation", str(ev)]) == 2
     assert "is of step 4, but checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("exc, status", [
+    (ValueError("shapes (3, 4) and (4, 5) do not match inside the sampler"), 1),    # a library bug
+    (RuntimeError("CUBLAS_STATUS_EXECUTION_FAILED"), 1),
+    (KeyError("model.blocks.0"), 1),
+    (UserError("--labels: class 12 is outside [0, 9]"), 2),                     # the user's input
+])
+def test_user_errors_are_one_line_and_internal_errors_a_traceback_and_where_to_report(
+        trained, tmp_path, capsys, monkeypatch, exc, status):
+    """A ``UserError`` (raised anywhere) is one line and status 2; any other exception is an
+    internal error: its traceback, then one line saying it is a bug of the library and where to
+    report it, status 1. ``--debug`` re-raises either."""
+    import diffussm_lib.cli as cli
+
+    def fails(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(cli, "generate", fails)
+    argv = ["sample", "--checkpoint", str(trained[0] / "run"), "--output-dir", str(tmp_path / "o"),
+            "--no-progress"]
+    assert main(argv) == status
+    err = capsys.readouterr().err
+    if status == 2:
+        assert err.strip().splitlines() == [f"diffussm sample: error: {exc}"], err
+    else:
+        lines = err.strip().splitlines()
+        assert lines[0] == "Traceback (most recent call last):" and str(exc) in err, err
+        want = f"diffussm sample: internal error ({type(exc).__name__}): this is a bug in "
+        assert lines[-1].startswith(want + "diffussm_lib"), lines[-1]
+        assert ISSUES_URL in lines[-1]
+    with pytest.raises(type(exc)):
+        main(argv + ["--debug"])
+
+
+def test_the_bug_report_address_is_the_repository_of_pyproject():
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert ISSUES_URL == project["urls"]["Repository"] + "/issues"

@@ -63,6 +63,7 @@ def test_scaling_rows_count_flops_that_grow_as_expected():
     assert "| 64x64 | 1024 |" in scaling_table(rows) and "not timed" in scaling_table(rows)
 
 
+@pytest.mark.slow
 def test_bench_quality_script_runs_end_to_end(tmp_path):
     out = tmp_path / "cmp"
     cfg_dir = tmp_path

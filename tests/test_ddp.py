@@ -4,6 +4,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -35,6 +36,7 @@ WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_end_with_identical_weights(tmp_path):
     cfg = write_config(tiny_config(max_steps=3, checkpoint_every=3, log_every=1), tmp_path / "tiny.yaml")
     script = tmp_path / "worker.py"

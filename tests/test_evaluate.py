@@ -12,6 +12,7 @@ from diffussm_lib.evaluation import evaluate_images
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow
 def test_real_images_score_near_the_floor_and_noise_far_from_it():
     train = mnist_dataset("train", pad_to=None)        # 28x28: padded to 32 inside, like samples
     idx = torch.arange(1000, 2000)
@@ -27,6 +28,7 @@ def test_real_images_score_near_the_floor_and_noise_far_from_it():
         evaluate_images(torch.zeros(4, 3, 32, 32))
 
 
+@pytest.mark.slow
 def test_cli_evaluate_prints_every_number(tmp_path):
     cfg = write_config(tiny_config(max_steps=2, checkpoint_every=2), tmp_path / "tiny.yaml")
     run = tmp_path / "run"

@@ -41,6 +41,7 @@ def test_classifier_input_and_errors():
 
 
 @pytest.mark.skipif(not DEFAULT_WEIGHTS.exists(), reason="FID-LeNet weights not trained yet")
+@pytest.mark.slow
 def test_committed_extractor_is_accurate_and_small():
     from diffussm_lib.data import mnist_dataset
 

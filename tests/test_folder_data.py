@@ -123,6 +123,7 @@ def test_reference_and_held_out_halves_split_every_class():
 
 
 @pytest.mark.parametrize("grey", [False, True], ids=["colour", "grey"])
+@pytest.mark.slow
 def test_copies_of_the_data_score_near_the_floor_and_noise_far_above(shapes, grey, tmp_path):
     _, ds = shapes[grey]
     logs = []
@@ -144,6 +145,7 @@ def test_copies_of_the_data_score_near_the_floor_and_noise_far_above(shapes, gre
         evaluate_folder_images(torch.zeros(4, 3, 8, 8), None, ds, clf)
 
 
+@pytest.mark.slow
 def test_the_classifier_is_cached_and_a_changed_folder_trains_a_new_one(shapes, tmp_path):
     cfg, ds = shapes[True]
     logs = []

@@ -57,7 +57,7 @@ def test_folders_mirror_the_chapters():
     folders = {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert folders == {"ssm", "models", "diffusion", "training", "sampling", "evaluation"}
     top = {p.stem for p in PKG.glob("*.py")}
-    assert top == {"__init__", "__main__", "env", "config", "data", "cli", "atomic"}
+    assert top == {"__init__", "__main__", "env", "config", "data", "cli", "atomic", "errors"}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -102,6 +102,7 @@ def test_cycle_finder_finds_cycles():
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
 
 
+@pytest.mark.slow
 def test_every_module_imports_on_its_own():
     """Each module, imported first in a fresh interpreter (one per module would take a minute; here
     every diffussm_lib entry of sys.modules is dropped between imports, torch stays loaded)."""

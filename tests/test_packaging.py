@@ -2,6 +2,7 @@
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,6 +26,7 @@ def test_no_exact_pins():
 
 
 
+@pytest.mark.slow
 def test_pytest_runs_small_sizes_unless_full_is_asked_for():
     """The README's test command, plain ``pytest``, runs the notebooks in fast mode; ``DIFFUSSM_FULL=1``
     is the opt-in for full sizes; an explicit ``DIFFUSSM_FAST`` wins (conftest.py, run here as pytest
@@ -40,3 +42,11 @@ def test_pytest_runs_small_sizes_unless_full_is_asked_for():
                         ({"DIFFUSSM_FULL": "1", "DIFFUSSM_FAST": "1"}, "1")):
         out = subprocess.run([sys.executable, "-c", code], env={**base, **extra}, capture_output=True, text=True)
         assert out.stdout.strip() == want, (extra, out.stdout, out.stderr)
+
+
+def test_slow_tests_are_marked_and_still_run_by_default():
+    """``slow`` is a registered marker, and nothing deselects it by default: CI's plain ``pytest``
+    runs every slow test (``pytest -m "not slow"`` is the quick loop)."""
+    opts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert any(m.startswith("slow:") for m in opts["markers"])
+    assert "-m" not in opts.get("addopts", "").split() and "not slow" not in opts.get("addopts", "")

@@ -71,6 +71,7 @@ def script_commands() -> list[list[str]]:
 
 
 @pytest.mark.parametrize("words", script_commands(), ids=lambda w: " ".join(w[1:3]))
+@pytest.mark.slow
 def test_every_script_in_the_readme_takes_its_flags(words):
     script = REPO / words[1]
     assert script.is_file(), f"README names {words[1]}, which does not exist"
@@ -93,6 +94,7 @@ def test_the_cheap_readme_commands_run_as_written(tmp_path, cmd):
     assert (tmp_path / "samples" / "samples.npz").is_file() and list((tmp_path / "samples").glob("*.png"))
 
 
+@pytest.mark.slow
 def test_the_readme_table_of_notebook_times_is_the_measured_one():
     sys.path.insert(0, str(REPO / "scripts"))
     try:
@@ -105,6 +107,7 @@ def test_the_readme_table_of_notebook_times_is_the_measured_one():
     assert set(load_times()) == names, "every notebook has a measured time"
 
 
+@pytest.mark.slow
 def test_the_readme_table_of_scan_orders_is_the_stored_one():
     """The README's scan-order table is what ``bench_scan_orders.py --table`` prints from the stored runs."""
     table = README.split("<!-- scan-orders -->\n", 1)[1].split("<!-- /scan-orders -->", 1)[0].strip()
@@ -113,6 +116,7 @@ def test_the_readme_table_of_scan_orders_is_the_stored_one():
     assert table == out, "run `python benchmarks/bench_scan_orders.py --table` into the README"
 
 
+@pytest.mark.slow
 def test_the_readme_speedrun_result_is_the_stored_one():
     """The README's "train your own" result is what ``bench_speedrun.py --summary`` prints from the
     stored runs, and benchmarks/results/speedrun.md is its ``--table``."""

@@ -88,6 +88,7 @@ def test_config_key_sets_the_order_per_layer():
     assert {b.hourglass.order for b in m.blocks} == {"hilbert"}
 
 
+@pytest.mark.slow
 def test_random_order_model_is_a_raster_model_on_permuted_input():
     """With M = 1 (no token grouping), a model that scans every layer in the random order equals, up to
     the permutation, the raster model whose input patches were permuted (same weights)."""

@@ -48,6 +48,7 @@ def test_unknown_backend_and_s4d_cuda_are_errors():
         BidirectionalSSM(4, core="s4d", backend="cuda")
 
 
+@pytest.mark.slow
 def test_library_never_imports_mamba_ssm_on_cpu():
     """In a fresh interpreter: run both cores with backend auto/torch, then check sys.modules."""
     if torch.cuda.is_available():

@@ -49,6 +49,7 @@ def test_fast_kernel_equals_vandermonde(L):
 
 
 @pytest.mark.parametrize("L", [1, 3, 10, 196])
+@pytest.mark.slow
 def test_fast_kernel_gradient_equals_the_definitions(L):
     """The factored kernel's hand-written backward gives the gradients autograd finds through the
     Vandermonde definition, for every parameter (float64), and passes gradcheck on dtA and CB."""
@@ -148,6 +149,7 @@ def test_fft_length_is_the_smallest_5_smooth_length_without_wraparound():
     assert fft_length(196) == 400   # not 392 = 8 * 7^2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fast", [False, True], ids=["readable", "fast"])
 def test_bidirectional_fft_conv_is_two_convolutions_and_its_gradient_is_exact(fast):
     """One FFT of u for both directions equals the causal conv of u and the flipped causal conv of
@@ -172,6 +174,7 @@ def test_bidirectional_fft_conv_is_two_convolutions_and_its_gradient_is_exact(fa
 
 
 @pytest.mark.parametrize("chunk_elements", [1, 2 * 3 * 8 * 2, 2 ** 40])
+@pytest.mark.slow
 def test_bidirectional_fft_conv_is_the_same_whatever_the_batch_chunk(monkeypatch, chunk_elements):
     """The batch is processed in chunks (``batch_chunk``): one image at a time, uneven chunks (2 + 2
     + 1 of 5) and the whole batch give the same output and the same (gradchecked) gradients; the
@@ -194,6 +197,7 @@ def test_bidirectional_fft_conv_is_the_same_whatever_the_batch_chunk(monkeypatch
 
 
 @pytest.mark.parametrize("wants", ["u", "k"])
+@pytest.mark.slow
 def test_bidirectional_fft_conv_gradient_of_one_input_alone(monkeypatch, wants):
     """The input's spectra are kept for the backward only when the kernels need a gradient: either
     gradient alone passes gradcheck (uneven chunks: 2 + 2 + 1 images)."""

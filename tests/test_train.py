@@ -9,6 +9,7 @@ import torch
 
 from _train_helpers import one_thread, synthetic_dataset, tiny_config, with_model  # noqa: F401 (fixture)
 from diffussm_lib import training as C
+from diffussm_lib.data import DataError
 from diffussm_lib.diffusion import NoiseSchedule, diffusion_loss, drop_labels
 from diffussm_lib.training import EMA, ema_decay_at
 from diffussm_lib.models import build_model
@@ -56,6 +57,7 @@ def _weights(trainer):
             **{"e." + k: v.clone() for k, v in trainer.ema.state_dict().items()}}
 
 
+@pytest.mark.slow
 def test_resume_continues_as_if_never_stopped(tmp_path):
     cfg = tiny_config(max_steps=6, checkpoint_every=3)
     straight = make_trainer(cfg)
@@ -99,6 +101,79 @@ def test_resume_with_another_model_config_names_the_keys(tmp_path):
         make_trainer(other, tmp_path).train(resume=True)
 
 
+def test_one_host_sync_per_log_interval(tmp_path, monkeypatch):
+    """``train_step`` returns the loss and gradient norm as tensors (no sync); the loop brings them
+    to the host once per log interval, and before a checkpoint that falls between logs."""
+    from diffussm_lib.training.trainer import LogWindow
+
+    syncs = []
+    real = LogWindow.sync
+
+    def counted(self, dist, step):
+        if self.pending:
+            syncs.append(step)
+        return real(self, dist, step)
+
+    monkeypatch.setattr(LogWindow, "sync", counted)
+    cfg = tiny_config(max_steps=6, log_every=2, checkpoint_every=3)
+    tr = make_trainer(cfg)
+    loss, grad_norm, lr = tr.train_step(tr.dataset.x[:8], tr.dataset.y[:8])
+    assert isinstance(loss, torch.Tensor) and loss.ndim == 0 and isinstance(grad_norm, torch.Tensor)
+    assert isinstance(lr, float) and not syncs
+    tr = make_trainer(cfg)
+    tr.train()
+    assert syncs == [2, 4, 6], syncs                      # no output folder: no checkpoints
+    syncs.clear()
+    make_trainer(cfg, tmp_path).train()
+    assert syncs == [2, 3, 4, 6], syncs                   # + the checkpoint of step 3
+
+
+def test_the_metrics_log_is_the_one_record(tmp_path):
+    """``history`` and ``TrainResult.history`` read the metrics log back: ``metrics.jsonl`` with an
+    output folder (so they are the whole run, across resumes), in memory without one. A run that
+    starts again from step 0 in the folder starts a fresh log."""
+    cfg = tiny_config(max_steps=6, checkpoint_every=3, log_every=1)
+    first = make_trainer(cfg, tmp_path)
+    res = first.train(max_steps=3)
+    assert first.history == res.history == C.read_metrics(tmp_path / C.METRICS_NAME)
+    assert [r["step"] for r in res.history] == [1, 2, 3]
+    resumed = make_trainer(cfg, tmp_path)
+    res = resumed.train(resume=True)
+    steps = [r["step"] for r in res.history]
+    assert steps == list(range(1, 7)) == [r["step"] for r in resumed.history]
+    in_memory = make_trainer(cfg)
+    in_memory.train()
+    assert [r["loss"] for r in in_memory.history] == [r["loss"] for r in res.history]
+    again = make_trainer(cfg, tmp_path / "x")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / C.METRICS_NAME).write_text('{"step": 40, "loss": 1.0}\n{"step": 41, "lo')
+    assert [r["step"] for r in again.train(max_steps=2).history] == [1, 2], "stale records dropped"
+    assert set(res.history[0]) == {"step", "epoch", "loss", "lr", "grad_norm", "ema_decay",
+                                   "images_per_sec", "train_seconds"}
+
+
+def test_labels_are_checked_where_they_enter_training():
+    """A dataset with a tensor ``y`` is checked once when the trainer is built; any other dataset's
+    batches are checked on the host before they reach the device (the model does not check)."""
+    cfg = tiny_config(max_steps=2)
+    good = synthetic_dataset(cfg)
+
+    class Plain(torch.utils.data.Dataset):          # no x / y attributes: read through a DataLoader
+        def __init__(self, label):
+            self.label = label
+
+        def __len__(self):
+            return len(good)
+
+        def __getitem__(self, i):
+            return good[i][0], self.label
+
+    make_trainer(cfg).train()
+    Trainer(cfg, dataset=Plain(3), progress=False, log=lambda m: None).train()
+    with pytest.raises(DataError, match=r"labels 10..10 but model.num_classes is 10"):
+        Trainer(cfg, dataset=Plain(10), progress=False, log=lambda m: None).train()
+
+
 def test_init_from_exported_weights(tmp_path):
     cfg = tiny_config(max_steps=2)
     first = make_trainer(cfg, tmp_path / "a")
@@ -127,14 +202,29 @@ class NaNAfter(torch.nn.Module):
         return out * float("nan") if self.calls > self.n else out
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    cfg = tiny_config(max_steps=10, checkpoint_every=2)
+@pytest.mark.parametrize("log_every, checkpoint_every, stopped_at, kept", [
+    (2, 2, 6, 4),     # found at the log of step 6
+    (4, 3, 6, 3),     # found before the checkpoint of step 6 (no log there): it is not written
+])
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, log_every, checkpoint_every,
+                                                             stopped_at, kept):
+    """Update 6 (step 5: 5 updates before it) has a NaN loss. The loop reads its losses once per
+    log interval and before each checkpoint (one host sync), so it stops there: no log record and
+    no checkpoint ever holds the NaN, and the error names the step and the checkpoint kept."""
+    cfg = tiny_config(max_steps=10, checkpoint_every=checkpoint_every, log_every=log_every)
     trainer = make_trainer(cfg, tmp_path, model=NaNAfter(build_model(cfg.model), n=5))
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at step 5.*last good checkpoint.*step 4"):
+    with pytest.raises(NonFiniteLossError, match=rf"non-finite loss \(nan\) at step 5: training "
+                                                 rf"stopped at step {stopped_at}.*last good "
+                                                 rf"checkpoint.*step {kept}"):
         trainer.train()
     ck = C.load_checkpoint(tmp_path)
-    assert ck.step == 4 and all(torch.isfinite(v).all() for v in ck.model.values())
-    assert trainer.step == 5, "the bad update was not applied"
+    assert ck.step == kept and all(torch.isfinite(v).all() for v in ck.model.values())
+    assert trainer.step == stopped_at
+    assert all(math.isfinite(r["loss"]) for r in trainer.history)
+    assert trainer.history[-1]["step"] <= 4
+    with pytest.raises(NonFiniteLossError):
+        trainer.save_checkpoint()                      # and the spoiled weights are never saved
+    assert C.load_checkpoint(tmp_path).step == kept
 
 
 def test_library_loop_equals_the_loop_written_by_hand():
@@ -323,6 +413,7 @@ def _position_by_class(n: int):
 
 
 @pytest.mark.parametrize("arch", ["diffussm", "dit"])
+@pytest.mark.slow
 def test_the_label_is_learned_within_a_few_hundred_steps(arch):
     """Regression test for DiT's 0.02 init of the class table (see LabelEmbedder): with it, both
     backbones trained this way had losses within 0.3% of each other with the true, a wrong and the

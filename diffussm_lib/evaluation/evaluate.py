@@ -27,6 +27,7 @@ import torch
 from ..data import dataset_from_config, mnist_dataset
 from ..diffusion import NoiseSchedule
 from ..env import resolve_device
+from ..errors import UserError
 from ..sampling import generate, parse_labels
 from ..training import load_model
 from .fid import FeatureStats, class_accuracy, frechet_distance, histogram_deviation
@@ -86,9 +87,10 @@ def sample_and_evaluate(model, cfg, n: int, *, conditional: bool = True, sampler
     """
     folder = cfg.data.name == "folder"
     if not folder and cfg.model.in_channels != 1:
-        raise ValueError(f"FID-LeNet is defined for 1-channel MNIST-like images; this model has "
-                         f"{cfg.model.in_channels} channels (model.in_channels). For images of your own, train "
-                         "on an image folder (data.name: folder): evaluate then trains a classifier on it")
+        raise UserError(f"FID-LeNet is defined for 1-channel MNIST-like images; this model has "
+                        f"{cfg.model.in_channels} channels (model.in_channels). For images of your "
+                        "own, train on an image folder (data.name: folder): evaluate then trains a "
+                        "classifier on it")
     labels = parse_labels("all", n, cfg.model.num_classes) if conditional else None
     if folder:
         dataset = dataset_from_config(cfg.data, channels=cfg.model.in_channels, num_classes=cfg.model.num_classes)

@@ -39,7 +39,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_write, atomic_write_text
-from ..data import ImageDataset
+from ..data import DataError, ImageDataset
 from .fid import FeatureStats, class_accuracy, frechet_distance, histogram_deviation
 from .lenet import classify, train_classifier
 from .report import FolderReport
@@ -143,8 +143,8 @@ def dataset_classifier(dataset: ImageDataset, cache_dir: str | os.PathLike,
             log(f"classifier cache {path} unreadable ({type(e).__name__}: {e}); training a new one")
     ref, held = split_halves(dataset.y)
     if len(ref) < 2 or len(held) < 2:
-        raise ValueError(f"FD-classifier needs at least 2 reference and 2 held-out images; the dataset has "
-                         f"{len(dataset)}")
+        raise DataError(f"FD-classifier needs at least 2 reference and 2 held-out images; the "
+                        f"dataset has {len(dataset)}")
     per_epoch = len(ref) // min(TRAIN["batch_size"], len(ref))
     epochs = max(5, math.ceil(TRAIN_STEPS / per_epoch))
     log(f"classifier: training on the {len(ref)} reference images of {k} classes ({epochs} epochs), "

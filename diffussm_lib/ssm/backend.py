@@ -32,6 +32,8 @@ import warnings
 
 import torch
 
+from ..errors import UserError
+
 BACKENDS = ("auto", "reference", "torch", "cuda")
 
 # The fused kernels take these input dtypes (float64 is not among them).
@@ -51,7 +53,7 @@ class KernelFallbackWarning(UserWarning):
     """backend="auto" ran the PyTorch path because an installed fused kernel failed to import."""
 
 
-class BackendUnavailableError(RuntimeError):
+class BackendUnavailableError(UserError, RuntimeError):
     """``backend="cuda"`` was asked for and cannot be honoured (package missing, CPU tensors...)."""
 
 

@@ -1,24 +1,25 @@
-"""Callbacks: what the training loop does besides training, as small pieces a notebook can add or drop.
+"""Callbacks: what the training loop does besides training, small pieces a notebook can add or drop.
 
 The loop (``Trainer.train``) calls, on rank 0 only:
 
-* ``on_train_begin(trainer)`` before the first step of a run, ``on_train_end(trainer)`` after the last
-  (also when it stops with an error);
+* ``on_train_begin(trainer)`` before the first step of a run, ``on_train_end(trainer)`` after the
+  last (also when it stops with an error);
 * ``on_step(trainer, step)`` after every update (``step`` = updates made so far);
 * ``on_log(trainer, record)`` every ``train.log_every`` updates and after the last one:
-  ``record = {step, epoch, loss, lr, grad_norm, images_per_sec, train_seconds}``;
+  ``record = {step, epoch, loss, lr, grad_norm, ema_decay, images_per_sec, train_seconds}``;
 * ``on_sample(trainer, step, images)`` after a sample grid (float (N, C, H, W) in [-1, 1], EMA);
 * ``on_checkpoint(trainer, path)`` after a checkpoint was written;
 * ``on_resume(trainer, step)`` after a checkpoint was loaded to continue from step ``step``.
 
-The trainer installs ``ProgressBar`` (with ``progress=True``), ``MetricsLog`` (when it has an output
-folder) and ``SampleGrids`` (when ``train.sample_every > 0``); ``Trainer(callbacks=[...])`` adds more.
+The trainer installs ``ProgressBar`` (with ``progress=True``), ``MetricsLog`` (the one record of the
+run: ``metrics.jsonl`` in the output folder, in memory without one) and ``SampleGrids`` (when
+``train.sample_every > 0``); ``Trainer(callbacks=[...])`` adds more.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -31,7 +32,7 @@ SAMPLES_DIR = "samples"
 
 
 class Callback:
-    """Base class: every hook does nothing; override the ones you need. ``trainer`` is the ``Trainer``."""
+    """Base class: every hook does nothing; override the ones you need (``trainer``: the loop)."""
 
     def on_train_begin(self, trainer) -> None: ...
     def on_train_end(self, trainer) -> None: ...
@@ -58,17 +59,19 @@ class ProgressBar(Callback):
         max_steps, budget = trainer.cfg.train.max_steps, trainer.max_seconds
         if not budget:
             return trainer.step
-        return budget * min(1.0, max(trainer.step / max(max_steps, 1), trainer.train_seconds / budget))
+        done = max(trainer.step / max(max_steps, 1), trainer.train_seconds / budget)
+        return budget * min(1.0, done)
 
     def on_train_begin(self, trainer):
         self.postfix = {}
         if trainer.max_seconds:
-            self.bar = tqdm(total=trainer.max_seconds, initial=self.position(trainer), desc="train", unit="s",
-                            dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of training "
-                                                           "[{elapsed}<{remaining}{postfix}]")
+            self.bar = tqdm(total=trainer.max_seconds, initial=self.position(trainer), desc="train",
+                            unit="s", dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of training "
+                                       "[{elapsed}<{remaining}{postfix}]")
         else:
-            self.bar = tqdm(total=trainer.cfg.train.max_steps, initial=trainer.step, desc="train", unit="step",
-                            dynamic_ncols=True)
+            self.bar = tqdm(total=trainer.cfg.train.max_steps, initial=trainer.step, desc="train",
+                            unit="step", dynamic_ncols=True)
 
     def on_step(self, trainer, step):
         if trainer.max_seconds:
@@ -86,28 +89,65 @@ class ProgressBar(Callback):
             self.bar = None
 
 
-class MetricsLog(Callback):
-    """``metrics.jsonl`` in the output folder: one JSON record per log interval. On resume, records
-    written after the checkpoint (steps that will be redone) are dropped."""
+def read_metrics(path: str | Path) -> List[Dict]:
+    """The records of a ``metrics.jsonl`` file, in order (a line cut short by a kill is skipped)."""
+    records = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return records
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
+
+class MetricsLog(Callback):
+    """The one record of the run: one JSON record per log interval, appended to ``path``
+    (``metrics.jsonl`` in the output folder) or, with ``path=None``, kept in memory. ``records``
+    reads it back (``Trainer.history`` and ``TrainResult.history`` are that). When a run starts or
+    resumes at step s, the records after s (steps that will be redone) are dropped."""
+
+    def __init__(self, path: Optional[str | Path] = None):
+        self.path = Path(path) if path is not None else None
+        self._memory: List[Dict] = []     # the records when there is no file
+
+    @property
+    def records(self) -> List[Dict]:
+        """The records so far, oldest first (read back from the file when there is one)."""
+        if self.path is None:
+            return [dict(r) for r in self._memory]
+        return read_metrics(self.path) if self.path.exists() else []
 
     def on_log(self, trainer, record):
+        if self.path is None:
+            self._memory.append(dict(record))
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def on_train_begin(self, trainer):
+        self.rewind(trainer.step)
+
     def on_resume(self, trainer, step):
+        self.rewind(step)
+
+    def rewind(self, step: int) -> None:
+        """Drop the records after ``step`` (and lines cut short by a kill); the file is rewritten
+        atomically, and only when something is dropped."""
+        if self.path is None:
+            self._memory = [r for r in self._memory if r.get("step", 0) <= step]
+            return
         if not self.path.exists():
             return
+        lines = self.path.read_text().splitlines()
         keep = []
-        for line in self.path.read_text().splitlines():
+        for line in lines:
             try:
                 if json.loads(line).get("step", 0) <= step:
                     keep.append(line)
             except json.JSONDecodeError:
                 pass   # a line cut short by a kill
-        atomic_write_text(self.path, "".join(k + "\n" for k in keep))
+        if len(keep) < len(lines):
+            atomic_write_text(self.path, "".join(k + "\n" for k in keep))
 
 
 class SampleGrids(Callback):
@@ -123,5 +163,6 @@ class SampleGrids(Callback):
             return
         images = trainer.sample_grid()
         if self.folder is not None:
-            save_png(make_grid(images, ncol=min(10, len(images))), self.folder / f"step_{step:07d}.png", scale=2)
+            grid = make_grid(images, ncol=min(10, len(images)))
+            save_png(grid, self.folder / f"step_{step:07d}.png", scale=2)
         trainer.emit("on_sample", step, images)

@@ -41,6 +41,7 @@ import safetensors.torch
 from safetensors import safe_open
 
 from ..atomic import atomic_write
+from ..errors import UserError
 from ..config import ConfigError, ExperimentConfig, config_from_dict, config_to_dict, save_config
 
 FORMAT = "diffussm-checkpoint"
@@ -51,7 +52,7 @@ CONFIG_NAME = "config.yaml"                  # a human-readable copy of the conf
 
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint file is missing, is not a safetensors checkpoint, or does not fit the model.
     The message names the file and, for a mismatch, the config keys or state-dict keys."""
 
@@ -76,7 +77,7 @@ class Checkpoint:
         """The state dict to sample with: ``which`` = "ema" (falls back to "model" when the file has
         no EMA, e.g. a run stopped before its first update) or "model"."""
         if which not in ("ema", "model"):
-            raise ValueError(f"which must be 'ema' or 'model', got {which!r}")
+            raise UserError(f"which must be 'ema' or 'model', got {which!r}")
         if which == "ema" and self.ema is not None:
             return self.ema
         if self.model is not None:
@@ -272,18 +273,20 @@ def read_metadata(path: str | os.PathLike) -> Dict[str, str]:
         raise CheckpointError(f"{path}: unreadable safetensors file ({e}); it may be truncated") from e
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
-    """Load a checkpoint or weights file (``path`` may be a run folder). Never executes code from
-    the file: pickles are refused (``check_safetensors_file``); the config is parsed strictly."""
+def _read_header(path: str | os.PathLike
+                 ) -> tuple[Path, Dict[str, str], ExperimentConfig, int, dict]:
+    """(path, metadata, config, step, extra) of a checkpoint (``path`` may be a folder), from the
+    header alone; raises ``CheckpointError`` (or the config's ``ConfigError``) naming the file."""
     path = resolve_checkpoint_path(path)
     meta = read_metadata(path)
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: a safetensors file, but not a diffussm checkpoint (its metadata has no "
-                              f"format={FORMAT!r}; it has {sorted(meta)}). To load bare weights into a model use "
-                              "load_state_strict(model, safetensors.torch.load_file(path)).")
+        raise CheckpointError(f"{path}: a safetensors file, but not a diffussm checkpoint (its "
+                              f"metadata has no format={FORMAT!r}; it has {sorted(meta)}). To load "
+                              "bare weights into a model use load_state_strict(model, "
+                              "safetensors.torch.load_file(path)).")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {meta.get('format_version')!r}, this library "
-                              f"reads version {FORMAT_VERSION}")
+        raise CheckpointError(f"{path}: checkpoint format version {meta.get('format_version')!r}, "
+                              f"this library reads version {FORMAT_VERSION}")
     try:
         config = config_from_dict(json.loads(meta["config"]), source=f"{path} (embedded config)")
         step = int(meta["step"])
@@ -292,6 +295,20 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         if isinstance(e, ConfigError):
             raise
         raise CheckpointError(f"{path}: malformed checkpoint metadata ({e})") from e
+    return path, meta, config, step, extra
+
+
+def read_config(path: str | os.PathLike) -> ExperimentConfig:
+    """The config of the checkpoint at ``path`` (a file or a folder holding one), from its header
+    alone: cheap, for checks before the weights are loaded."""
+    return _read_header(path)[2]
+
+
+def load_checkpoint(path: str | os.PathLike,
+                    map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load a checkpoint or weights file (``path`` may be a run folder). Never executes code from
+    the file: pickles are refused (``check_safetensors_file``); the config is parsed strictly."""
+    path, meta, config, step, extra = _read_header(path)
     groups: Dict[str, Dict[str, torch.Tensor]] = {}
     device = str(map_location)
     try:

@@ -75,6 +75,15 @@ def all_max(value: float, info: DistInfo, device: torch.device) -> float:
     return float(t.item())
 
 
+def all_mean_(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """``t`` (a tensor on the training device) averaged over all processes, in place: one
+    all-reduce, no host sync (``t`` itself without DDP). Returns ``t``."""
+    if info.enabled:
+        dist.all_reduce(t)
+        t /= info.world_size
+    return t
+
+
 def all_mean(value: float, info: DistInfo, device: torch.device) -> float:
     """The mean of ``value`` over all processes (the value itself without DDP)."""
     if not info.enabled:

@@ -27,6 +27,8 @@ from typing import Dict
 import torch
 from torch import nn
 
+from ..errors import UserError
+
 
 def ema_decay_at(num_updates: int, decay: float, warmup: bool = True) -> float:
     """The decay used for update number ``num_updates`` (0-based): ``decay``, or with ``warmup``
@@ -46,7 +48,7 @@ class EMA:
 
     def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True):
         if not 0.0 <= decay < 1.0:
-            raise ValueError(f"EMA decay must be in [0, 1) (train.ema_decay), got {decay}")
+            raise UserError(f"EMA decay must be in [0, 1) (train.ema_decay), got {decay}")
         self.decay = float(decay)
         self.warmup = bool(warmup)
         self.num_updates = 0

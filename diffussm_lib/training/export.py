@@ -15,6 +15,7 @@ import yaml
 from ..atomic import atomic_write_text
 from ..config import config_to_dict
 from ..diffusion import steps_label
+from ..errors import UserError
 from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, Checkpoint, load_checkpoint, save_checkpoint, save_config_atomic
 
 
@@ -28,8 +29,9 @@ def export_weights(path: str | os.PathLike, out_dir: str | os.PathLike, which: s
     ckpt = load_checkpoint(path)
     for ev in evaluations:
         if ev.get("step") != ckpt.step:
-            raise ValueError(f"evaluation {ev.get('source', '?')} is of step {ev.get('step')}, but checkpoint "
-                             f"{ckpt.path} is at step {ckpt.step}: evaluate the checkpoint you export")
+            raise UserError(f"evaluation {ev.get('source', '?')} is of step {ev.get('step')}, but "
+                            f"checkpoint {ckpt.path} is at step {ckpt.step}: evaluate the "
+                            "checkpoint you export")
     weights = ckpt.weights(which)
     kind = "ema" if (which == "ema" and ckpt.ema is not None) else "model"
     out_dir = Path(out_dir)

@@ -24,9 +24,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ..errors import UserError
+
 
 class NonFiniteLossError(RuntimeError):
-    """The loss (or gradient norm) became NaN or infinite; training stopped before that update."""
+    """The loss (or gradient norm) became NaN or infinite; training stopped at the next log record
+    or checkpoint, before either could hold it (``Trainer``: one host sync per log interval)."""
 
 
 LR_SCHEDULES = ("constant", "cosine", "linear")
@@ -43,7 +46,7 @@ def lr_at(step: int, base_lr: float, warmup_steps: int, schedule: str = "constan
     step / max_steps and, with a time budget, train_seconds / budget: the budget is known in
     advance, the number of steps it buys is not). The warm-up multiplies the decay."""
     if schedule not in LR_SCHEDULES:
-        raise ValueError(f"train.lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
+        raise UserError(f"train.lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
     p = min(max(float(progress), 0.0), 1.0)
     decay = {"constant": 1.0, "cosine": 0.5 * (1.0 + math.cos(math.pi * p)), "linear": 1.0 - p}[schedule]
     warm = 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
@@ -63,7 +66,7 @@ def sample_timesteps(batch: int, T: int, generator: Optional[torch.Generator] = 
     if method == "logit_normal":
         u = mean + std * torch.randn(batch, generator=generator, device=device)
         return (torch.sigmoid(u) * T).long().clamp_(0, T - 1)
-    raise ValueError(f"train.timestep_sampling must be one of {TIMESTEP_SAMPLINGS}, got {method!r}")
+    raise UserError(f"train.timestep_sampling must be one of {TIMESTEP_SAMPLINGS}, got {method!r}")
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
@@ -99,7 +102,8 @@ def step_batches(dataset: Dataset, batch_size: int, seed: int, start_step: int, 
     n = len(dataset)
     spe = (n // world_size) // batch_size
     if spe < 1:
-        raise ValueError(f"the dataset ({n} images) is too small for a batch of {batch_size} per process")
+        raise UserError(f"the dataset ({n} images) is too small for a batch of {batch_size} per "
+                        "process")
     epoch, offset = divmod(start_step, spe)
     direct = isinstance(getattr(dataset, "x", None), torch.Tensor) and isinstance(getattr(dataset, "y", None),
                                                                                    torch.Tensor)
@@ -122,7 +126,7 @@ def autocast_context(device: torch.device, precision: str):
         return contextlib.nullcontext()
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    raise ValueError(f"train.precision must be 'fp32' or 'bf16', got {precision!r}")
+    raise UserError(f"train.precision must be 'fp32' or 'bf16', got {precision!r}")
 
 
 def faster_precision(forward_backward: Callable[[str], None], candidates: Sequence[str] = ("fp32", "bf16"),
