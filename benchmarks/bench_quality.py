@@ -17,6 +17,7 @@ Everything lands in ``--output-dir`` (default runs/bench_quality/<command>): res
 sample grid per model. One run prints one table; compare numbers only within it (a busy machine slows
 every model, but not always alike: run it on an otherwise idle machine).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,12 +31,20 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from diffussm_lib.config import load_config  # noqa: E402
-from diffussm_lib.data import dataset_from_config  # noqa: E402
-from diffussm_lib.env import environment_report  # noqa: E402
-from diffussm_lib.evaluation import (ABLATIONS, as_json, evaluate_run, results_table, scaling_rows,  # noqa: E402
-                                     scaling_table, train_for_budget, variant)
-from diffussm_lib.sampling import make_grid, save_png  # noqa: E402
+from diffussm_lib.config import load_config
+from diffussm_lib.data import dataset_from_config
+from diffussm_lib.env import environment_report
+from diffussm_lib.evaluation import (
+    ABLATIONS,
+    as_json,
+    evaluate_run,
+    results_table,
+    scaling_rows,
+    scaling_table,
+    train_for_budget,
+    variant,
+)
+from diffussm_lib.sampling import make_grid, save_png
 
 
 def log(msg: str) -> None:
@@ -49,13 +58,19 @@ def run_and_evaluate(jobs, args, out: Path):
     for name, cfg, seconds, steps in jobs:
         log(f"training {name}: " + (f"{seconds / 60:.1f} min" if seconds else f"{steps} steps"))
         run = train_for_budget(cfg, seconds, max_steps=steps, dataset=dataset, name=name)
-        log(f"  {run.steps} steps in {run.train_seconds:.0f} s ({run.images_per_sec:.1f} images/s), "
-            f"loss {run.final_loss:.4f}")
+        log(
+            f"  {run.steps} steps in {run.train_seconds:.0f} s ({run.images_per_sec:.1f} images/s), "
+            f"loss {run.final_loss:.4f}"
+        )
         for w in args.guidance:
-            ev = evaluate_run(run, args.num_samples, guidance=w, steps=args.sample_steps, seed=args.seed)
-            log(f"  w={w}: FID-LeNet {ev['fid']:.2f} (floor {ev['floor']:.2f}), class accuracy "
+            ev = evaluate_run(
+                run, args.num_samples, guidance=w, steps=args.sample_steps, seed=args.seed
+            )
+            log(
+                f"  w={w}: FID-LeNet {ev['fid']:.2f} (floor {ev['floor']:.2f}), class accuracy "
                 f"{ev['class_accuracy']:.3f}, histogram deviation {ev['histogram_deviation']:.3f} "
-                f"({ev['sample_seconds']:.0f} s sampling and evaluation)")
+                f"({ev['sample_seconds']:.0f} s sampling and evaluation)"
+            )
         k = min(100, len(run.last_images))
         slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
         save_png(make_grid(run.last_images[:k], ncol=10), out / f"samples_{slug}.png", scale=2)
@@ -66,11 +81,23 @@ def run_and_evaluate(jobs, args, out: Path):
 def write_results(out: Path, title: str, args, table: str, payload) -> None:
     out.mkdir(parents=True, exist_ok=True)
     cmd = "python benchmarks/bench_quality.py " + " ".join(sys.argv[1:])
-    (out / "results.json").write_text(json.dumps({"command": cmd, "environment": environment_report(),
-                                                  "threads": torch.get_num_threads(), "results": payload},
-                                                 indent=2, default=str) + "\n")
-    (out / "results.md").write_text(f"## {title}\n\n`{cmd}` ({environment_report()}, "
-                                    f"{torch.get_num_threads()} torch threads)\n\n{table}\n")
+    (out / "results.json").write_text(
+        json.dumps(
+            {
+                "command": cmd,
+                "environment": environment_report(),
+                "threads": torch.get_num_threads(),
+                "results": payload,
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
+    (out / "results.md").write_text(
+        f"## {title}\n\n`{cmd}` ({environment_report()}, "
+        f"{torch.get_num_threads()} torch threads)\n\n{table}\n"
+    )
     print(f"\n{title}\n{table}\n\nwritten to {out}/results.md and results.json", flush=True)
 
 
@@ -82,9 +109,16 @@ def cmd_compare(args) -> None:
     jobs = [("DiffuSSM", a, seconds, None), ("DiT", b, seconds, None)]
     runs = run_and_evaluate(jobs, args, out)
     if args.equal_steps:
-        runs += run_and_evaluate([("DiT, same steps as DiffuSSM", b, None, runs[0].steps)], args, out)
-    write_results(out, f"DiffuSSM vs DiT, {args.minutes:g} min of training each", args, results_table(runs),
-                  as_json(runs))
+        runs += run_and_evaluate(
+            [("DiT, same steps as DiffuSSM", b, None, runs[0].steps)], args, out
+        )
+    write_results(
+        out,
+        f"DiffuSSM vs DiT, {args.minutes:g} min of training each",
+        args,
+        results_table(runs),
+        as_json(runs),
+    )
 
 
 def cmd_ablations(args) -> None:
@@ -97,32 +131,53 @@ def cmd_ablations(args) -> None:
         raise SystemExit(f"--only: unknown ablations {unknown}; known: {list(ABLATIONS)}")
     jobs = [(n, variant(base, **ABLATIONS[n]), 60.0 * args.minutes, None) for n in names]
     runs = run_and_evaluate(jobs, args, out)
-    write_results(out, f"Ablations of DiffuSSM, {args.minutes:g} min of training each", args, results_table(runs),
-                  as_json(runs))
+    write_results(
+        out,
+        f"Ablations of DiffuSSM, {args.minutes:g} min of training each",
+        args,
+        results_table(runs),
+        as_json(runs),
+    )
 
 
 def cmd_scaling(args) -> None:
     out = Path(args.output_dir or "runs/bench_quality/scaling")
     configs = {"DiffuSSM": load_config(args.diffussm).model, "DiT": load_config(args.dit).model}
-    rows = scaling_rows(configs, args.sizes, batch=1, repeats=args.repeats, max_seconds=args.max_seconds)
-    write_results(out, "Forward FLOPs and time per image (batch 1) vs input size", args, scaling_table(rows), rows)
+    rows = scaling_rows(
+        configs, args.sizes, batch=1, repeats=args.repeats, max_seconds=args.max_seconds
+    )
+    write_results(
+        out,
+        "Forward FLOPs and time per image (batch 1) vs input size",
+        args,
+        scaling_table(rows),
+        rows,
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("command", choices=("compare", "ablations", "scaling"))
     ap.add_argument("--diffussm", default="configs/mnist_diffussm.yaml")
     ap.add_argument("--dit", default="configs/mnist_dit.yaml")
     ap.add_argument("--minutes", type=float, default=10.0, help="training-time budget per model")
     ap.add_argument("--num-samples", type=int, default=1000, help="N samples per evaluation")
-    ap.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0], help="guidance scales to evaluate")
+    ap.add_argument(
+        "--guidance", type=float, nargs="+", default=[1.0, 2.0], help="guidance scales to evaluate"
+    )
     ap.add_argument("--sample-steps", type=int, default=25, help="DDIM steps per sample")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--equal-steps", action="store_true", help="compare: also DiT for as many steps as DiffuSSM")
+    ap.add_argument(
+        "--equal-steps", action="store_true", help="compare: also DiT for as many steps as DiffuSSM"
+    )
     ap.add_argument("--only", nargs="+", help="ablations: run only these (names as in ABLATIONS)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[28, 32, 64, 128, 256])
     ap.add_argument("--repeats", type=int, default=3, help="scaling: timed forward passes (median)")
-    ap.add_argument("--max-seconds", type=float, default=60.0, help="scaling: stop timing a model past this")
+    ap.add_argument(
+        "--max-seconds", type=float, default=60.0, help="scaling: stop timing a model past this"
+    )
     ap.add_argument("--threads", type=int, help="torch.set_num_threads")
     ap.add_argument("--output-dir")
     args = ap.parse_args()

@@ -21,6 +21,7 @@ checks the issue's target: DPM-Solver++ at <= 10 steps with mean FID-LeNet <= DD
 over seeds, sampling in <= 40% of DDIM 25's time. Times compare only within one process ("session"):
 the table says when the rows it compares come from different sessions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,24 +37,34 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from diffussm_lib.atomic import atomic_write_text  # noqa: E402
-from diffussm_lib.diffusion import SAMPLERS, NoiseSchedule  # noqa: E402
-from diffussm_lib.env import environment_report, hardware_description, resolve_device  # noqa: E402
-from diffussm_lib.evaluation import evaluate_images  # noqa: E402
-from diffussm_lib.sampling import fastest_batch_size, generate, parse_labels  # noqa: E402
-from diffussm_lib.training import load_model  # noqa: E402
+from diffussm_lib.atomic import atomic_write_text
+from diffussm_lib.diffusion import SAMPLERS, NoiseSchedule
+from diffussm_lib.env import environment_report, hardware_description, resolve_device
+from diffussm_lib.evaluation import evaluate_images
+from diffussm_lib.sampling import fastest_batch_size, generate, parse_labels
+from diffussm_lib.training import load_model
 
-DEFAULT_CONFIGS = ["ddim:10", "ddim:25", "ddim:50", "dpm_solver++:5", "dpm_solver++:8", "dpm_solver++:10",
-                   "dpm_solver++:15", "dpm_solver++:20"]
+DEFAULT_CONFIGS = [
+    "ddim:10",
+    "ddim:25",
+    "ddim:50",
+    "dpm_solver++:5",
+    "dpm_solver++:8",
+    "dpm_solver++:10",
+    "dpm_solver++:15",
+    "dpm_solver++:20",
+]
 BASELINE = ("ddim", 25)
-TARGET_STEPS, TARGET_TIME = 10, 0.40      # DPM-Solver++ at <= 10 steps, <= 40% of DDIM 25's time
+TARGET_STEPS, TARGET_TIME = 10, 0.40  # DPM-Solver++ at <= 10 steps, <= 40% of DDIM 25's time
 
 
 def parse_config(text: str) -> tuple[str, int]:
     """'sampler:steps' -> (sampler, steps)."""
     sampler, _, steps = text.rpartition(":")
     if sampler not in SAMPLERS or not steps.isdigit() or int(steps) < 1:
-        raise SystemExit(f"--configs: {text!r} is not sampler:steps with a sampler in {tuple(SAMPLERS)} and steps >= 1")
+        raise SystemExit(
+            f"--configs: {text!r} is not sampler:steps with a sampler in {tuple(SAMPLERS)} and steps >= 1"
+        )
     return sampler, int(steps)
 
 
@@ -73,33 +84,45 @@ def summarise(runs: dict, n: int, w: float) -> dict:
             groups.setdefault((r["sampler"], r["steps"]), []).append(r)
     out = {}
     for key, rows in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        col = lambda k: [r[k] for r in rows]   # noqa: E731
-        sd = lambda v: statistics.stdev(v) if len(v) > 1 else float("nan")   # noqa: E731
-        out[key] = {"seeds": col("seed"), "fid": statistics.mean(col("fid")), "fid_sd": sd(col("fid")),
-                    "acc": statistics.mean(col("class_accuracy")), "acc_sd": sd(col("class_accuracy")),
-                    "floor": statistics.mean(col("floor")), "seconds": statistics.mean(col("sample_seconds")),
-                    "sessions": sorted(set(col("session")))}
+        col = lambda k: [r[k] for r in rows]  # noqa: E731
+        sd = lambda v: statistics.stdev(v) if len(v) > 1 else float("nan")  # noqa: E731
+        out[key] = {
+            "seeds": col("seed"),
+            "fid": statistics.mean(col("fid")),
+            "fid_sd": sd(col("fid")),
+            "acc": statistics.mean(col("class_accuracy")),
+            "acc_sd": sd(col("class_accuracy")),
+            "floor": statistics.mean(col("floor")),
+            "seconds": statistics.mean(col("sample_seconds")),
+            "sessions": sorted(set(col("session"))),
+        }
     return out
 
 
 def table(summary: dict, n: int, w: float) -> str:
     base = summary.get(BASELINE)
-    lines = [f"N = {n} class-balanced samples, guidance w = {w:g}; mean +- SD over seeds",
-             f"{'sampler':<13} {'steps = evals':>13} {'FID-LeNet':>16} {'floor':>6} {'class acc':>16} "
-             f"{'seconds':>8} {'vs ddim 25':>10}  seeds"]
+    lines = [
+        f"N = {n} class-balanced samples, guidance w = {w:g}; mean +- SD over seeds",
+        f"{'sampler':<13} {'steps = evals':>13} {'FID-LeNet':>16} {'floor':>6} {'class acc':>16} "
+        f"{'seconds':>8} {'vs ddim 25':>10}  seeds",
+    ]
     for (sampler, steps), s in summary.items():
         rel = f"{s['seconds'] / base['seconds']:.0%}" if base else "-"
-        lines.append(f"{sampler:<13} {steps:>13} {s['fid']:>8.3f} +- {s['fid_sd']:<5.3f} {s['floor']:>6.3f} "
-                     f"{100 * s['acc']:>7.2f}% +- {100 * s['acc_sd']:<4.2f} {s['seconds']:>8.1f} {rel:>10}  "
-                     f"{s['seeds']}")
+        lines.append(
+            f"{sampler:<13} {steps:>13} {s['fid']:>8.3f} +- {s['fid_sd']:<5.3f} {s['floor']:>6.3f} "
+            f"{100 * s['acc']:>7.2f}% +- {100 * s['acc_sd']:<4.2f} {s['seconds']:>8.1f} {rel:>10}  "
+            f"{s['seeds']}"
+        )
     return "\n".join(lines)
 
 
 def timing_table(timing: dict) -> str:
     """The interleaved timing: median seconds per config and its ratio to DDIM 25's median."""
     base = timing["median"].get(f"{BASELINE[0]}:{BASELINE[1]}")
-    lines = [f"timing ({timing['session']}, {timing['rounds']} interleaved rounds of N = {timing['n']}, "
-             f"{timing['threads']} threads, batch {timing['batch_size']}): median seconds to sample N"]
+    lines = [
+        f"timing ({timing['session']}, {timing['rounds']} interleaved rounds of N = {timing['n']}, "
+        f"{timing['threads']} threads, batch {timing['batch_size']}): median seconds to sample N"
+    ]
     for cfg, med in timing["median"].items():
         rel = f"{med / base:.0%} of ddim:25" if base else ""
         lines.append(f"  {cfg:<16} {med:8.1f} s  {rel}   rounds: {timing['seconds'][cfg]}")
@@ -123,43 +146,69 @@ def verdict(summary: dict) -> str:
     if base is None:
         return "no DDIM 25 runs: nothing to judge against"
     bar = base["fid"] + nan0(base["fid_sd"])
-    lines = [f"target: DPM-Solver++ at <= {TARGET_STEPS} steps with FID-LeNet <= {bar:.3f} (DDIM 25: {base['fid']:.3f} "
-             f"+ SD {base['fid_sd']:.3f}) in <= {TARGET_TIME:.0%} of DDIM 25's time ({base['seconds']:.1f} s)"]
+    lines = [
+        f"target: DPM-Solver++ at <= {TARGET_STEPS} steps with FID-LeNet <= {bar:.3f} (DDIM 25: {base['fid']:.3f} "
+        f"+ SD {base['fid_sd']:.3f}) in <= {TARGET_TIME:.0%} of DDIM 25's time ({base['seconds']:.1f} s)"
+    ]
     met = []
     for (sampler, steps), s in summary.items():
         if sampler != "dpm_solver++" or steps > TARGET_STEPS:
             continue
         quality, speed = s["fid"] <= bar, s["seconds"] <= TARGET_TIME * base["seconds"]
         same = set(s["sessions"]) == set(base["sessions"]) and len(base["sessions"]) == 1
-        lines.append(f"  dpm_solver++ {steps:>2}: FID-LeNet {s['fid']:.3f} ({'within' if quality else 'above'}), "
-                     f"time {s['seconds'] / base['seconds']:.0%} of DDIM 25's ({'within' if speed else 'above'})"
-                     + ("" if same else " [times from different sessions: rerun both in one process to compare]"))
+        lines.append(
+            f"  dpm_solver++ {steps:>2}: FID-LeNet {s['fid']:.3f} ({'within' if quality else 'above'}), "
+            f"time {s['seconds'] / base['seconds']:.0%} of DDIM 25's ({'within' if speed else 'above'})"
+            + (
+                ""
+                if same
+                else " [times from different sessions: rerun both in one process to compare]"
+            )
+        )
         if quality and speed:
             met.append(steps)
-    lines.append(f"met at {min(met)} steps (the fewest)" if met else "not met: keep DDIM 25 as the default")
+    lines.append(
+        f"met at {min(met)} steps (the fewest)" if met else "not met: keep DDIM 25 as the default"
+    )
     return "\n".join(lines)
 
 
 def plot(summary: dict, path: Path, n: int, w: float) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     fig, ax = plt.subplots(figsize=(6, 4))
     for sampler, marker in (("ddim", "o"), ("dpm_solver++", "s"), ("ddpm", "^")):
         rows = [(steps, s) for (name, steps), s in summary.items() if name == sampler]
         if rows:
-            ax.errorbar([r[0] for r in rows], [r[1]["fid"] for r in rows],
-                        yerr=[nan0(r[1]["fid_sd"]) for r in rows],
-                        marker=marker, capsize=3, label=sampler)
+            ax.errorbar(
+                [r[0] for r in rows],
+                [r[1]["fid"] for r in rows],
+                yerr=[nan0(r[1]["fid_sd"]) for r in rows],
+                marker=marker,
+                capsize=3,
+                label=sampler,
+            )
     if BASELINE in summary:
         b = summary[BASELINE]
-        ax.axhspan(b["fid"] - nan0(b["fid_sd"]), b["fid"] + nan0(b["fid_sd"]), color="grey", alpha=0.2,
-                   label="DDIM 25 (mean +- SD)")
+        ax.axhspan(
+            b["fid"] - nan0(b["fid_sd"]),
+            b["fid"] + nan0(b["fid_sd"]),
+            color="grey",
+            alpha=0.2,
+            label="DDIM 25 (mean +- SD)",
+        )
     floors = [s["floor"] for s in summary.values()]
     ax.axhline(statistics.mean(floors), color="k", ls=":", lw=1, label="real-vs-real floor")
-    ax.set(xscale="log", xlabel="model evaluations per image (guided: each a batch of 2B)", ylabel="FID-LeNet",
-           title=f"Samplers on the pretrained DiffuSSM, N = {n}, w = {w:g}")
+    ax.set(
+        xscale="log",
+        xlabel="model evaluations per image (guided: each a batch of 2B)",
+        ylabel="FID-LeNet",
+        title=f"Samplers on the pretrained DiffuSSM, N = {n}, w = {w:g}",
+    )
     ax.set_xticks(sorted({steps for _, steps in summary}))
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
@@ -171,21 +220,40 @@ def plot(summary: dict, path: Path, n: int, w: float) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "mnist_diffussm"))
     ap.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, metavar="SAMPLER:STEPS")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--num-samples", type=int, default=2000, help="N per run, a multiple of the class count")
+    ap.add_argument(
+        "--num-samples", type=int, default=2000, help="N per run, a multiple of the class count"
+    )
     ap.add_argument("--guidance", type=float, default=1.2)
-    ap.add_argument("--batch-size", type=int, help="default: the fastest here, measured once before the runs")
+    ap.add_argument(
+        "--batch-size", type=int, help="default: the fastest here, measured once before the runs"
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "samplers.json"))
-    ap.add_argument("--time-rounds", type=int, metavar="R",
-                    help="time the configs instead: R interleaved rounds of N samples each, no evaluation")
-    ap.add_argument("--table", action="store_true", help="print the stored runs' table and verdict; sample nothing")
-    ap.add_argument("--plot", nargs="?", const=str(REPO / "benchmarks" / "results" / "samplers.png"), metavar="PNG",
-                    help="also draw FID-LeNet against model evaluations (default path: benchmarks/results/samplers.png)")
+    ap.add_argument(
+        "--time-rounds",
+        type=int,
+        metavar="R",
+        help="time the configs instead: R interleaved rounds of N samples each, no evaluation",
+    )
+    ap.add_argument(
+        "--table",
+        action="store_true",
+        help="print the stored runs' table and verdict; sample nothing",
+    )
+    ap.add_argument(
+        "--plot",
+        nargs="?",
+        const=str(REPO / "benchmarks" / "results" / "samplers.png"),
+        metavar="PNG",
+        help="also draw FID-LeNet against model evaluations (default path: benchmarks/results/samplers.png)",
+    )
     args = ap.parse_args()
     configs = [parse_config(c) for c in args.configs]
     out = Path(args.out)
@@ -198,50 +266,104 @@ def main() -> None:
         print(environment_report(), f"| torch threads: {torch.get_num_threads()}", flush=True)
         model, cfg, ckpt = load_model(args.checkpoint, device=device)
         if report.get("checkpoint", str(ckpt.path)) != str(ckpt.path):
-            raise SystemExit(f"{out} holds runs of {report['checkpoint']}, not {ckpt.path}: give another --out")
+            raise SystemExit(
+                f"{out} holds runs of {report['checkpoint']}, not {ckpt.path}: give another --out"
+            )
         schedule = NoiseSchedule.from_config(cfg.diffusion)
         labels = parse_labels("all", args.num_samples, cfg.model.num_classes)
         shape = (cfg.model.in_channels, cfg.model.image_size, cfg.model.image_size)
-        batch = args.batch_size or fastest_batch_size(model, shape, args.num_samples, guided=args.guidance not in (0, 1),
-                                                      device=device)
-        kw = dict(image_size=cfg.model.image_size, channels=cfg.model.in_channels, guidance=args.guidance,
-                  prediction=cfg.diffusion.prediction, batch_size=batch, device=device)
-        generate(model, schedule, batch, labels[:batch], sampler="ddim", steps=1, **kw)   # warm-up, not timed
+        batch = args.batch_size or fastest_batch_size(
+            model, shape, args.num_samples, guided=args.guidance not in (0, 1), device=device
+        )
+        kw = dict(
+            image_size=cfg.model.image_size,
+            channels=cfg.model.in_channels,
+            guidance=args.guidance,
+            prediction=cfg.diffusion.prediction,
+            batch_size=batch,
+            device=device,
+        )
+        generate(
+            model, schedule, batch, labels[:batch], sampler="ddim", steps=1, **kw
+        )  # warm-up, not timed
         session = time.strftime("%Y-%m-%d %H:%M:%S")
-        report.update(checkpoint=str(ckpt.path), checkpoint_step=ckpt.step, hardware=hardware_description(device),
-                      environment=environment_report())
+        report.update(
+            checkpoint=str(ckpt.path),
+            checkpoint_step=ckpt.step,
+            hardware=hardware_description(device),
+            environment=environment_report(),
+        )
         if args.time_rounds:
             seconds: dict = {f"{s}:{k}": [] for s, k in configs}
             for r in range(args.time_rounds):
                 for sampler, steps in configs:
                     t0 = time.perf_counter()
-                    generate(model, schedule, args.num_samples, labels, sampler=sampler, steps=steps, seed=r, **kw)
+                    generate(
+                        model,
+                        schedule,
+                        args.num_samples,
+                        labels,
+                        sampler=sampler,
+                        steps=steps,
+                        seed=r,
+                        **kw,
+                    )
                     seconds[f"{sampler}:{steps}"].append(round(time.perf_counter() - t0, 2))
-                    print(f"round {r}: {sampler} {steps}: {seconds[f'{sampler}:{steps}'][-1]:.1f} s", flush=True)
-            report["timing"] = dict(session=session, rounds=args.time_rounds, n=args.num_samples, guidance=args.guidance,
-                                    threads=torch.get_num_threads(), batch_size=batch, seconds=seconds,
-                                    median={c: statistics.median(v) for c, v in seconds.items()},
-                                    hardware=hardware_description(device))
+                    print(
+                        f"round {r}: {sampler} {steps}: {seconds[f'{sampler}:{steps}'][-1]:.1f} s",
+                        flush=True,
+                    )
+            report["timing"] = dict(
+                session=session,
+                rounds=args.time_rounds,
+                n=args.num_samples,
+                guidance=args.guidance,
+                threads=torch.get_num_threads(),
+                batch_size=batch,
+                seconds=seconds,
+                median={c: statistics.median(v) for c, v in seconds.items()},
+                hardware=hardware_description(device),
+            )
             if out.is_file():
                 report["runs"] = runs = {**json.loads(out.read_text()).get("runs", {}), **runs}
             atomic_write_text(out, json.dumps(report, indent=2) + "\n")
             print(timing_table(report["timing"]))
-        for seed in ([] if args.time_rounds else args.seeds):
+        for seed in [] if args.time_rounds else args.seeds:
             for sampler, steps in configs:
                 rid = run_id(sampler, steps, seed, args.num_samples, args.guidance)
                 if rid in runs:
                     continue
                 t0 = time.perf_counter()
-                images = generate(model, schedule, args.num_samples, labels, sampler=sampler, steps=steps, seed=seed,
-                                  **kw)
+                images = generate(
+                    model,
+                    schedule,
+                    args.num_samples,
+                    labels,
+                    sampler=sampler,
+                    steps=steps,
+                    seed=seed,
+                    **kw,
+                )
                 seconds = time.perf_counter() - t0
                 ev = evaluate_images(images, labels, seed=seed)
-                runs[rid] = dict(ev.as_dict(), sampler=sampler, steps=steps, model_evaluations=steps, seed=seed,
-                                 guidance=args.guidance, sample_seconds=round(seconds, 2), batch_size=batch,
-                                 threads=torch.get_num_threads(), session=session)
-                print(f"{rid}: FID-LeNet {ev.fid:.3f} (floor {ev.floor:.3f}), class accuracy {ev.class_accuracy:.4f}, "
-                      f"{seconds:.1f} s sampling", flush=True)
-                if out.is_file():                      # keep runs another process stored meanwhile
+                runs[rid] = dict(
+                    ev.as_dict(),
+                    sampler=sampler,
+                    steps=steps,
+                    model_evaluations=steps,
+                    seed=seed,
+                    guidance=args.guidance,
+                    sample_seconds=round(seconds, 2),
+                    batch_size=batch,
+                    threads=torch.get_num_threads(),
+                    session=session,
+                )
+                print(
+                    f"{rid}: FID-LeNet {ev.fid:.3f} (floor {ev.floor:.3f}), class accuracy {ev.class_accuracy:.4f}, "
+                    f"{seconds:.1f} s sampling",
+                    flush=True,
+                )
+                if out.is_file():  # keep runs another process stored meanwhile
                     runs = {**json.loads(out.read_text()).get("runs", {}), **runs}
                     report["runs"] = runs
                 atomic_write_text(out, json.dumps(report, indent=2) + "\n")

@@ -25,6 +25,7 @@ Runs can be made in parallel (say one process per seed, ``--threads 1`` each, on
 so that the calibration is shared: ``--out`` the copy) and then added with ``--merge``, which refuses a
 file whose calibration differs, or whose run of the same id has other results.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,24 +41,24 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from diffussm_lib.atomic import atomic_write_text  # noqa: E402
-from diffussm_lib.config import config_to_dict, load_config  # noqa: E402
-from diffussm_lib.data import dataset_from_config  # noqa: E402
-from diffussm_lib.env import environment_report, hardware_description  # noqa: E402
-from diffussm_lib.evaluation import sample_and_evaluate, variant  # noqa: E402
-from diffussm_lib.evaluation.seeds import budget_of, markdown_table, markdown_verdicts, summarise  # noqa: E402
-from diffussm_lib.models import build_model, count_flops, count_params  # noqa: E402
-from diffussm_lib.training import Trainer, load_model  # noqa: E402
+from diffussm_lib.atomic import atomic_write_text
+from diffussm_lib.config import config_to_dict, load_config
+from diffussm_lib.data import dataset_from_config
+from diffussm_lib.env import environment_report, hardware_description
+from diffussm_lib.evaluation import sample_and_evaluate, variant
+from diffussm_lib.evaluation.seeds import budget_of, markdown_table, markdown_verdicts, summarise
+from diffussm_lib.models import build_model, count_flops, count_params
+from diffussm_lib.training import Trainer, load_model
 
 ORDER_VARIANTS = {
-    "raster": {},                                   # the paper (and the base of every variant)
+    "raster": {},  # the paper (and the base of every variant)
     "snake": {"scan_order": "snake"},
     "raster/column": {"scan_order": ["raster", "column"]},
     "hilbert": {"scan_order": "hilbert"},
     "random": {"scan_order": "random"},
 }
 CLAIM_VARIANTS = {
-    "patch 1 (same cost)": {"patch_size": 1},       # width set by matched_width()
+    "patch 1 (same cost)": {"patch_size": 1},  # width set by matched_width()
     "causal": {"bidirectional": False},
     "M = 1": {"hourglass_ratio": 1},
 }
@@ -66,14 +67,21 @@ CLAIM_VARIANTS = {
 def per_image_flops(mc) -> int:
     x = torch.zeros(1, mc.in_channels, mc.image_size, mc.image_size)
     with torch.no_grad():
-        return count_flops(build_model(mc).eval(), x, torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long))
+        return count_flops(
+            build_model(mc).eval(),
+            x,
+            torch.zeros(1, dtype=torch.long),
+            torch.zeros(1, dtype=torch.long),
+        )
 
 
 def matched_width(base_mc, keys: dict) -> int:
     """The width (a multiple of 8) at which the variant's forward FLOPs per image are closest to the base's."""
     target = per_image_flops(base_mc)
-    best = min(range(8, base_mc.hidden_dim + 1, 8),
-               key=lambda d: abs(per_image_flops(replace(base_mc, hidden_dim=d, **keys)) - target))
+    best = min(
+        range(8, base_mc.hidden_dim + 1, 8),
+        key=lambda d: abs(per_image_flops(replace(base_mc, hidden_dim=d, **keys)) - target),
+    )
     return best
 
 
@@ -87,7 +95,9 @@ def fold_runs(report: dict, runs: dict, source: Path | None = None) -> list[str]
             mine[rid] = result
             added.append(rid)
         elif source is not None and mine[rid] != result:
-            raise SystemExit(f"--merge: run {rid!r} is in both reports ({source} and --out) with different results")
+            raise SystemExit(
+                f"--merge: run {rid!r} is in both reports ({source} and --out) with different results"
+            )
     return added
 
 
@@ -109,19 +119,27 @@ def merge_reports(out: Path, others: list[Path]) -> None:
             raise SystemExit(f"--merge: no such report: {path}")
         other = json.loads(path.read_text())
         for budget in {budget_of(rid) for rid in other.get("runs", {})}:
-            if other.get("calibration", {}).get(budget) != report.get("calibration", {}).get(budget):
-                raise SystemExit(f"--merge: {path} was calibrated differently for {budget!r}: its steps are not "
-                                 f"the same CPU time as those of {out}")
+            if other.get("calibration", {}).get(budget) != report.get("calibration", {}).get(
+                budget
+            ):
+                raise SystemExit(
+                    f"--merge: {path} was calibrated differently for {budget!r}: its steps are not "
+                    f"the same CPU time as those of {out}"
+                )
         added = fold_runs(report, other.get("runs", {}), source=path)
         print(f"{path}: added {len(added)} runs" + "".join(f"\n  {rid}" for rid in added))
     atomic_write_text(out, json.dumps(report, indent=2) + "\n")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--config", default=str(REPO / "configs" / "mnist_diffussm.yaml"))
     ap.add_argument("--width", type=int, default=64)
-    ap.add_argument("--minutes", type=float, default=20.0, help="training CPU minutes per run (2 cores)")
+    ap.add_argument(
+        "--minutes", type=float, default=20.0, help="training CPU minutes per run (2 cores)"
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--variants", nargs="+", help="a subset of the variant names")
     ap.add_argument("--num-samples", type=int, default=2000)
@@ -130,16 +148,33 @@ def main() -> None:
     ap.add_argument("--runs", default=str(REPO / "runs" / "scan_orders"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "scan_orders.json"))
     ap.add_argument("--threads", type=int)
-    ap.add_argument("--table", action="store_true", help="print the stored runs as the README's table; train nothing")
-    ap.add_argument("--merge", nargs="+", metavar="JSON", help="add the runs of these reports to --out; train nothing")
+    ap.add_argument(
+        "--table",
+        action="store_true",
+        help="print the stored runs as the README's table; train nothing",
+    )
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="add the runs of these reports to --out; train nothing",
+    )
     args = ap.parse_args()
     if args.merge:
         merge_reports(Path(args.out), [Path(m) for m in args.merge])
         return
     if args.table:
-        runs = json.loads(Path(args.out).read_text()).get("runs", {}) if Path(args.out).is_file() else {}
+        runs = (
+            json.loads(Path(args.out).read_text()).get("runs", {})
+            if Path(args.out).is_file()
+            else {}
+        )
         table = summarise(runs, order={**ORDER_VARIANTS, **CLAIM_VARIANTS})
-        print(markdown_table(table) + "\n" + markdown_verdicts(table) if runs else f"no stored runs in {args.out}")
+        print(
+            markdown_table(table) + "\n" + markdown_verdicts(table)
+            if runs
+            else f"no stored runs in {args.out}"
+        )
         return
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -147,8 +182,13 @@ def main() -> None:
     out = Path(args.out)
     report = json.loads(out.read_text()) if out.exists() else {}
     base = load_config(args.config)
-    base = replace(base, model=replace(base.model, hidden_dim=args.width),
-                   train=replace(base.train, max_steps=10**9, sample_every=0, checkpoint_every=250, log_every=50))
+    base = replace(
+        base,
+        model=replace(base.model, hidden_dim=args.width),
+        train=replace(
+            base.train, max_steps=10**9, sample_every=0, checkpoint_every=250, log_every=50
+        ),
+    )
     variants = {**ORDER_VARIANTS, **CLAIM_VARIANTS}
     if args.variants:
         unknown = sorted(set(args.variants) - set(variants))
@@ -169,25 +209,43 @@ def main() -> None:
     cal = report.setdefault("calibration", {}).setdefault(key, {})
     missing = [n for n in cfgs if n not in cal]
     if missing:
-        trainers = {n: Trainer(replace(cfgs[n], train=replace(cfgs[n].train, checkpoint_every=0)), None,
-                               dataset=dataset, progress=False, log=lambda m: None) for n in missing}
+        trainers = {
+            n: Trainer(
+                replace(cfgs[n], train=replace(cfgs[n].train, checkpoint_every=0)),
+                None,
+                dataset=dataset,
+                progress=False,
+                log=lambda m: None,
+            )
+            for n in missing
+        }
         rates = {n: [] for n in missing}
         for n, tr in trainers.items():
-            tr.train(max_steps=1)                                             # warm-up
+            tr.train(max_steps=1)  # warm-up
         for _ in range(args.calibrate_rounds):
             for n, tr in trainers.items():
                 s0, t0 = tr.step, tr.train_seconds
                 tr.train(max_steps=s0 + args.calibrate_steps)
-                rates[n].append(args.calibrate_steps * base.train.batch_size / (tr.train_seconds - t0))
+                rates[n].append(
+                    args.calibrate_steps * base.train.batch_size / (tr.train_seconds - t0)
+                )
         for n in missing:
-            cal[n] = {"images_per_sec": statistics.median(rates[n]), "rounds": rates[n],
-                      "params": count_params(trainers[n].bare_model),
-                      "gflop_per_image": per_image_flops(cfgs[n].model) / 1e9}
-        report.update(environment=environment_report(), hardware=hardware_description(torch.device("cpu")))
+            cal[n] = {
+                "images_per_sec": statistics.median(rates[n]),
+                "rounds": rates[n],
+                "params": count_params(trainers[n].bare_model),
+                "gflop_per_image": per_image_flops(cfgs[n].model) / 1e9,
+            }
+        report.update(
+            environment=environment_report(), hardware=hardware_description(torch.device("cpu"))
+        )
         atomic_write_text(out, json.dumps(report, indent=2) + "\n")
     for n in cfgs:
-        print(f"{n:<22} {cal[n]['images_per_sec']:7.1f} images/s  {cal[n]['params']:>9,} parameters  "
-              f"{cal[n]['gflop_per_image']:.3f} GFLOP/image", flush=True)
+        print(
+            f"{n:<22} {cal[n]['images_per_sec']:7.1f} images/s  {cal[n]['params']:>9,} parameters  "
+            f"{cal[n]['gflop_per_image']:.3f} GFLOP/image",
+            flush=True,
+        )
 
     # 2. the runs: equal CPU time = the calibrated number of steps; resumable; evaluated once
     results = report.setdefault("runs", {})
@@ -196,24 +254,48 @@ def main() -> None:
             rid = f"{n} | seed {seed} | {key}"
             if rid in results:
                 continue
-            steps = max(1, round(args.minutes * 60 * cal[n]["images_per_sec"] / cfg.train.batch_size))
+            steps = max(
+                1, round(args.minutes * 60 * cal[n]["images_per_sec"] / cfg.train.batch_size)
+            )
             cfg = replace(cfg, train=replace(cfg.train, seed=seed, max_steps=steps))
             folder = Path(args.runs) / f"{n.replace(' ', '_').replace('/', '-')}_s{seed}"
             print(f"\n{rid}: {steps} steps -> {folder}", flush=True)
-            tr = Trainer(cfg, folder, dataset=dataset, progress=False, log=lambda m: print("  " + m, flush=True))
+            tr = Trainer(
+                cfg,
+                folder,
+                dataset=dataset,
+                progress=False,
+                log=lambda m: print("  " + m, flush=True),
+            )
             res = tr.train(resume=True)
             if res.step < steps:
-                raise SystemExit(f"{rid}: stopped at step {res.step} of {steps}; run again to continue")
-            metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+                raise SystemExit(
+                    f"{rid}: stopped at step {res.step} of {steps}; run again to continue"
+                )
+            metrics = [
+                json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()
+            ]
             tail = [m["loss"] for m in metrics[-10:]]
             model, mcfg, _ = load_model(folder)
             t0 = time.perf_counter()
-            ev, _ = sample_and_evaluate(model, mcfg, args.num_samples, sampler="ddim", steps=25, guidance=1.0, seed=0)
-            results[rid] = dict(ev.as_dict(), variant=n, seed=seed, steps=steps, minutes=args.minutes,
-                                final_loss=sum(tail) / len(tail), eval_seconds=round(time.perf_counter() - t0, 1),
-                                config=config_to_dict(cfg))
-            print(f"  FID-LeNet {ev.fid:.2f} (floor {ev.floor:.2f}), class accuracy {ev.class_accuracy:.3f}, "
-                  f"final loss {results[rid]['final_loss']:.4f}", flush=True)
+            ev, _ = sample_and_evaluate(
+                model, mcfg, args.num_samples, sampler="ddim", steps=25, guidance=1.0, seed=0
+            )
+            results[rid] = dict(
+                ev.as_dict(),
+                variant=n,
+                seed=seed,
+                steps=steps,
+                minutes=args.minutes,
+                final_loss=sum(tail) / len(tail),
+                eval_seconds=round(time.perf_counter() - t0, 1),
+                config=config_to_dict(cfg),
+            )
+            print(
+                f"  FID-LeNet {ev.fid:.2f} (floor {ev.floor:.2f}), class accuracy {ev.class_accuracy:.3f}, "
+                f"final loss {results[rid]['final_loss']:.4f}",
+                flush=True,
+            )
             store_run(out, report, rid, results[rid])
     print(f"wrote {out}")
 

@@ -21,6 +21,7 @@ mamba-ssm's reference is reached through tests/oracles.py (stand-ins for the mis
 extensions); the library itself never imports mamba-ssm on CPU. Timings on a shared machine are
 noisy: run it when the machine is otherwise idle.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-import torch  # noqa: E402
+import torch
 
 # ----------------------------------------------------------------------------- workloads
 
@@ -63,6 +64,7 @@ def scan_inputs(L, b, d, n, seed=0):
 
 def s4d_setup(L, b, h, n, seed=0):
     from diffussm_lib.ssm import S4D
+
     torch.manual_seed(seed)
     m = S4D(h, n)
     u = torch.randn(b, h, L, generator=torch.Generator().manual_seed(seed + 1))
@@ -74,15 +76,18 @@ def _workload(spec: dict, L: int):
     kind, impl = spec["kind"], spec["impl"]
     if kind == "scan":
         from diffussm_lib.ssm import selective_scan_torch
+
         if impl == "ours":
             fn = selective_scan_torch
         else:
             from oracles import load_selective_scan_ref
+
             fn = load_selective_scan_ref()
         args = scan_inputs(L, spec["b"], spec["d"], spec["n"])
         leaves = [a.requires_grad_() for a in args]
         return (lambda: fn(*args, delta_softplus=True, return_last_state=True)), leaves
     from diffussm_lib.ssm import s4d_recurrence
+
     m, u = s4d_setup(L, spec["b"], spec["d"], spec["n"])
     u.requires_grad_()
 
@@ -91,6 +96,7 @@ def _workload(spec: dict, L: int):
             return m(u), None
         _, z, Bbar, C = m.discrete()
         return s4d_recurrence(u, z, Bbar, C) + m.D[:, None] * u, None
+
     return fwd, [u, *m.parameters()]
 
 
@@ -106,7 +112,11 @@ def _cotangents(spec: dict, L: int):
     """Random dy (B, D, L) and, for the scan, d(last state) (B, D, N)."""
     g = torch.Generator().manual_seed(7)
     dy = torch.randn(spec["b"], spec["d"], L, generator=g)
-    return dy, (torch.randn(spec["b"], spec["d"], spec["n"], generator=g) if spec["kind"] == "scan" else None)
+    return dy, (
+        torch.randn(spec["b"], spec["d"], spec["n"], generator=g)
+        if spec["kind"] == "scan"
+        else None
+    )
 
 
 def worker(spec: dict) -> dict:
@@ -132,7 +142,10 @@ def worker(spec: dict) -> dict:
             out["fwd_s"] = min(out["fwd_s"], time.perf_counter() - t)
             if r == 0:
                 out["fwd_peak"] = _proc_status("VmHWM") - base
-                tensors = {"y": y.contiguous(), **({"last": last.contiguous()} if last is not None else {})}
+                tensors = {
+                    "y": y.contiguous(),
+                    **({"last": last.contiguous()} if last is not None else {}),
+                }
             del y, last
         if spec["backward"] and r < spec["reps"]["bwd"]:
             t = time.perf_counter()
@@ -146,15 +159,22 @@ def worker(spec: dict) -> dict:
         del out["fwdbwd_s"]
     if spec.get("save"):
         from safetensors.torch import save_file
+
         save_file(tensors, spec["save"])
     return out
 
 
 def run_worker(spec: dict) -> dict:
-    r = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    r = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     if r.returncode != 0:
-        raise RuntimeError(f"worker {spec['kind']}/{spec['impl']}/L={spec['L']} failed:\n{r.stderr[-3000:]}")
+        raise RuntimeError(
+            f"worker {spec['kind']}/{spec['impl']}/L={spec['L']} failed:\n{r.stderr[-3000:]}"
+        )
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -178,23 +198,28 @@ def copy_bandwidth(threads: int, mib: int = 256) -> float:
 def traffic_bytes(kind, L, b, d, n):
     """Compulsory bytes (float32) for forward and for forward+backward; see the module docstring."""
     if kind == "scan":
-        inputs = 4 * (3 * b * d * L + 2 * b * n * L + 2 * d + d * n)     # u, delta, z, B, C, D, bias, A
-        outputs = 4 * (b * d * L + b * d * n)                             # y, last state
+        inputs = 4 * (
+            3 * b * d * L + 2 * b * n * L + 2 * d + d * n
+        )  # u, delta, z, B, C, D, bias, A
+        outputs = 4 * (b * d * L + b * d * n)  # y, last state
     else:
-        inputs = 4 * (b * d * L + d * (2 + 3 * n // 2))                   # u and the parameters
+        inputs = 4 * (b * d * L + d * (2 + 3 * n // 2))  # u and the parameters
         outputs = 4 * b * d * L
     fwd = inputs + outputs
-    return fwd, fwd + inputs + outputs + inputs                           # + re-read, dy, grads
+    return fwd, fwd + inputs + outputs + inputs  # + re-read, dy, grads
 
 
 def compare(path_a, path_b, keys):
     """Max |a - b| / max |b| over the given tensor names present in both files."""
     from safetensors.torch import load_file
+
     a, b = load_file(path_a), load_file(path_b)
     worst = 0.0
     for k in keys:
         if k in a and k in b:
-            worst = max(worst, ((a[k] - b[k]).abs().max() / b[k].abs().max().clamp_min(1e-30)).item())
+            worst = max(
+                worst, ((a[k] - b[k]).abs().max() / b[k].abs().max().clamp_min(1e-30)).item()
+            )
     return worst
 
 
@@ -209,9 +234,14 @@ def fmt_mb(x):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke test; targets not meaningful)")
-    ap.add_argument("--ref-backward-lengths", default="196,1024",
-                    help="lengths at which the reference's (quadratic) backward is timed")
+    ap.add_argument(
+        "--quick", action="store_true", help="tiny sizes (smoke test; targets not meaningful)"
+    )
+    ap.add_argument(
+        "--ref-backward-lengths",
+        default="196,1024",
+        help="lengths at which the reference's (quadratic) backward is timed",
+    )
     ap.add_argument("--skip-s4d", action="store_true", help="only the selective scan part")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -228,24 +258,44 @@ def main():
     key_L, hi_L = (256, 512) if a.quick else (1024, 4096)
     tmp = Path(tempfile.mkdtemp(prefix="bench_ssm_"))
 
-    print(f"torch {torch.__version__}, {a.threads} threads, {os.cpu_count()} CPUs visible; "
-          f"load average {os.getloadavg()[0]:.1f} (timings are contended if this exceeds the core count)")
+    print(
+        f"torch {torch.__version__}, {a.threads} threads, {os.cpu_count()} CPUs visible; "
+        f"load average {os.getloadavg()[0]:.1f} (timings are contended if this exceeds the core count)"
+    )
     bw = copy_bandwidth(a.threads)
     print(f"copy bandwidth: {bw / 1e9:.1f} GB/s (256 MiB tensor copy, read + write)")
 
     results = {}
-    print(f"\n== selective scan: batch {b}, dim {d}, state {n}, float32, D + z + delta_bias + softplus ==")
-    hdr = (f"{'L':>5} | {'impl':<9} | {'forward':>11} | {'fwd+bwd':>11} | {'peak fwd+bwd':>12} | "
-           f"{'fwd x':>6} | {'fwd+bwd x':>9} | {'traffic/bw':>10} | agree (max rel err)")
+    print(
+        f"\n== selective scan: batch {b}, dim {d}, state {n}, float32, D + z + delta_bias + softplus =="
+    )
+    hdr = (
+        f"{'L':>5} | {'impl':<9} | {'forward':>11} | {'fwd+bwd':>11} | {'peak fwd+bwd':>12} | "
+        f"{'fwd x':>6} | {'fwd+bwd x':>9} | {'traffic/bw':>10} | agree (max rel err)"
+    )
     print(hdr)
     print("-" * len(hdr))
     for L in lengths:
         base = dict(kind="scan", L=L, b=b, d=d, n=n, threads=a.threads)
-        ours = run_worker({**base, "impl": "ours", "reps": {"fwd": 7, "bwd": 7}, "backward": True,
-                           "save": str(tmp / f"scan_ours_{L}.st")})
+        ours = run_worker(
+            {
+                **base,
+                "impl": "ours",
+                "reps": {"fwd": 7, "bwd": 7},
+                "backward": True,
+                "save": str(tmp / f"scan_ours_{L}.st"),
+            }
+        )
         do_ref_bwd = L in ref_bwd
-        ref = run_worker({**base, "impl": "ref", "reps": {"fwd": 3 if L <= 1024 else 1, "bwd": 1},
-                          "backward": do_ref_bwd, "save": str(tmp / f"scan_ref_{L}.st")})
+        ref = run_worker(
+            {
+                **base,
+                "impl": "ref",
+                "reps": {"fwd": 3 if L <= 1024 else 1, "bwd": 1},
+                "backward": do_ref_bwd,
+                "save": str(tmp / f"scan_ref_{L}.st"),
+            }
+        )
         keys = ["y", "last"] + ([f"grad{i}" for i in range(8)] if do_ref_bwd else [])
         err = compare(tmp / f"scan_ours_{L}.st", tmp / f"scan_ref_{L}.st", keys)
         fb, fbb = traffic_bytes("scan", L, b, d, n)
@@ -253,55 +303,97 @@ def main():
         fbx = ref["fwdbwd_s"] / ours["fwdbwd_s"] if do_ref_bwd else None
         results[L] = dict(ours=ours, ref=ref, err=err, fx=fx, fbx=fbx)
         what = "y, last, all grads" if do_ref_bwd else "y, last"
-        print(f"{L:>5} | {'ours':<9} | {fmt_t(ours['fwd_s']):>11} | {fmt_t(ours['fwdbwd_s']):>11} | "
-              f"{fmt_mb(ours['fwdbwd_peak']):>12} | {fx:6.1f} | {('%9.0f' % fbx) if fbx else '        -':>9} | "
-              f"{fb / ours['fwd_s'] / bw:5.1%}/{fbb / ours['fwdbwd_s'] / bw:4.1%} | {err:.1e} ({what})")
-        print(f"{'':>5} | {'reference':<9} | {fmt_t(ref['fwd_s']):>11} | {fmt_t(ref.get('fwdbwd_s')):>11} | "
-              f"{fmt_mb(ref.get('fwdbwd_peak')):>12} | {'':>6} | {'':>9} | {'':>10} |"
-              + ("" if do_ref_bwd else " (reference backward not timed: quadratic in L)"))
+        print(
+            f"{L:>5} | {'ours':<9} | {fmt_t(ours['fwd_s']):>11} | {fmt_t(ours['fwdbwd_s']):>11} | "
+            f"{fmt_mb(ours['fwdbwd_peak']):>12} | {fx:6.1f} | {('%9.0f' % fbx) if fbx else '        -':>9} | "
+            f"{fb / ours['fwd_s'] / bw:5.1%}/{fbb / ours['fwdbwd_s'] / bw:4.1%} | {err:.1e} ({what})"
+        )
+        print(
+            f"{'':>5} | {'reference':<9} | {fmt_t(ref['fwd_s']):>11} | {fmt_t(ref.get('fwdbwd_s')):>11} | "
+            f"{fmt_mb(ref.get('fwdbwd_peak')):>12} | {'':>6} | {'':>9} | {'':>10} |"
+            + ("" if do_ref_bwd else " (reference backward not timed: quadratic in L)")
+        )
 
     s4d = {}
-    print(f"\n== S4D: batch {sb}, channels {sh}, state {sn} ({sn // 2} complex modes), float32: FFT conv vs recurrence ==")
+    print(
+        f"\n== S4D: batch {sb}, channels {sh}, state {sn} ({sn // 2} complex modes), float32: FFT conv vs recurrence =="
+    )
     print(hdr)
     print("-" * len(hdr))
-    for L in ([] if a.skip_s4d else lengths):
+    for L in [] if a.skip_s4d else lengths:
         base = dict(kind="s4d", L=L, b=sb, d=sh, n=sn, threads=a.threads)
-        ours = run_worker({**base, "impl": "ours", "reps": {"fwd": 7, "bwd": 7}, "backward": True,
-                           "save": str(tmp / f"s4d_ours_{L}.st")})
-        rec = run_worker({**base, "impl": "recurrence", "reps": {"fwd": 1, "bwd": 1}, "backward": True,
-                          "save": str(tmp / f"s4d_rec_{L}.st")})
-        err = compare(tmp / f"s4d_ours_{L}.st", tmp / f"s4d_rec_{L}.st", ["y"] + [f"grad{i}" for i in range(6)])
+        ours = run_worker(
+            {
+                **base,
+                "impl": "ours",
+                "reps": {"fwd": 7, "bwd": 7},
+                "backward": True,
+                "save": str(tmp / f"s4d_ours_{L}.st"),
+            }
+        )
+        rec = run_worker(
+            {
+                **base,
+                "impl": "recurrence",
+                "reps": {"fwd": 1, "bwd": 1},
+                "backward": True,
+                "save": str(tmp / f"s4d_rec_{L}.st"),
+            }
+        )
+        err = compare(
+            tmp / f"s4d_ours_{L}.st",
+            tmp / f"s4d_rec_{L}.st",
+            ["y"] + [f"grad{i}" for i in range(6)],
+        )
         fb, fbb = traffic_bytes("s4d", L, sb, sh, sn)
         fx, fbx = rec["fwd_s"] / ours["fwd_s"], rec["fwdbwd_s"] / ours["fwdbwd_s"]
         s4d[L] = dict(ours=ours, rec=rec, err=err)
-        print(f"{L:>5} | {'FFT':<9} | {fmt_t(ours['fwd_s']):>11} | {fmt_t(ours['fwdbwd_s']):>11} | "
-              f"{fmt_mb(ours['fwdbwd_peak']):>12} | {fx:6.1f} | {fbx:9.1f} | "
-              f"{fb / ours['fwd_s'] / bw:5.1%}/{fbb / ours['fwdbwd_s'] / bw:4.1%} | {err:.1e} (y, all grads)")
-        print(f"{'':>5} | {'recurrence':<9} | {fmt_t(rec['fwd_s']):>11} | {fmt_t(rec['fwdbwd_s']):>11} | "
-              f"{fmt_mb(rec['fwdbwd_peak']):>12} | {'':>6} | {'':>9} | {'':>10} |")
+        print(
+            f"{L:>5} | {'FFT':<9} | {fmt_t(ours['fwd_s']):>11} | {fmt_t(ours['fwdbwd_s']):>11} | "
+            f"{fmt_mb(ours['fwdbwd_peak']):>12} | {fx:6.1f} | {fbx:9.1f} | "
+            f"{fb / ours['fwd_s'] / bw:5.1%}/{fbb / ours['fwdbwd_s'] / bw:4.1%} | {err:.1e} (y, all grads)"
+        )
+        print(
+            f"{'':>5} | {'recurrence':<9} | {fmt_t(rec['fwd_s']):>11} | {fmt_t(rec['fwdbwd_s']):>11} | "
+            f"{fmt_mb(rec['fwdbwd_peak']):>12} | {'':>6} | {'':>9} | {'':>10} |"
+        )
     print("(traffic/bw: forward / forward+backward; 'x' columns: reference time / our time)")
 
     # ------------------------------------------------------------------ targets
     print(f"\n== targets (issue #3), selective scan at L = {key_L}, {a.threads} threads ==")
     r = results[key_L]
-    slope = math.log(results[hi_L]["ours"]["fwdbwd_s"] / r["ours"]["fwdbwd_s"]) / math.log(hi_L / key_L)
+    slope = math.log(results[hi_L]["ours"]["fwdbwd_s"] / r["ours"]["fwdbwd_s"]) / math.log(
+        hi_L / key_L
+    )
     slope_f = math.log(results[hi_L]["ours"]["fwd_s"] / r["ours"]["fwd_s"]) / math.log(hi_L / key_L)
     mem_ratio = (r["ours"]["fwdbwd_peak"] / r["ref"]["fwdbwd_peak"]) if r["fbx"] else None
     checks = [
-        ("fwd+bwd speed-up >= 100x", r["fbx"] is not None and r["fbx"] >= 100, f"{r['fbx']:.0f}x" if r["fbx"] else "not run"),
+        (
+            "fwd+bwd speed-up >= 100x",
+            r["fbx"] is not None and r["fbx"] >= 100,
+            f"{r['fbx']:.0f}x" if r["fbx"] else "not run",
+        ),
         ("forward speed-up >= 5x", r["fx"] >= 5, f"{r['fx']:.1f}x"),
         ("equal results (rel err <= 1e-4)", r["err"] <= 1e-4, f"{r['err']:.1e}"),
-        ("peak memory <= 2x reference", mem_ratio is not None and mem_ratio <= 2,
-         f"{mem_ratio:.3f}x" if mem_ratio is not None else "not run"),
-        (f"time ~ linear in L (log-log slope {key_L}->{hi_L} <= 1.15)", max(slope, slope_f) <= 1.15,
-         f"fwd {slope_f:.2f}, fwd+bwd {slope:.2f}"),
+        (
+            "peak memory <= 2x reference",
+            mem_ratio is not None and mem_ratio <= 2,
+            f"{mem_ratio:.3f}x" if mem_ratio is not None else "not run",
+        ),
+        (
+            f"time ~ linear in L (log-log slope {key_L}->{hi_L} <= 1.15)",
+            max(slope, slope_f) <= 1.15,
+            f"fwd {slope_f:.2f}, fwd+bwd {slope:.2f}",
+        ),
     ]
     for name, ok, val in checks:
         print(f"  [{'PASS' if ok else 'FAIL'}] {name}: {val}")
     s = s4d.get(key_L)
     if s:
-        print(f"  [info] S4D at L = {key_L}: FFT {s['rec']['fwd_s'] / s['ours']['fwd_s']:.0f}x (fwd), "
-              f"{s['rec']['fwdbwd_s'] / s['ours']['fwdbwd_s']:.0f}x (fwd+bwd) faster than the recurrence; rel err {s['err']:.1e}")
+        print(
+            f"  [info] S4D at L = {key_L}: FFT {s['rec']['fwd_s'] / s['ours']['fwd_s']:.0f}x (fwd), "
+            f"{s['rec']['fwdbwd_s'] / s['ours']['fwdbwd_s']:.0f}x (fwd+bwd) faster than the recurrence; rel err {s['err']:.1e}"
+        )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 

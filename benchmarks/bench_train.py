@@ -16,6 +16,7 @@ model's FLOP rate / the GEMM rate) are medians of the ratios within each round, 
 range, which is what a shared, noisy machine leaves comparable. Last, the top operators of a
 profiled DiffuSSM training step and forward. Ratios are only meaningful within one run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,18 +32,20 @@ from torch.profiler import ProfilerActivity, profile
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from diffussm_lib.config import load_config  # noqa: E402
-from diffussm_lib.data import ImageDataset  # noqa: E402
-from diffussm_lib.diffusion import diffusion_loss, guided_eps  # noqa: E402
-from diffussm_lib.env import environment_report  # noqa: E402
-from diffussm_lib.models import count_flops, count_params  # noqa: E402
-from diffussm_lib.training import Trainer  # noqa: E402
+from diffussm_lib.config import load_config
+from diffussm_lib.data import ImageDataset
+from diffussm_lib.diffusion import diffusion_loss, guided_eps
+from diffussm_lib.env import environment_report
+from diffussm_lib.models import count_flops, count_params
+from diffussm_lib.training import Trainer
 
 
 def random_dataset(cfg, n: int) -> ImageDataset:
     g = torch.Generator().manual_seed(0)
     m = cfg.model
-    images = torch.randint(0, 256, (n, m.image_size, m.image_size, m.in_channels), generator=g, dtype=torch.uint8)
+    images = torch.randint(
+        0, 256, (n, m.image_size, m.image_size, m.in_channels), generator=g, dtype=torch.uint8
+    )
     return ImageDataset(images, torch.randint(0, m.num_classes, (n,), generator=g))
 
 
@@ -50,32 +53,59 @@ class Case:
     """One model: a Trainer on random data, a fixed sampling batch, and its counted FLOPs."""
 
     def __init__(self, name: str, cfg, batch: int, precision: str, device):
-        train = replace(cfg.train, precision=precision, batch_size=batch, sample_every=0, checkpoint_every=0,
-                        log_every=10**9)
+        train = replace(
+            cfg.train,
+            precision=precision,
+            batch_size=batch,
+            sample_every=0,
+            checkpoint_every=0,
+            log_every=10**9,
+        )
         self.name, self.cfg = name, replace(cfg, train=train)
-        self.trainer = Trainer(self.cfg, None, dataset=random_dataset(self.cfg, 2 * batch), device=device,
-                               progress=False, log=lambda m: None)
+        self.trainer = Trainer(
+            self.cfg,
+            None,
+            dataset=random_dataset(self.cfg, 2 * batch),
+            device=device,
+            progress=False,
+            log=lambda m: None,
+        )
         m, B = self.cfg.model, batch
         g = torch.Generator().manual_seed(1)
-        self.x = torch.randn(B, m.in_channels, m.image_size, m.image_size, generator=g).to(self.trainer.device)
-        self.t = torch.randint(0, self.cfg.diffusion.timesteps, (B,), generator=g).to(self.trainer.device)
+        self.x = torch.randn(B, m.in_channels, m.image_size, m.image_size, generator=g).to(
+            self.trainer.device
+        )
+        self.t = torch.randint(0, self.cfg.diffusion.timesteps, (B,), generator=g).to(
+            self.trainer.device
+        )
         self.y = torch.randint(0, m.num_classes, (B,), generator=g).to(self.trainer.device)
         self.batches = self.trainer.dataset
         model = self.trainer.bare_model
         x2, t2 = torch.cat([self.x, self.x]), torch.cat([self.t, self.t])
         y2 = torch.cat([self.y, torch.full_like(self.y, model.null_class)])
         with torch.no_grad():
-            self.sample_flops = count_flops(model, x2, t2, y2)                       # one guided forward
-        self.train_flops = count_flops(lambda: diffusion_loss(
-            model, self.trainer.schedule, self.x, self.y, generator=torch.Generator(self.trainer.device).manual_seed(0),
-            prediction=self.cfg.diffusion.prediction), backward=True)
+            self.sample_flops = count_flops(model, x2, t2, y2)  # one guided forward
+        self.train_flops = count_flops(
+            lambda: diffusion_loss(
+                model,
+                self.trainer.schedule,
+                self.x,
+                self.y,
+                generator=torch.Generator(self.trainer.device).manual_seed(0),
+                prediction=self.cfg.diffusion.prediction,
+            ),
+            backward=True,
+        )
         self.train_rates, self.sample_rates = [], []
 
     def train_round(self, steps: int) -> None:
         tr = self.trainer
         t0 = time.perf_counter()
         for _ in range(steps):
-            tr.train_step(self.batches.x[:self.cfg.train.batch_size], self.batches.y[:self.cfg.train.batch_size])
+            tr.train_step(
+                self.batches.x[: self.cfg.train.batch_size],
+                self.batches.y[: self.cfg.train.batch_size],
+            )
         self._sync()
         self.train_rates.append(steps * self.cfg.train.batch_size / (time.perf_counter() - t0))
 
@@ -101,7 +131,7 @@ def gemm_rate(device, n: int = 1024, reps: int = 3) -> float:
         a @ b
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
 def top_ops(fn, k: int = 5) -> list[str]:
@@ -110,17 +140,33 @@ def top_ops(fn, k: int = 5) -> list[str]:
         fn()
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
-    return [f"{e.key:<28} {100 * e.self_cpu_time_total / total:5.1f}%  ({e.count} calls)" for e in events[:k]]
+    return [
+        f"{e.key:<28} {100 * e.self_cpu_time_total / total:5.1f}%  ({e.count} calls)"
+        for e in events[:k]
+    ]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configs", nargs=2, default=["configs/mnist_diffussm.yaml", "configs/mnist_dit.yaml"],
-                    help="the DiffuSSM config and the DiT config; the ratio is first / second")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--configs",
+        nargs=2,
+        default=["configs/mnist_diffussm.yaml", "configs/mnist_dit.yaml"],
+        help="the DiffuSSM config and the DiT config; the ratio is first / second",
+    )
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=3, help="training steps (and guided forwards) per round, patch 2")
-    ap.add_argument("--steps-patch1", type=int, default=1, help="the same at patch 1 (L = 784: slow for DiT)")
+    ap.add_argument(
+        "--steps",
+        type=int,
+        default=3,
+        help="training steps (and guided forwards) per round, patch 2",
+    )
+    ap.add_argument(
+        "--steps-patch1", type=int, default=1, help="the same at patch 1 (L = 784: slow for DiT)"
+    )
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--no-patch1", action="store_true", help="skip the paper's setting (patch 1)")
     ap.add_argument("--device", help="default: CUDA if available, else CPU")
@@ -130,14 +176,18 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(environment_report())
     cfgs = [load_config(REPO / c if not Path(c).is_absolute() else c) for c in args.configs]
-    patches = [cfgs[0].model.patch_size] + ([] if args.no_patch1 or cfgs[0].model.patch_size == 1 else [1])
+    patches = [cfgs[0].model.patch_size] + (
+        [] if args.no_patch1 or cfgs[0].model.patch_size == 1 else [1]
+    )
     cases = {}
     for p in patches:
         for cfg in cfgs:
             c = replace(cfg, model=replace(cfg.model, patch_size=p))
-            cases[(cfg.model.arch, p)] = Case(f"{cfg.name} p{p}", c, args.batch_size, args.precision, args.device)
+            cases[(cfg.model.arch, p)] = Case(
+                f"{cfg.name} p{p}", c, args.batch_size, args.precision, args.device
+            )
     device = next(iter(cases.values())).trainer.device
-    for c in cases.values():                                              # warm-up
+    for c in cases.values():  # warm-up
         c.train_round(1)
         c.sample_round(1)
         c.train_rates.clear()
@@ -150,31 +200,48 @@ def main() -> None:
             c.train_round(steps)
             c.sample_round(steps)
     g = statistics.median(gemm)
-    print(f"\nbatch {args.batch_size}, {args.precision}, {device.type}, torch threads {torch.get_num_threads()}; "
-          f"median of {args.rounds} rounds; fp32 GEMM rate {g:.1f} GFLOP/s (rounds: "
-          + ", ".join(f"{x:.0f}" for x in gemm) + "); fractions of GEMM: medians of the per-round fractions")
-    print(f"{'model':<22} {'params':>9} {'train img/s':>11} {'GFLOP/s':>8} {'of GEMM':>8} "
-          f"{'sample img/s':>12} {'GFLOP/s':>8} {'of GEMM':>8}   GFLOP per train image / sampled image")
+    print(
+        f"\nbatch {args.batch_size}, {args.precision}, {device.type}, torch threads {torch.get_num_threads()}; "
+        f"median of {args.rounds} rounds; fp32 GEMM rate {g:.1f} GFLOP/s (rounds: "
+        + ", ".join(f"{x:.0f}" for x in gemm)
+        + "); fractions of GEMM: medians of the per-round fractions"
+    )
+    print(
+        f"{'model':<22} {'params':>9} {'train img/s':>11} {'GFLOP/s':>8} {'of GEMM':>8} "
+        f"{'sample img/s':>12} {'GFLOP/s':>8} {'of GEMM':>8}   GFLOP per train image / sampled image"
+    )
     for c in cases.values():
         tr, sa = statistics.median(c.train_rates), statistics.median(c.sample_rates)
-        per_image = c.train_flops / args.batch_size / 1e9, c.sample_flops / args.batch_size / 1e9  # GFLOP
+        per_image = (
+            c.train_flops / args.batch_size / 1e9,
+            c.sample_flops / args.batch_size / 1e9,
+        )  # GFLOP
         # (a guided forward is 2B model inputs for B images)
         ftr = statistics.median(r * per_image[0] / gr for r, gr in zip(c.train_rates, gemm))
         fsa = statistics.median(r * per_image[1] / gr for r, gr in zip(c.sample_rates, gemm))
-        print(f"{c.name:<22} {count_params(c.trainer.bare_model):>9,} {tr:>11.1f} {tr * per_image[0]:>8.1f} "
-              f"{ftr:>7.0%} {sa:>12.1f} {sa * per_image[1]:>8.1f} {fsa:>7.0%}   {per_image[0]:.3f} / {per_image[1]:.3f}")
+        print(
+            f"{c.name:<22} {count_params(c.trainer.bare_model):>9,} {tr:>11.1f} {tr * per_image[0]:>8.1f} "
+            f"{ftr:>7.0%} {sa:>12.1f} {sa * per_image[1]:>8.1f} {fsa:>7.0%}   {per_image[0]:.3f} / {per_image[1]:.3f}"
+        )
     print()
     for p in patches:
         a, b = cases[("diffussm", p)], cases[("dit", p)]
         line = [f"patch {p}: DiffuSSM / DiT"]
-        for what, ra, rb in (("training", a.train_rates, b.train_rates), ("sampling", a.sample_rates, b.sample_rates)):
-            ratios = [x / y for x, y in zip(ra, rb)]                          # within each round
-            line.append(f"{what} {statistics.median(ratios):.2f}x (rounds {min(ratios):.2f}-{max(ratios):.2f})")
+        for what, ra, rb in (
+            ("training", a.train_rates, b.train_rates),
+            ("sampling", a.sample_rates, b.sample_rates),
+        ):
+            ratios = [x / y for x, y in zip(ra, rb)]  # within each round
+            line.append(
+                f"{what} {statistics.median(ratios):.2f}x (rounds {min(ratios):.2f}-{max(ratios):.2f})"
+            )
         print("   ".join(line) + " images per second")
     c = cases[("diffussm", patches[0])]
     tr = c.trainer
     print(f"\nprofile of one DiffuSSM training step ({c.name}), top operators by self CPU time:")
-    for line in top_ops(lambda: tr.train_step(c.batches.x[:args.batch_size], c.batches.y[:args.batch_size])):
+    for line in top_ops(
+        lambda: tr.train_step(c.batches.x[: args.batch_size], c.batches.y[: args.batch_size])
+    ):
         print("  " + line)
     print(f"profile of one guided DiffuSSM forward (batch {2 * args.batch_size}):")
     model = tr.ema.module.eval()

@@ -9,6 +9,7 @@ Each model is trained once into ``--runs/<name>`` (a normal run folder with its 
 command again with ``--resume`` to continue an interrupted run, or to re-evaluate trained models.
 Writes the JSON report after every evaluation; ``--out`` default: benchmarks/results/learned_variance.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,17 +24,21 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from diffussm_lib.atomic import atomic_write_text  # noqa: E402
-from diffussm_lib.config import load_config  # noqa: E402
-from diffussm_lib.env import environment_report, hardware_description  # noqa: E402
-from diffussm_lib.evaluation import sample_and_evaluate  # noqa: E402
-from diffussm_lib.training import Trainer, load_model  # noqa: E402
+from diffussm_lib.atomic import atomic_write_text
+from diffussm_lib.config import load_config
+from diffussm_lib.env import environment_report, hardware_description
+from diffussm_lib.evaluation import sample_and_evaluate
+from diffussm_lib.training import Trainer, load_model
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--config", default=str(REPO / "configs" / "mnist_diffussm.yaml"))
-    ap.add_argument("--hidden-dim", type=int, default=64, help="model width (default 64: a small model)")
+    ap.add_argument(
+        "--hidden-dim", type=int, default=64, help="model width (default 64: a small model)"
+    )
     ap.add_argument("--steps", type=int, default=2000, help="training steps of each model")
     ap.add_argument("--num-samples", type=int, default=1000, help="N for FID-LeNet (same for all)")
     ap.add_argument("--sample-steps", type=int, nargs="+", default=[25, 100], help="DDPM steps")
@@ -46,33 +51,65 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(environment_report(), flush=True)
     base = load_config(args.config)
-    base = replace(base, model=replace(base.model, hidden_dim=args.hidden_dim),
-                   train=replace(base.train, max_steps=args.steps, sample_every=0,
-                                 checkpoint_every=max(1, min(500, args.steps))))
-    report = {"config": args.config, "hidden_dim": args.hidden_dim, "steps": args.steps,
-              "num_samples": args.num_samples, "hardware": hardware_description(torch.device("cpu")),
-              "models": {}, "evaluations": []}
+    base = replace(
+        base,
+        model=replace(base.model, hidden_dim=args.hidden_dim),
+        train=replace(
+            base.train,
+            max_steps=args.steps,
+            sample_every=0,
+            checkpoint_every=max(1, min(500, args.steps)),
+        ),
+    )
+    report = {
+        "config": args.config,
+        "hidden_dim": args.hidden_dim,
+        "steps": args.steps,
+        "num_samples": args.num_samples,
+        "hardware": hardware_description(torch.device("cpu")),
+        "models": {},
+        "evaluations": [],
+    }
     out = Path(args.out)
-    variants = {"fixed variance (simple loss)": dict(learn_sigma=False),
-                "learned variance (hybrid loss)": dict(learn_sigma=True)}
+    variants = {
+        "fixed variance (simple loss)": dict(learn_sigma=False),
+        "learned variance (hybrid loss)": dict(learn_sigma=True),
+    }
     for name, keys in variants.items():
-        cfg = replace(base, name=name.split(" (")[0].replace(" ", "_"), model=replace(base.model, **keys))
+        cfg = replace(
+            base, name=name.split(" (")[0].replace(" ", "_"), model=replace(base.model, **keys)
+        )
         run = Path(args.runs) / cfg.name
         t0 = time.perf_counter()
         trainer = Trainer(cfg, run, progress=False, log=lambda m: print(m, flush=True))
         res = trainer.train(resume=args.resume)
-        report["models"][name] = {"learn_sigma": keys["learn_sigma"], "steps": res.step,
-                                  "train_seconds": round(res.train_seconds, 1),
-                                  "final_loss": res.history[-1]["loss"] if res.history else None,
-                                  "wall_seconds_this_call": round(time.perf_counter() - t0, 1)}
+        report["models"][name] = {
+            "learn_sigma": keys["learn_sigma"],
+            "steps": res.step,
+            "train_seconds": round(res.train_seconds, 1),
+            "final_loss": res.history[-1]["loss"] if res.history else None,
+            "wall_seconds_this_call": round(time.perf_counter() - t0, 1),
+        }
         model, cfg, _ = load_model(run)
-        variances = ["learned_range", "fixed_small"] if keys["learn_sigma"] else ["fixed_small", "fixed_large"]
+        variances = (
+            ["learned_range", "fixed_small"]
+            if keys["learn_sigma"]
+            else ["fixed_small", "fixed_large"]
+        )
         for S in args.sample_steps:
             for var in variances:
                 t0 = time.perf_counter()
-                ev, _ = sample_and_evaluate(model, cfg, args.num_samples, sampler="ddpm", steps=S, variance=var)
-                row = dict(ev.as_dict(), model=name, variance=var, sampler="ddpm", sample_steps=S,
-                           seconds=round(time.perf_counter() - t0, 1))
+                ev, _ = sample_and_evaluate(
+                    model, cfg, args.num_samples, sampler="ddpm", steps=S, variance=var
+                )
+                row = dict(
+                    ev.as_dict(),
+                    model=name,
+                    variance=var,
+                    sampler="ddpm",
+                    sample_steps=S,
+                    seconds=round(time.perf_counter() - t0, 1),
+                )
                 report["evaluations"].append(row)
                 print(json.dumps(row), flush=True)
                 atomic_write_text(out, json.dumps(report, indent=2) + "\n")

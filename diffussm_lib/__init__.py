@@ -41,24 +41,69 @@ Modules say "dimension letters: the glossary in diffussm_lib/__init__.py" instea
 In code a dimension is named by its config key (``hidden_dim`` D, ``hourglass_ratio`` M,
 ``ssm_state`` N, ``patch_size`` p, ``in_channels`` C), never by an alias.
 """
+
 from .env import __version__  # noqa: I001  (first: the version has no dependencies)
 from .env import environment_report, fast_mode, by_mode, seed_everything, resolve_device
 from .config import ExperimentConfig, ModelConfig, load_config
 from .data import mnist_dataset
 from .ssm import S4D, BidirectionalSSM, SelectiveSSM, causal_conv1d, selective_scan
-from .models import DiffuSSM, DiffuSSMBlock, DiT, Hourglass, build_model, count_flops, count_params, scan_order
+from .models import (
+    DiffuSSM,
+    DiffuSSMBlock,
+    DiT,
+    Hourglass,
+    build_model,
+    count_flops,
+    count_params,
+    scan_order,
+)
 from .diffusion import NoiseSchedule, ddim_sample, ddpm_sample, diffusion_loss, q_sample
 from .training import EMA, Callback, Trainer, export_weights, load_checkpoint, load_model
 from .sampling import compute_frames, denoising_viewer, generate, make_grid, save_gif
 from .evaluation import evaluate_checkpoint, evaluate_images, sample_and_evaluate, target_check
 
 __all__ = [
-    "__version__", "environment_report", "fast_mode", "by_mode", "seed_everything", "resolve_device",
-    "ExperimentConfig", "ModelConfig", "load_config", "mnist_dataset",
-    "S4D", "BidirectionalSSM", "SelectiveSSM", "causal_conv1d", "selective_scan",
-    "DiffuSSM", "DiffuSSMBlock", "DiT", "Hourglass", "build_model", "count_flops", "count_params", "scan_order",
-    "NoiseSchedule", "ddim_sample", "ddpm_sample", "diffusion_loss", "q_sample",
-    "EMA", "Callback", "Trainer", "export_weights", "load_checkpoint", "load_model",
-    "compute_frames", "denoising_viewer", "generate", "make_grid", "save_gif",
-    "evaluate_checkpoint", "evaluate_images", "sample_and_evaluate", "target_check",
+    "__version__",
+    "environment_report",
+    "fast_mode",
+    "by_mode",
+    "seed_everything",
+    "resolve_device",
+    "ExperimentConfig",
+    "ModelConfig",
+    "load_config",
+    "mnist_dataset",
+    "S4D",
+    "BidirectionalSSM",
+    "SelectiveSSM",
+    "causal_conv1d",
+    "selective_scan",
+    "DiffuSSM",
+    "DiffuSSMBlock",
+    "DiT",
+    "Hourglass",
+    "build_model",
+    "count_flops",
+    "count_params",
+    "scan_order",
+    "NoiseSchedule",
+    "ddim_sample",
+    "ddpm_sample",
+    "diffusion_loss",
+    "q_sample",
+    "EMA",
+    "Callback",
+    "Trainer",
+    "export_weights",
+    "load_checkpoint",
+    "load_model",
+    "compute_frames",
+    "denoising_viewer",
+    "generate",
+    "make_grid",
+    "save_gif",
+    "evaluate_checkpoint",
+    "evaluate_images",
+    "sample_and_evaluate",
+    "target_check",
 ]

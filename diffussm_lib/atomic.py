@@ -5,6 +5,7 @@ disk, then renames it over ``path`` in one step (``os.replace``, atomic on POSIX
 process killed at any moment, SIGKILL included, leaves either the old complete file or the new one,
 never a half-written file under the real name.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         write(tmp)
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)   # mkstemp (and some writers) make 0600; use the usual permissions
+        os.chmod(
+            tmp, 0o666 & ~umask
+        )  # mkstemp (and some writers) make 0600; use the usual permissions
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -26,6 +26,7 @@ non-finite loss exits with status 3; Ctrl-C with 130, saying what was kept (the 
 half-written file). Any other exception is a bug in the library: the traceback, a line saying where
 to report it, and status 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,21 +41,36 @@ import torch
 
 from .atomic import atomic_write_text
 from .config import load_config
-from .diffusion import (DDIM_DEFAULT_STEPS, DPM_SOLVER_DEFAULT_STEPS, SAMPLERS, NoiseSchedule,
-                        steps_label)
+from .diffusion import (
+    DDIM_DEFAULT_STEPS,
+    DPM_SOLVER_DEFAULT_STEPS,
+    SAMPLERS,
+    NoiseSchedule,
+    steps_label,
+)
 from .env import resolve_device
 from .errors import REPORT_BUGS, UserError
 from .evaluation import evaluate_checkpoint, missing_report_fields, report_from_dict
 from .sampling import generate, grid_columns, parse_labels, save_samples
-from .training import (CHECKPOINT_NAME, NonFiniteLossError, Trainer, export_weights,
-                       load_checkpoint, load_model, read_config, shutdown_distributed)
+from .training import (
+    CHECKPOINT_NAME,
+    NonFiniteLossError,
+    Trainer,
+    export_weights,
+    load_checkpoint,
+    load_model,
+    read_config,
+    shutdown_distributed,
+)
 
-EXIT_BUG = 1               # an internal error: a bug in the library (traceback + where to report)
+EXIT_BUG = 1  # an internal error: a bug in the library (traceback + where to report)
 EXIT_USAGE = 2
 EXIT_NONFINITE = 3
-EXIT_INTERRUPTED = 130     # the shell's convention for Ctrl-C (128 + SIGINT)
-STEPS_HELP = (f"sampling steps (default: {DDIM_DEFAULT_STEPS} for ddim, {DPM_SOLVER_DEFAULT_STEPS} "
-              "for dpm_solver++, all T for ddpm)")
+EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C (128 + SIGINT)
+STEPS_HELP = (
+    f"sampling steps (default: {DDIM_DEFAULT_STEPS} for ddim, {DPM_SOLVER_DEFAULT_STEPS} "
+    "for dpm_solver++, all T for ddpm)"
+)
 BATCH_HELP = "images per sampler run (default: the fastest here, measured)"
 CHECKPOINT_HELP = "checkpoint file, run folder, or exported weights folder"
 
@@ -63,23 +79,38 @@ CHECKPOINT_HELP = "checkpoint file, run folder, or exported weights folder"
 # train
 # --------------------------------------------------------------------------------------------
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="experiment YAML (e.g. configs/mnist_diffussm.yaml); optional "
-                                    "with --resume (then the run's own config is used)")
+    p.add_argument(
+        "--config",
+        help="experiment YAML (e.g. configs/mnist_diffussm.yaml); optional "
+        "with --resume (then the run's own config is used)",
+    )
     p.add_argument("--output-dir", help="run folder (default: runs/<config name>)")
-    p.add_argument("--max-steps", type=int,
-                   help="train until this many updates in total (overrides train.max_steps)")
-    p.add_argument("--max-minutes", type=float,
-                   help="training-time budget: stop once the time spent in training steps "
-                        "(summed over resumed sessions) reaches this, or at max steps, whichever "
-                        "comes first")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from the run folder's checkpoint (starts from scratch if "
-                        "there is none)")
-    p.add_argument("--init-from", metavar="CKPT",
-                   help="start from these weights (e.g. checkpoints/mnist_diffussm); fresh "
-                        "optimizer and step")
-    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA if available; "
-                                    "cuda:LOCAL_RANK under torchrun)")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        help="train until this many updates in total (overrides train.max_steps)",
+    )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        help="training-time budget: stop once the time spent in training steps "
+        "(summed over resumed sessions) reaches this, or at max steps, whichever "
+        "comes first",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the run folder's checkpoint (starts from scratch if there is none)",
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="CKPT",
+        help="start from these weights (e.g. checkpoints/mnist_diffussm); fresh optimizer and step",
+    )
+    p.add_argument(
+        "--device",
+        help="cpu, cuda, cuda:1, ... (default: CUDA if available; cuda:LOCAL_RANK under torchrun)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -90,30 +121,37 @@ def run_train(args: argparse.Namespace) -> int:
     elif args.resume and out is not None and (out / CHECKPOINT_NAME).exists():
         cfg = load_checkpoint(out / CHECKPOINT_NAME).config
     else:
-        raise UsageError("train needs --config (or --resume with an --output-dir that holds a "
-                         "checkpoint)")
+        raise UsageError(
+            "train needs --config (or --resume with an --output-dir that holds a checkpoint)"
+        )
     out = out or Path("runs") / cfg.name
     if args.max_steps is not None and args.max_steps < 0:
         raise UsageError(f"--max-steps must be >= 0, got {args.max_steps}")
     if args.max_minutes is not None and not args.max_minutes > 0:
         raise UsageError(f"--max-minutes must be > 0, got {args.max_minutes}")
     if (out / CHECKPOINT_NAME).exists() and not args.resume:
-        raise UsageError(f"{out} already holds a checkpoint ({out / CHECKPOINT_NAME}); pass "
-                         "--resume to continue that run, or choose another --output-dir")
+        raise UsageError(
+            f"{out} already holds a checkpoint ({out / CHECKPOINT_NAME}); pass "
+            "--resume to continue that run, or choose another --output-dir"
+        )
     if args.resume and args.init_from:
         raise UsageError("--resume and --init-from exclude each other")
     check_writable(out, "--output-dir")
     trainer = None
     try:
-        trainer = Trainer(cfg, out, device=args.device, init_from=args.init_from,
-                          progress=not args.no_progress)
+        trainer = Trainer(
+            cfg, out, device=args.device, init_from=args.init_from, progress=not args.no_progress
+        )
         budget = None if args.max_minutes is None else 60.0 * args.max_minutes
         res = trainer.train(max_steps=args.max_steps, resume=args.resume, max_seconds=budget)
         if trainer.dist.is_main:
             history = res.history
             last = f"{history[-1]['loss']:.4f}" if history else "n/a"
-            print(f"done: step {res.step}, last logged loss {last}, {res.images_per_sec:.1f} "
-                  f"images/s; checkpoint {res.checkpoint}", flush=True)
+            print(
+                f"done: step {res.step}, last logged loss {last}, {res.images_per_sec:.1f} "
+                f"images/s; checkpoint {res.checkpoint}",
+                flush=True,
+            )
     except KeyboardInterrupt:
         raise KeyboardInterrupt(_kept(trainer, out)) from None
     except OSError as e:
@@ -127,9 +165,11 @@ def _kept(trainer: Optional[Trainer], out: Path) -> str:
     """What a stopped training run leaves: its last complete checkpoint (written atomically)."""
     if trainer is None or trainer.last_checkpoint is None:
         return f"no checkpoint had been written in {out} yet"
-    return (f"at step {trainer.step}; the last checkpoint (step {trainer.last_checkpoint_step}, "
-            f"{trainer.last_checkpoint}) is complete and kept: continue with "
-            f"`diffussm train --output-dir {out} --resume`")
+    return (
+        f"at step {trainer.step}; the last checkpoint (step {trainer.last_checkpoint_step}, "
+        f"{trainer.last_checkpoint}) is complete and kept: continue with "
+        f"`diffussm train --output-dir {out} --resume`"
+    )
 
 
 def check_writable(folder: Path, flag: str) -> None:
@@ -150,10 +190,11 @@ def check_writable(folder: Path, flag: str) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise UsageError(f"{flag} {folder}: cannot write there ({type(e).__name__}: "
-                         f"{e.strerror or e})") from None
+        raise UsageError(
+            f"{flag} {folder}: cannot write there ({type(e).__name__}: {e.strerror or e})"
+        ) from None
     finally:
-        for d in made:          # deepest first
+        for d in made:  # deepest first
             try:
                 d.rmdir()
             except OSError:
@@ -169,17 +210,26 @@ def add_sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-samples", type=int, default=8, help="number of images N (default 8)")
     p.add_argument("--sampler", choices=tuple(SAMPLERS), default="ddim", help="default ddim")
     p.add_argument("--steps", type=int, help=STEPS_HELP)
-    p.add_argument("--guidance", type=float, default=1.0,
-                   help="classifier-free guidance scale w (1 = plain conditional; needs --labels)")
-    p.add_argument("--labels", help="'all' (every class in equal numbers) or a list like 0,1,7 "
-                                    "(repeated cyclically); omitted = unconditional")
+    p.add_argument(
+        "--guidance",
+        type=float,
+        default=1.0,
+        help="classifier-free guidance scale w (1 = plain conditional; needs --labels)",
+    )
+    p.add_argument(
+        "--labels",
+        help="'all' (every class in equal numbers) or a list like 0,1,7 "
+        "(repeated cyclically); omitted = unconditional",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0 = deterministic)")
-    p.add_argument("--weights", choices=("ema", "model"), default="ema",
-                   help="which weights (default ema)")
+    p.add_argument(
+        "--weights", choices=("ema", "model"), default="ema", help="which weights (default ema)"
+    )
     p.add_argument("--batch-size", type=int, help=BATCH_HELP)
-    p.add_argument("--no-clip", action="store_true",
-                   help="do not clip the predicted x_0 to [-1, 1]")
+    p.add_argument(
+        "--no-clip", action="store_true", help="do not clip the predicted x_0 to [-1, 1]"
+    )
     p.add_argument("--device", help="default: CUDA if available, else CPU")
     p.add_argument("--no-progress", action="store_true")
 
@@ -191,30 +241,61 @@ def run_sample(args: argparse.Namespace) -> int:
     check_steps_fit(args, cfg.diffusion.timesteps)
     labels = labels_arg(args.labels, args.num_samples, cfg.model.num_classes)
     if labels is None and args.guidance != 1.0:
-        raise UsageError(f"--guidance {args.guidance:g} needs class labels (pass --labels); "
-                         "unconditional sampling uses no guidance (1)")
+        raise UsageError(
+            f"--guidance {args.guidance:g} needs class labels (pass --labels); "
+            "unconditional sampling uses no guidance (1)"
+        )
     check_writable(Path(args.output_dir), "--output-dir")
     schedule = NoiseSchedule.from_config(cfg.diffusion)
     try:
-        images = generate(model, schedule, args.num_samples, labels,
-                          image_size=cfg.model.image_size, channels=cfg.model.in_channels,
-                          sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-                          seed=args.seed, prediction=cfg.diffusion.prediction, eta=args.eta,
-                          clip_x0=not args.no_clip, batch_size=args.batch_size, device=device,
-                          progress=not args.no_progress)
+        images = generate(
+            model,
+            schedule,
+            args.num_samples,
+            labels,
+            image_size=cfg.model.image_size,
+            channels=cfg.model.in_channels,
+            sampler=args.sampler,
+            steps=args.steps,
+            guidance=args.guidance,
+            seed=args.seed,
+            prediction=cfg.diffusion.prediction,
+            eta=args.eta,
+            clip_x0=not args.no_clip,
+            batch_size=args.batch_size,
+            device=device,
+            progress=not args.no_progress,
+        )
     except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"no files were written to {args.output_dir} (samples are saved "
-                                "only when all are done); earlier files there are "
-                                "untouched") from None
-    npz, grid = save_samples(args.output_dir, images, labels,
-                             ncol=grid_columns(labels, cfg.model.num_classes, args.num_samples))
-    info = {"checkpoint": str(ckpt.path), "step": ckpt.step, "weights": args.weights,
-            "sampler": args.sampler, "steps": args.steps, "guidance": args.guidance,
-            "labels": args.labels, "seed": args.seed, "eta": args.eta,
-            "num_samples": args.num_samples, "clip_x0": not args.no_clip}
+        raise KeyboardInterrupt(
+            f"no files were written to {args.output_dir} (samples are saved "
+            "only when all are done); earlier files there are "
+            "untouched"
+        ) from None
+    npz, grid = save_samples(
+        args.output_dir,
+        images,
+        labels,
+        ncol=grid_columns(labels, cfg.model.num_classes, args.num_samples),
+    )
+    info = {
+        "checkpoint": str(ckpt.path),
+        "step": ckpt.step,
+        "weights": args.weights,
+        "sampler": args.sampler,
+        "steps": args.steps,
+        "guidance": args.guidance,
+        "labels": args.labels,
+        "seed": args.seed,
+        "eta": args.eta,
+        "num_samples": args.num_samples,
+        "clip_x0": not args.no_clip,
+    }
     atomic_write_text(Path(args.output_dir) / "sample_args.json", json.dumps(info, indent=2) + "\n")
-    print(f"wrote {args.num_samples} samples from {ckpt.path} (step {ckpt.step}) to {npz} and "
-          f"{grid}", flush=True)
+    print(
+        f"wrote {args.num_samples} samples from {ckpt.path} (step {ckpt.step}) to {npz} and {grid}",
+        flush=True,
+    )
     return 0
 
 
@@ -234,11 +315,14 @@ def check_steps_fit(args: argparse.Namespace, T: int) -> None:
         dpm = args.sampler == "dpm_solver++"
         top, name = (T - 1, f"T-1 = {T - 1}") if dpm else (T, f"T = {T}")
         if args.steps > top:
-            raise UsageError(f"--steps of {args.sampler} must be in [1, {name}] (T: the "
-                             f"checkpoint's diffusion.timesteps), got {args.steps}")
+            raise UsageError(
+                f"--steps of {args.sampler} must be in [1, {name}] (T: the "
+                f"checkpoint's diffusion.timesteps), got {args.steps}"
+            )
     if getattr(args, "eta", 0.0) and args.sampler != "ddim":
-        raise UsageError(f"--eta is DDIM's noise; the {args.sampler} sampler takes none (drop "
-                         "--eta)")
+        raise UsageError(
+            f"--eta is DDIM's noise; the {args.sampler} sampler takes none (drop --eta)"
+        )
 
 
 def check_sampling_args(args: argparse.Namespace) -> None:
@@ -249,8 +333,10 @@ def check_sampling_args(args: argparse.Namespace) -> None:
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps must be >= 1, got {args.steps}")
     if args.guidance < 0:
-        raise UsageError(f"--guidance must be >= 0 (0 = unconditional, 1 = no guidance, > 1 = "
-                         f"guided), got {args.guidance}")
+        raise UsageError(
+            f"--guidance must be >= 0 (0 = unconditional, 1 = no guidance, > 1 = "
+            f"guided), got {args.guidance}"
+        )
     if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     if getattr(args, "eta", 0.0) < 0:
@@ -262,13 +348,19 @@ def check_sampling_args(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------------------------
 def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="training checkpoint (file or run folder)")
-    p.add_argument("--output-dir", required=True,
-                   help="folder for model.safetensors, config.yaml, README.md")
+    p.add_argument(
+        "--output-dir", required=True, help="folder for model.safetensors, config.yaml, README.md"
+    )
     p.add_argument("--weights", choices=("ema", "model"), default="ema")
     p.add_argument("--no-model-card", action="store_true", help="do not write README.md")
-    p.add_argument("--evaluation", nargs="+", default=[], metavar="JSON",
-                   help="reports from `diffussm evaluate --json` of this checkpoint: their numbers "
-                        "go into the model card's sample-quality table")
+    p.add_argument(
+        "--evaluation",
+        nargs="+",
+        default=[],
+        metavar="JSON",
+        help="reports from `diffussm evaluate --json` of this checkpoint: their numbers "
+        "go into the model card's sample-quality table",
+    )
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -281,11 +373,17 @@ def run_export(args: argparse.Namespace) -> int:
             raise UsageError(f"--evaluation {f}: cannot read it as JSON ({e})") from e
         missing = missing_report_fields(ev, also=("step",))
         if missing:
-            raise UsageError(f"--evaluation {f}: not a `diffussm evaluate --json` report (missing "
-                             f"{missing})")
+            raise UsageError(
+                f"--evaluation {f}: not a `diffussm evaluate --json` report (missing {missing})"
+            )
         evaluations.append(dict(ev, source=f))
-    path = export_weights(args.checkpoint, args.output_dir, which=args.weights,
-                          model_card=not args.no_model_card, evaluations=evaluations)
+    path = export_weights(
+        args.checkpoint,
+        args.output_dir,
+        which=args.weights,
+        model_card=not args.no_model_card,
+        evaluations=evaluations,
+    )
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)", flush=True)
     return 0
 
@@ -295,13 +393,20 @@ def run_export(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 def add_evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
-    p.add_argument("--num-samples", type=int, default=10000,
-                   help="N (default 10000); FID is compared at equal N")
+    p.add_argument(
+        "--num-samples",
+        type=int,
+        default=10000,
+        help="N (default 10000); FID is compared at equal N",
+    )
     p.add_argument("--sampler", choices=tuple(SAMPLERS), default="ddim", help="default ddim")
     p.add_argument("--steps", type=int, help=STEPS_HELP)
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale w")
-    p.add_argument("--unconditional", action="store_true",
-                   help="sample without labels (default: every class in equal numbers)")
+    p.add_argument(
+        "--unconditional",
+        action="store_true",
+        help="sample without labels (default: every class in equal numbers)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, help=BATCH_HELP)
     p.add_argument("--device", help="default: CUDA if available, else CPU")
@@ -311,30 +416,44 @@ def add_evaluate_args(p: argparse.ArgumentParser) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     if args.num_samples < 2:
-        raise UsageError(f"--num-samples must be >= 2 (FID needs a covariance), got "
-                         f"{args.num_samples}")
+        raise UsageError(
+            f"--num-samples must be >= 2 (FID needs a covariance), got {args.num_samples}"
+        )
     if args.unconditional and args.guidance != 1.0:
         raise UsageError("--guidance needs class labels: drop --unconditional or use --guidance 1")
     check_sampling_args(args)
-    cfg = read_config(args.checkpoint)     # the header only: checked before the weights are loaded
+    cfg = read_config(args.checkpoint)  # the header only: checked before the weights are loaded
     check_steps_fit(args, cfg.diffusion.timesteps)
     k = cfg.model.num_classes
     if not args.unconditional and k < 1:
-        raise UsageError("this model has no class conditioning (model.num_classes = 0): evaluate "
-                         "it with --unconditional")
+        raise UsageError(
+            "this model has no class conditioning (model.num_classes = 0): evaluate "
+            "it with --unconditional"
+        )
     if not args.unconditional and args.num_samples % k:
-        raise UsageError(f"--num-samples {args.num_samples}: a conditional evaluation samples "
-                         f"every class in equal numbers, so it must be a multiple of {k} (the "
-                         "model's classes), or pass --unconditional")
+        raise UsageError(
+            f"--num-samples {args.num_samples}: a conditional evaluation samples "
+            f"every class in equal numbers, so it must be a multiple of {k} (the "
+            "model's classes), or pass --unconditional"
+        )
     if args.json:
         check_writable(Path(args.json).resolve().parent, "--json")
-    info = evaluate_checkpoint(args.checkpoint, args.num_samples,
-                               conditional=not args.unconditional, sampler=args.sampler,
-                               steps=args.steps, guidance=args.guidance, seed=args.seed,
-                               batch_size=args.batch_size, device=args.device,
-                               progress=not args.no_progress)
-    print(f"checkpoint {info['checkpoint']} (step {info['step']}), {args.sampler} "
-          f"{steps_label(args.sampler, args.steps)} steps, guidance {args.guidance}")
+    info = evaluate_checkpoint(
+        args.checkpoint,
+        args.num_samples,
+        conditional=not args.unconditional,
+        sampler=args.sampler,
+        steps=args.steps,
+        guidance=args.guidance,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    print(
+        f"checkpoint {info['checkpoint']} (step {info['step']}), {args.sampler} "
+        f"{steps_label(args.sampler, args.steps)} steps, guidance {args.guidance}"
+    )
     print(report_from_dict(info), flush=True)
     if args.json:
         atomic_write_text(args.json, json.dumps(info, indent=2) + "\n")
@@ -353,13 +472,23 @@ AddArgs = Callable[[argparse.ArgumentParser], None]
 Run = Callable[[argparse.Namespace], int]
 SUBCOMMANDS: Dict[str, tuple[str, AddArgs, Run]] = {
     "train": ("train a model from a config (resumable, torchrun-ready)", add_train_args, run_train),
-    "sample": ("sample images from a checkpoint into samples.npz + grid.png", add_sample_args,
-               run_sample),
-    "export": ("write a checkpoint's EMA weights + config + model card for sharing",
-               add_export_args, run_export),
-    "evaluate": ("FID-LeNet (MNIST) or FD-classifier (an image folder: a classifier trained on it, "
-                 "cached), real-vs-real floor, class accuracy, mode histogram of a checkpoint's "
-                 "samples", add_evaluate_args, run_evaluate),
+    "sample": (
+        "sample images from a checkpoint into samples.npz + grid.png",
+        add_sample_args,
+        run_sample,
+    ),
+    "export": (
+        "write a checkpoint's EMA weights + config + model card for sharing",
+        add_export_args,
+        run_export,
+    ),
+    "evaluate": (
+        "FID-LeNet (MNIST) or FD-classifier (an image folder: a classifier trained on it, "
+        "cached), real-vs-real floor, class accuracy, mode histogram of a checkpoint's "
+        "samples",
+        add_evaluate_args,
+        run_evaluate,
+    ),
 }
 
 
@@ -387,7 +516,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     debug = args.debug or os.environ.get("DIFFUSSM_DEBUG", "") not in ("", "0")
     try:
         return int(args._run(args) or 0)
-    except BaseException as e:   # noqa: BLE001 - each failure is reported by its kind
+    except BaseException as e:  # noqa: BLE001 - each failure is reported by its kind
         if debug or isinstance(e, SystemExit):
             raise
         status, what = _failure(e)
@@ -410,7 +539,7 @@ def _failure(e: BaseException) -> tuple[int, str]:
         return EXIT_NONFINITE, "stopped"
     if isinstance(e, UserError):
         return EXIT_USAGE, "error"
-    if isinstance(e, OSError):      # a full disk, a folder that cannot be written, a file there
+    if isinstance(e, OSError):  # a full disk, a folder that cannot be written, a file there
         return EXIT_USAGE, "error (file system)"
     if isinstance(e, (MemoryError, torch.cuda.OutOfMemoryError)):
         return EXIT_USAGE, "error (out of memory: lower --batch-size or train.batch_size)"

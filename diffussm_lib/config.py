@@ -10,6 +10,7 @@ A config file is YAML whose top-level sections map onto the dataclasses below::
 Nothing is silently ignored: an unknown key, a missing required key or a value of the wrong type
 raises ``ConfigError`` naming the key (as a dotted path, e.g. ``model.depth``) and the file.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,20 +42,20 @@ class ModelConfig:
     ``ssm_state`` N (the glossary in ``diffussm_lib/__init__.py``)."""
 
     arch: Literal["diffussm", "dit"]  # required: which backbone
-    in_channels: int = 1              # C
-    image_size: int = 32              # H = W
-    patch_size: int = 1               # p: 1 = no patching (the paper's default)
-    hidden_dim: int = 128             # D
-    depth: int = 6                    # number of blocks
-    num_classes: int = 10             # real classes; one extra "null" class is added for guidance
-    learn_sigma: bool = False         # also predict a variance (doubles the output channels)
+    in_channels: int = 1  # C
+    image_size: int = 32  # H = W
+    patch_size: int = 1  # p: 1 = no patching (the paper's default)
+    hidden_dim: int = 128  # D
+    depth: int = 6  # number of blocks
+    num_classes: int = 10  # real classes; one extra "null" class is added for guidance
+    learn_sigma: bool = False  # also predict a variance (doubles the output channels)
     # DiffuSSM only
-    hourglass_ratio: int = 2          # M: dense layers run on J = L/M tokens
+    hourglass_ratio: int = 2  # M: dense layers run on J = L/M tokens
     ssm_core: Literal["s4d", "selective"] = "s4d"
-    ssm_state: Optional[int] = None   # N: None = the core's default (64 for S4D, 16 selective)
-    ssm_init: Literal["lin", "inv"] = "lin"   # S4D's A at init: S4D-Lin (the course's) or S4D-Inv
-    scan_order: Union[str, List[str]] = "raster"   # the SSM's token order, or a list to cycle
-    bidirectional: bool = True        # False = the causal ablation
+    ssm_state: Optional[int] = None  # N: None = the core's default (64 for S4D, 16 selective)
+    ssm_init: Literal["lin", "inv"] = "lin"  # S4D's A at init: S4D-Lin (the course's) or S4D-Inv
+    scan_order: Union[str, List[str]] = "raster"  # the SSM's token order, or a list to cycle
+    bidirectional: bool = True  # False = the causal ablation
     # which implementation runs (ssm/backend.py): "auto" the fast kernels (fused CUDA ones for CUDA
     # tensors when installed), "reference" the readable forms, "torch" / "cuda" insist on one
     ssm_backend: Literal["auto", "reference", "torch", "cuda"] = "auto"
@@ -67,12 +68,12 @@ class ModelConfig:
 class DiffusionConfig:
     """The forward process and what the network predicts."""
 
-    timesteps: int = 1000                                  # T
+    timesteps: int = 1000  # T
     schedule: Literal["linear", "cosine"] = "cosine"
-    beta_start: float = 1e-4                               # linear schedule only
-    beta_end: float = 0.02                                 # linear schedule only
+    beta_start: float = 1e-4  # linear schedule only
+    beta_end: float = 0.02  # linear schedule only
     prediction: Literal["eps", "v"] = "eps"
-    vlb_weight: float = 0.001                              # lambda of the hybrid loss (learn_sigma only)
+    vlb_weight: float = 0.001  # lambda of the hybrid loss (learn_sigma only)
 
 
 @dataclass
@@ -83,8 +84,10 @@ class DataConfig:
     in a config file is read from the file's folder (``load_config`` makes it absolute)."""
 
     name: Literal["mnist", "cifar10", "folder"]  # required
-    path: Optional[str] = None        # folder: the image folder; mnist / cifar10: the data root (None = the cache)
-    pad_to: Optional[int] = 32        # pad 28x28 MNIST to 32x32 (None = keep the native size)
+    path: Optional[str] = (
+        None  # folder: the image folder; mnist / cifar10: the data root (None = the cache)
+    )
+    pad_to: Optional[int] = 32  # pad 28x28 MNIST to 32x32 (None = keep the native size)
 
 
 @dataclass
@@ -94,19 +97,25 @@ class TrainConfig:
     max_steps: int = 10_000
     batch_size: int = 64
     lr: float = 3e-4
-    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"   # after the warm-up, to 0 at the end
+    lr_schedule: Literal["constant", "cosine", "linear"] = (
+        "constant"  # after the warm-up, to 0 at the end
+    )
     weight_decay: float = 0.0
     warmup_steps: int = 500
     grad_clip: float = 1.0
-    label_dropout: float = 0.1        # probability of replacing the class by the null class
-    loss_weighting: Literal["none", "min_snr", "min_snr_plus_one"] = "none"   # per-timestep weights of the loss
-    min_snr_gamma: float = 5.0        # gamma of Min-SNR-gamma (loss_weighting: min_snr, min_snr_plus_one)
-    timestep_sampling: Literal["uniform", "logit_normal"] = "uniform"   # the density of training t
-    logit_mean: float = 0.0           # logit_normal: u ~ N(logit_mean, logit_std), t = sigmoid(u) T
+    label_dropout: float = 0.1  # probability of replacing the class by the null class
+    loss_weighting: Literal["none", "min_snr", "min_snr_plus_one"] = (
+        "none"  # per-timestep weights of the loss
+    )
+    min_snr_gamma: float = 5.0  # gamma of Min-SNR-gamma (loss_weighting: min_snr, min_snr_plus_one)
+    timestep_sampling: Literal["uniform", "logit_normal"] = "uniform"  # the density of training t
+    logit_mean: float = 0.0  # logit_normal: u ~ N(logit_mean, logit_std), t = sigmoid(u) T
     logit_std: float = 1.0
     ema_decay: float = 0.999
-    ema_warmup: bool = True           # decay min(ema_decay, (1 + n) / (10 + n)) at update n
-    precision: Literal["fp32", "bf16", "auto"] = "fp32"   # auto: time both on a few steps, keep the faster
+    ema_warmup: bool = True  # decay min(ema_decay, (1 + n) / (10 + n)) at update n
+    precision: Literal["fp32", "bf16", "auto"] = (
+        "fp32"  # auto: time both on a few steps, keep the faster
+    )
     seed: int = 0
     log_every: int = 50
     sample_every: int = 1000
@@ -118,9 +127,9 @@ class TrainConfig:
 class ExperimentConfig:
     """A whole experiment: what ``diffussm train --config FILE`` reads."""
 
-    name: str                         # required: names the run and its output folder
-    model: ModelConfig                # required section
-    data: DataConfig                  # required section
+    name: str  # required: names the run and its output folder
+    model: ModelConfig  # required section
+    data: DataConfig  # required section
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -130,7 +139,9 @@ class ExperimentConfig:
 # --------------------------------------------------------------------------------------------
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) in (Union, types.UnionType):
-        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+        return " or ".join(
+            "null" if a is type(None) else _type_name(a) for a in typing.get_args(tp)
+        )
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -151,7 +162,9 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
     args = typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{source}: '{key}' must be a mapping (section {tp.__name__}), got {type(value).__name__}")
+            raise ConfigError(
+                f"{source}: '{key}' must be a mapping (section {tp.__name__}), got {type(value).__name__}"
+            )
         return _from_dict(tp, value, source, prefix=key + ".")
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
@@ -164,7 +177,9 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
                 return _convert(value, a, key, source)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(f"{source}: '{key}' has the wrong type: expected {_type_name(tp)}, got {_described(value)}")
+        raise ConfigError(
+            f"{source}: '{key}' has the wrong type: expected {_type_name(tp)}, got {_described(value)}"
+        )
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{source}: '{key}' must be one of {list(args)}, got {value!r}")
@@ -203,9 +218,13 @@ def _from_dict(cls, data: dict, source: str, prefix: str = ""):
         names = ", ".join(f"'{prefix}{k}'" for k in unknown)
         hints_ = [m for k in unknown for m in difflib.get_close_matches(str(k), list(fields), n=1)]
         guess = f"; did you mean {', '.join(repr(prefix + h) for h in hints_)}?" if hints_ else ""
-        guess += "".join(f"; {_MOVED[prefix + str(k)]}" for k in unknown if prefix + str(k) in _MOVED)
-        raise ConfigError(f"{source}: unknown key {names}{guess} (allowed in this section: "
-                          f"{', '.join(sorted(fields))})")
+        guess += "".join(
+            f"; {_MOVED[prefix + str(k)]}" for k in unknown if prefix + str(k) in _MOVED
+        )
+        raise ConfigError(
+            f"{source}: unknown key {names}{guess} (allowed in this section: "
+            f"{', '.join(sorted(fields))})"
+        )
     kwargs = {}
     for name, f in fields.items():
         key = prefix + name
@@ -223,23 +242,51 @@ def _from_dict(cls, data: dict, source: str, prefix: str = ""):
         if key in _BELOW:
             high, inclusive = _BELOW[key]
             if value > high or (value == high and not inclusive):
-                raise ConfigError(f"{source}: '{key}' must be {'<=' if inclusive else '<'} {high}, got {value!r}")
+                raise ConfigError(
+                    f"{source}: '{key}' must be {'<=' if inclusive else '<'} {high}, got {value!r}"
+                )
     return cls(**kwargs)
 
 
 # Lower bounds of counts and sizes (a zero or negative value fails here, naming the key).
-_RANGES = {**{f"model.{k}": 1 for k in ("in_channels", "image_size", "patch_size", "hidden_dim", "depth",
-                                          "hourglass_ratio", "num_heads")},
-           "model.num_classes": 0, "model.ssm_state": 2, "diffusion.timesteps": 1, "train.max_steps": 0,
-           "train.batch_size": 1, "train.log_every": 1, "train.warmup_steps": 0, "train.checkpoint_every": 0,
-           "train.sample_every": 0, "train.num_workers": 0, "train.grad_clip": 0.0, "train.weight_decay": 0.0,
-           "train.label_dropout": 0.0, "train.ema_decay": 0.0, "diffusion.vlb_weight": 0.0, "data.pad_to": 1}
+_RANGES = {
+    **{
+        f"model.{k}": 1
+        for k in (
+            "in_channels",
+            "image_size",
+            "patch_size",
+            "hidden_dim",
+            "depth",
+            "hourglass_ratio",
+            "num_heads",
+        )
+    },
+    "model.num_classes": 0,
+    "model.ssm_state": 2,
+    "diffusion.timesteps": 1,
+    "train.max_steps": 0,
+    "train.batch_size": 1,
+    "train.log_every": 1,
+    "train.warmup_steps": 0,
+    "train.checkpoint_every": 0,
+    "train.sample_every": 0,
+    "train.num_workers": 0,
+    "train.grad_clip": 0.0,
+    "train.weight_decay": 0.0,
+    "train.label_dropout": 0.0,
+    "train.ema_decay": 0.0,
+    "diffusion.vlb_weight": 0.0,
+    "data.pad_to": 1,
+}
 # Keys a user may look for where they are not, and where their setting lives.
-_MOVED = {"data.channels": "an image folder is read in model.in_channels channels (1 grey, 3 RGB)",
-          "data.num_classes": "the number of classes is model.num_classes (= the number of class folders)"}
+_MOVED = {
+    "data.channels": "an image folder is read in model.in_channels channels (1 grey, 3 RGB)",
+    "data.num_classes": "the number of classes is model.num_classes (= the number of class folders)",
+}
 # Values that must be strictly positive, and upper bounds (inclusive unless noted).
 _POSITIVE = {"train.lr", "train.min_snr_gamma", "train.logit_std"}
-_BELOW = {"train.label_dropout": (1.0, True), "train.ema_decay": (1.0, False)}   # (bound, inclusive)
+_BELOW = {"train.label_dropout": (1.0, True), "train.ema_decay": (1.0, False)}  # (bound, inclusive)
 
 
 def config_from_dict(data: dict, cls=ExperimentConfig, source: str = "<dict>"):
@@ -253,13 +300,17 @@ def load_config(path: str | Path, cls=ExperimentConfig):
     """Read a YAML file into ``cls`` (default ``ExperimentConfig``). Errors name key and file."""
     path = Path(path)
     if path.is_dir():
-        raise ConfigError(f"{path} is a folder; --config takes a YAML file such as configs/mnist_diffussm.yaml")
+        raise ConfigError(
+            f"{path} is a folder; --config takes a YAML file such as configs/mnist_diffussm.yaml"
+        )
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file (a YAML config is text; is this a checkpoint?)") from None
+        raise ConfigError(
+            f"{path}: not a text file (a YAML config is text; is this a checkpoint?)"
+        ) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     cfg = config_from_dict({} if data is None else data, cls, source=str(path))

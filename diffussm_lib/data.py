@@ -8,6 +8,7 @@ raises ``DataError`` naming it. ``load_mnist`` returns images uint8 (N, 28, 28) 
 (N,); ``ImageDataset`` yields x float32 (C, H, W) in [-1, 1] (optionally padded with the background
 value -1 to ``pad_to`` x ``pad_to``) and y int64 ().
 """
+
 from __future__ import annotations
 
 import gzip
@@ -64,8 +65,16 @@ def _download(urls: Sequence[str], dest: Path, check) -> None:
             with urllib.request.urlopen(url, timeout=60) as r:
                 raw = r.read()
             check(raw)
-        except (urllib.error.URLError, http.client.HTTPException, OSError, DataError, ValueError) as e:
-            errors.append(f"{url}: {type(e).__name__}: {e}")   # down, an error page, a cut connection, bad bytes
+        except (
+            urllib.error.URLError,
+            http.client.HTTPException,
+            OSError,
+            DataError,
+            ValueError,
+        ) as e:
+            errors.append(
+                f"{url}: {type(e).__name__}: {e}"
+            )  # down, an error page, a cut connection, bad bytes
             continue
         atomic_write_bytes(dest, raw)
         return
@@ -97,7 +106,9 @@ def _decompressed(path: Path) -> bytes:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as e:
-            raise DataError(f"{path}: corrupt or truncated gzip file ({e}); delete it to re-download") from e
+            raise DataError(
+                f"{path}: corrupt or truncated gzip file ({e}); delete it to re-download"
+            ) from e
     return raw
 
 
@@ -110,6 +121,7 @@ def _verified_idx_bytes(folder: Path, name: str, download: bool) -> bytes:
     if path is None:
         if not download:
             raise DataError(_missing_message(folder, name, "download=False"))
+
         def check(gz: bytes):
             try:
                 raw = gzip.decompress(gz)
@@ -117,6 +129,7 @@ def _verified_idx_bytes(folder: Path, name: str, download: bool) -> bytes:
                 raise DataError(f"not a complete gzip file ({type(e).__name__}: {e})") from None
             if md5_of(raw) != expected:
                 raise DataError("md5 mismatch")
+
         try:
             _download([m + name + ".gz" for m in MNIST_MIRRORS], folder / (name + ".gz"), check)
         except (DataError, OSError) as e:
@@ -130,18 +143,24 @@ def _cached_verified(path: str, mtime_ns: int, size: int, expected: str) -> byte
     raw = _decompressed(Path(path))
     got = md5_of(raw)
     if got != expected:
-        raise DataError(f"{path}: md5 of the decompressed bytes is {got}, expected {expected}: "
-                        "the file is corrupt or truncated and was not used; delete it to re-download")
+        raise DataError(
+            f"{path}: md5 of the decompressed bytes is {got}, expected {expected}: "
+            "the file is corrupt or truncated and was not used; delete it to re-download"
+        )
     return raw
 
 
 def _missing_message(folder: Path, name: str, why: str) -> str:
-    msg = (f"MNIST file '{name}' (or '{name}.gz') not found in {folder}, and {why}. "
-           f"Put the four MNIST IDX files there, or set {DATA_ENV_VAR} to a data root whose "
-           f"'mnist' folder holds them (or pass root=...).")
+    msg = (
+        f"MNIST file '{name}' (or '{name}.gz') not found in {folder}, and {why}. "
+        f"Put the four MNIST IDX files there, or set {DATA_ENV_VAR} to a data root whose "
+        f"'mnist' folder holds them (or pass root=...)."
+    )
     if any((folder.parent / n).is_file() for n in (name, name + ".gz")):
-        msg += (f" Note: {folder.parent} itself holds the MNIST files; {DATA_ENV_VAR} names the data"
-                f" root, so set it to {folder.parent.parent} instead.")
+        msg += (
+            f" Note: {folder.parent} itself holds the MNIST files; {DATA_ENV_VAR} names the data"
+            f" root, so set it to {folder.parent.parent} instead."
+        )
     return msg
 
 
@@ -150,15 +169,16 @@ def parse_idx(raw: bytes) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError("not an unsigned-byte IDX file (bad magic number)")
     ndim = raw[3]
-    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+    dims = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
         raise DataError(f"IDX payload has {data.size} bytes, header says {dims}")
     return data.reshape(dims)
 
 
-def load_mnist(split: str = "train", root: str | os.PathLike | None = None,
-               download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def load_mnist(
+    split: str = "train", root: str | os.PathLike | None = None, download: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """MNIST ``split`` ("train" or "test") as (images uint8 (N, 28, 28), labels int64 (N,))."""
     if split not in MNIST_SPLITS:
         raise DataError(f"split must be 'train' or 'test', got {split!r}")
@@ -174,7 +194,18 @@ def load_mnist(split: str = "train", root: str | os.PathLike | None = None,
 # ---- CIFAR-10 (binary version: no pickle is ever loaded)
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 CIFAR10_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"  # of the .tar.gz archive
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 
 
 def parse_cifar10_binary(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -182,32 +213,43 @@ def parse_cifar10_binary(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
     images uint8 (N, 32, 32, 3), labels int64 (N,)."""
     rec = 1 + 3 * 32 * 32
     if len(raw) % rec:
-        raise DataError(f"CIFAR-10 batch of {len(raw)} bytes is not a whole number of {rec}-byte records")
+        raise DataError(
+            f"CIFAR-10 batch of {len(raw)} bytes is not a whole number of {rec}-byte records"
+        )
     arr = np.frombuffer(raw, dtype=np.uint8).reshape(-1, rec)
     images = arr[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), arr[:, 0].astype(np.int64)
 
 
-def load_cifar10(split: str = "train", root: str | os.PathLike | None = None,
-                 download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def load_cifar10(
+    split: str = "train", root: str | os.PathLike | None = None, download: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """CIFAR-10 ``split`` as (images uint8 (N, 32, 32, 3), labels int64 (N,))."""
     if split not in ("train", "test"):
         raise DataError(f"split must be 'train' or 'test', got {split!r}")
     archive = data_root(root) / "cifar10" / "cifar-10-binary.tar.gz"
     if not archive.is_file():
         if not download:
-            raise DataError(f"CIFAR-10 archive not found at {archive}; set {DATA_ENV_VAR} or pass root=...")
+            raise DataError(
+                f"CIFAR-10 archive not found at {archive}; set {DATA_ENV_VAR} or pass root=..."
+            )
+
         def check(raw: bytes):
             if md5_of(raw) != CIFAR10_MD5:
                 raise DataError("md5 mismatch")
+
         try:
             _download([CIFAR10_URL], archive, check)
         except DataError as e:
-            raise DataError(f"CIFAR-10 not found at {archive} and {e}. Set {DATA_ENV_VAR} to a data "
-                            "root whose 'cifar10' folder holds cifar-10-binary.tar.gz.") from e
+            raise DataError(
+                f"CIFAR-10 not found at {archive} and {e}. Set {DATA_ENV_VAR} to a data "
+                "root whose 'cifar10' folder holds cifar-10-binary.tar.gz."
+            ) from e
     raw = archive.read_bytes()
     if md5_of(raw) != CIFAR10_MD5:
-        raise DataError(f"{archive}: md5 mismatch, the archive is corrupt and was not used; delete it")
+        raise DataError(
+            f"{archive}: md5 mismatch, the archive is corrupt and was not used; delete it"
+        )
     names = [f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else ["test_batch.bin"]
     imgs, lbls = [], []
     with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
@@ -221,7 +263,7 @@ def load_cifar10(split: str = "train", root: str | os.PathLike | None = None,
 
 # ---- Any image folder (one sub-folder per class), 1 or 3 channels
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
-IMAGE_MODES = {1: "L", 3: "RGB"}   # channels -> the PIL mode every image is converted to
+IMAGE_MODES = {1: "L", 3: "RGB"}  # channels -> the PIL mode every image is converted to
 
 
 def image_folder_classes(path: str | os.PathLike) -> list[str]:
@@ -230,36 +272,54 @@ def image_folder_classes(path: str | os.PathLike) -> list[str]:
     has no class folders."""
     root = Path(path).expanduser()
     if root.is_file():
-        raise DataError(f"data.path {root} is a file; it must be a folder with one sub-folder of images per class")
+        raise DataError(
+            f"data.path {root} is a file; it must be a folder with one sub-folder of images per class"
+        )
     if not root.is_dir():
-        raise DataError(f"image folder not found: {root} (data.path; a relative data.path is read from the "
-                        "config file's folder)")
+        raise DataError(
+            f"image folder not found: {root} (data.path; a relative data.path is read from the "
+            "config file's folder)"
+        )
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
-        raise DataError(f"{root}: expected one sub-folder per class ({root}/<class>/<image>), found none")
+        raise DataError(
+            f"{root}: expected one sub-folder per class ({root}/<class>/<image>), found none"
+        )
     return classes
 
 
-def load_image_folder(path: str | os.PathLike, channels: int = 3) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def load_image_folder(
+    path: str | os.PathLike, channels: int = 3
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Images from ``path/<class>/<image>``: (images uint8 (N, H, W, C), labels int64 (N,), class
     names sorted; class i is the i-th name). All images must share one size. ``channels`` is 1 (grey)
     or 3 (RGB): every image, whatever its mode (RGBA, P, L, ...), is converted to it."""
     if channels not in IMAGE_MODES:
-        raise DataError(f"image folders load as 1 (grey) or 3 (RGB) channels, not {channels} (model.in_channels)")
+        raise DataError(
+            f"image folders load as 1 (grey) or 3 (RGB) channels, not {channels} (model.in_channels)"
+        )
     root = Path(path).expanduser()
     classes = image_folder_classes(root)
     imgs, labels, files = [], [], []
     for ci, c in enumerate(classes):
-        found = [f for f in sorted((root / c).iterdir()) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+        found = [
+            f
+            for f in sorted((root / c).iterdir())
+            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+        ]
         if not found:
-            raise DataError(f"{root / c}: class folder '{c}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
-                            "add images or remove the folder")
+            raise DataError(
+                f"{root / c}: class folder '{c}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                "add images or remove the folder"
+            )
         for f in found:
             try:
                 with Image.open(f) as im:
                     imgs.append(np.asarray(im.convert(IMAGE_MODES[channels])))
             except (OSError, ValueError, Image.DecompressionBombError) as e:
-                raise DataError(f"{f}: not a readable image ({type(e).__name__}: {e}); remove or replace it") from None
+                raise DataError(
+                    f"{f}: not a readable image ({type(e).__name__}: {e}); remove or replace it"
+                ) from None
             labels.append(ci)
             files.append(f)
     sizes = {a.shape[:2] for a in imgs}
@@ -268,8 +328,10 @@ def load_image_folder(path: str | os.PathLike, channels: int = 3) -> tuple[torch
         for a, f in zip(imgs, files):
             first.setdefault(a.shape[:2], f)
         examples = "; ".join(f"{h}x{w}: {f}" for (h, w), f in sorted(first.items())[:3])
-        raise DataError(f"{root}: images have different sizes (height x width, e.g. {examples}); resize them "
-                        "to one size first")
+        raise DataError(
+            f"{root}: images have different sizes (height x width, e.g. {examples}); resize them "
+            "to one size first"
+        )
     arr = np.stack(imgs)
     if channels == 1:
         arr = arr[..., None]
@@ -303,7 +365,9 @@ class ImageDataset(Dataset):
     given. Converted once, up front (MNIST: 60000x1x32x32 floats, 250 MB): iterating costs nothing.
     ``classes``: the class names (label i is ``classes[i]``), where known (image folders)."""
 
-    def __init__(self, images, labels, pad_to: Optional[int] = None, classes: Optional[Sequence[str]] = None):
+    def __init__(
+        self, images, labels, pad_to: Optional[int] = None, classes: Optional[Sequence[str]] = None
+    ):
         images = torch.as_tensor(np.asarray(images))
         labels = torch.as_tensor(np.asarray(labels)).long()
         if images.dtype != torch.uint8:
@@ -311,11 +375,14 @@ class ImageDataset(Dataset):
         if images.dim() == 3:
             images = images[..., None]
         if images.dim() != 4 or images.shape[-1] not in (1, 3):
-            raise DataError(f"images must have shape (N, H, W) or (N, H, W, C) with C in {{1, 3}}, "
-                            f"got {tuple(images.shape)}")
+            raise DataError(
+                f"images must have shape (N, H, W) or (N, H, W, C) with C in {{1, 3}}, "
+                f"got {tuple(images.shape)}"
+            )
         if labels.shape != images.shape[:1]:
-            raise DataError(f"labels shape {tuple(labels.shape)} does not match {images.shape[0]} "
-                            "images")
+            raise DataError(
+                f"labels shape {tuple(labels.shape)} does not match {images.shape[0]} images"
+            )
         x = to_model_range(images.permute(0, 3, 1, 2))
         self.x = pad_images(x, pad_to) if pad_to else x
         self.y = labels
@@ -342,8 +409,9 @@ KNOWN_CLASSES = {"mnist": 10, "cifar10": 10}
 KNOWN_CHANNELS = {"mnist": 1, "cifar10": 3}
 
 
-def dataset_from_config(cfg, split: str = "train", *, channels: Optional[int] = None,
-                        num_classes: Optional[int] = None) -> ImageDataset:
+def dataset_from_config(
+    cfg, split: str = "train", *, channels: Optional[int] = None, num_classes: Optional[int] = None
+) -> ImageDataset:
     """The dataset a ``DataConfig`` describes (``cfg.name`` in mnist, cifar10, folder), checked against
     the model that will learn it (what the trainer passes: ``model.in_channels``, ``model.num_classes``):
 
@@ -358,8 +426,10 @@ def dataset_from_config(cfg, split: str = "train", *, channels: Optional[int] = 
     if cfg.name in KNOWN_CLASSES:
         want_c, k = KNOWN_CHANNELS[cfg.name], KNOWN_CLASSES[cfg.name]
         if channels is not None and channels != want_c:
-            raise DataError(f"{cfg.name} images have {want_c} channel{'s' if want_c > 1 else ''} but model.in_channels "
-                            f"is {channels}: set model.in_channels: {want_c}")
+            raise DataError(
+                f"{cfg.name} images have {want_c} channel{'s' if want_c > 1 else ''} but model.in_channels "
+                f"is {channels}: set model.in_channels: {want_c}"
+            )
         _check_class_count(k, num_classes, f"data.name {cfg.name} has {k} classes")
         if cfg.name == "mnist":
             return mnist_dataset(split, pad_to=cfg.pad_to, root=cfg.path)
@@ -368,15 +438,24 @@ def dataset_from_config(cfg, split: str = "train", *, channels: Optional[int] = 
     if cfg.path is None:
         raise DataError("data.path is required when data.name is 'folder'")
     classes = image_folder_classes(cfg.path)
-    shown = ", ".join(classes[:8]) + (f", ... ({len(classes) - 8} more)" if len(classes) > 8 else "")
-    _check_class_count(len(classes), num_classes,
-                       f"{cfg.path} has {len(classes)} class folder{'s' if len(classes) > 1 else ''} ({shown})")
-    images, labels, classes = load_image_folder(cfg.path, channels=3 if channels is None else channels)
+    shown = ", ".join(classes[:8]) + (
+        f", ... ({len(classes) - 8} more)" if len(classes) > 8 else ""
+    )
+    _check_class_count(
+        len(classes),
+        num_classes,
+        f"{cfg.path} has {len(classes)} class folder{'s' if len(classes) > 1 else ''} ({shown})",
+    )
+    images, labels, classes = load_image_folder(
+        cfg.path, channels=3 if channels is None else channels
+    )
     return ImageDataset(images, labels, pad_to=cfg.pad_to, classes=classes)
 
 
 def _check_class_count(found: int, num_classes: Optional[int], what: str) -> None:
     """``num_classes`` (model.num_classes) must be ``found`` or 0 (unconditional)."""
     if num_classes is not None and num_classes not in (0, found):
-        raise DataError(f"{what} but model.num_classes is {num_classes}: set model.num_classes: {found} "
-                        "(or 0 for an unconditional model)")
+        raise DataError(
+            f"{what} but model.num_classes is {num_classes}: set model.num_classes: {found} "
+            "(or 0 for an unconditional model)"
+        )

@@ -9,6 +9,7 @@ The fast-mode knob
 notebook executes in seconds to a minute on 2 CPU cores. Without it notebooks run the real sizes.
 Use ``by_mode(full=..., fast=...)`` rather than reading the variable yourself.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -56,17 +57,25 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise UserError(f"unknown device {str(device)!r}: use cpu, cuda or cuda:N "
-                        "(--device)") from None
+        raise UserError(
+            f"unknown device {str(device)!r}: use cpu, cuda or cuda:N (--device)"
+        ) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
-            raise UserError(f"device {str(device)!r}: this torch ({torch.__version__}, {build}) "
-                            "sees no CUDA GPU; use --device cpu, or install a CUDA build of torch "
-                            "on a machine with a GPU")
+            build = (
+                "a CPU-only build"
+                if torch.version.cuda is None
+                else f"built for CUDA {torch.version.cuda}"
+            )
+            raise UserError(
+                f"device {str(device)!r}: this torch ({torch.__version__}, {build}) "
+                "sees no CUDA GPU; use --device cpu, or install a CUDA build of torch "
+                "on a machine with a GPU"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise UserError(f"device {str(device)!r}: there are only "
-                            f"{torch.cuda.device_count()} CUDA devices")
+            raise UserError(
+                f"device {str(device)!r}: there are only {torch.cuda.device_count()} CUDA devices"
+            )
     elif dev.type not in ("cpu", "mps"):
         raise UserError(f"device {str(device)!r} is not supported here: use cpu or cuda (--device)")
     return dev
@@ -122,15 +131,23 @@ def fused_kernels_status() -> tuple[bool, str]:
         return False, "not installed: " + ", ".join(missing) + " (pip install -e '.[kernels]')"
     errors = probe_kernels()
     if errors:
-        return False, "installed but not importable: " + "; ".join(f"{k}: {e}" for k, e in errors.items())
+        return False, "installed but not importable: " + "; ".join(
+            f"{k}: {e}" for k, e in errors.items()
+        )
     return True, "mamba-ssm + causal-conv1d"
 
 
 def environment_report() -> str:
     """One line: torch version, device, fused kernels, fast mode."""
     dev = default_device()
-    name = torch.cuda.get_device_name(0) if dev.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    name = (
+        torch.cuda.get_device_name(0)
+        if dev.type == "cuda"
+        else f"{torch.get_num_threads()} CPU threads"
+    )
     ok, why = fused_kernels_status()
     kernels = f"yes ({why})" if ok else f"no ({why}; pure-PyTorch SSM backend)"
-    return (f"torch {torch.__version__} | device {dev.type} ({name}) | fused SSM kernels: {kernels}"
-            f" | fast mode {'on' if fast_mode() else 'off'}")
+    return (
+        f"torch {torch.__version__} | device {dev.type} ({name}) | fused SSM kernels: {kernels}"
+        f" | fast mode {'on' if fast_mode() else 'off'}"
+    )

@@ -10,11 +10,14 @@ The error classes of the chapters derive from it: ``config.ConfigError``, ``data
 ``training.CheckpointError``, ``cli.UsageError``. It is a ``ValueError``, so ``except ValueError``
 and tests that expect one keep working.
 """
+
 from __future__ import annotations
 
-ISSUES_URL = "https://github.com/diffussm-course/diffussm-course/issues"   # pyproject's Repository
-REPORT_BUGS = (f"this is a bug in diffussm_lib, not a mistake in your input: please report it at "
-               f"{ISSUES_URL} with the command and the traceback above")
+ISSUES_URL = "https://github.com/diffussm-course/diffussm-course/issues"  # pyproject's Repository
+REPORT_BUGS = (
+    f"this is a bug in diffussm_lib, not a mistake in your input: please report it at "
+    f"{ISSUES_URL} with the command and the traceback above"
+)
 
 
 class UserError(ValueError):

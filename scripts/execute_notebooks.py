@@ -27,6 +27,7 @@ course's figures are grey (digits, grids); ``shrink_grey_pngs`` stores a PNG who
 opaque grey as an 8-bit grey PNG, the same pixels in about a quarter of the bytes. Colour figures
 are left as they are. ``--shrink-only`` applies it to committed notebooks without running them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,21 +45,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import jupytext  # noqa: E402
-import nbformat  # noqa: E402
-from nbclient import NotebookClient  # noqa: E402
+import jupytext
+import nbformat
+from nbclient import NotebookClient
 
-from diffussm_lib.atomic import atomic_write_text  # noqa: E402
-from diffussm_lib.env import hardware_description, resolve_device  # noqa: E402
+from diffussm_lib.atomic import atomic_write_text
+from diffussm_lib.env import hardware_description, resolve_device
 
 NOTEBOOKS = REPO / "notebooks"
 SOLUTIONS = NOTEBOOKS / "solutions"
 TIMES = REPO / "benchmarks" / "results" / "notebook_times.json"
 RECORD = re.compile(r"^\*Outputs shown: .*\*$", re.M)
-FIGURE_DPI = 72     # PNG figures at a modest resolution: no notebook over about 1.5 MB (tests/test_notebooks.py)
+FIGURE_DPI = 72  # PNG figures at a modest resolution: no notebook over about 1.5 MB (tests/test_notebooks.py)
 # a tqdm bar as text, e.g. "train:  37%|###7      | 111/300 [00:42<01:12, 2.6step/s]" ("{l_bar}{bar}| n/total ...")
 TQDM_BAR = re.compile(r"\d{1,3}%\|[^|\n]*\| *[\d.]+[kMGT]?/[\d.]+[kMGT]?")
-NOISE_LINE = re.compile(r"^USDT:")      # the profiler's "USDT:<date> ... profiler_start" lines of some torch builds
+NOISE_LINE = re.compile(
+    r"^USDT:"
+)  # the profiler's "USDT:<date> ... profiler_start" lines of some torch builds
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
@@ -79,13 +82,17 @@ def duration(seconds: float) -> str:
 
 
 def record_line(mode: str, seconds: float, hardware: str, date: str) -> str:
-    return f"*Outputs shown: executed in {mode} mode on {date}, {hardware}, in {duration(seconds)}.*"
+    return (
+        f"*Outputs shown: executed in {mode} mode on {date}, {hardware}, in {duration(seconds)}.*"
+    )
 
 
 def set_record(nb, line: str) -> None:
     """Put ``line`` at the end of the first (title) cell, replacing an earlier record."""
     src = nb.cells[0].source
-    nb.cells[0].source = RECORD.sub(line, src) if RECORD.search(src) else src.rstrip("\n") + "\n\n" + line
+    nb.cells[0].source = (
+        RECORD.sub(line, src) if RECORD.search(src) else src.rstrip("\n") + "\n\n" + line
+    )
 
 
 def is_noise(line: str) -> bool:
@@ -103,8 +110,11 @@ def clean_outputs(nb) -> int:
             continue
         kept = []
         for out in cell.outputs:
-            if out.output_type == "display_data" and WIDGET_VIEW in out.get("data", {}) \
-                    and TQDM_BAR.search(out["data"].get("text/plain", "")):
+            if (
+                out.output_type == "display_data"
+                and WIDGET_VIEW in out.get("data", {})
+                and TQDM_BAR.search(out["data"].get("text/plain", ""))
+            ):
                 changed += 1
                 continue
             if out.output_type == "stream":
@@ -135,7 +145,11 @@ def shrink_grey_pngs(nb) -> int:
             if img.mode not in ("RGB", "RGBA"):
                 continue
             px = np.asarray(img.convert("RGBA"))
-            if not ((px[..., 0] == px[..., 1]).all() and (px[..., 1] == px[..., 2]).all() and (px[..., 3] == 255).all()):
+            if not (
+                (px[..., 0] == px[..., 1]).all()
+                and (px[..., 1] == px[..., 2]).all()
+                and (px[..., 3] == 255).all()
+            ):
                 continue
             buf = io.BytesIO()
             Image.fromarray(px[..., 0], mode="L").save(buf, format="PNG", optimize=True)
@@ -150,7 +164,10 @@ def load_times() -> dict:
 
 def times_table(times: dict) -> str:
     """The README's markdown table: one row per notebook, its fast- and full-mode minutes, the machine."""
-    rows = ["| notebook | fast mode (`pytest`, CI) | full mode (opened in Jupyter) | measured on |", "|---|---|---|---|"]
+    rows = [
+        "| notebook | fast mode (`pytest`, CI) | full mode (opened in Jupyter) | measured on |",
+        "|---|---|---|---|",
+    ]
     for name, row in sorted(times.items()):
         cell = lambda mode: duration(row[mode]["seconds"]) if mode in row else "not measured"
         machines = sorted({r["hardware"] for r in row.values()})
@@ -159,16 +176,31 @@ def times_table(times: dict) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("numbers", nargs="*", help="notebook numbers (00 .. 08); default: all")
     ap.add_argument("--mode", choices=("full", "fast"), default="full")
-    ap.add_argument("--times-only", action="store_true", help="record the times; leave the notebooks as they are")
+    ap.add_argument(
+        "--times-only",
+        action="store_true",
+        help="record the times; leave the notebooks as they are",
+    )
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per cell (default 3600)")
-    ap.add_argument("--table", action="store_true", help="print the table of measured times and exit")
-    ap.add_argument("--shrink-only", action="store_true", help="store the grey figures of the committed "
-                    "notebooks as grey PNGs (lossless) without running them")
-    ap.add_argument("--solutions", action="store_true", help="execute the solutions (notebooks/solutions/) "
-                    "instead; their times are not recorded")
+    ap.add_argument(
+        "--table", action="store_true", help="print the table of measured times and exit"
+    )
+    ap.add_argument(
+        "--shrink-only",
+        action="store_true",
+        help="store the grey figures of the committed "
+        "notebooks as grey PNGs (lossless) without running them",
+    )
+    ap.add_argument(
+        "--solutions",
+        action="store_true",
+        help="execute the solutions (notebooks/solutions/) instead; their times are not recorded",
+    )
     args = ap.parse_args()
     if args.table:
         print(times_table(load_times()))
@@ -183,13 +215,13 @@ def main() -> int:
             print(f"{ipynb.name}: {before:,} -> {ipynb.stat().st_size:,} bytes")
         return 0
     os.environ["DIFFUSSM_FAST"] = "1" if args.mode == "fast" else "0"
-    os.environ["TQDM_DISABLE"] = "1"                  # no text progress bars in the kernels (tqdm >= 4.66)
+    os.environ["TQDM_DISABLE"] = "1"  # no text progress bars in the kernels (tqdm >= 4.66)
     # the inline backend, whatever the shell says: with MPLBACKEND=Agg (as for pytest) the figures
     # would be drawn and dropped, and the committed notebook would show none
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     rc = Path(tempfile.mkdtemp(prefix="diffussm-mplrc-"))
     (rc / "matplotlibrc").write_text(f"figure.dpi: {FIGURE_DPI}\n")
-    os.environ["MATPLOTLIBRC"] = str(rc)                                  # the kernels' matplotlib reads it
+    os.environ["MATPLOTLIBRC"] = str(rc)  # the kernels' matplotlib reads it
     hardware = hardware_description(resolve_device(None))
     failed = []
     folder = SOLUTIONS if args.solutions else NOTEBOOKS
@@ -198,26 +230,39 @@ def main() -> int:
         print(f"{py.name}: executing in {args.mode} mode ...", flush=True)
         t0 = time.perf_counter()
         try:
-            NotebookClient(nb, timeout=args.timeout, kernel_name="python3",
-                           resources={"metadata": {"path": str(folder)}}).execute()
-        except Exception as e:                                              # noqa: BLE001 (report, go on)
-            print(f"{py.name}: FAILED after {time.perf_counter() - t0:.0f} s: {type(e).__name__}: "
-                  f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''}", flush=True)
+            NotebookClient(
+                nb,
+                timeout=args.timeout,
+                kernel_name="python3",
+                resources={"metadata": {"path": str(folder)}},
+            ).execute()
+        except Exception as e:  # noqa: BLE001 (report, go on)
+            print(
+                f"{py.name}: FAILED after {time.perf_counter() - t0:.0f} s: {type(e).__name__}: "
+                f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''}",
+                flush=True,
+            )
             failed.append(py.name)
             continue
         seconds = time.perf_counter() - t0
         date = dt.date.today().isoformat()
         if not args.solutions:
             times = load_times()
-            times.setdefault(py.stem, {})[args.mode] = {"seconds": round(seconds, 1), "date": date,
-                                                        "hardware": hardware}
+            times.setdefault(py.stem, {})[args.mode] = {
+                "seconds": round(seconds, 1),
+                "date": date,
+                "hardware": hardware,
+            }
             atomic_write_text(TIMES, json.dumps(times, indent=1, sort_keys=True) + "\n")
         print(f"{py.name}: {duration(seconds)}", flush=True)
         if args.times_only:
             continue
         dropped = clean_outputs(nb)
         if dropped:
-            print(f"{py.name}: {dropped} outputs cleaned of progress bars / profiler lines", flush=True)
+            print(
+                f"{py.name}: {dropped} outputs cleaned of progress bars / profiler lines",
+                flush=True,
+            )
         shrink_grey_pngs(nb)
         set_record(nb, record_line(args.mode, seconds, hardware, date))
         atomic_write_text(py.with_suffix(".ipynb"), nbformat.writes(nb) + "\n")

@@ -7,6 +7,7 @@ per image, of random size, place and colour (grey level with ``--grey``, which w
 on a random background. The layout is the one ``data.name: folder`` reads; put your own images in the
 same layout instead. Seeded: the same flags write the same files. Refuses a folder that is not empty.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,7 @@ def shape_image(kind: str, size: int, grey: bool, rng: np.random.Generator) -> I
     dark_on_light = rng.random() < 0.5
     img = Image.new(mode, (size, size), colour(150, 256) if dark_on_light else colour(0, 100))
     fill = colour(0, 100) if dark_on_light else colour(150, 256)
-    r = rng.uniform(0.2, 0.4) * size                        # half the shape's width
+    r = rng.uniform(0.2, 0.4) * size  # half the shape's width
     cx, cy = rng.uniform(r, size - r, 2)
     draw = ImageDraw.Draw(img)
     if kind == "circle":
@@ -42,8 +43,9 @@ def shape_image(kind: str, size: int, grey: bool, rng: np.random.Generator) -> I
     return img
 
 
-def write_shapes_folder(output: str | Path, size: int = 32, per_class: int = 200, grey: bool = False,
-                        seed: int = 0) -> Path:
+def write_shapes_folder(
+    output: str | Path, size: int = 32, per_class: int = 200, grey: bool = False, seed: int = 0
+) -> Path:
     """Write the folder (see the module docstring); returns its path."""
     out = Path(output)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -57,9 +59,15 @@ def write_shapes_folder(output: str | Path, size: int = 32, per_class: int = 200
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--output", required=True, help="the folder to write (created; must not hold anything yet)")
-    ap.add_argument("--size", type=int, default=32, help="height = width of every image (default 32)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--output", required=True, help="the folder to write (created; must not hold anything yet)"
+    )
+    ap.add_argument(
+        "--size", type=int, default=32, help="height = width of every image (default 32)"
+    )
     ap.add_argument("--per-class", type=int, default=200, help="images per class (default 200)")
     ap.add_argument("--grey", action="store_true", help="grey 1-channel images (default: colour)")
     ap.add_argument("--seed", type=int, default=0)
@@ -67,8 +75,11 @@ def main(argv=None) -> None:
     if args.size < 4 or args.per_class < 1:
         ap.error("--size must be >= 4 and --per-class >= 1")
     out = write_shapes_folder(args.output, args.size, args.per_class, args.grey, args.seed)
-    print(f"wrote {len(CLASSES)} classes x {args.per_class} {'grey' if args.grey else 'colour'} "
-          f"{args.size}x{args.size} images to {out}", file=sys.stdout)
+    print(
+        f"wrote {len(CLASSES)} classes x {args.per_class} {'grey' if args.grey else 'colour'} "
+        f"{args.size}x{args.size} images to {out}",
+        file=sys.stdout,
+    )
 
 
 if __name__ == "__main__":

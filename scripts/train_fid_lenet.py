@@ -6,6 +6,7 @@ Deterministic for a given seed on one machine (CPU, one torch version); the comm
 the reference: FID-LeNet values are comparable only with the same weights. Refuses to write
 weights whose test accuracy is below 99%.
 """
+
 import argparse
 import json
 import platform
@@ -20,7 +21,9 @@ from diffussm_lib.evaluation import DEFAULT_WEIGHTS, classify, train_lenet
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS)
@@ -39,10 +42,17 @@ def main():
     tmp = args.out.with_suffix(".tmp")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
     tmp.replace(args.out)
-    card = {"test_accuracy": round(acc, 4), "epochs": args.epochs, "seed": args.seed, "train_seconds": round(wall),
-            "torch": torch.__version__, "machine": platform.machine(), "threads": torch.get_num_threads(),
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "command": f"python scripts/train_fid_lenet.py --epochs {args.epochs} --seed {args.seed}"}
+    card = {
+        "test_accuracy": round(acc, 4),
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "train_seconds": round(wall),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "command": f"python scripts/train_fid_lenet.py --epochs {args.epochs} --seed {args.seed}",
+    }
     args.out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(card))
 

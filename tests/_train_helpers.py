@@ -3,6 +3,7 @@
 The tiny config is ``configs/tiny.yaml`` with its train section overridden per test (few steps,
 small batch), so every training test stays within seconds on 2 CPU cores.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,9 @@ from diffussm_lib.data import ImageDataset
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"
 
-FAST_TRAIN = dict(max_steps=4, batch_size=8, warmup_steps=2, log_every=2, sample_every=0, checkpoint_every=2)
+FAST_TRAIN = dict(
+    max_steps=4, batch_size=8, warmup_steps=2, log_every=2, sample_every=0, checkpoint_every=2
+)
 
 
 @pytest.fixture(autouse=False)
@@ -53,7 +56,9 @@ def synthetic_dataset(cfg: ExperimentConfig, n: int = 48, seed: int = 0) -> Imag
     """Random uint8 images of the model's size and random labels: no MNIST needed."""
     g = torch.Generator().manual_seed(seed)
     m = cfg.model
-    images = torch.randint(0, 256, (n, m.image_size, m.image_size, m.in_channels), generator=g, dtype=torch.uint8)
+    images = torch.randint(
+        0, 256, (n, m.image_size, m.image_size, m.in_channels), generator=g, dtype=torch.uint8
+    )
     labels = torch.randint(0, m.num_classes, (n,), generator=g)
     return ImageDataset(images, labels)
 
@@ -69,5 +74,11 @@ def cli_env(**extra) -> dict:
 
 
 def run_cli(args, timeout=300, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "diffussm_lib", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=cli_env(**env), cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "diffussm_lib", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(**env),
+        cwd=REPO,
+    )

@@ -1,16 +1,30 @@
 """The backbone pieces: conditioning, patches, the hourglass equations, the DiffuSSM and DiT
 blocks."""
+
 import math
 
 import pytest
 import torch
 
-from diffussm_lib.models import (AdaLNZero, ConditionEmbedder, LabelEmbedder, TimestepEmbedder,
-                                 modulate, timestep_features)
+from diffussm_lib.models import (
+    AdaLNZero,
+    ConditionEmbedder,
+    LabelEmbedder,
+    TimestepEmbedder,
+    modulate,
+    timestep_features,
+)
 from diffussm_lib.models import DiTBlock, sincos_2d
 from diffussm_lib.models import DiffuSSMBlock, Hourglass, OffsetLinear, act
-from diffussm_lib.models import (FinalLayer, PatchEmbed, check_image_size, group_tokens, patchify,
-                                 ungroup_tokens, unpatchify)
+from diffussm_lib.models import (
+    FinalLayer,
+    PatchEmbed,
+    check_image_size,
+    group_tokens,
+    patchify,
+    ungroup_tokens,
+    unpatchify,
+)
 from diffussm_lib.ssm import BidirectionalSSM
 
 
@@ -21,7 +35,7 @@ def test_timestep_features_formula_and_fractional_t():
     assert f.shape == (3, 8)
     w = torch.exp(-math.log(10_000) * torch.arange(4) / 4)
     torch.testing.assert_close(f[1], torch.cat([torch.cos(3 * w), torch.sin(3 * w)]))
-    assert timestep_features(torch.tensor([2.5]), 7).shape == (1, 7)          # odd width, float t
+    assert timestep_features(torch.tensor([2.5]), 7).shape == (1, 7)  # odd width, float t
 
 
 def test_label_embedder_null_class_and_range():
@@ -51,8 +65,8 @@ def test_patchify_raster_order_and_roundtrip(C, H, W, p):
     x = torch.randn(2, C, H, W)
     tok = patchify(x, p)
     assert tok.shape == (2, H * W // p**2, C * p * p)
-    r, s = 1, 2                                    # patch row 1, column 2 -> token r * (W/p) + s
-    patch = x[:, :, r * p:(r + 1) * p, s * p:(s + 1) * p].reshape(2, -1)
+    r, s = 1, 2  # patch row 1, column 2 -> token r * (W/p) + s
+    patch = x[:, :, r * p : (r + 1) * p, s * p : (s + 1) * p].reshape(2, -1)
     torch.testing.assert_close(tok[:, r * (W // p) + s], patch)
     torch.testing.assert_close(unpatchify(tok, p, H, W), x)
     g = group_tokens(tok, 2)
@@ -75,7 +89,7 @@ def test_patch_embed_and_final_layer_shapes():
     h = PatchEmbed(3, 16, patch_size=2, hourglass_ratio=2)(x)
     assert h.shape == (2, 8, 16)
     out = FinalLayer(16, 6, patch_size=2, hourglass_ratio=2)(h, torch.randn(2, 16), 8, 8)
-    assert out.shape == (2, 6, 8, 8) and torch.all(out == 0)          # zero-initialised head
+    assert out.shape == (2, 6, 8, 8) and torch.all(out == 0)  # zero-initialised head
 
 
 # ------------------------------------------------------------------ the hourglass equations
@@ -102,7 +116,7 @@ def test_hourglass_matches_the_equations_loop_by_loop(M):
     for j in range(J):
         a = act(hg.w0(I[:, j]))
         for k in range(M):
-            Wk, bk = hg.w_up.weight[k * D:(k + 1) * D], hg.w_up.bias[k * D:(k + 1) * D]
+            Wk, bk = hg.w_up.weight[k * D : (k + 1) * D], hg.w_up.bias[k * D : (k + 1) * D]
             U[:, j * M + k] = act(a @ Wk.T + bk)
     torch.testing.assert_close(hg.up(I), U)
     Y = hg.ssm(U)
@@ -112,7 +126,7 @@ def test_hourglass_matches_the_equations_loop_by_loop(M):
     for j in range(J):
         for k in range(M):
             Wk, bk = hg.w_down.weight[k], hg.w_down.bias[k]
-            Ip[:, j, k * Dm:(k + 1) * Dm] = act(Y[:, j * M + k] @ Wk.T + bk)
+            Ip[:, j, k * Dm : (k + 1) * Dm] = act(Y[:, j * M + k] @ Wk.T + bk)
     torch.testing.assert_close(hg.down(Y), Ip)
     # gate: O_j = W^3 (act(W^2 I'_j) * act(W^1 I_j)), hidden width 2D
     O = hg.w3(act(hg.w2(Ip)) * act(hg.w1(I)))
@@ -122,7 +136,7 @@ def test_hourglass_matches_the_equations_loop_by_loop(M):
 
 def test_hourglass_works_at_any_length_and_checks_width():
     hg = Hourglass(8, 2, _Ident(8))
-    for J in (1, 5, 17):                       # per-offset matrices: no parameter depends on L
+    for J in (1, 5, 17):  # per-offset matrices: no parameter depends on L
         assert hg(torch.randn(1, J, 8)).shape == (1, J, 8)
     with pytest.raises(ValueError, match="divisible by the hourglass ratio"):
         Hourglass(5, 4, _Ident(5))
@@ -176,8 +190,7 @@ def test_block_leaves_identity_once_modulation_is_trained():
 
 
 def test_causal_ablation_block_uses_width_d_ssm():
-    block = DiffuSSMBlock(16, 2, BidirectionalSSM(16, core="s4d", bidirectional=False,
-                                                  ssm_state=8))
+    block = DiffuSSMBlock(16, 2, BidirectionalSSM(16, core="s4d", bidirectional=False, ssm_state=8))
     assert block.hourglass.ssm.out_dim == 16 and block.hourglass.w_down.in_features == 16
     assert block(torch.randn(1, 4, 16), torch.randn(1, 16)).shape == (1, 4, 16)
 
@@ -185,7 +198,7 @@ def test_causal_ablation_block_uses_width_d_ssm():
 def test_sincos_2d_positions():
     pe = sincos_2d(3, 4, 8)
     assert pe.shape == (12, 8)
-    torch.testing.assert_close(pe[5, :4], pe[6, :4])        # same row (1) -> same row features
-    torch.testing.assert_close(pe[1, 4:], pe[5, 4:])        # same column (1) -> same features
+    torch.testing.assert_close(pe[5, :4], pe[6, :4])  # same row (1) -> same row features
+    torch.testing.assert_close(pe[1, 4:], pe[5, 4:])  # same column (1) -> same features
     with pytest.raises(ValueError, match="divisible by 4"):
         sincos_2d(2, 2, 6)

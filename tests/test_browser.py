@@ -14,6 +14,7 @@ Python package, which drives that chromium (Playwright's own browser download is
 are installed by ``.ci/install_browser.sh``. Without them the test is skipped, unless
 ``DIFFUSSM_REQUIRE_BROWSER=1`` (set by ``.ci/run``): then it fails.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -42,14 +43,23 @@ REQUIRE = os.environ.get("DIFFUSSM_REQUIRE_BROWSER", "") == "1"
 
 # Chromium as the machines here run it: no sandbox as root, no GPU, and no background connections
 # (the closed network refuses them, and chromium would keep retrying).
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-RUN_ALL_TIMEOUT_S = 240      # notebook 06 runs in well under a minute in fast mode on 2 cores
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+RUN_ALL_TIMEOUT_S = 240  # notebook 06 runs in well under a minute in fast mode on 2 cores
 
 
 def _unavailable(why: str):
     if REQUIRE:
-        pytest.fail(f"browser test required (DIFFUSSM_REQUIRE_BROWSER=1) but {why}; run .ci/install_browser.sh")
+        pytest.fail(
+            f"browser test required (DIFFUSSM_REQUIRE_BROWSER=1) but {why}; run .ci/install_browser.sh"
+        )
     pytest.skip(why)
 
 
@@ -89,45 +99,76 @@ class LabServer:
     def env(self) -> dict:
         env = dict(os.environ)
         h = self.home
-        env.update({
-            "JUPYTER_CONFIG_DIR": str(h / "config"),
-            "JUPYTER_DATA_DIR": str(h / "data"),
-            "JUPYTER_RUNTIME_DIR": str(h / "runtime"),
-            "JUPYTERLAB_SETTINGS_DIR": str(h / "lab-settings"),
-            "JUPYTERLAB_WORKSPACES_DIR": str(h / "lab-workspaces"),
-            "IPYTHONDIR": str(h / "ipython"),
-            "DIFFUSSM_FAST": "1",                     # the notebook at CI sizes
-            "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
-            "OMP_NUM_THREADS": "1",
-        })
-        env.pop("MPLBACKEND", None)                   # let the kernel draw figures inline
+        env.update(
+            {
+                "JUPYTER_CONFIG_DIR": str(h / "config"),
+                "JUPYTER_DATA_DIR": str(h / "data"),
+                "JUPYTER_RUNTIME_DIR": str(h / "runtime"),
+                "JUPYTERLAB_SETTINGS_DIR": str(h / "lab-settings"),
+                "JUPYTERLAB_WORKSPACES_DIR": str(h / "lab-workspaces"),
+                "IPYTHONDIR": str(h / "ipython"),
+                "DIFFUSSM_FAST": "1",  # the notebook at CI sizes
+                "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
+                "OMP_NUM_THREADS": "1",
+            }
+        )
+        env.pop("MPLBACKEND", None)  # let the kernel draw figures inline
         return env
 
     def start(self) -> None:
-        for d in ("config/labconfig", "data", "runtime", "lab-settings", "lab-workspaces", "ipython"):
+        for d in (
+            "config/labconfig",
+            "data",
+            "runtime",
+            "lab-settings",
+            "lab-workspaces",
+            "ipython",
+        ):
             (self.home / d).mkdir(parents=True, exist_ok=True)
         # no "get Jupyter news?" notification over the page
-        (self.home / "config" / "labconfig" / "page_config.json").write_text(json.dumps(
-            {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
-        cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
-               "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
-               f"--ServerApp.root_dir={self.root}", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+        (self.home / "config" / "labconfig" / "page_config.json").write_text(
+            json.dumps(
+                {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
+            )
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={self.root}",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
-            cmd.append("--allow-root")               # CI containers run as root
+            cmd.append("--allow-root")  # CI containers run as root
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, cwd=self.root, env=self.env(), stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=self.root,
+            env=self.env(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited with status {self.proc.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"jupyter lab exited with status {self.proc.returncode}:\n{self.log_tail()}"
+                )
             try:
                 if _http(f"{self.base}/api/status?token={self.token}")[0] == 200:
                     return
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.5)
-        raise RuntimeError(f"jupyter lab did not answer on {self.base} within 90 s:\n{self.log_tail()}")
+        raise RuntimeError(
+            f"jupyter lab did not answer on {self.base} within 90 s:\n{self.log_tail()}"
+        )
 
     def log_tail(self, n: int = 4000) -> str:
         try:
@@ -149,7 +190,7 @@ class LabServer:
             except subprocess.TimeoutExpired:
                 for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
                     try:
-                        os.killpg(self.proc.pid, sig)     # the server's own process group only
+                        os.killpg(self.proc.pid, sig)  # the server's own process group only
                     except ProcessLookupError:
                         break
                     try:
@@ -177,15 +218,19 @@ def test_viewer_plays_in_jupyterlab_after_the_kernel_is_gone(tmp_path):
             old.unlink()
     root = tmp_path / "root"
     root.mkdir()
-    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)      # JupyterLab autosaves outputs: never into the repo
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)  # JupyterLab autosaves outputs: never into the repo
     server = LabServer(root, tmp_path / "jupyter", ARTIFACTS / "jupyter-server.log")
     console: list = []
     try:
         server.start()
         with sync_playwright() as p:
             ctx = p.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"), executable_path=chromium, headless=True, args=CHROMIUM_FLAGS,
-                viewport={"width": 1400, "height": 1000})
+                str(tmp_path / "chromium-profile"),
+                executable_path=chromium,
+                headless=True,
+                args=CHROMIUM_FLAGS,
+                viewport={"width": 1400, "height": 1000},
+            )
             try:
                 page = ctx.pages[0] if ctx.pages else ctx.new_page()
                 page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
@@ -199,7 +244,7 @@ def test_viewer_plays_in_jupyterlab_after_the_kernel_is_gone(tmp_path):
             finally:
                 ctx.close()
     except Exception as e:
-        if "jupyter lab" in str(e):          # the server's own failure already carries its log
+        if "jupyter lab" in str(e):  # the server's own failure already carries its log
             raise
         raise AssertionError(f"{e}\n--- jupyter server log (tail) ---\n{server.log_tail()}") from e
     finally:
@@ -217,7 +262,9 @@ def _kernel_ids(server: LabServer) -> list:
 def _shut_down_kernels(server: LabServer) -> None:
     """Shut down every kernel of the server (the notebook's) through its REST API; wait until none runs."""
     for kid in _kernel_ids(server):
-        req = urllib.request.Request(f"{server.base}/api/kernels/{kid}?token={server.token}", method="DELETE")
+        req = urllib.request.Request(
+            f"{server.base}/api/kernels/{kid}?token={server.token}", method="DELETE"
+        )
         with urllib.request.urlopen(req, timeout=30) as r:
             assert r.status == 204, f"DELETE kernel {kid}: HTTP {r.status}"
     deadline = time.monotonic() + 30
@@ -239,8 +286,11 @@ class ViewerPage:
 
     def t(self) -> str:
         """The t slider's readout ("t = 400", ..., "final"), once it is drawn."""
-        self.page.wait_for_function("() => { const r = document.querySelector('.diffussm-viewer-step .widget-readout');"
-                                    " return r && r.textContent.trim().length > 0; }", timeout=10_000)
+        self.page.wait_for_function(
+            "() => { const r = document.querySelector('.diffussm-viewer-step .widget-readout');"
+            " return r && r.textContent.trim().length > 0; }",
+            timeout=10_000,
+        )
         return self.readout.text_content().strip()
 
     def src(self) -> str:
@@ -249,13 +299,18 @@ class ViewerPage:
         return src
 
     def wait_loaded(self) -> None:
-        self.page.wait_for_function("() => { const i = document.querySelector('.diffussm-viewer .diffussm-viewer-image');"
-                                    " return i && i.complete && i.naturalWidth > 0; }")
+        self.page.wait_for_function(
+            "() => { const i = document.querySelector('.diffussm-viewer .diffussm-viewer-image');"
+            " return i && i.complete && i.naturalWidth > 0; }"
+        )
 
     def wait_src_change(self, old: str, timeout_ms: int = 20_000) -> str:
         self.page.wait_for_function(
             "(old) => { const i = document.querySelector('.diffussm-viewer .diffussm-viewer-image');"
-            " return i && i.src !== old; }", arg=old, timeout=timeout_ms)
+            " return i && i.src !== old; }",
+            arg=old,
+            timeout=timeout_ms,
+        )
         self.wait_loaded()
         return self.src()
 
@@ -274,8 +329,12 @@ def _run_notebook_and_use_viewer(page, server: LabServer) -> None:
     page.set_default_timeout(60_000)
     page.goto(f"{server.base}/lab/tree/{NOTEBOOK.name}?token={server.token}")
     # the notebook's content is in when its title is rendered; its kernel is up when the status bar says Idle
-    page.locator(".jp-NotebookPanel .jp-RenderedMarkdown h1", has_text="06").first.wait_for(timeout=120_000)
-    page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"\|\s*Idle")).first.wait_for(timeout=120_000)
+    page.locator(".jp-NotebookPanel .jp-RenderedMarkdown h1", has_text="06").first.wait_for(
+        timeout=120_000
+    )
+    page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"\|\s*Idle")).first.wait_for(
+        timeout=120_000
+    )
     n_code = page.locator(".jp-NotebookPanel .jp-CodeCell").count()
     assert n_code > 5, f"notebook 06 shows only {n_code} code cells"
 
@@ -288,9 +347,13 @@ def _run_notebook_and_use_viewer(page, server: LabServer) -> None:
         """() => {
             const prompts = [...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell .jp-InputPrompt')];
             return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
-        }""", timeout=RUN_ALL_TIMEOUT_S * 1000, polling=1000)
-    errors = page.locator(".jp-NotebookPanel .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
-                          ).filter(has_text="Traceback")
+        }""",
+        timeout=RUN_ALL_TIMEOUT_S * 1000,
+        polling=1000,
+    )
+    errors = page.locator(
+        ".jp-NotebookPanel .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+    ).filter(has_text="Traceback")
     assert errors.count() == 0, f"a cell raised: {errors.first.inner_text()[:2000]}"
 
     v = ViewerPage(page)
@@ -308,7 +371,9 @@ def _run_notebook_and_use_viewer(page, server: LabServer) -> None:
     v.arrow("ArrowRight")
     src_next = v.wait_src_change(src_start)
     after = v.t()
-    assert after != start and (after == "final" or int(after.split()[-1]) < int(start.split()[-1])), (start, after)
+    assert after != start and (
+        after == "final" or int(after.split()[-1]) < int(start.split()[-1])
+    ), (start, after)
     assert v.shot("2-slider") != shot_start, "the viewer looks the same after moving the t slider"
 
     # 3. kernel alive: another sampler samples new frames and the Stack's children are replaced
@@ -316,7 +381,9 @@ def _run_notebook_and_use_viewer(page, server: LabServer) -> None:
     v.status.filter(has_text="DDIM").wait_for(timeout=120_000)
     v.wait_src_change(src_next, timeout_ms=30_000)
     t_ddim = v.t()
-    assert abs(int(t_ddim.split()[-1]) - int(after.split()[-1])) <= 60, f"t slider at {t_ddim!r}, not near {after!r}"
+    assert abs(int(t_ddim.split()[-1]) - int(after.split()[-1])) <= 60, (
+        f"t slider at {t_ddim!r}, not near {after!r}"
+    )
     shot_ddim = v.shot("3-ddim")
     assert shot_ddim != shot_start
     # the caption is part of each picture; the frames differ: compare with DPM-Solver++'s at the same t
@@ -328,21 +395,28 @@ def _run_notebook_and_use_viewer(page, server: LabServer) -> None:
 
     # 4. the kernel is gone: everything below happens in the page alone
     _shut_down_kernels(server)
-    page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"No Kernel|Unknown|Dead|Disconnected")).first.wait_for(
-        timeout=30_000)
+    page.locator(
+        ".jp-StatusBar-Widget", has_text=re.compile(r"No Kernel|Unknown|Dead|Disconnected")
+    ).first.wait_for(timeout=30_000)
     src_dead, shot_dead = v.src(), v.shot("4-kernel-gone")
     v.arrow("ArrowLeft", 2)
     src_back = v.wait_src_change(src_dead)
     back = v.t()
-    assert int(back.split()[-1]) > int(after.split()[-1]) if after != "final" else back != "final", (after, back)
-    assert v.shot("5-slider-no-kernel") != shot_dead, "the slider does not change the picture without a kernel"
+    assert (
+        int(back.split()[-1]) > int(after.split()[-1]) if after != "final" else back != "final"
+    ), (after, back)
+    assert v.shot("5-slider-no-kernel") != shot_dead, (
+        "the slider does not change the picture without a kernel"
+    )
 
     # 5. Play without a kernel: the frames run to the final sample
     seen = {src_back}
     page.locator(".diffussm-viewer-play button").first.click()
     deadline = time.monotonic() + 30
     while v.t() != "final":
-        assert time.monotonic() < deadline, f"Play stopped at {v.readout.inner_text()!r} without a kernel"
+        assert time.monotonic() < deadline, (
+            f"Play stopped at {v.readout.inner_text()!r} without a kernel"
+        )
         seen.add(v.src())
         page.wait_for_timeout(50)
     v.wait_loaded()

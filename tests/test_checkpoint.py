@@ -1,5 +1,6 @@
 """Checkpoints: exact round trip (weights, EMA, AdamW state), atomic writes, refusal of pickles
 (a payload that would run code is never run), clear errors for files that do not fit the model."""
+
 import pickle
 import struct
 from pathlib import Path
@@ -34,8 +35,15 @@ def _trained_state(cfg, steps=2):
 def test_round_trip_is_exact_and_optimizer_continues_identically(tmp_path):
     cfg = tiny_config()
     model, ema, opt, x = _trained_state(cfg)
-    path = C.save_checkpoint(tmp_path / "ck.safetensors", config=cfg, step=7, model=model.state_dict(),
-                             ema=ema.state_dict(), optimizer=opt.state_dict(), extra={"ema_updates": 2})
+    path = C.save_checkpoint(
+        tmp_path / "ck.safetensors",
+        config=cfg,
+        step=7,
+        model=model.state_dict(),
+        ema=ema.state_dict(),
+        optimizer=opt.state_dict(),
+        extra={"ema_updates": 2},
+    )
     ck = C.load_checkpoint(path)
     assert ck.path == path and ck.step == 7 and ck.config == cfg and ck.extra["ema_updates"] == 2
     for k, v in model.state_dict().items():
@@ -73,12 +81,14 @@ def test_folder_resolution_and_missing_files(tmp_path):
 def test_atomic_write_keeps_the_old_checkpoint_when_writing_fails(tmp_path, monkeypatch):
     cfg = tiny_config()
     model = build_model(cfg.model)
-    path = C.save_checkpoint(tmp_path / "ck.safetensors", config=cfg, step=1, model=model.state_dict())
+    path = C.save_checkpoint(
+        tmp_path / "ck.safetensors", config=cfg, step=1, model=model.state_dict()
+    )
     before = path.read_bytes()
 
     import safetensors.torch as st
 
-    def dying_save(tensors, filename, metadata=None):   # writes half a file, then "the process dies"
+    def dying_save(tensors, filename, metadata=None):  # writes half a file, then "the process dies"
         Path(filename).write_bytes(b"\x00" * 100)
         raise KeyboardInterrupt("killed mid-write")
 
@@ -109,7 +119,9 @@ def test_pickle_with_code_payload_is_refused_and_never_run(tmp_path, kind, name)
     else:
         torch.save({"model": _Payload(marker)}, path)
     for load in (C.load_checkpoint, C.read_metadata, C.load_model):
-        with pytest.raises(C.CheckpointError, match=r"not a safetensors checkpoint.*(pickle|zip).*never unpickles"):
+        with pytest.raises(
+            C.CheckpointError, match=r"not a safetensors checkpoint.*(pickle|zip).*never unpickles"
+        ):
             load(path)
     assert not marker.exists(), "the payload ran"
     # control: the payload is live, i.e. the test would have caught a loader that unpickles
@@ -125,7 +137,9 @@ def test_any_header_length_is_accepted(tmp_path):
     state = {"w": torch.zeros(1)}
     firsts = set()
     for k in range(0, 520, 8):
-        path = C.save_checkpoint(tmp_path / "ck.safetensors", config=cfg, step=1, model=state, extra={"pad": "x" * k})
+        path = C.save_checkpoint(
+            tmp_path / "ck.safetensors", config=cfg, step=1, model=state, extra={"pad": "x" * k}
+        )
         first = path.read_bytes()[0]
         firsts.add(first)
         assert C.load_checkpoint(path).extra["pad"] == "x" * k
@@ -140,8 +154,9 @@ def test_not_a_checkpoint_or_truncated(tmp_path):
     with pytest.raises(C.CheckpointError, match="not a diffussm checkpoint"):
         C.load_checkpoint(bare)
     cfg = tiny_config()
-    good = C.save_checkpoint(tmp_path / "good.safetensors", config=cfg, step=1,
-                             model=build_model(cfg.model).state_dict())
+    good = C.save_checkpoint(
+        tmp_path / "good.safetensors", config=cfg, step=1, model=build_model(cfg.model).state_dict()
+    )
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(C.CheckpointError, match="cut.safetensors"):
@@ -155,8 +170,13 @@ def test_not_a_checkpoint_or_truncated(tmp_path):
 def test_mismatched_config_names_the_keys(tmp_path):
     cfg = tiny_config()
     model = build_model(cfg.model)
-    path = C.save_checkpoint(tmp_path / "ck.safetensors", config=cfg, step=3, model=model.state_dict(),
-                             ema=model.state_dict())
+    path = C.save_checkpoint(
+        tmp_path / "ck.safetensors",
+        config=cfg,
+        step=3,
+        model=model.state_dict(),
+        ema=model.state_dict(),
+    )
     other = with_model(cfg, hidden_dim=cfg.model.hidden_dim * 2, depth=cfg.model.depth + 1)
     with pytest.raises(C.CheckpointError, match=r"model\.depth: checkpoint 2, config 3") as e:
         C.load_model(path, config=other)
@@ -165,15 +185,25 @@ def test_mismatched_config_names_the_keys(tmp_path):
     with pytest.raises(C.CheckpointError) as e:
         C.load_state_strict(build_model(other.model), C.load_checkpoint(path).ema, "ck", cfg, other)
     msg = str(e.value)
-    assert "model.hidden_dim: checkpoint 32, config 64" in msg and "missing in checkpoint: blocks.2" in msg
+    assert (
+        "model.hidden_dim: checkpoint 32, config 64" in msg
+        and "missing in checkpoint: blocks.2" in msg
+    )
     assert "shape" in msg
 
 
 def test_export_weights_and_load_model(tmp_path):
     cfg = tiny_config()
     model, ema, opt, x = _trained_state(cfg)
-    C.save_checkpoint(tmp_path / "run" / C.CHECKPOINT_NAME, config=cfg, step=5, model=model.state_dict(),
-                      ema=ema.state_dict(), optimizer=opt.state_dict(), extra={"train_seconds": 7.0})
+    C.save_checkpoint(
+        tmp_path / "run" / C.CHECKPOINT_NAME,
+        config=cfg,
+        step=5,
+        model=model.state_dict(),
+        ema=ema.state_dict(),
+        optimizer=opt.state_dict(),
+        extra={"train_seconds": 7.0},
+    )
     w = C.export_weights(tmp_path / "run", tmp_path / "exp")
     assert w.name == C.WEIGHTS_NAME and (tmp_path / "exp" / "config.yaml").exists()
     card = (tmp_path / "exp" / "README.md").read_text()
@@ -192,10 +222,26 @@ def test_export_weights_and_load_model(tmp_path):
 def test_model_card_takes_evaluation_reports_of_the_same_step(tmp_path):
     cfg = tiny_config()
     model, ema, opt, x = _trained_state(cfg)
-    C.save_checkpoint(tmp_path / "run" / C.CHECKPOINT_NAME, config=cfg, step=5, model=model.state_dict(),
-                      ema=ema.state_dict(), optimizer=opt.state_dict())
-    ev = dict(n=1000, fid=3.456, floor=1.234, class_accuracy=0.9876, histogram_deviation=0.0123, step=5,
-              sampler="ddim", steps=25, guidance=2.0, seed=0)
+    C.save_checkpoint(
+        tmp_path / "run" / C.CHECKPOINT_NAME,
+        config=cfg,
+        step=5,
+        model=model.state_dict(),
+        ema=ema.state_dict(),
+        optimizer=opt.state_dict(),
+    )
+    ev = dict(
+        n=1000,
+        fid=3.456,
+        floor=1.234,
+        class_accuracy=0.9876,
+        histogram_deviation=0.0123,
+        step=5,
+        sampler="ddim",
+        steps=25,
+        guidance=2.0,
+        seed=0,
+    )
     C.export_weights(tmp_path / "run", tmp_path / "exp", evaluations=[ev])
     card = (tmp_path / "exp" / "README.md").read_text()
     assert "| 1000 | ddim | 25 | 2.0 | 3.456 | 1.234 | 98.76% | 0.0123 |" in card

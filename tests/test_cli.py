@@ -2,6 +2,7 @@
 value range, labels), resume after SIGKILL, clear errors (mismatched checkpoint, pickle; config
 errors: tests/test_bad_input.py), user errors told apart from internal ones, determinism across
 processes."""
+
 import json
 import os
 import pickle
@@ -15,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from _train_helpers import REPO, cli_env, one_thread, run_cli, tiny_config, with_model, write_config
+from _train_helpers import REPO, cli_env, one_thread, run_cli, tiny_config, with_model, write_config  # noqa: F401 (one_thread: a fixture)
 from diffussm_lib import training as C
 from diffussm_lib.cli import main
 from diffussm_lib.errors import ISSUES_URL, UserError
@@ -32,7 +33,9 @@ def trained(tmp_path_factory):
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        rc = main(["train", "--config", str(cfg_path), "--output-dir", str(d / "run"), "--no-progress"])
+        rc = main(
+            ["train", "--config", str(cfg_path), "--output-dir", str(d / "run"), "--no-progress"]
+        )
     finally:
         torch.set_num_threads(n)
     assert rc == 0
@@ -50,17 +53,58 @@ def test_train_writes_checkpoint_config_metrics_and_grid(trained):
 
 def _sample(d, name, *args):
     out = d / name
-    rc = main(["sample", "--checkpoint", str(d / "run"), "--output-dir", str(out), "--no-progress", *map(str, args)])
+    rc = main(
+        [
+            "sample",
+            "--checkpoint",
+            str(d / "run"),
+            "--output-dir",
+            str(out),
+            "--no-progress",
+            *map(str, args),
+        ]
+    )
     assert rc == 0
     return out, np.load(out / "samples.npz")
 
 
-@pytest.mark.parametrize("args,labels", [
-    (["--labels", "all", "--num-samples", 10, "--steps", 4], list(range(10))),
-    (["--labels", "3,5", "--num-samples", 5, "--sampler", "ddpm", "--steps", 3, "--guidance", 2.0], [3, 5, 3, 5, 3]),
-    (["--labels", "4", "--num-samples", 3, "--sampler", "dpm_solver++", "--steps", 3, "--guidance", 1.5], [4, 4, 4]),
-    (["--num-samples", 4, "--steps", 2], [-1] * 4),
-])
+@pytest.mark.parametrize(
+    "args,labels",
+    [
+        (["--labels", "all", "--num-samples", 10, "--steps", 4], list(range(10))),
+        (
+            [
+                "--labels",
+                "3,5",
+                "--num-samples",
+                5,
+                "--sampler",
+                "ddpm",
+                "--steps",
+                3,
+                "--guidance",
+                2.0,
+            ],
+            [3, 5, 3, 5, 3],
+        ),
+        (
+            [
+                "--labels",
+                "4",
+                "--num-samples",
+                3,
+                "--sampler",
+                "dpm_solver++",
+                "--steps",
+                3,
+                "--guidance",
+                1.5,
+            ],
+            [4, 4, 4],
+        ),
+        (["--num-samples", 4, "--steps", 2], [-1] * 4),
+    ],
+)
 def test_sample_files_shapes_range_labels(trained, args, labels):
     d, _ = trained
     out, s = _sample(d, "s_" + str(len(labels)), *args)
@@ -77,10 +121,54 @@ def test_sample_files_shapes_range_labels(trained, args, labels):
 @pytest.mark.slow
 def test_same_seed_same_samples_across_processes(trained):
     d, _ = trained
-    _, a = _sample(d, "det_a", "--labels", "1,2", "--num-samples", 4, "--steps", 3, "--seed", 7, "--guidance", 1.5)
-    _, b = _sample(d, "det_b", "--labels", "1,2", "--num-samples", 4, "--steps", 3, "--seed", 8, "--guidance", 1.5)
-    p = run_cli(["sample", "--checkpoint", d / "run", "--output-dir", d / "det_c", "--labels", "1,2",
-                 "--num-samples", 4, "--steps", 3, "--seed", 7, "--guidance", 1.5, "--no-progress"])
+    _, a = _sample(
+        d,
+        "det_a",
+        "--labels",
+        "1,2",
+        "--num-samples",
+        4,
+        "--steps",
+        3,
+        "--seed",
+        7,
+        "--guidance",
+        1.5,
+    )
+    _, b = _sample(
+        d,
+        "det_b",
+        "--labels",
+        "1,2",
+        "--num-samples",
+        4,
+        "--steps",
+        3,
+        "--seed",
+        8,
+        "--guidance",
+        1.5,
+    )
+    p = run_cli(
+        [
+            "sample",
+            "--checkpoint",
+            d / "run",
+            "--output-dir",
+            d / "det_c",
+            "--labels",
+            "1,2",
+            "--num-samples",
+            4,
+            "--steps",
+            3,
+            "--seed",
+            7,
+            "--guidance",
+            1.5,
+            "--no-progress",
+        ]
+    )
     assert p.returncode == 0, p.stderr
     c = np.load(d / "det_c" / "samples.npz")
     assert np.array_equal(a["images"], c["images"]), "same seed, different samples"
@@ -90,19 +178,57 @@ def test_same_seed_same_samples_across_processes(trained):
 def test_sample_label_errors(trained, capsys):
     d, _ = trained
     for labels, msg in [("all", "multiple of 10"), ("4,12", "class 12 is outside")]:
-        rc = main(["sample", "--checkpoint", str(d / "run"), "--output-dir", str(d / "bad"), "--labels", labels,
-                   "--num-samples", "7", "--no-progress"])
+        rc = main(
+            [
+                "sample",
+                "--checkpoint",
+                str(d / "run"),
+                "--output-dir",
+                str(d / "bad"),
+                "--labels",
+                labels,
+                "--num-samples",
+                "7",
+                "--no-progress",
+            ]
+        )
         assert rc == 2 and msg in capsys.readouterr().err
-    rc = main(["sample", "--checkpoint", str(d / "run"), "--output-dir", str(d / "bad"), "--guidance", "3"])
+    rc = main(
+        [
+            "sample",
+            "--checkpoint",
+            str(d / "run"),
+            "--output-dir",
+            str(d / "bad"),
+            "--guidance",
+            "3",
+        ]
+    )
     assert rc == 2 and "needs class labels" in capsys.readouterr().err
 
 
 def test_mismatched_checkpoint_and_overwrite_protection(trained, tmp_path, capsys):
     d, cfg_path = trained
     other = write_config(with_model(tiny_config(), hidden_dim=48, depth=3), tmp_path / "other.yaml")
-    assert main(["train", "--config", str(other), "--output-dir", str(d / "run"), "--resume", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(other),
+                "--output-dir",
+                str(d / "run"),
+                "--resume",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
-    assert "model.hidden_dim: checkpoint 32, config 48" in err and "model.depth: checkpoint 2, config 3" in err
+    assert (
+        "model.hidden_dim: checkpoint 32, config 48" in err
+        and "model.depth: checkpoint 2, config 3" in err
+    )
     assert main(["train", "--config", str(cfg_path), "--output-dir", str(d / "run")]) == 2
     assert "already holds a checkpoint" in capsys.readouterr().err
     assert C.load_checkpoint(d / "run").step == 4, "the run was not touched"
@@ -124,8 +250,20 @@ def test_sample_refuses_a_pickle_checkpoint(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "never unpickles" in err and not marker.exists()
     evil.write_bytes(pickle.dumps(_Payload(marker)))
-    assert main(["train", "--init-from", str(evil), "--config", str(write_config(tiny_config(), tmp_path / "t.yaml")),
-                 "--output-dir", str(tmp_path / "r")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--init-from",
+                str(evil),
+                "--config",
+                str(write_config(tiny_config(), tmp_path / "t.yaml")),
+                "--output-dir",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
     assert "never unpickles" in capsys.readouterr().err and not marker.exists()
 
 
@@ -134,9 +272,22 @@ def test_resume_after_sigkill_continues_from_the_saved_step(tmp_path, capsys):
     cfg = tiny_config(max_steps=100_000, checkpoint_every=1, log_every=1)
     cfg_path = write_config(cfg, tmp_path / "tiny.yaml")
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "diffussm_lib", "train", "--config", str(cfg_path),
-                             "--output-dir", str(run), "--no-progress"], env=cli_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "diffussm_lib",
+            "train",
+            "--config",
+            str(cfg_path),
+            "--output-dir",
+            str(run),
+            "--no-progress",
+        ],
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     ck = run / C.CHECKPOINT_NAME
     deadline = time.time() + 240
     try:
@@ -148,11 +299,25 @@ def test_resume_after_sigkill_continues_from_the_saved_step(tmp_path, capsys):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
-    saved = C.load_checkpoint(run).step              # whatever the kill left: a complete checkpoint
+    saved = C.load_checkpoint(run).step  # whatever the kill left: a complete checkpoint
     assert saved >= 3
     target = saved + 2
-    assert main(["train", "--config", str(cfg_path), "--output-dir", str(run), "--resume",
-                 "--max-steps", str(target), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(cfg_path),
+                "--output-dir",
+                str(run),
+                "--resume",
+                "--max-steps",
+                str(target),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert f"resumed from {ck} at step {saved}" in capsys.readouterr().out
     resumed = C.load_checkpoint(run)
     assert resumed.step == target
@@ -171,37 +336,124 @@ def test_resume_after_sigkill_continues_from_the_saved_step(tmp_path, capsys):
 @pytest.mark.slow
 def test_time_budget_flag_and_export_with_an_evaluation(trained, tmp_path, capsys):
     d, cfg_path = trained
-    assert main(["train", "--config", str(cfg_path), "--output-dir", str(tmp_path / "b"), "--max-minutes", "0"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(cfg_path),
+                "--output-dir",
+                str(tmp_path / "b"),
+                "--max-minutes",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "--max-minutes must be > 0" in capsys.readouterr().err
-    rc = main(["train", "--config", str(cfg_path), "--output-dir", str(tmp_path / "b"), "--max-steps", "50",
-               "--max-minutes", "0.0001", "--no-progress"])
-    assert rc == 0 and C.load_checkpoint(tmp_path / "b").step == 1        # the first update spends the budget
+    rc = main(
+        [
+            "train",
+            "--config",
+            str(cfg_path),
+            "--output-dir",
+            str(tmp_path / "b"),
+            "--max-steps",
+            "50",
+            "--max-minutes",
+            "0.0001",
+            "--no-progress",
+        ]
+    )
+    assert (
+        rc == 0 and C.load_checkpoint(tmp_path / "b").step == 1
+    )  # the first update spends the budget
     ev = tmp_path / "ev.json"
-    assert main(["evaluate", "--checkpoint", str(d / "run"), "--num-samples", "20", "--steps", "2",
-                 "--guidance", "2", "--json", str(ev), "--no-progress"]) == 0
-    assert main(["export", "--checkpoint", str(d / "run"), "--output-dir", str(tmp_path / "exp"),
-                 "--evaluation", str(ev)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(d / "run"),
+                "--num-samples",
+                "20",
+                "--steps",
+                "2",
+                "--guidance",
+                "2",
+                "--json",
+                str(ev),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(d / "run"),
+                "--output-dir",
+                str(tmp_path / "exp"),
+                "--evaluation",
+                str(ev),
+            ]
+        )
+        == 0
+    )
     card = (tmp_path / "exp" / "README.md").read_text()
     fid = json.loads(ev.read_text())["fid"]
     assert f"| 20 | ddim | 2 | 2.0 | {fid:.3f} |" in card
     bad = tmp_path / "bad.json"
     bad.write_text('{"fid": 1}')
-    assert main(["export", "--checkpoint", str(d / "run"), "--output-dir", str(tmp_path / "exp2"),
-                 "--evaluation", str(bad)]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(d / "run"),
+                "--output-dir",
+                str(tmp_path / "exp2"),
+                "--evaluation",
+                str(bad),
+            ]
+        )
+        == 2
+    )
     assert "not a `diffussm evaluate --json` report" in capsys.readouterr().err
-    assert main(["export", "--checkpoint", str(tmp_path / "b"), "--output-dir", str(tmp_path / "exp3"),
-                 "--evaluation", str(ev)]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(tmp_path / "b"),
+                "--output-dir",
+                str(tmp_path / "exp3"),
+                "--evaluation",
+                str(ev),
+            ]
+        )
+        == 2
+    )
     assert "is of step 4, but checkpoint" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("exc, status", [
-    (ValueError("shapes (3, 4) and (4, 5) do not match inside the sampler"), 1),    # a library bug
-    (RuntimeError("CUBLAS_STATUS_EXECUTION_FAILED"), 1),
-    (KeyError("model.blocks.0"), 1),
-    (UserError("--labels: class 12 is outside [0, 9]"), 2),                     # the user's input
-])
+@pytest.mark.parametrize(
+    "exc, status",
+    [
+        (
+            ValueError("shapes (3, 4) and (4, 5) do not match inside the sampler"),
+            1,
+        ),  # a library bug
+        (RuntimeError("CUBLAS_STATUS_EXECUTION_FAILED"), 1),
+        (KeyError("model.blocks.0"), 1),
+        (UserError("--labels: class 12 is outside [0, 9]"), 2),  # the user's input
+    ],
+)
 def test_user_errors_are_one_line_and_internal_errors_a_traceback_and_where_to_report(
-        trained, tmp_path, capsys, monkeypatch, exc, status):
+    trained, tmp_path, capsys, monkeypatch, exc, status
+):
     """A ``UserError`` (raised anywhere) is one line and status 2; any other exception is an
     internal error: its traceback, then one line saying it is a bug of the library and where to
     report it, status 1. ``--debug`` re-raises either."""
@@ -211,8 +463,14 @@ def test_user_errors_are_one_line_and_internal_errors_a_traceback_and_where_to_r
         raise exc
 
     monkeypatch.setattr(cli, "generate", fails)
-    argv = ["sample", "--checkpoint", str(trained[0] / "run"), "--output-dir", str(tmp_path / "o"),
-            "--no-progress"]
+    argv = [
+        "sample",
+        "--checkpoint",
+        str(trained[0] / "run"),
+        "--output-dir",
+        str(tmp_path / "o"),
+        "--no-progress",
+    ]
     assert main(argv) == status
     err = capsys.readouterr().err
     if status == 2:

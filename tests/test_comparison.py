@@ -1,4 +1,5 @@
 """Equal-budget comparisons (diffussm_lib.evaluation): variants, budgets, evaluation rows, scaling."""
+
 import subprocess
 import sys
 
@@ -6,8 +7,15 @@ import pytest
 import torch
 
 from _train_helpers import REPO, cli_env, one_thread, synthetic_dataset, tiny_config  # noqa: F401 (fixture)
-from diffussm_lib.evaluation import (ABLATIONS, evaluate_run, results_table, scaling_rows, scaling_table,
-                                     train_for_budget, variant)
+from diffussm_lib.evaluation import (
+    ABLATIONS,
+    evaluate_run,
+    results_table,
+    scaling_rows,
+    scaling_table,
+    train_for_budget,
+    variant,
+)
 from diffussm_lib.config import load_config
 from diffussm_lib.models import build_model
 
@@ -26,7 +34,7 @@ def test_every_ablation_builds_and_changes_only_its_keys():
         x = torch.randn(2, 1, 28, 28)
         assert model(x, torch.tensor([3, 900]), torch.tensor([1, 10])).shape == x.shape
         seen.add(tuple(sorted(overrides.items())))
-    assert len(seen) == len(ABLATIONS)   # no two ablations are the same model
+    assert len(seen) == len(ABLATIONS)  # no two ablations are the same model
     with pytest.raises(ValueError, match=r"unknown model keys \['hidden'\]"):
         variant(base, hidden=3)
 
@@ -34,9 +42,19 @@ def test_every_ablation_builds_and_changes_only_its_keys():
 def test_budget_run_stops_by_steps_and_evaluates():
     cfg = tiny_config()
     run = train_for_budget(cfg, seconds=3600, max_steps=3, dataset=synthetic_dataset(cfg))
-    assert run.steps == 3 and 0 < run.train_seconds < 3600 and run.params > 0 and not run.ema_model.training
+    assert (
+        run.steps == 3
+        and 0 < run.train_seconds < 3600
+        and run.params > 0
+        and not run.ema_model.training
+    )
     ev = evaluate_run(run, 20, guidance=2.0, steps=2)
-    assert ev["n"] == 20 and ev["guidance"] == 2.0 and ev["steps"] == 2 and 0 <= ev["class_accuracy"] <= 1
+    assert (
+        ev["n"] == 20
+        and ev["guidance"] == 2.0
+        and ev["steps"] == 2
+        and 0 <= ev["class_accuracy"] <= 1
+    )
     assert run.last_images.shape == (20, 1, 28, 28) and run.last_images.abs().max() <= 1
     table = results_table([run])
     assert table.count("\n") == 2 and f"| {ev['fid']:.2f} |" in table
@@ -70,17 +88,45 @@ def test_bench_quality_script_runs_end_to_end(tmp_path):
     # the tiny config as both models (arch swapped for the DiT side) keeps this to seconds
     import yaml
     from diffussm_lib.config import config_to_dict
+
     tiny = config_to_dict(tiny_config())
     (cfg_dir / "a.yaml").write_text(yaml.safe_dump(tiny))
-    dit = dict(tiny, name="tiny_dit", model={k: v for k, v in tiny["model"].items()
-                                              if k not in ("hourglass_ratio", "ssm_core", "ssm_state",
-                                                           "bidirectional", "ssm_backend")})
+    dit = dict(
+        tiny,
+        name="tiny_dit",
+        model={
+            k: v
+            for k, v in tiny["model"].items()
+            if k not in ("hourglass_ratio", "ssm_core", "ssm_state", "bidirectional", "ssm_backend")
+        },
+    )
     dit["model"].update(arch="dit", num_heads=2)
     (cfg_dir / "b.yaml").write_text(yaml.safe_dump(dit))
-    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_quality.py"), "compare",
-                        "--diffussm", str(cfg_dir / "a.yaml"), "--dit", str(cfg_dir / "b.yaml"), "--minutes", "0.02",
-                        "--num-samples", "20", "--guidance", "2", "--sample-steps", "2", "--output-dir", str(out)],
-                       capture_output=True, text=True, env=cli_env(), timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "bench_quality.py"),
+            "compare",
+            "--diffussm",
+            str(cfg_dir / "a.yaml"),
+            "--dit",
+            str(cfg_dir / "b.yaml"),
+            "--minutes",
+            "0.02",
+            "--num-samples",
+            "20",
+            "--guidance",
+            "2",
+            "--sample-steps",
+            "2",
+            "--output-dir",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     md = (out / "results.md").read_text()
     assert "| DiffuSSM |" in md and "| DiT |" in md and (out / "samples_DiT.png").exists()

@@ -1,8 +1,15 @@
 """Strict YAML configs: each kind of error names the key and the file."""
+
 import pytest
 
-from diffussm_lib.config import (ConfigError, ExperimentConfig, ModelConfig, config_from_dict,
-                                 load_config, save_config)
+from diffussm_lib.config import (
+    ConfigError,
+    ExperimentConfig,
+    ModelConfig,
+    config_from_dict,
+    load_config,
+    save_config,
+)
 
 GOOD = """
 name: demo
@@ -42,13 +49,16 @@ def test_missing_required_key_is_named(tmp_path):
         config_from_dict({"name": "x", "model": {"arch": "dit"}})
 
 
-@pytest.mark.parametrize("old,new,key", [
-    ("depth: 3", "depth: three", "model.depth"),
-    ("depth: 3", "depth: 3.5", "model.depth"),
-    ("lr: 0.001", "lr: fast", "train.lr"),
-    ("arch: diffussm", "arch: unet", "model.arch"),
-    ("depth: 3", "bidirectional: 1", "model.bidirectional"),
-])
+@pytest.mark.parametrize(
+    "old,new,key",
+    [
+        ("depth: 3", "depth: three", "model.depth"),
+        ("depth: 3", "depth: 3.5", "model.depth"),
+        ("lr: 0.001", "lr: fast", "train.lr"),
+        ("arch: diffussm", "arch: unet", "model.arch"),
+        ("depth: 3", "bidirectional: 1", "model.bidirectional"),
+    ],
+)
 def test_wrong_type_is_named(tmp_path, old, new, key):
     with pytest.raises(ConfigError, match=rf"cfg\.yaml.*'{key}'"):
         load_config(write(tmp_path, GOOD.replace(old, new)))

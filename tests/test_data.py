@@ -1,4 +1,5 @@
 """MNIST loader (verification, errors), 1/3-channel datasets, CIFAR-10 binary parsing."""
+
 import gzip
 import shutil
 import urllib.error
@@ -11,9 +12,11 @@ import torch
 from diffussm_lib import data as D
 
 SHARED_MNIST = D.data_root() / "mnist"
-needs_mnist = pytest.mark.skipif(not (SHARED_MNIST / "t10k-labels-idx1-ubyte.gz").exists()
-                                 and not (SHARED_MNIST / "t10k-labels-idx1-ubyte").exists(),
-                                 reason="MNIST files not available")
+needs_mnist = pytest.mark.skipif(
+    not (SHARED_MNIST / "t10k-labels-idx1-ubyte.gz").exists()
+    and not (SHARED_MNIST / "t10k-labels-idx1-ubyte").exists(),
+    reason="MNIST files not available",
+)
 
 
 @needs_mnist
@@ -23,12 +26,16 @@ def test_mnist_counts_shapes_labels():
         assert x.shape == (n, 28, 28) and x.dtype == torch.uint8
         assert y.shape == (n,) and y.dtype == torch.int64
         assert int(y.min()) == 0 and int(y.max()) == 9
-        assert set(torch.bincount(y).tolist()) and torch.bincount(y).min() > n // 20  # every class present
+        assert (
+            set(torch.bincount(y).tolist()) and torch.bincount(y).min() > n // 20
+        )  # every class present
     ds = D.mnist_dataset("test")
     x0, y0 = ds[0]
     assert x0.shape == (1, 32, 32) and x0.dtype == torch.float32
     assert float(ds.x.min()) == -1.0 and float(ds.x.max()) == 1.0
-    assert torch.all(ds.x[:, :, :2, :] == -1) and torch.all(ds.x[:, :, :, -2:] == -1)  # padded border is background
+    assert torch.all(ds.x[:, :, :2, :] == -1) and torch.all(
+        ds.x[:, :, :, -2:] == -1
+    )  # padded border is background
     assert D.mnist_dataset("test", pad_to=None)[0][0].shape == (1, 28, 28)
 
 
@@ -73,6 +80,7 @@ def test_uncompressed_files_are_accepted(tmp_path):
 def _no_network(monkeypatch):
     def offline(url, *a, **k):
         raise urllib.error.URLError("network is unreachable")
+
     monkeypatch.setattr(urllib.request, "urlopen", offline)
 
 
@@ -121,7 +129,9 @@ def test_download_is_verified_then_saved(tmp_path, monkeypatch):
     x, y = D.load_mnist("test", root=tmp_path)
     assert x.shape == (10000, 28, 28) and len(served) == 2
     assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == [
-        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ]
 
 
 @needs_mnist
@@ -143,7 +153,9 @@ def test_three_channel_arrays_and_folder(tmp_path):
     x, y = ds[1]
     assert ds.channels == 3 and x.shape == (3, 20, 20) and int(y) == 1
     # the central 16x16 is the original image, rescaled to [-1, 1], channel-first
-    assert torch.allclose(x[:, 2:18, 2:18], torch.from_numpy(imgs[1]).permute(2, 0, 1).float() / 127.5 - 1)
+    assert torch.allclose(
+        x[:, 2:18, 2:18], torch.from_numpy(imgs[1]).permute(2, 0, 1).float() / 127.5 - 1
+    )
     for i, (im, lab) in enumerate(zip(imgs, labels)):
         d = tmp_path / "folder" / f"class{lab}"
         d.mkdir(parents=True, exist_ok=True)

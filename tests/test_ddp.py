@@ -1,5 +1,6 @@
 """DistributedDataParallel: 2 processes with gloo on CPU (launched by torchrun) train the tiny model
 for a few steps; both ranks end with identical weights, and only rank 0 writes files."""
+
 import subprocess
 import sys
 import textwrap
@@ -38,11 +39,26 @@ WORKER = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_two_gloo_processes_end_with_identical_weights(tmp_path):
-    cfg = write_config(tiny_config(max_steps=3, checkpoint_every=3, log_every=1), tmp_path / "tiny.yaml")
+    cfg = write_config(
+        tiny_config(max_steps=3, checkpoint_every=3, log_every=1), tmp_path / "tiny.yaml"
+    )
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(tests=str(REPO / "tests"), cfg=str(cfg), out=str(tmp_path)))
-    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        str(script)], capture_output=True, text=True, timeout=300, env=cli_env(), cwd=tmp_path)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=cli_env(),
+        cwd=tmp_path,
+    )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     r0, r1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
     init = load_file(tmp_path / "init.safetensors")

@@ -2,15 +2,28 @@
 exactness with an oracle denoiser, the orders of convergence against the exact ODE solution for
 Gaussian data, the sampler registry, and bad input. Equation numbers as in dpm_solver.py (notebook
 06's); diffusers' scheduler is the oracle in test_diffusion_oracle_diffusers.py."""
+
 import math
 
 import pytest
 import torch
 
-from diffussm_lib.diffusion import (SAMPLERS, NoiseSchedule, check_sampler, ddim_sample, ddim_step,
-                                    default_steps, dpm_solver_sample, dpm_solver_step,
-                                    dpm_solver_step_times, eps_from_x0, run_sampler,
-                                    spaced_step_times, steps_label, v_from_x0_eps)
+from diffussm_lib.diffusion import (
+    SAMPLERS,
+    NoiseSchedule,
+    check_sampler,
+    ddim_sample,
+    ddim_step,
+    default_steps,
+    dpm_solver_sample,
+    dpm_solver_step,
+    dpm_solver_step_times,
+    eps_from_x0,
+    run_sampler,
+    spaced_step_times,
+    steps_label,
+    v_from_x0_eps,
+)
 from diffussm_lib.sampling import compute_frames, generate, parse_labels, viewer_labels
 
 SHAPE = (3, 1, 8, 8)
@@ -32,10 +45,12 @@ class Toy(torch.nn.Module):
 
 def gaussian_data_model(s, mu, sd):
     """The exact eps-denoiser for data x_0 ~ N(mu, sd^2) per pixel: x0_hat = E[x_0 | x_t] is linear in x_t."""
+
     def model(x, t, y):
         ab = s.alpha_bar[t].view(-1, 1, 1, 1)
-        x0 = mu + ab.sqrt() * sd ** 2 / (ab * sd ** 2 + 1 - ab) * (x - ab.sqrt() * mu)
+        x0 = mu + ab.sqrt() * sd**2 / (ab * sd**2 + 1 - ab) * (x - ab.sqrt() * mu)
         return eps_from_x0(s, x, t, x0)
+
     return model
 
 
@@ -57,7 +72,11 @@ def test_first_order_step_is_the_ddim_step(name, prediction, x0_mode):
     """Eq. (3) = DDIM with eta = 0 (eps recomputed from the clipped x0, the library's default), also
     for order 2 when there is no history or the step lands on the clean image."""
     s = SCHEDULES[name]
-    kw = dict(prediction=prediction, clip_x0=x0_mode == "clip", dynamic_threshold=0.9 if x0_mode == "dynamic" else None)
+    kw = dict(
+        prediction=prediction,
+        clip_x0=x0_mode == "clip",
+        dynamic_threshold=0.9 if x0_mode == "dynamic" else None,
+    )
     for i, (t, t_prev) in enumerate(((999, 888), (500, 250), (40, 0), (5, -1), (0, -1))):
         out, x = 3 * rand(i), rand(100 + i)
         ddim = ddim_step(s, out, t, x, t_prev=t_prev, eta=0.0, **kw)
@@ -65,7 +84,7 @@ def test_first_order_step_is_the_ddim_step(name, prediction, x0_mode):
             mine = dpm_solver_step(s, out, t, x, t_prev=t_prev, order=order, last=last, **kw)
             close(mine.x_prev, ddim.x_prev, 1e-12)
             assert torch.equal(mine.x0_pred, ddim.x0_pred)
-        if t_prev == -1:   # the last step is first order even with a history: it returns x_theta
+        if t_prev == -1:  # the last step is first order even with a history: it returns x_theta
             last_step = dpm_solver_step(s, out, t, x, t_prev=-1, last=(t + 7, rand(7)), **kw)
             assert torch.equal(last_step.x_prev, ddim.x0_pred)
 
@@ -76,19 +95,26 @@ def test_second_order_step_from_the_papers_equations(name):
     sqrt((1 - ab_s) / (1 - ab_t)), e^{-h} = sqrt(ab_t (1 - ab_s) / (ab_s (1 - ab_t))), r = h_last / h."""
     s = SCHEDULES[name]
     ab = s.alpha_bar.tolist()
-    lam = lambda t: 0.5 * math.log(ab[t] / (1 - ab[t]))   # noqa: E731
+    lam = lambda t: 0.5 * math.log(ab[t] / (1 - ab[t]))  # noqa: E731
     for i, (t_last, t, t_prev) in enumerate(((999, 899, 799), (600, 500, 100), (120, 80, 3))):
         out, x, x0_last = rand(i), rand(10 + i), rand(20 + i)
         h, h_last = lam(t_prev) - lam(t), lam(t) - lam(t_last)
         x0 = (x - math.sqrt(1 - ab[t]) * out) / math.sqrt(ab[t])
         D = (1 + h / (2 * h_last)) * x0 - h / (2 * h_last) * x0_last
         e_minus_h = math.sqrt(ab[t] * (1 - ab[t_prev]) / (ab[t_prev] * (1 - ab[t])))
-        by_hand = math.sqrt((1 - ab[t_prev]) / (1 - ab[t])) * x + math.sqrt(ab[t_prev]) * (1 - e_minus_h) * D
+        by_hand = (
+            math.sqrt((1 - ab[t_prev]) / (1 - ab[t])) * x
+            + math.sqrt(ab[t_prev]) * (1 - e_minus_h) * D
+        )
         mine = dpm_solver_step(s, out, t, x, t_prev=t_prev, last=(t_last, x0_last))
         close(mine.x_prev, by_hand, 1e-12)
         first = dpm_solver_step(s, out, t, x, t_prev=t_prev, order=1)
-        assert (mine.x_prev - first.x_prev).abs().max() > 1e-3, "the correction must change the step"
-        same = dpm_solver_step(s, out, t, x, t_prev=t_prev, last=(t_last, x0))   # constant x_theta: D = x0
+        assert (mine.x_prev - first.x_prev).abs().max() > 1e-3, (
+            "the correction must change the step"
+        )
+        same = dpm_solver_step(
+            s, out, t, x, t_prev=t_prev, last=(t_last, x0)
+        )  # constant x_theta: D = x0
         close(same.x_prev, first.x_prev, 1e-12)
 
 
@@ -97,8 +123,11 @@ def test_first_order_sampler_is_ddim_on_any_grid():
     x_T = rand(0)
     for grid in (spaced_step_times(1000, 9), dpm_solver_step_times(1000, 9)):
         kw = dict(x_T=x_T, step_times=grid, guidance=2.5, clip_x0=True, prediction="v")
-        close(dpm_solver_sample(Toy(), s, None, y, order=1, **kw),
-                                   ddim_sample(Toy(), s, None, y, **kw), 1e-12)
+        close(
+            dpm_solver_sample(Toy(), s, None, y, order=1, **kw),
+            ddim_sample(Toy(), s, None, y, **kw),
+            1e-12,
+        )
 
 
 @pytest.mark.parametrize("prediction", ["eps", "v"])
@@ -112,7 +141,9 @@ def test_oracle_denoiser_lands_on_x0(prediction):
         return eps if prediction == "eps" else v_from_x0_eps(s, x0, eps, t)
 
     for steps in (1, 3, 10):
-        out = dpm_solver_sample(oracle, s, None, x_T=rand(steps), steps=steps, prediction=prediction)
+        out = dpm_solver_sample(
+            oracle, s, None, x_T=rand(steps), steps=steps, prediction=prediction
+        )
         close(out, x0, 1e-9)
 
 
@@ -125,10 +156,13 @@ def test_orders_of_convergence_on_gaussian_data(name):
     s, mu, sd = SCHEDULES[name], 0.3, 0.5
     x_T = rand(0, (16, 1, 4, 4))
     ab_T, ab_0 = float(s.alpha_bar[-1]), float(s.alpha_bar[0])
-    z = (x_T - math.sqrt(ab_T) * mu) / math.sqrt(ab_T * sd ** 2 + 1 - ab_T)
-    x_at_0 = math.sqrt(ab_0) * mu + math.sqrt(ab_0 * sd ** 2 + 1 - ab_0) * z
-    exact = mu + math.sqrt(ab_0) * sd ** 2 / (ab_0 * sd ** 2 + 1 - ab_0) * (x_at_0 - math.sqrt(ab_0) * mu)
+    z = (x_T - math.sqrt(ab_T) * mu) / math.sqrt(ab_T * sd**2 + 1 - ab_T)
+    x_at_0 = math.sqrt(ab_0) * mu + math.sqrt(ab_0 * sd**2 + 1 - ab_0) * z
+    exact = mu + math.sqrt(ab_0) * sd**2 / (ab_0 * sd**2 + 1 - ab_0) * (
+        x_at_0 - math.sqrt(ab_0) * mu
+    )
     model = gaussian_data_model(s, mu, sd)
+
     def error(n, order):
         grid = spaced_step_times(1000, n)
         out = dpm_solver_sample(model, s, None, x_T=x_T, step_times=grid, order=order)
@@ -142,8 +176,18 @@ def test_orders_of_convergence_on_gaussian_data(name):
 
 
 def test_grid():
-    assert dpm_solver_step_times(1000, 10).tolist() == [999, 899, 799, 699, 599, 500, 400, 300, 200,
-                                                         100]
+    assert dpm_solver_step_times(1000, 10).tolist() == [
+        999,
+        899,
+        799,
+        699,
+        599,
+        500,
+        400,
+        300,
+        200,
+        100,
+    ]
     assert dpm_solver_step_times(1000, 1).tolist() == [999]
     for T, n in ((1000, 999), (1000, 333), (100, 99), (2, 1)):
         ts = dpm_solver_step_times(T, n)
@@ -159,15 +203,24 @@ def test_trajectory_guidance_and_determinism():
         calls.append(yy.tolist())
         return Toy()(x, t, yy)
 
-    res = dpm_solver_sample(model, s, SHAPE, y, steps=6, guidance=3.0, null_class=10,
-                            return_trajectory=True,
-                            generator=torch.Generator().manual_seed(5))
+    res = dpm_solver_sample(
+        model,
+        s,
+        SHAPE,
+        y,
+        steps=6,
+        guidance=3.0,
+        null_class=10,
+        return_trajectory=True,
+        generator=torch.Generator().manual_seed(5),
+    )
     assert calls == [[4, 5, 6, 10, 10, 10]] * 6, "one batched pass of 2B per step"
     assert res.step_times.tolist() == dpm_solver_step_times(1000, 6).tolist()
     assert res.xs.shape == res.x0_preds.shape == (6, *SHAPE) and res.y.tolist() == [4, 5, 6]
     assert torch.equal(res.xs[0], torch.randn(SHAPE, generator=torch.Generator().manual_seed(5)))
-    again = dpm_solver_sample(Toy(), s, SHAPE, y, steps=6, guidance=3.0,
-                              generator=torch.Generator().manual_seed(5))
+    again = dpm_solver_sample(
+        Toy(), s, SHAPE, y, steps=6, guidance=3.0, generator=torch.Generator().manual_seed(5)
+    )
     assert torch.equal(again, res.images)
 
 
@@ -180,13 +233,26 @@ def test_registry_generate_and_viewer_frames():
     direct = dpm_solver_sample(Toy(), s, None, y, x_T=x_T, steps=20, guidance=2.0, clip_x0=True)
     via = run_sampler("dpm_solver++", Toy(), s, None, y, x_T=x_T, guidance=2.0, clip_x0=True)
     assert torch.equal(direct, via)
-    with pytest.raises(ValueError, match="eta=0.5 is a DDIM option; the dpm_solver\\+\\+ sampler is a deterministic"):
+    with pytest.raises(
+        ValueError,
+        match="eta=0.5 is a DDIM option; the dpm_solver\\+\\+ sampler is a deterministic",
+    ):
         run_sampler("dpm_solver++", Toy(), s, None, y, eta=0.5, x_T=x_T)
-    kw = dict(image_size=8, channels=1, sampler="dpm_solver++", steps=5, guidance=2.0, seed=1, device="cpu")
+    kw = dict(
+        image_size=8,
+        channels=1,
+        sampler="dpm_solver++",
+        steps=5,
+        guidance=2.0,
+        seed=1,
+        device="cpu",
+    )
     a = generate(Toy(10), s, 6, y, batch_size=6, **kw)
     b = generate(Toy(10), s, 6, y, batch_size=4, **kw)
-    close(a, b, 1e-6)   # deterministic: any batch size, same images
-    frames = compute_frames(Toy(10), s, y, x_T=x_T, sampler="dpm_solver++", steps=5, guidance=2.0, image_size=8)
+    close(a, b, 1e-6)  # deterministic: any batch size, same images
+    frames = compute_frames(
+        Toy(10), s, y, x_T=x_T, sampler="dpm_solver++", steps=5, guidance=2.0, image_size=8
+    )
     assert frames.timesteps.tolist() == [*dpm_solver_step_times(100, 5).tolist(), -1]
     assert frames.sampler == "dpm_solver++"
     direct = dpm_solver_sample(Toy(), s, None, y, x_T=x_T, steps=5, guidance=2.0, clip_x0=True)
@@ -196,10 +262,15 @@ def test_registry_generate_and_viewer_frames():
 # ------------------------------------------------------------------ bad input: one clear line each
 def test_bad_input():
     s, y = SCHEDULES["cosine"], torch.tensor([1, 2, 3])
-    with pytest.raises(ValueError, match="sampler must be one of .*'dpm_solver\\+\\+'.*got 'euler'"):
+    with pytest.raises(
+        ValueError, match="sampler must be one of .*'dpm_solver\\+\\+'.*got 'euler'"
+    ):
         check_sampler("euler")
     for steps in (0, 1000, 2.5):
-        with pytest.raises(ValueError, match=f"DPM-Solver\\+\\+ steps must be an integer in \\[1, T-1 = 999\\].*{steps}"):
+        with pytest.raises(
+            ValueError,
+            match=f"DPM-Solver\\+\\+ steps must be an integer in \\[1, T-1 = 999\\].*{steps}",
+        ):
             dpm_solver_sample(Toy(), s, SHAPE, y, steps=steps)
     with pytest.raises(ValueError, match="order must be one of \\(1, 2\\), got 3"):
         dpm_solver_sample(Toy(), s, SHAPE, y, order=3)
@@ -208,7 +279,9 @@ def test_bad_input():
     kw = dict(image_size=8, channels=1, sampler="dpm_solver++", steps=3, batch_size=3)
     with pytest.raises(ValueError, match="guidance must be >= 0.*got -1"):
         generate(Toy(10), s, 3, y, guidance=-1.0, **kw)
-    with pytest.raises(ValueError, match="class 12 is outside \\[0, 9\\] \\(the model has 10 classes\\)"):
+    with pytest.raises(
+        ValueError, match="class 12 is outside \\[0, 9\\] \\(the model has 10 classes\\)"
+    ):
         generate(Toy(10), s, 3, torch.tensor([1, 12, 3]), **kw)
     with pytest.raises(ValueError, match="class -1 is outside"):
         generate(Toy(10), s, 3, torch.tensor([1, -1, 3]), **kw)

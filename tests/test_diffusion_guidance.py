@@ -1,9 +1,16 @@
 """Classifier-free guidance: the limits 0 and 1, the batched formula, label dropout."""
+
 import pytest
 import torch
 
-from diffussm_lib.diffusion import (NoiseSchedule, cfg_combine, ddim_sample, drop_labels,
-                                    guided_eps, guided_output)
+from diffussm_lib.diffusion import (
+    NoiseSchedule,
+    cfg_combine,
+    ddim_sample,
+    drop_labels,
+    guided_eps,
+    guided_output,
+)
 
 
 class Toy(torch.nn.Module):
@@ -24,7 +31,11 @@ class Toy(torch.nn.Module):
 
 def _inputs():
     g = torch.Generator().manual_seed(0)
-    return torch.randn(4, 1, 6, 6, generator=g), torch.tensor([5, 100, 7, 999]), torch.tensor([0, 3, 9, 10])
+    return (
+        torch.randn(4, 1, 6, 6, generator=g),
+        torch.tensor([5, 100, 7, 999]),
+        torch.tensor([0, 3, 9, 10]),
+    )
 
 
 def test_w0_is_unconditional_and_w1_conditional():

@@ -1,9 +1,19 @@
 """Prediction parameterisations (eps, v, x0) and the training loss."""
+
 import pytest
 import torch
 
-from diffussm_lib.diffusion import (NoiseSchedule, diffusion_loss, eps_from_v, eps_from_x0, predict_x0_eps,
-                                    split_channels, v_from_x0_eps, x0_from_eps, x0_from_v)
+from diffussm_lib.diffusion import (
+    NoiseSchedule,
+    diffusion_loss,
+    eps_from_v,
+    eps_from_x0,
+    predict_x0_eps,
+    split_channels,
+    v_from_x0_eps,
+    x0_from_eps,
+    x0_from_v,
+)
 
 
 @pytest.fixture
@@ -37,7 +47,7 @@ def test_v_is_a_rotation():
     s = NoiseSchedule.linear(1000)
     x0, eps, t = _data(1)
     xt, v = s.q_sample(x0, t, eps), v_from_x0_eps(s, x0, eps, t)
-    assert torch.allclose(xt ** 2 + v ** 2, x0 ** 2 + eps ** 2, atol=1e-9)
+    assert torch.allclose(xt**2 + v**2, x0**2 + eps**2, atol=1e-9)
 
 
 class Oracle(torch.nn.Module):
@@ -57,12 +67,27 @@ class Oracle(torch.nn.Module):
 @pytest.mark.parametrize("extra", [False, True])
 def test_loss_zero_for_perfect_model(sched, prediction, extra):
     x0 = torch.randn(8, 1, 8, 8, dtype=torch.float64)
-    loss = diffusion_loss(Oracle(sched, x0, prediction, extra), sched, x0, None,
-                          generator=torch.Generator().manual_seed(0), prediction=prediction, vlb_weight=0.0)
+    loss = diffusion_loss(
+        Oracle(sched, x0, prediction, extra),
+        sched,
+        x0,
+        None,
+        generator=torch.Generator().manual_seed(0),
+        prediction=prediction,
+        vlb_weight=0.0,
+    )
     assert loss.dim() == 0 and loss.item() < 1e-12
-    if extra:   # with a learned variance the hybrid loss adds the bound, which random variances do not meet
-        hybrid = diffusion_loss(Oracle(sched, x0, prediction, extra), sched, x0, None,
-                                generator=torch.Generator().manual_seed(0), prediction=prediction)
+    if (
+        extra
+    ):  # with a learned variance the hybrid loss adds the bound, which random variances do not meet
+        hybrid = diffusion_loss(
+            Oracle(sched, x0, prediction, extra),
+            sched,
+            x0,
+            None,
+            generator=torch.Generator().manual_seed(0),
+            prediction=prediction,
+        )
         assert hybrid.item() > 1e-6
 
 
@@ -70,13 +95,19 @@ def test_loss_is_mse_to_target_and_deterministic(sched):
     x0 = torch.randn(6, 1, 8, 8)
     zero = lambda x, t, y: torch.zeros_like(x)  # noqa: E731
     t, noise = torch.arange(6) * 100, torch.randn(6, 1, 8, 8)
-    assert torch.allclose(diffusion_loss(zero, sched, x0, None, t=t, noise=noise), noise.pow(2).mean())
+    assert torch.allclose(
+        diffusion_loss(zero, sched, x0, None, t=t, noise=noise), noise.pow(2).mean()
+    )
     v = v_from_x0_eps(sched, x0, noise, t)
-    assert torch.allclose(diffusion_loss(zero, sched, x0, None, t=t, noise=noise, prediction="v"), v.pow(2).mean())
+    assert torch.allclose(
+        diffusion_loss(zero, sched, x0, None, t=t, noise=noise, prediction="v"), v.pow(2).mean()
+    )
     seen = []
+
     def rec(x, t, y):
         seen.append((x.clone(), t.clone(), y))
         return torch.zeros_like(x)
+
     y = torch.arange(6)
     a = diffusion_loss(rec, sched, x0, y, generator=torch.Generator().manual_seed(5))
     b = diffusion_loss(rec, sched, x0, y, generator=torch.Generator().manual_seed(5))

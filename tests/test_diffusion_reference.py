@@ -2,6 +2,7 @@
 code before the sampler rewrite of issue 28: ``tests/data/diffusion_reference.safetensors``, made by
 ``tests/data/make_diffusion_reference.py`` (which holds the cases and the fixed random denoiser).
 Same arithmetic, so equal to float32 rounding (1e-6; seen: exactly equal)."""
+
 import importlib.util
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 HERE = Path(__file__).resolve().parent
-_spec = importlib.util.spec_from_file_location("make_diffusion_reference",
-                                               HERE / "data" / "make_diffusion_reference.py")
+_spec = importlib.util.spec_from_file_location(
+    "make_diffusion_reference", HERE / "data" / "make_diffusion_reference.py"
+)
 make = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(make)
 

@@ -1,10 +1,22 @@
 """DDPM and DDIM samplers: exactness with an oracle denoiser, determinism, trajectories, options."""
+
 import pytest
 import torch
 
-from diffussm_lib.diffusion import (NoiseSchedule, SampleResult, clip_x0, ddim_sample, ddim_step,
-                                    ddpm_sample, ddpm_step, dynamic_threshold, eps_from_x0,
-                                    run_sampler, spaced_step_times, v_from_x0_eps)
+from diffussm_lib.diffusion import (
+    NoiseSchedule,
+    SampleResult,
+    clip_x0,
+    ddim_sample,
+    ddim_step,
+    ddpm_sample,
+    ddpm_step,
+    dynamic_threshold,
+    eps_from_x0,
+    run_sampler,
+    spaced_step_times,
+    v_from_x0_eps,
+)
 
 SHAPE = (3, 1, 8, 8)
 
@@ -44,16 +56,29 @@ def x0():
 @pytest.mark.parametrize("prediction", ["eps", "v"])
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 def test_ddim_10_steps_with_oracle_returns_x0(sched, x0, prediction, eta):
-    out = ddim_sample(KnowsX0(sched, x0, prediction), sched, SHAPE, steps=10, eta=eta, prediction=prediction,
-                      generator=torch.Generator().manual_seed(1))
+    out = ddim_sample(
+        KnowsX0(sched, x0, prediction),
+        sched,
+        SHAPE,
+        steps=10,
+        eta=eta,
+        prediction=prediction,
+        generator=torch.Generator().manual_seed(1),
+    )
     assert torch.allclose(out, x0, atol=1e-5)
 
 
 def test_ddpm_with_oracle_returns_x0(sched, x0):
     out = ddpm_sample(KnowsX0(sched, x0), sched, SHAPE, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(out, x0, atol=1e-5)
-    out = ddpm_sample(KnowsX0(sched, x0), sched, SHAPE, steps=25, variance="fixed_large",
-                      generator=torch.Generator().manual_seed(1))
+    out = ddpm_sample(
+        KnowsX0(sched, x0),
+        sched,
+        SHAPE,
+        steps=25,
+        variance="fixed_large",
+        generator=torch.Generator().manual_seed(1),
+    )
     assert torch.allclose(out, x0, atol=1e-5)
 
 
@@ -71,12 +96,36 @@ def test_spaced_step_times():
 def test_deterministic_given_generator(sched):
     y = torch.tensor([1, 2, 10])
     for kw in (dict(eta=0.0), dict(eta=0.5)):
-        a = ddim_sample(Toy(), sched, SHAPE, y, steps=20, guidance=2.0,
-                        generator=torch.Generator().manual_seed(7), **kw)
-        b = ddim_sample(Toy(), sched, SHAPE, y, steps=20, guidance=2.0,
-                        generator=torch.Generator().manual_seed(7), **kw)
-        c = ddim_sample(Toy(), sched, SHAPE, y, steps=20, guidance=2.0,
-                        generator=torch.Generator().manual_seed(8), **kw)
+        a = ddim_sample(
+            Toy(),
+            sched,
+            SHAPE,
+            y,
+            steps=20,
+            guidance=2.0,
+            generator=torch.Generator().manual_seed(7),
+            **kw,
+        )
+        b = ddim_sample(
+            Toy(),
+            sched,
+            SHAPE,
+            y,
+            steps=20,
+            guidance=2.0,
+            generator=torch.Generator().manual_seed(7),
+            **kw,
+        )
+        c = ddim_sample(
+            Toy(),
+            sched,
+            SHAPE,
+            y,
+            steps=20,
+            guidance=2.0,
+            generator=torch.Generator().manual_seed(8),
+            **kw,
+        )
         assert torch.equal(a, b) and not torch.allclose(a, c)
     a = ddpm_sample(Toy(), sched, SHAPE, y, steps=30, generator=torch.Generator().manual_seed(7))
     b = ddpm_sample(Toy(), sched, SHAPE, y, steps=30, generator=torch.Generator().manual_seed(7))
@@ -88,14 +137,22 @@ def test_ddim_eta1_is_ddpm_fixed_small(sched):
     same generator, same draws, same samples (here on a respaced 40-step chain and on all T steps)."""
     small = NoiseSchedule.linear(100, 1e-3, 0.1)
     for s, steps in ((sched, 40), (small, 100)):
-        a = ddim_sample(Toy(), s, SHAPE, steps=steps, eta=1.0, generator=torch.Generator().manual_seed(3))
+        a = ddim_sample(
+            Toy(), s, SHAPE, steps=steps, eta=1.0, generator=torch.Generator().manual_seed(3)
+        )
         b = ddpm_sample(Toy(), s, SHAPE, steps=steps, generator=torch.Generator().manual_seed(3))
         assert torch.allclose(a, b, atol=1e-5)
 
 
 def test_trajectory(sched, x0):
-    res = ddim_sample(KnowsX0(sched, x0), sched, SHAPE, steps=10, return_trajectory=True,
-                      generator=torch.Generator().manual_seed(0))
+    res = ddim_sample(
+        KnowsX0(sched, x0),
+        sched,
+        SHAPE,
+        steps=10,
+        return_trajectory=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert isinstance(res, SampleResult)
     assert res.step_times.tolist() == spaced_step_times(1000, 10).tolist()
     assert res.xs.shape == res.x0_preds.shape == (10, *SHAPE) and res.images.shape == SHAPE
@@ -107,8 +164,16 @@ def test_trajectory(sched, x0):
     # the same run without a trajectory gives the same images; a stride keeps the last step
     plain = ddim_sample(KnowsX0(sched, x0), sched, SHAPE, steps=10, x_T=x_T)
     assert torch.equal(plain, res.images)
-    strided = ddpm_sample(Toy(), sched, SHAPE, torch.tensor([0, 1, 2]), steps=10, trajectory_stride=4,
-                          return_trajectory=True, generator=torch.Generator().manual_seed(0))
+    strided = ddpm_sample(
+        Toy(),
+        sched,
+        SHAPE,
+        torch.tensor([0, 1, 2]),
+        steps=10,
+        trajectory_stride=4,
+        return_trajectory=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert strided.step_times.tolist() == [999, 555, 111, 0] and strided.xs.shape[0] == 4
     assert strided.y.tolist() == [0, 1, 2]
 
@@ -125,8 +190,9 @@ def test_guidance_in_sampler(sched):
     ddim_sample(model, sched, SHAPE, y, steps=3, guidance=1.0, generator=torch.Generator())
     assert calls == [(3, [4, 5, 6])] * 3
     calls.clear()
-    ddim_sample(model, sched, SHAPE, y, steps=3, guidance=4.0, null_class=10,
-                generator=torch.Generator())
+    ddim_sample(
+        model, sched, SHAPE, y, steps=3, guidance=4.0, null_class=10, generator=torch.Generator()
+    )
     assert calls == [(6, [4, 5, 6, 10, 10, 10])] * 3
 
 
@@ -134,9 +200,12 @@ def test_learned_variance_output_uses_first_channels(sched, x0):
     def two_c(x, t, y):
         eps = eps_from_x0(sched, x, t, x0)
         return torch.cat([eps, torch.full_like(eps, 0.3)], 1)
+
     out = ddim_sample(two_c, sched, SHAPE, steps=5)
     assert torch.allclose(out, x0, atol=1e-5)
-    out = ddpm_sample(two_c, sched, SHAPE, steps=5, variance="learned_range", generator=torch.Generator())
+    out = ddpm_sample(
+        two_c, sched, SHAPE, steps=5, variance="learned_range", generator=torch.Generator()
+    )
     assert torch.allclose(out, x0, atol=1e-5)
 
 
@@ -159,14 +228,18 @@ def test_clipping_and_dynamic_thresholding():
 def test_clipped_samplers_stay_in_range(sched):
     wild = lambda x, t, y: 5 * torch.ones_like(x)  # noqa: E731  (predicts a far-out x0)
     for kw in (dict(clip_x0=True), dict(dynamic_threshold=0.9)):
-        res = ddim_sample(wild, sched, SHAPE, steps=8, return_trajectory=True, generator=torch.Generator(), **kw)
+        res = ddim_sample(
+            wild, sched, SHAPE, steps=8, return_trajectory=True, generator=torch.Generator(), **kw
+        )
         assert res.x0_preds.abs().max() <= 1 + 1e-6 and res.images.abs().max() <= 1 + 1e-5
     out = ddpm_sample(wild, sched, SHAPE, steps=8, clip_x0=True, generator=torch.Generator())
     assert out.abs().max() <= 1 + 1e-5
 
 
 def test_steps_and_errors(sched, x0):
-    m = KnowsX0(sched, x0.double())  # one jump from t = 999: float64 (float32 would lose ~1e-3 there)
+    m = KnowsX0(
+        sched, x0.double()
+    )  # one jump from t = 999: float64 (float32 would lose ~1e-3 there)
     x_T = torch.randn(SHAPE, dtype=torch.float64)
     assert torch.allclose(ddim_sample(m, sched, None, steps=1, x_T=x_T), x0.double(), atol=1e-9)
     m = KnowsX0(sched, x0)
@@ -190,14 +263,16 @@ def test_steps_and_errors(sched, x0):
         ddim_sample(Toy(), sched, SHAPE, prediction="x0")
     with pytest.raises(ValueError, match="eta must be >= 0"):
         ddim_sample(Toy(), sched, SHAPE, eta=-1.0)
-    with pytest.raises(ValueError, match="sampling steps must be an integer in \\[1, T=1000\\], "
-                                         "got 0"):
+    with pytest.raises(
+        ValueError, match="sampling steps must be an integer in \\[1, T=1000\\], got 0"
+    ):
         ddpm_sample(Toy(), sched, SHAPE, steps=0)
     # the step times are checked at the entry, once (a step checks nothing)
     with pytest.raises(ValueError, match="strictly decreasing integers in \\[0, 1000\\)"):
         ddim_sample(m, sched, SHAPE, step_times=[5, 5])
-    with pytest.raises(ValueError, match="strictly decreasing integers in \\[0, 1000\\), "
-                                         "got \\[1000, 3\\]"):
+    with pytest.raises(
+        ValueError, match="strictly decreasing integers in \\[0, 1000\\), got \\[1000, 3\\]"
+    ):
         ddpm_sample(m, sched, SHAPE, step_times=[1000, 3])
     with pytest.raises(ValueError, match="trajectory_stride must be >= 1"):
         ddim_sample(m, sched, SHAPE, return_trajectory=True, trajectory_stride=0)
@@ -222,10 +297,23 @@ def test_steps_read_no_schedule_tensor():
     y = torch.tensor([1, 2, 3])
     options = {"ddim": dict(eta=0.5), "ddpm": dict(variance="fixed_large"), "dpm_solver++": {}}
     for sampler, kw in options.items():
-        runs = [run_sampler(sampler, Toy(), s, None, y, x_T=x_T, steps=6, guidance=2.0,
-                            clip_x0=True, prediction="v",
-                            generator=torch.Generator().manual_seed(1), **kw)
-                for s in (meta, cpu)]
+        runs = [
+            run_sampler(
+                sampler,
+                Toy(),
+                s,
+                None,
+                y,
+                x_T=x_T,
+                steps=6,
+                guidance=2.0,
+                clip_x0=True,
+                prediction="v",
+                generator=torch.Generator().manual_seed(1),
+                **kw,
+            )
+            for s in (meta, cpu)
+        ]
         assert torch.equal(*runs), sampler
 
 
@@ -234,20 +322,36 @@ def test_explicit_noise_argument(sched):
     a = ddpm_step(sched, out, 500, x, noise=z).x_prev
     g = torch.Generator().manual_seed(0)
     z2 = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(ddpm_step(sched, out, 500, x, noise=z2).x_prev, ddpm_step(sched, out, 500, x, generator=g).x_prev)
+    assert torch.allclose(
+        ddpm_step(sched, out, 500, x, noise=z2).x_prev,
+        ddpm_step(sched, out, 500, x, generator=g).x_prev,
+    )
     b = ddim_step(sched, out, 500, x, eta=1.0, noise=z).x_prev
     assert torch.allclose(a, b, atol=1e-6), "one DDIM eta=1 step is one DDPM fixed_small step"
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_sampling_deterministic_and_matches_cpu_schedule(sched):  # pragma: no cover - needs a GPU
+def test_cuda_sampling_deterministic_and_matches_cpu_schedule(
+    sched,
+):  # pragma: no cover - needs a GPU
     dev = torch.device("cuda")
     x0 = torch.rand(SHAPE, device=dev) * 2 - 1
     s = sched.to(dev)
-    runs = [ddim_sample(KnowsX0(s, x0), s, SHAPE, steps=10, eta=1.0, generator=torch.Generator(dev).manual_seed(0))
-            for _ in range(2)]
+    runs = [
+        ddim_sample(
+            KnowsX0(s, x0),
+            s,
+            SHAPE,
+            steps=10,
+            eta=1.0,
+            generator=torch.Generator(dev).manual_seed(0),
+        )
+        for _ in range(2)
+    ]
     assert runs[0].device.type == "cuda" and torch.equal(runs[0], runs[1])
     assert torch.allclose(runs[0], x0, atol=1e-4)
     with pytest.raises(ValueError, match="generator lives on"):
-        ddim_sample(Toy(), sched, SHAPE, x_T=torch.zeros(SHAPE, device=dev), generator=torch.Generator())
+        ddim_sample(
+            Toy(), sched, SHAPE, x_T=torch.zeros(SHAPE, device=dev), generator=torch.Generator()
+        )

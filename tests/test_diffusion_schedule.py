@@ -1,4 +1,5 @@
 """Noise schedules and the forward process: formulas, closed form vs step by step, posterior."""
+
 import math
 
 import pytest
@@ -23,7 +24,9 @@ def test_linear_alpha_bar_matches_its_formula():
         prod *= 1.0 - b
         ab.append(prod)
     assert torch.allclose(s.alpha_bar, torch.tensor(ab, dtype=torch.float64), rtol=1e-12, atol=0)
-    assert s.alpha_bar[-1].item() == pytest.approx(4.0358e-5, rel=1e-3)  # DDPM's well-known end value
+    assert s.alpha_bar[-1].item() == pytest.approx(
+        4.0358e-5, rel=1e-3
+    )  # DDPM's well-known end value
 
 
 def test_cosine_alpha_bar_matches_its_formula():
@@ -42,12 +45,16 @@ def test_derived_quantities(name):
     s = SCHEDULES[name]()
     assert s.T == len(s) == 1000
     assert (s.alpha_bar[1:] < s.alpha_bar[:-1]).all(), "alpha_bar must decrease"
-    assert torch.allclose(s.sqrt_alpha_bar ** 2 + s.sqrt_one_minus_alpha_bar ** 2, torch.ones(1000, dtype=torch.float64))
+    assert torch.allclose(
+        s.sqrt_alpha_bar**2 + s.sqrt_one_minus_alpha_bar**2, torch.ones(1000, dtype=torch.float64)
+    )
     assert torch.allclose(s.snr, s.alpha_bar / (1 - s.alpha_bar))
-    assert torch.allclose(s.sqrt_alphas ** 2, s.alphas) and torch.allclose(s.sqrt_betas ** 2, s.betas)
+    assert torch.allclose(s.sqrt_alphas**2, s.alphas) and torch.allclose(s.sqrt_betas**2, s.betas)
     assert s.alpha_bar_at(-1).item() == 1.0 and s.alpha_bar_at(5) == s.alpha_bar[5]
-    assert torch.equal(s.alpha_bar_at(torch.tensor([-1, 0, 999])),
-                       torch.stack([torch.tensor(1.0, dtype=torch.float64), s.alpha_bar[0], s.alpha_bar[999]]))
+    assert torch.equal(
+        s.alpha_bar_at(torch.tensor([-1, 0, 999])),
+        torch.stack([torch.tensor(1.0, dtype=torch.float64), s.alpha_bar[0], s.alpha_bar[999]]),
+    )
     assert s.posterior_variance[0] == 0 and torch.isfinite(s.posterior_log_variance_clipped).all()
 
 
@@ -63,8 +70,12 @@ def test_closed_form_equals_iterated_steps_exactly(name):
         m, v = math.sqrt(a) * m, a * v + b
         ms.append(m)
         vs.append(v)
-    assert torch.allclose(torch.tensor(ms, dtype=torch.float64), s.sqrt_alpha_bar, atol=1e-12, rtol=0)
-    assert torch.allclose(torch.tensor(vs, dtype=torch.float64), 1 - s.alpha_bar, atol=1e-12, rtol=0)
+    assert torch.allclose(
+        torch.tensor(ms, dtype=torch.float64), s.sqrt_alpha_bar, atol=1e-12, rtol=0
+    )
+    assert torch.allclose(
+        torch.tensor(vs, dtype=torch.float64), 1 - s.alpha_bar, atol=1e-12, rtol=0
+    )
 
 
 @pytest.mark.parametrize("name", SCHEDULES)
@@ -76,7 +87,11 @@ def test_closed_form_equals_iterated_steps_monte_carlo(name, K):
     s = NoiseSchedule.linear(100, 1e-3, 0.2) if name == "linear" else NoiseSchedule.cosine(100)
     N = 8_000  # 32k entries: under torch's per-op parallel grain size, so no thread overhead
     g = torch.Generator().manual_seed(K)
-    x0 = torch.tensor([-1.0, -0.3, 0.5, 1.0], dtype=torch.float64).view(1, 1, 2, 2).expand(N, 1, 2, 2)
+    x0 = (
+        torch.tensor([-1.0, -0.3, 0.5, 1.0], dtype=torch.float64)
+        .view(1, 1, 2, 2)
+        .expand(N, 1, 2, 2)
+    )
     x = x0.clone()
     for t in range(K):
         x = s.q_step(x, t, torch.randn(x.shape, generator=g, dtype=x.dtype))
@@ -105,7 +120,9 @@ def test_posterior_is_bayes_rule(name):
         got_mean, got_var = s.q_posterior(x0, xt, t)
         tb_mean, tb_var = s.q_posterior(x0, xt, torch.tensor([t]))  # per-sample t: same values
         assert torch.allclose(tb_mean, got_mean) and tb_var.shape == (1, 1, 1, 1)
-        assert torch.allclose(got_mean, mean, atol=1e-10) and got_var == pytest.approx(var.item(), rel=1e-10)
+        assert torch.allclose(got_mean, mean, atol=1e-10) and got_var == pytest.approx(
+            var.item(), rel=1e-10
+        )
     mean0, var0 = s.q_posterior(x0, xt, 0)  # x_{-1} is x_0 itself: no uncertainty left
     assert var0 == 0 and torch.allclose(mean0, x0)
 
@@ -118,23 +135,30 @@ def test_q_sample_shapes_and_per_sample_t():
     xt = s.q_sample(x0, t, noise)
     assert xt.shape == x0.shape and xt.dtype == torch.float32
     for i in range(3):
-        assert torch.allclose(xt[i:i + 1], s.q_sample(x0[i:i + 1], int(t[i]), noise[i:i + 1]))
+        assert torch.allclose(xt[i : i + 1], s.q_sample(x0[i : i + 1], int(t[i]), noise[i : i + 1]))
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     assert torch.equal(q_sample(s, x0, t, generator=g1), q_sample(s, x0, t, generator=g2))
 
 
 def test_from_config_and_errors():
     assert NoiseSchedule.from_config(DiffusionConfig()).name == "cosine"
-    lin = NoiseSchedule.from_config(DiffusionConfig(timesteps=200, schedule="linear", beta_start=1e-3, beta_end=0.05))
-    assert lin.T == 200 and lin.betas[0].item() == pytest.approx(1e-3) and lin.betas[-1].item() == pytest.approx(0.05)
+    lin = NoiseSchedule.from_config(
+        DiffusionConfig(timesteps=200, schedule="linear", beta_start=1e-3, beta_end=0.05)
+    )
+    assert (
+        lin.T == 200
+        and lin.betas[0].item() == pytest.approx(1e-3)
+        and lin.betas[-1].item() == pytest.approx(0.05)
+    )
     with pytest.raises(ValueError, match="T must be a positive integer"):
         NoiseSchedule.cosine(0)
     with pytest.raises(ValueError, match="beta_start"):
         NoiseSchedule.linear(10, 0.1, 0.01)
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         NoiseSchedule(torch.tensor([0.1, 1.0]))
-    with pytest.raises(ValueError, match="timestep out of range: expected an integer in "
-                                         "\\[0, 200\\), got 200"):
+    with pytest.raises(
+        ValueError, match="timestep out of range: expected an integer in \\[0, 200\\), got 200"
+    ):
         lin.q_sample(torch.zeros(1, 1, 2, 2), 200, torch.zeros(1, 1, 2, 2))
     # a tensor of timesteps is not read back to be checked (a device sync per training step): on CPU
     # the indexing itself fails

@@ -1,4 +1,5 @@
 """What the paper, the S4D reference and DiT say, and what the docstrings promise (issue 14, items 1-5, 7)."""
+
 import ast
 import math
 import re
@@ -14,8 +15,15 @@ import torch.distributed as dist
 import diffussm_lib
 from diffussm_lib import build_model
 from diffussm_lib.config import ModelConfig
-from diffussm_lib.diffusion import (NoiseSchedule, ddim_sample, ddpm_sample, diffusion_loss, learned_log_variance,
-                                    normal_kl, vlb_terms)
+from diffussm_lib.diffusion import (
+    NoiseSchedule,
+    ddim_sample,
+    ddpm_sample,
+    diffusion_loss,
+    learned_log_variance,
+    normal_kl,
+    vlb_terms,
+)
 from diffussm_lib.ssm import S4D, BidirectionalSSM, backend
 from diffussm_lib.ssm.s4d import s4d_init_A
 from diffussm_lib.training import DistInfo, Trainer
@@ -27,14 +35,16 @@ PKG = Path(diffussm_lib.__file__).resolve().parent
 
 
 # ------------------------------------------------------------------ 1. collectives on the training device
-@pytest.mark.parametrize("helper, value", [(D.all_mean, 2.5), (D.all_max, 1.0), (D.broadcast_flag, True)])
+@pytest.mark.parametrize(
+    "helper, value", [(D.all_mean, 2.5), (D.all_max, 1.0), (D.broadcast_flag, True)]
+)
 def test_collectives_build_their_tensor_on_the_given_device(monkeypatch, helper, value):
     """Under NCCL a CPU tensor handed to a collective raises ("No backend type associated with device
     type cpu"); here the stand-in device is ``meta`` and the collectives only record what they get."""
     seen = []
     monkeypatch.setattr(dist, "all_reduce", lambda t, op=None: seen.append(t.device))
     monkeypatch.setattr(dist, "broadcast", lambda t, src=0: seen.append(t.device))
-    with pytest.raises(RuntimeError, match="meta"):     # .item() on meta: the tensor never had a value
+    with pytest.raises(RuntimeError, match="meta"):  # .item() on meta: the tensor never had a value
         helper(value, DistInfo(rank=0, world_size=2), torch.device("meta"))
     assert seen == [torch.device("meta")]
 
@@ -57,9 +67,14 @@ def test_trainer_hands_every_collective_a_tensor_on_its_device(tmp_path, monkeyp
     assert seen and set(seen) == {tr.device}, seen
     # and the trainer calls no collective except through the helpers that take its device
     src = (PKG / "training" / "trainer.py").read_text()
-    calls = {n.func.attr for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Call)
-             and isinstance(n.func, ast.Attribute) and isinstance(n.func.value, ast.Attribute)
-             and n.func.value.attr == "distributed"}
+    calls = {
+        n.func.attr
+        for n in ast.walk(ast.parse(src))
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and isinstance(n.func.value, ast.Attribute)
+        and n.func.value.attr == "distributed"
+    }
     assert calls <= {"barrier"}, calls
 
 
@@ -75,7 +90,10 @@ def test_s4d_inv_is_the_published_formula():
 
 def test_the_model_config_chooses_the_s4d_init():
     base = ModelConfig(arch="diffussm", hidden_dim=8, depth=1, image_size=8, ssm_state=8)
-    inits = {init: build_model(replace(base, ssm_init=init)).blocks[0].hourglass.ssm.s4d for init in ("lin", "inv")}
+    inits = {
+        init: build_model(replace(base, ssm_init=init)).blocks[0].hourglass.ssm.s4d
+        for init in ("lin", "inv")
+    }
     assert inits["lin"].init == "lin" and inits["inv"].init == "inv"
     assert not torch.equal(inits["lin"].A_imag, inits["inv"].A_imag)
     with pytest.raises(ValueError, match="S4D initialisation"):
@@ -87,8 +105,10 @@ def test_vlb_kl_matches_torch_distributions():
     g = torch.Generator().manual_seed(0)
     m1, m2 = torch.randn(5, generator=g), torch.randn(5, generator=g)
     lv1, lv2 = torch.randn(5, generator=g), torch.randn(5, generator=g)
-    ref = torch.distributions.kl_divergence(torch.distributions.Normal(m1, (0.5 * lv1).exp()),
-                                            torch.distributions.Normal(m2, (0.5 * lv2).exp()))
+    ref = torch.distributions.kl_divergence(
+        torch.distributions.Normal(m1, (0.5 * lv1).exp()),
+        torch.distributions.Normal(m2, (0.5 * lv2).exp()),
+    )
     torch.testing.assert_close(normal_kl(m1, lv1, m2, lv2), ref)
 
 
@@ -98,7 +118,10 @@ def test_vlb_term_is_the_kl_of_the_posteriors_in_bits():
     s = NoiseSchedule.linear(50)
     g = torch.Generator().manual_seed(1)
     x0, x_t = torch.rand(2, 1, 3, 3, generator=g) * 2 - 1, torch.randn(2, 1, 3, 3, generator=g)
-    x0_pred, v = torch.rand(2, 1, 3, 3, generator=g) * 2 - 1, torch.rand(2, 1, 3, 3, generator=g) * 2 - 1
+    x0_pred, v = (
+        torch.rand(2, 1, 3, 3, generator=g) * 2 - 1,
+        torch.rand(2, 1, 3, 3, generator=g) * 2 - 1,
+    )
     t = torch.tensor([7, 30])
     got = vlb_terms(s, x0, x_t, t, x0_pred, v)
     betas = s.betas.double()
@@ -110,23 +133,29 @@ def test_vlb_term_is_the_kl_of_the_posteriors_in_bits():
         f = (v[i].double() + 1) / 2
         logvar_p = f * b.log() + (1 - f) * var_q.log()
         q = torch.distributions.Normal(c0 * x0[i].double() + ct * x_t[i].double(), var_q.sqrt())
-        p = torch.distributions.Normal(c0 * x0_pred[i].double() + ct * x_t[i].double(), (0.5 * logvar_p).exp())
+        p = torch.distributions.Normal(
+            c0 * x0_pred[i].double() + ct * x_t[i].double(), (0.5 * logvar_p).exp()
+        )
         want = torch.distributions.kl_divergence(q, p).mean() / math.log(2)
         assert abs(float(got[i]) - float(want)) < 1e-4 * max(1.0, float(want))
-    assert float(vlb_terms(s, x0, x_t, t, x0, torch.full_like(v, -1.0)).abs().max()) < 1e-5, \
+    assert float(vlb_terms(s, x0, x_t, t, x0, torch.full_like(v, -1.0)).abs().max()) < 1e-5, (
         "the exact mean with the posterior variance has L_t = 0"
+    )
 
 
 def test_variance_channels_are_trained(tmp_path):
     cfg = tiny_config(max_steps=5)
-    cfg = replace(cfg, model=replace(cfg.model, learn_sigma=True),
-                  train=replace(cfg.train, checkpoint_every=0, sample_every=0, warmup_steps=1))
+    cfg = replace(
+        cfg,
+        model=replace(cfg.model, learn_sigma=True),
+        train=replace(cfg.train, checkpoint_every=0, sample_every=0, warmup_steps=1),
+    )
     tr = Trainer(cfg, None, dataset=synthetic_dataset(cfg), progress=False, log=lambda m: None)
     m, C = tr.bare_model, cfg.model.in_channels
 
-    def var_rows():   # head rows: (offset k, channel, pixel in patch); channels C.. are the variance
+    def var_rows():  # head rows: (offset k, channel, pixel in patch); channels C.. are the variance
         w = m.final.linear.weight.detach()
-        w = w.reshape(m.hourglass_ratio, 2 * C, m.patch_size ** 2, -1)
+        w = w.reshape(m.hourglass_ratio, 2 * C, m.patch_size**2, -1)
         return w[:, C:].clone()
 
     before = var_rows()
@@ -138,7 +167,9 @@ def test_variance_channels_are_trained(tmp_path):
 def test_hybrid_loss_adds_the_bound_only_for_a_learned_variance():
     s = NoiseSchedule.cosine(100)
     x0 = torch.rand(3, 1, 8, 8) * 2 - 1
-    mc = ModelConfig(arch="diffussm", hidden_dim=8, depth=1, image_size=8, ssm_state=8, learn_sigma=True)
+    mc = ModelConfig(
+        arch="diffussm", hidden_dim=8, depth=1, image_size=8, ssm_state=8, learn_sigma=True
+    )
     model = build_model(mc)
     kw = dict(t=torch.tensor([0, 40, 99]), noise=torch.randn(3, 1, 8, 8), prediction="v")
     simple = diffusion_loss(model, s, x0, None, vlb_weight=0.0, **kw)
@@ -149,19 +180,24 @@ def test_hybrid_loss_adds_the_bound_only_for_a_learned_variance():
     # the bound trains only the variance: no gradient reaches the prediction rows of the head
     C = 1
     g = model.final.linear.weight.grad
-    g = g.reshape(model.hourglass_ratio, 2 * C, model.patch_size ** 2, -1)
+    g = g.reshape(model.hourglass_ratio, 2 * C, model.patch_size**2, -1)
     assert float(g[:, :C].abs().max()) == 0.0 and float(g[:, C:].abs().max()) > 0
 
 
 @pytest.mark.parametrize("sampler", [ddpm_sample, ddim_sample])
 def test_sampling_with_a_learned_variance(sampler):
     s = NoiseSchedule.cosine(20)
-    model = build_model(ModelConfig(arch="diffussm", hidden_dim=8, depth=1, image_size=8, ssm_state=8,
-                                    learn_sigma=True)).eval()
+    model = build_model(
+        ModelConfig(
+            arch="diffussm", hidden_dim=8, depth=1, image_size=8, ssm_state=8, learn_sigma=True
+        )
+    ).eval()
     with torch.no_grad():
         model.final.linear.weight.normal_(0, 0.1)
     kw = dict(variance="learned_range") if sampler is ddpm_sample else {}
-    out = sampler(model, s, (2, 1, 8, 8), None, steps=5, generator=torch.Generator().manual_seed(0), **kw)
+    out = sampler(
+        model, s, (2, 1, 8, 8), None, steps=5, generator=torch.Generator().manual_seed(0), **kw
+    )
     assert out.shape == (2, 1, 8, 8) and torch.isfinite(out).all()
     logvar = learned_log_variance(s, torch.zeros(1, 1, 2, 2), torch.tensor([5]))
     assert torch.isfinite(logvar).all()
@@ -192,8 +228,11 @@ def test_auto_warns_once_when_installed_kernels_do_not_import(monkeypatch):
     monkeypatch.setattr(backend, "_import_errors", {})
     monkeypatch.setattr(backend, "_warned", set())
     real_find = backend.importlib.util.find_spec
-    monkeypatch.setattr(backend.importlib.util, "find_spec",
-                        lambda name, *a: object() if name == "mamba_ssm" else real_find(name, *a))
+    monkeypatch.setattr(
+        backend.importlib.util,
+        "find_spec",
+        lambda name, *a: object() if name == "mamba_ssm" else real_find(name, *a),
+    )
 
     def broken(name, *a, **k):
         raise ImportError("libcudart.so.12: cannot open shared object file")
@@ -204,10 +243,11 @@ def test_auto_warns_once_when_installed_kernels_do_not_import(monkeypatch):
         assert backend.resolve_backend("auto", "selective_scan", cuda_like) == "torch"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert backend.resolve_backend("auto", "selective_scan", cuda_like) == "torch"   # once only
+        assert backend.resolve_backend("auto", "selective_scan", cuda_like) == "torch"  # once only
     assert "libcudart" in backend.kernel_import_errors()["selective_scan"]
     # the environment report names it on a CUDA machine
     import diffussm_lib.env as env
+
     monkeypatch.setattr(env.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(env.torch.cuda, "get_device_name", lambda *a: "stand-in GPU")
     monkeypatch.setattr(env.importlib.util, "find_spec", lambda name, *a: object())

@@ -1,9 +1,21 @@
 """FID-LeNet: the Fréchet distance against closed forms, the committed extractor, the checks."""
+
 import pytest
 import torch
 
-from diffussm_lib.evaluation import FeatureStats, class_accuracy, frechet_distance, histogram_deviation
-from diffussm_lib.evaluation import DEFAULT_WEIGHTS, LeNet, as_classifier_input, classify, lenet_card, load_lenet
+from diffussm_lib.evaluation import (
+    FeatureStats,
+    class_accuracy,
+    frechet_distance,
+    histogram_deviation,
+)
+from diffussm_lib.evaluation import (
+    DEFAULT_WEIGHTS,
+    as_classifier_input,
+    classify,
+    lenet_card,
+    load_lenet,
+)
 
 
 def test_frechet_distance_closed_forms():
@@ -18,12 +30,20 @@ def test_frechet_distance_closed_forms():
     d1, d2 = torch.tensor([1.0, 4.0, 9.0]).double(), torch.tensor([4.0, 1.0, 1.0]).double()
     x = FeatureStats(torch.zeros(3).double(), torch.diag(d1), 10)
     y = FeatureStats(torch.zeros(3).double(), torch.diag(d2), 10)
-    assert frechet_distance(x, y) == pytest.approx(float(((d1.sqrt() - d2.sqrt()) ** 2).sum()), rel=1e-9)
+    assert frechet_distance(x, y) == pytest.approx(
+        float(((d1.sqrt() - d2.sqrt()) ** 2).sum()), rel=1e-9
+    )
     # symmetric in its arguments for general covariances
     m = torch.randn(5, 5, generator=g, dtype=torch.float64)
-    p = FeatureStats(torch.randn(5, generator=g, dtype=torch.float64), m @ m.T + torch.eye(5).double(), 10)
-    assert frechet_distance(p, x.__class__(torch.zeros(5).double(), torch.eye(5).double(), 10)) == pytest.approx(
-        frechet_distance(x.__class__(torch.zeros(5).double(), torch.eye(5).double(), 10), p), rel=1e-9)
+    p = FeatureStats(
+        torch.randn(5, generator=g, dtype=torch.float64), m @ m.T + torch.eye(5).double(), 10
+    )
+    assert frechet_distance(
+        p, x.__class__(torch.zeros(5).double(), torch.eye(5).double(), 10)
+    ) == pytest.approx(
+        frechet_distance(x.__class__(torch.zeros(5).double(), torch.eye(5).double(), 10), p),
+        rel=1e-9,
+    )
 
 
 def test_class_checks():
@@ -57,6 +77,13 @@ def test_committed_extractor_is_accurate_and_small():
     train = mnist_dataset("train", pad_to=32)
     real = FeatureStats.of(feats)
     other = FeatureStats.of(classify(model, train.x[:2000])[0])
-    noisy = FeatureStats.of(classify(model, (train.x[:2000] + 0.6 * torch.randn(2000, 1, 32, 32,
-                                              generator=torch.Generator().manual_seed(0))).clamp(-1, 1))[0])
+    noisy = FeatureStats.of(
+        classify(
+            model,
+            (
+                train.x[:2000]
+                + 0.6 * torch.randn(2000, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+            ).clamp(-1, 1),
+        )[0]
+    )
     assert frechet_distance(real, other) * 3 < frechet_distance(real, noisy)

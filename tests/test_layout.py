@@ -1,5 +1,6 @@
 """The library's layout: folders per chapter, no import cycles, one public face. (Module size is judged
 by one idea per module, not by a line count, as issue 28 asks.)"""
+
 import ast
 import subprocess
 import sys
@@ -35,13 +36,13 @@ def intra_package_imports(path: Path) -> set[str]:
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - (node.level - 1)]
+                base = base[: len(base) - (node.level - 1)]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
             if target.split(".")[0] != "diffussm_lib":
                 continue
-            for alias in node.names:          # `from . import x` may name a module
+            for alias in node.names:  # `from . import x` may name a module
                 sub = f"{target}.{alias.name}"
                 out.add(sub if sub in ALL_NAMES else target)
         elif isinstance(node, ast.Import):
@@ -70,7 +71,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(m)
         for n in sorted(graph.get(m, ())):
             if state.get(n) == 1:
-                return stack[stack.index(n):] + [n]
+                return stack[stack.index(n) :] + [n]
             if n not in state:
                 found = visit(n)
                 if found:
@@ -92,7 +93,10 @@ def test_no_import_cycles():
     graph must be acyclic (a package's __init__ importing its own modules is an edge like any other,
     so a module importing its own package's __init__ is a cycle)."""
     graph = {module_name(p): intra_package_imports(p) for p in MODULES}
-    assert graph["diffussm_lib.training.checkpoint"] >= {"diffussm_lib.atomic", "diffussm_lib.config"}
+    assert graph["diffussm_lib.training.checkpoint"] >= {
+        "diffussm_lib.atomic",
+        "diffussm_lib.config",
+    }
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
@@ -118,15 +122,42 @@ def test_every_module_imports_on_its_own():
         "    except Exception as e:\n"
         "        bad.append(f'{n}: {type(e).__name__}: {e}')\n"
         "print('\\n'.join(bad))\n"
-        "sys.exit(1 if bad else 0)\n")
+        "sys.exit(1 if bad else 0)\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_public_face():
-    from diffussm_lib import (S4D, BidirectionalSSM, DiffuSSM, DiffuSSMBlock, DiT, Trainer,  # noqa: F401
-                              build_model, causal_conv1d, denoising_viewer, evaluate_checkpoint, generate,
-                              load_model, selective_scan)
+    from diffussm_lib import (
+        S4D,
+        BidirectionalSSM,
+        DiffuSSM,
+        DiffuSSMBlock,
+        DiT,
+        Trainer,
+        build_model,
+        causal_conv1d,
+        denoising_viewer,
+        evaluate_checkpoint,
+        generate,
+        load_model,
+        selective_scan,
+    )
+
+    names = (
+        S4D,
+        BidirectionalSSM,
+        DiffuSSM,
+        DiffuSSMBlock,
+        DiT,
+        Trainer,
+        build_model,
+        causal_conv1d,
+    )
+    names += (denoising_viewer, evaluate_checkpoint, generate, load_model, selective_scan)
+    assert all(callable(n) for n in names)
+
     assert set(diffussm_lib.__all__) <= set(dir(diffussm_lib))
     for sub in ("ssm", "models", "diffusion", "training", "sampling", "evaluation"):
         mod = getattr(diffussm_lib, sub)
@@ -139,6 +170,9 @@ def test_one_glossary_of_dimension_letters():
     doc = diffussm_lib.__doc__
     for letter in ("B ", "C ", "H, W", "p ", "L ", "M ", "J ", "D ", "N ", "T "):
         assert f"\n    {letter}" in doc, f"glossary lacks {letter.strip()}"
-    repeats = [str(p.relative_to(PKG)) for p in MODULES if p != PKG / "__init__.py"
-               and "Dimension glossary" in p.read_text()]
+    repeats = [
+        str(p.relative_to(PKG))
+        for p in MODULES
+        if p != PKG / "__init__.py" and "Dimension glossary" in p.read_text()
+    ]
     assert not repeats, f"these modules repeat a glossary: {repeats}"

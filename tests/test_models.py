@@ -1,5 +1,6 @@
 """The denoisers (DiffuSSM and the DiT baseline), the factory, configs, checkpoints and FLOP
 counting."""
+
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,8 +11,15 @@ from safetensors.torch import load_file, save_file
 from diffussm_lib.config import ModelConfig, load_config
 from diffussm_lib.models import DiffuSSM
 from diffussm_lib.models import DiT
-from diffussm_lib.models import (block_flops, build_block, build_model, count_flops, count_params,
-                                 diffussm_block_flops_formula, dit_block_flops_formula)
+from diffussm_lib.models import (
+    block_flops,
+    build_block,
+    build_model,
+    count_flops,
+    count_params,
+    diffussm_block_flops_formula,
+    dit_block_flops_formula,
+)
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
@@ -64,8 +72,8 @@ def test_learn_sigma_doubles_channels_and_interface(arch):
     model = tiny(arch, in_channels=3, learn_sigma=True, image_size=8)
     got = (model.in_channels, model.out_channels, model.num_classes, model.null_class)
     assert got == (3, 6, 10, 10)
-    x, t, _ = inputs(2, 3, 8, 12)                                    # H != W is fine
-    assert model(x, t.float() + 0.5, None).shape == (2, 6, 8, 12)   # float t, y = None
+    x, t, _ = inputs(2, 3, 8, 12)  # H != W is fine
+    assert model(x, t.float() + 0.5, None).shape == (2, 6, 8, 12)  # float t, y = None
 
 
 # ------------------------------------------------------------------ identity at init
@@ -78,7 +86,7 @@ def test_every_block_is_identity_at_init(core):
     h = model.embed(x)
     for block in model.blocks:
         assert torch.equal(block(h, c), h)
-    assert torch.all(model(x, t, y) == 0)                 # zero head + identity blocks
+    assert torch.all(model(x, t, y) == 0)  # zero head + identity blocks
 
 
 def test_dit_blocks_are_identity_at_init():
@@ -109,7 +117,7 @@ def test_first_pixel_sees_last_pixel_only_when_bidirectional(core):
     causal = randomize_zero_init(tiny(ssm_core=core, depth=2, image_size=4, bidirectional=False))
     g_causal = grad_first_from_all(causal)
     assert g_bi[-1, -1] > 0, "bidirectional: the first pixel must depend on the last"
-    assert g_bi[0, 1] > 0 and g_causal[0, 1] > 0          # the same stream token is always visible
+    assert g_bi[0, 1] > 0 and g_causal[0, 1] > 0  # the same stream token is always visible
     if core == "selective":
         # the scan is exactly causal. (At initialisation the selective core forgets fast: the
         # bidirectional gradient from 15 steps away is small, about 1e-11 here, but not zero.)
@@ -130,18 +138,18 @@ def test_labels_change_the_output_and_null_class_is_accepted(arch):
     x = torch.randn(2, 1, 8, 8)
     t = torch.tensor([3, 3])
     a, b = model(x, t, torch.tensor([3, 3])), model(x, t, torch.tensor([7, 7]))
-    assert torch.equal(a, b)                         # zero modulation at init: labels unused yet
+    assert torch.equal(a, b)  # zero modulation at init: labels unused yet
     randomize_zero_init(model)
     a, b = model(x, t, torch.tensor([3, 3])), model(x, t, torch.tensor([7, 7]))
     assert not torch.allclose(a, b)
     null = torch.full((2,), model.null_class)
     torch.testing.assert_close(model(x, t, null), model(x, t, None))
     assert not torch.allclose(model(x, t, null), a)
-    with pytest.raises(ValueError, match="class labels"):          # shapes and dtypes: no sync
+    with pytest.raises(ValueError, match="class labels"):  # shapes and dtypes: no sync
         model(x, t, torch.tensor([1.0, 0.0]))
     with pytest.raises(ValueError, match="class labels"):
         model(x, t, torch.tensor([1]))
-    with pytest.raises(IndexError):      # values: the table's own error (callers check the range)
+    with pytest.raises(IndexError):  # values: the table's own error (callers check the range)
         model(x, t, torch.tensor([11, 0]))
 
 
@@ -156,8 +164,9 @@ class _NoSync(torch.Tensor):
         return super().__torch_function__(func, types, args, kwargs or {})
 
 
-@pytest.mark.parametrize("arch,core", [("diffussm", "s4d"), ("diffussm", "selective"),
-                                       ("dit", "s4d")])
+@pytest.mark.parametrize(
+    "arch,core", [("diffussm", "s4d"), ("diffussm", "selective"), ("dit", "s4d")]
+)
 def test_forward_reads_no_tensor_value_back(arch, core):
     """No .item() / bool(tensor) / int(tensor) in a forward pass (each is a host-device sync on a
     GPU): the inputs, and everything computed from them, refuse to be read."""
@@ -182,8 +191,9 @@ def test_bad_sizes_give_clear_errors(arch):
         model(*inputs(1, 3, 8, 8))
 
 
-@pytest.mark.parametrize("arch,core", [("diffussm", "s4d"), ("diffussm", "selective"),
-                                       ("dit", "s4d")])
+@pytest.mark.parametrize(
+    "arch,core", [("diffussm", "s4d"), ("diffussm", "selective"), ("dit", "s4d")]
+)
 def test_state_dict_roundtrips_through_safetensors(tmp_path, arch, core):
     torch.manual_seed(0)
     a = randomize_zero_init(tiny(arch, ssm_core=core, depth=2, image_size=8))
@@ -233,9 +243,18 @@ def test_build_model_types():
 def test_a_model_is_built_from_its_config_section():
     """DiffuSSM(cfg) and DiT(cfg) take the config section; build_model is the same plus the size
     check; every SSM key reaches its layer (from_config is the one place that maps them)."""
-    cfg = ModelConfig(arch="diffussm", hidden_dim=8, depth=2, ssm_state=6, image_size=8,
-                      hourglass_ratio=4, bidirectional=False, ssm_init="inv",
-                      scan_order=["raster", "snake"], ssm_backend="reference")
+    cfg = ModelConfig(
+        arch="diffussm",
+        hidden_dim=8,
+        depth=2,
+        ssm_state=6,
+        image_size=8,
+        hourglass_ratio=4,
+        bidirectional=False,
+        ssm_init="inv",
+        scan_order=["raster", "snake"],
+        ssm_backend="reference",
+    )
     torch.manual_seed(0)
     a = DiffuSSM(cfg)
     torch.manual_seed(0)
@@ -274,20 +293,20 @@ def test_flop_counter_sees_cpu_attention_and_matches_formulas():
     D, L = 32, 64
     cfg = ModelConfig(arch="dit", hidden_dim=D, num_heads=4)
     block = build_block(cfg)
-    counted = count_flops(block, torch.randn(1, L, D), torch.randn(1, D))         # real CPU run
+    counted = count_flops(block, torch.randn(1, L, D), torch.randn(1, D))  # real CPU run
     adaln = 2 * D * 6 * D
     assert counted == dit_block_flops_formula(L, D) + adaln
-    assert block_flops(cfg, L) == counted                                         # meta device
+    assert block_flops(cfg, L) == counted  # meta device
     # DiffuSSM: the dense layers are exactly the paper's 2 (13 J D^2 + L D^2) (+ adaLN); the SSM
     # adds FFTs
     cfg = ModelConfig(arch="diffussm", hidden_dim=D, ssm_state=8)
     dense = count_flops(build_block(cfg), torch.randn(1, L // 2, D), torch.randn(1, D), fft=False)
-    kernel = block_flops(cfg, L, fft=False) - dense                              # (same thing)
+    kernel = block_flops(cfg, L, fft=False) - dense  # (same thing)
     assert kernel == 0
     assert diffussm_block_flops_formula(L, D, 2) == 2 * (13 * (L // 2) * D * D + L * D * D)
     ssm_kernel_bmm = dense - diffussm_block_flops_formula(L, D, 2) - 2 * D * 3 * D
-    assert 0 < ssm_kernel_bmm < 0.1 * dense                           # the S4D kernel product
-    assert block_flops(cfg, L) > dense                                            # FFTs counted
+    assert 0 < ssm_kernel_bmm < 0.1 * dense  # the S4D kernel product
+    assert block_flops(cfg, L) > dense  # FFTs counted
 
 
 def test_flop_backward_counts():
@@ -311,13 +330,15 @@ def test_offset_linear_equals_the_einsum_and_its_gradient_is_exact():
     """The copy-free down projection (``ssm/kernels/offset_linear.py``) is the einsum it replaces,
     with exact gradients (float64 gradcheck), also for a strided input."""
     from diffussm_lib.ssm.kernels.offset_linear import offset_linear_fast
+
     g = torch.Generator().manual_seed(0)
     x = torch.randn(6, 3, 5, dtype=torch.float64, generator=g)
     w = torch.randn(3, 4, 5, dtype=torch.float64, generator=g)
     b = torch.randn(3, 4, dtype=torch.float64, generator=g)
     torch.testing.assert_close(offset_linear_fast(x, w, b), torch.einsum("nkf,kgf->nkg", x, w) + b)
-    xs = torch.randn(6, 3, 10, dtype=torch.float64, generator=g)[..., ::2]          # strided input
-    torch.testing.assert_close(offset_linear_fast(xs, w, b),
-                               torch.einsum("nkf,kgf->nkg", xs, w) + b)
+    xs = torch.randn(6, 3, 10, dtype=torch.float64, generator=g)[..., ::2]  # strided input
+    torch.testing.assert_close(
+        offset_linear_fast(xs, w, b), torch.einsum("nkf,kgf->nkg", xs, w) + b
+    )
     args = (x.requires_grad_(), w.requires_grad_(), b.requires_grad_())
     assert torch.autograd.gradcheck(offset_linear_fast, args)

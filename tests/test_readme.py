@@ -1,6 +1,7 @@
 """The README as a newcomer runs it (issue 18): every ``diffussm`` command in it parses and passes the
 CLI's own checks, every script it names exists and takes the flags it is given, the cheap commands run
 as written, and its table of notebook times is the one the timing script prints."""
+
 import re
 import shlex
 import subprocess
@@ -43,7 +44,7 @@ def cli_argvs() -> list[list[str]]:
             if words[:1] == ["diffussm"]:
                 argvs.append(words[1:])
             elif "diffussm_lib" in words[:-1] and words[0] in ("torchrun", "python"):
-                argvs.append(words[words.index("diffussm_lib") + 1:])
+                argvs.append(words[words.index("diffussm_lib") + 1 :])
     return argvs
 
 
@@ -67,7 +68,11 @@ def test_every_diffussm_command_in_the_readme_is_valid(argv):
 
 
 def script_commands() -> list[list[str]]:
-    return [shlex.split(c) for c in readme_commands() if re.match(r"python (scripts|benchmarks)/\S+\.py", c)]
+    return [
+        shlex.split(c)
+        for c in readme_commands()
+        if re.match(r"python (scripts|benchmarks)/\S+\.py", c)
+    ]
 
 
 @pytest.mark.parametrize("words", script_commands(), ids=lambda w: " ".join(w[1:3]))
@@ -75,9 +80,14 @@ def script_commands() -> list[list[str]]:
 def test_every_script_in_the_readme_takes_its_flags(words):
     script = REPO / words[1]
     assert script.is_file(), f"README names {words[1]}, which does not exist"
-    positional = [w for w in words[2:][:1] if not w.startswith("-")]          # a subcommand, if any
-    out = subprocess.run([sys.executable, str(script), *positional, "--help"], capture_output=True, text=True,
-                         cwd=REPO, timeout=120)
+    positional = [w for w in words[2:][:1] if not w.startswith("-")]  # a subcommand, if any
+    out = subprocess.run(
+        [sys.executable, str(script), *positional, "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     for flag in (w.split("=")[0] for w in words[2:] if w.startswith("--")):
         assert flag in out.stdout, f"`{' '.join(words)}`: {words[1]} has no {flag}"
@@ -88,10 +98,17 @@ def test_every_script_in_the_readme_takes_its_flags(words):
 def test_the_cheap_readme_commands_run_as_written(tmp_path, cmd):
     (tmp_path / "checkpoints").symlink_to(REPO / "checkpoints")
     words = shlex.split(cmd)
-    out = subprocess.run([sys.executable, "-m", "diffussm_lib", *words[1:], "--no-progress"], capture_output=True,
-                         text=True, cwd=tmp_path, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "diffussm_lib", *words[1:], "--no-progress"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
-    assert (tmp_path / "samples" / "samples.npz").is_file() and list((tmp_path / "samples").glob("*.png"))
+    assert (tmp_path / "samples" / "samples.npz").is_file() and list(
+        (tmp_path / "samples").glob("*.png")
+    )
 
 
 @pytest.mark.slow
@@ -101,8 +118,14 @@ def test_the_readme_table_of_notebook_times_is_the_measured_one():
         from execute_notebooks import load_times, times_table
     finally:
         sys.path.pop(0)
-    table = README.split("<!-- notebook-times -->\n", 1)[1].split("<!-- /notebook-times -->", 1)[0].strip()
-    assert table == times_table(load_times()), "run `python scripts/execute_notebooks.py --table` into the README"
+    table = (
+        README.split("<!-- notebook-times -->\n", 1)[1]
+        .split("<!-- /notebook-times -->", 1)[0]
+        .strip()
+    )
+    assert table == times_table(load_times()), (
+        "run `python scripts/execute_notebooks.py --table` into the README"
+    )
     names = {p.stem for p in (REPO / "notebooks").glob("[0-9][0-9]_*.py")}
     assert set(load_times()) == names, "every notebook has a measured time"
 
@@ -110,9 +133,15 @@ def test_the_readme_table_of_notebook_times_is_the_measured_one():
 @pytest.mark.slow
 def test_the_readme_table_of_scan_orders_is_the_stored_one():
     """The README's scan-order table is what ``bench_scan_orders.py --table`` prints from the stored runs."""
-    table = README.split("<!-- scan-orders -->\n", 1)[1].split("<!-- /scan-orders -->", 1)[0].strip()
-    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_scan_orders.py"), "--table"],
-                         capture_output=True, text=True, check=True).stdout.strip()
+    table = (
+        README.split("<!-- scan-orders -->\n", 1)[1].split("<!-- /scan-orders -->", 1)[0].strip()
+    )
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_scan_orders.py"), "--table"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert table == out, "run `python benchmarks/bench_scan_orders.py --table` into the README"
 
 
@@ -122,9 +151,16 @@ def test_the_readme_speedrun_result_is_the_stored_one():
     stored runs, and benchmarks/results/speedrun.md is its ``--table``."""
     block = README.split("<!-- speedrun -->\n", 1)[1].split("<!-- /speedrun -->", 1)[0].strip()
     script = str(REPO / "benchmarks" / "bench_speedrun.py")
-    out = subprocess.run([sys.executable, script, "--summary"], capture_output=True, text=True, check=True).stdout
-    assert block == out.strip(), "run `python benchmarks/bench_speedrun.py --summary` into the README"
-    table = subprocess.run([sys.executable, script, "--table"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, script, "--summary"], capture_output=True, text=True, check=True
+    ).stdout
+    assert block == out.strip(), (
+        "run `python benchmarks/bench_speedrun.py --summary` into the README"
+    )
+    table = subprocess.run(
+        [sys.executable, script, "--table"], capture_output=True, text=True, check=True
+    ).stdout
     md = (REPO / "benchmarks" / "results" / "speedrun.md").read_text()
-    assert md.split("<!-- table -->\n", 1)[1].strip() == table.strip(), \
+    assert md.split("<!-- table -->\n", 1)[1].strip() == table.strip(), (
         "run `python benchmarks/bench_speedrun.py --table` into benchmarks/results/speedrun.md"
+    )

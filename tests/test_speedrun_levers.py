@@ -1,6 +1,7 @@
 """The training levers of the CPU recipe (issue 24), each against its formula on a small hand-computed
 case: the decaying learning rate, the timestep densities, Min-SNR loss weights, the EMA ramp switch,
 ``precision: auto``; the recipe config itself trains; a bad value in any new key is one clear line."""
+
 import math
 
 import pytest
@@ -20,26 +21,33 @@ SPEEDRUN = REPO / "configs" / "mnist_speedrun.yaml"
 def test_lr_schedules_follow_their_formulas():
     # warm-up 2 steps, then the decay over the run's progress p
     assert lr_at(0, 1.0, 2, "cosine", 0.0) == 0.5
-    assert lr_at(5, 1.0, 2, "cosine", 0.5) == pytest.approx(0.5)          # (1 + cos(pi/2)) / 2
+    assert lr_at(5, 1.0, 2, "cosine", 0.5) == pytest.approx(0.5)  # (1 + cos(pi/2)) / 2
     assert lr_at(5, 1.0, 2, "cosine", 0.25) == pytest.approx((1 + math.sqrt(0.5)) / 2)
     assert lr_at(5, 2.0, 0, "linear", 0.75) == pytest.approx(0.5)
     assert lr_at(5, 1.0, 0, "cosine", 1.0) == pytest.approx(0.0, abs=1e-12)
     assert lr_at(5, 1.0, 0, "constant", 0.9) == 1.0
-    assert lr_at(5, 1.0, 0, "linear", 1.7) == 0.0                          # progress is clamped to [0, 1]
+    assert lr_at(5, 1.0, 0, "linear", 1.7) == 0.0  # progress is clamped to [0, 1]
     with pytest.raises(ValueError, match="lr_schedule"):
         lr_at(0, 1.0, 0, "step", 0.0)
 
 
 def test_trainer_decays_over_the_time_budget_or_the_steps():
-    tr = Trainer(tiny_config(max_steps=8, lr_schedule="linear", warmup_steps=0), None,
-                 dataset=synthetic_dataset(tiny_config()), progress=False, log=lambda m: None)
+    tr = Trainer(
+        tiny_config(max_steps=8, lr_schedule="linear", warmup_steps=0),
+        None,
+        dataset=synthetic_dataset(tiny_config()),
+        progress=False,
+        log=lambda m: None,
+    )
     tr.step, tr.train_seconds = 2, 30.0
-    assert tr.progress() == 0.25                                           # 2 of 8 steps
+    assert tr.progress() == 0.25  # 2 of 8 steps
     tr.max_seconds = 60.0
-    assert tr.progress() == 0.5                                            # half of the time budget
+    assert tr.progress() == 0.5  # half of the time budget
     tr.max_seconds = None
     x, y = tr.dataset.x[:8], tr.dataset.y[:8]
-    assert tr.train_step(x, y)[2] == pytest.approx(tiny_config().train.lr * (1 - 2 / 8))   # step 2 of 8
+    assert tr.train_step(x, y)[2] == pytest.approx(
+        tiny_config().train.lr * (1 - 2 / 8)
+    )  # step 2 of 8
 
 
 def test_min_snr_weights_for_v_and_eps():
@@ -60,12 +68,20 @@ def test_min_snr_weights_for_v_and_eps():
     assert torch.equal(loss_weights(s, t, "v", "none"), torch.ones(3))
     # the variant for v: min(SNR + 1, gamma) / (SNR + 1); at SNR = 1: min(2, 5) / 2 = 1; at SNR = 9 with
     # gamma 5: 5 / 10; at high noise (t = 999, SNR ~ 0) weight 1 where the paper's goes to 0
-    assert float(loss_weights(half, torch.tensor([0]), "v", "min_snr_plus_one")) == pytest.approx(1.0)
-    nine = NoiseSchedule(torch.tensor([0.1]))              # beta 0.1: alpha_bar 0.9, SNR = 0.9 / 0.1 = 9
-    assert float(loss_weights(nine, torch.tensor([0]), "v", "min_snr_plus_one")) == pytest.approx(0.5)
-    assert float(loss_weights(s, torch.tensor([999]), "v", "min_snr_plus_one")) == pytest.approx(1.0)
+    assert float(loss_weights(half, torch.tensor([0]), "v", "min_snr_plus_one")) == pytest.approx(
+        1.0
+    )
+    nine = NoiseSchedule(torch.tensor([0.1]))  # beta 0.1: alpha_bar 0.9, SNR = 0.9 / 0.1 = 9
+    assert float(loss_weights(nine, torch.tensor([0]), "v", "min_snr_plus_one")) == pytest.approx(
+        0.5
+    )
+    assert float(loss_weights(s, torch.tensor([999]), "v", "min_snr_plus_one")) == pytest.approx(
+        1.0
+    )
     assert float(loss_weights(s, torch.tensor([999]), "v", "min_snr")) < 1e-3
-    assert torch.equal(loss_weights(s, t, "eps", "min_snr_plus_one"), w_eps)   # for eps: the same as min_snr
+    assert torch.equal(
+        loss_weights(s, t, "eps", "min_snr_plus_one"), w_eps
+    )  # for eps: the same as min_snr
     with pytest.raises(ValueError, match="loss_weighting"):
         loss_weights(s, t, "v", "max_snr")
 
@@ -74,7 +90,7 @@ def test_weighted_loss_is_the_weighted_mean_of_per_sample_errors():
     s = NoiseSchedule.cosine(100)
     x0, noise = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4)
     t = torch.tensor([1, 50, 99])
-    model = lambda x, t, y: torch.zeros_like(x)                            # noqa: E731 (predicts 0)
+    model = lambda x, t, y: torch.zeros_like(x)  # noqa: E731 (predicts 0)
     got = diffusion_loss(model, s, x0, None, prediction="v", t=t, noise=noise, weighting="min_snr")
     a, b = s.sqrt_alpha_bar[t].view(3, 1, 1, 1), s.sqrt_one_minus_alpha_bar[t].view(3, 1, 1, 1)
     v = a * noise - b * x0
@@ -90,7 +106,9 @@ def test_timestep_densities():
     t = sample_timesteps(200_000, 1000, g, "logit_normal", mean=0.0, std=1.0)
     # P(t < T/2) = P(u < 0) = 1/2; P(t < T sigmoid(1)) = P(u < 1) = Phi(1) = 0.8413
     assert (t < 500).float().mean().item() == pytest.approx(0.5, abs=0.005)
-    assert (t < int(1000 / (1 + math.exp(-1)))).float().mean().item() == pytest.approx(0.8413, abs=0.005)
+    assert (t < int(1000 / (1 + math.exp(-1)))).float().mean().item() == pytest.approx(
+        0.8413, abs=0.005
+    )
     g = torch.Generator().manual_seed(0)
     u = torch.randn(5, generator=g)
     g = torch.Generator().manual_seed(0)
@@ -107,30 +125,40 @@ def test_ema_warmup_switch():
     cfg = tiny_config(max_steps=2, ema_decay=0.9)
     tr = Trainer(cfg, None, dataset=synthetic_dataset(cfg), progress=False, log=lambda m: None)
     tr.train()
-    assert tr.ema.last_decay == pytest.approx(2 / 11)                     # (1 + n) / (10 + n) at n = 1
+    assert tr.ema.last_decay == pytest.approx(2 / 11)  # (1 + n) / (10 + n) at n = 1
 
 
 def test_precision_auto_picks_and_says_which(tmp_path):
     cfg = tiny_config(max_steps=2, precision="auto")
     said = []
-    tr = Trainer(cfg, tmp_path / "run", dataset=synthetic_dataset(cfg), progress=False, log=said.append)
+    tr = Trainer(
+        cfg, tmp_path / "run", dataset=synthetic_dataset(cfg), progress=False, log=said.append
+    )
     tr.train()
     assert tr.precision in ("fp32", "bf16")
     line = [m for m in said if m.startswith("precision auto:")]
     assert len(line) == 1 and line[0].endswith(f"-> {tr.precision}") and "fp32" in line[0]
     assert set(tr.precision_times) <= {"fp32", "bf16"} and "fp32" in tr.precision_times
-    assert f"fp32 {1e3 * tr.precision_times['fp32']:.0f} ms" in line[0]      # the log says what was measured
+    assert (
+        f"fp32 {1e3 * tr.precision_times['fp32']:.0f} ms" in line[0]
+    )  # the log says what was measured
     assert tr.step == 2 and tr.train_seconds > 0
     from diffussm_lib.training import load_checkpoint
+
     assert load_checkpoint(tmp_path / "run").extra["precision"] == tr.precision
 
 
 def test_the_recipe_config_loads_and_trains_a_few_steps():
     cfg = load_config(SPEEDRUN)
     assert (cfg.train.lr_schedule, cfg.train.precision) == ("cosine", "auto")
-    assert (cfg.model.arch, cfg.model.ssm_core, cfg.model.bidirectional, cfg.model.hourglass_ratio) == \
-        ("diffussm", "s4d", True, 2)
+    assert (
+        cfg.model.arch,
+        cfg.model.ssm_core,
+        cfg.model.bidirectional,
+        cfg.model.hourglass_ratio,
+    ) == ("diffussm", "s4d", True, 2)
     from dataclasses import replace
+
     cfg = replace(cfg, train=replace(cfg.train, batch_size=8, checkpoint_every=0))
     tr = Trainer(cfg, None, dataset=synthetic_dataset(cfg), progress=False, log=lambda m: None)
     res = tr.train(max_steps=2)
@@ -168,16 +196,19 @@ def test_bad_value_in_a_recipe_key_is_one_clear_line(tmp_path, key, value, says)
 def test_faster_precision_interleaves_and_keeps_full_precision_on_a_tie():
     import time as _time
     from diffussm_lib.training.step import faster_precision
+
     calls = []
 
     def work(cost):
         def fb(c):
             calls.append(c)
             _time.sleep(cost[c])
+
         return fb
+
     pick, med = faster_precision(work({"fp32": 0.004, "bf16": 0.001}), rounds=2)
     assert pick == "bf16" and med["bf16"] < med["fp32"]
-    assert calls == ["fp32", "bf16"] * 3                                   # interleaved, 1 warm-up + 2 rounds
+    assert calls == ["fp32", "bf16"] * 3  # interleaved, 1 warm-up + 2 rounds
     pick, _ = faster_precision(work({"fp32": 0.002, "bf16": 0.002}), rounds=2)
-    assert pick == "fp32"                                                  # no clear gain: full precision
+    assert pick == "fp32"  # no clear gain: full precision
     assert faster_precision(work({"fp32": 0.001}), candidates=("fp32",), rounds=1)[0] == "fp32"

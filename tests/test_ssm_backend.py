@@ -1,5 +1,6 @@
 """Backends: "cuda" on CPU tensors is a clear error, "auto" on CPU picks "torch", mamba_ssm is never
 imported by the library on CPU."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -7,13 +8,25 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffussm_lib.ssm import BackendUnavailableError, BidirectionalSSM, causal_conv1d, resolve_backend, selective_scan
+from diffussm_lib.ssm import (
+    BackendUnavailableError,
+    BidirectionalSSM,
+    causal_conv1d,
+    resolve_backend,
+    selective_scan,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def scan_args(L=5, b=1, d=2, n=3):
-    return (torch.randn(b, d, L), torch.rand(b, d, L), -torch.rand(d, n), torch.randn(b, n, L), torch.randn(b, n, L))
+    return (
+        torch.randn(b, d, L),
+        torch.rand(b, d, L),
+        -torch.rand(d, n),
+        torch.randn(b, n, L),
+        torch.randn(b, n, L),
+    )
 
 
 def test_cuda_backend_on_cpu_tensors_is_a_clear_error():
@@ -38,7 +51,9 @@ def test_auto_on_cpu_picks_torch():
 
 def test_auto_gives_the_torch_result_on_cpu():
     args = scan_args()
-    torch.testing.assert_close(selective_scan(*args, backend="auto"), selective_scan(*args, backend="torch"))
+    torch.testing.assert_close(
+        selective_scan(*args, backend="auto"), selective_scan(*args, backend="torch")
+    )
 
 
 def test_unknown_backend_and_s4d_cuda_are_errors():
@@ -62,5 +77,7 @@ def test_library_never_imports_mamba_ssm_on_cpu():
         "bad = [m for m in sys.modules if m.split('.')[0] in ('mamba_ssm', 'causal_conv1d', 'selective_scan_cuda', 'causal_conv1d_cuda')]\n"
         "assert not bad, bad\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr

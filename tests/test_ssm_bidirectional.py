@@ -1,5 +1,6 @@
 """The bidirectional layer: shapes for any L, a true reversed direction with its own parameters,
 concatenation order, and who sees whom (gradients)."""
+
 import pytest
 import torch
 
@@ -24,7 +25,7 @@ def test_default_state_sizes_and_kwargs(core):
     layer = BidirectionalSSM(4, core=core)
     assert layer.ssm_state == (64 if core == "s4d" else 16)
     if core == "s4d":
-        assert layer.s4d.C.shape == (8, 32, 2)      # 2 directions x 4 channels, 32 complex modes
+        assert layer.s4d.C.shape == (8, 32, 2)  # 2 directions x 4 channels, 32 complex modes
         assert BidirectionalSSM(4, core="s4d", init="inv", ssm_state=8).s4d.init == "inv"
     else:
         assert layer.fwd.A_log.shape == (4, 16) and layer.bwd is not layer.fwd
@@ -51,8 +52,10 @@ def test_s4d_halves_are_forward_then_truly_reversed():
     torch.manual_seed(0)
     D = 3
     bi = BidirectionalSSM(D, core="s4d", ssm_state=8).double()
-    fwd, rev = BidirectionalSSM(D, core="s4d", bidirectional=False, ssm_state=8).double(), \
-        BidirectionalSSM(D, core="s4d", bidirectional=False, ssm_state=8).double()
+    fwd, rev = (
+        BidirectionalSSM(D, core="s4d", bidirectional=False, ssm_state=8).double(),
+        BidirectionalSSM(D, core="s4d", bidirectional=False, ssm_state=8).double(),
+    )
     with torch.no_grad():
         for name, p in bi.s4d.named_parameters():
             getattr(fwd.s4d, name).copy_(p[:D])
@@ -106,10 +109,12 @@ def test_reference_backend_equals_the_fast_kernels(core, bidirectional):
     autograd, the sequential scan); "torch" the kernels of ssm/kernels/: same outputs and
     gradients (float64), and each layer reports what ran."""
     torch.manual_seed(0)
-    ref = BidirectionalSSM(4, core=core, bidirectional=bidirectional, ssm_state=8,
-                           backend="reference").double()
-    fast = BidirectionalSSM(4, core=core, bidirectional=bidirectional, ssm_state=8,
-                            backend="torch").double()
+    ref = BidirectionalSSM(
+        4, core=core, bidirectional=bidirectional, ssm_state=8, backend="reference"
+    ).double()
+    fast = BidirectionalSSM(
+        4, core=core, bidirectional=bidirectional, ssm_state=8, backend="torch"
+    ).double()
     fast.load_state_dict(ref.state_dict())
     x = torch.randn(2, 23, 4, dtype=torch.float64)
     got = []

@@ -1,5 +1,6 @@
 """S4D: recurrence == Vandermonde kernel == fast kernel == FFT convolution; initialisations;
 gradients. Each fast kernel of ``ssm/kernels/`` equals the readable form it replaces."""
+
 import math
 
 import pytest
@@ -43,7 +44,7 @@ def test_fast_kernel_equals_vandermonde(L):
     with torch.no_grad():
         torch.testing.assert_close(m.kernel(L), want, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(s4d_kernel_fast(dtA, C * Bbar, L), want, rtol=1e-10, atol=1e-12)
-    assert m.form == "torch"                                     # "auto": the fast kernel
+    assert m.form == "torch"  # "auto": the fast kernel
     m.form = "reference"
     torch.testing.assert_close(m.kernel(L), want, rtol=0, atol=0)
 
@@ -83,7 +84,7 @@ def test_fft_conv_forward_and_backward_equal_direct_convolution(L, conv):
     g2 = torch.autograd.grad((y2 * cot).sum(), (u, k))
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-12)
-    if L <= 5:   # finite differences: small inputs only
+    if L <= 5:  # finite differences: small inputs only
         assert torch.autograd.gradcheck(conv, (u, k))
 
 
@@ -96,6 +97,7 @@ def test_module_gradcheck_float64():
     def f(u, *ps):
         names = [n for n, _ in m.named_parameters()]
         return torch.func.functional_call(m, dict(zip(names, ps)), (u,))
+
     assert torch.autograd.gradcheck(f, (u, *params))
 
 
@@ -104,7 +106,7 @@ def test_initialisations():
     assert re.shape == im.shape == (2, 4) and (re == -0.5).all()
     torch.testing.assert_close(im[0], math.pi * torch.arange(4.0))
     re, im = s4d_init_A(1, 8, "inv")
-    N = 8     # the full state size (S4D paper, Sec. 4): (N / pi) (N / (2n + 1) - 1), n < N / 2
+    N = 8  # the full state size (S4D paper, Sec. 4): (N / pi) (N / (2n + 1) - 1), n < N / 2
     want = [N / math.pi * (N / (2 * n + 1) - 1) for n in range(N // 2)]
     torch.testing.assert_close(im[0], torch.tensor(want))
     with pytest.raises(ValueError, match="ssm_state"):
@@ -146,7 +148,7 @@ def test_fft_length_is_the_smallest_5_smooth_length_without_wraparound():
         n = fft_length(L)
         assert n >= 2 * L - 1 and smooth(n), (L, n)
         assert not any(smooth(m) for m in range(2 * L - 1, n)), (L, n)
-    assert fft_length(196) == 400   # not 392 = 8 * 7^2
+    assert fft_length(196) == 400  # not 392 = 8 * 7^2
 
 
 @pytest.mark.slow
@@ -157,11 +159,12 @@ def test_bidirectional_fft_conv_is_two_convolutions_and_its_gradient_is_exact(fa
     gradcheck (float64)."""
     from diffussm_lib.ssm.fft_conv import bidirectional_fft_conv
     from diffussm_lib.ssm.kernels.fft_conv import bidirectional_fft_conv_fast
+
     conv = bidirectional_fft_conv_fast if fast else bidirectional_fft_conv
     g = torch.Generator().manual_seed(0)
     u = torch.randn(2, 3, 7, dtype=torch.float64, generator=g)
     k = torch.randn(2, 3, 7, dtype=torch.float64, generator=g)
-    y = conv(u.transpose(1, 2).contiguous().transpose(1, 2), k)   # strided input too
+    y = conv(u.transpose(1, 2).contiguous().transpose(1, 2), k)  # strided input too
     torch.testing.assert_close(y[:, 0], fft_causal_conv(u, k[0]))
     torch.testing.assert_close(y[:, 1], fft_causal_conv(u.flip(-1), k[1]).flip(-1))
     assert torch.autograd.gradcheck(conv, (u.requires_grad_(), k.requires_grad_()))
@@ -173,7 +176,7 @@ def test_bidirectional_fft_conv_is_two_convolutions_and_its_gradient_is_exact(fa
     torch.testing.assert_close(both.reshape(2, 6, 9), want)
 
 
-@pytest.mark.parametrize("chunk_elements", [1, 2 * 3 * 8 * 2, 2 ** 40])
+@pytest.mark.parametrize("chunk_elements", [1, 2 * 3 * 8 * 2, 2**40])
 @pytest.mark.slow
 def test_bidirectional_fft_conv_is_the_same_whatever_the_batch_chunk(monkeypatch, chunk_elements):
     """The batch is processed in chunks (``batch_chunk``): one image at a time, uneven chunks (2 + 2
@@ -181,19 +184,21 @@ def test_bidirectional_fft_conv_is_the_same_whatever_the_batch_chunk(monkeypatch
     output is laid out as (B, L, 2, D), so the (B, L, 2D) view the next layer reads copies
     nothing."""
     from diffussm_lib.ssm.kernels import fft_conv
+
     g = torch.Generator().manual_seed(3)
     u = torch.randn(5, 3, 7, dtype=torch.float64, generator=g)
     k = torch.randn(2, 3, 7, dtype=torch.float64, generator=g)
     ref = torch.stack([fft_causal_conv(u, k[0]), fft_causal_conv(u.flip(-1), k[1]).flip(-1)], 1)
     monkeypatch.setattr(fft_conv, "SPECTRUM_CHUNK_ELEMENTS", chunk_elements)
     F = fft_conv.fft_length(7) // 2 + 1
-    assert fft_conv.batch_chunk(5, 3, F) == {1: 1, 2 * 3 * 8 * 2: 2, 2 ** 40: 5}[chunk_elements]
-    assert fft_conv.batch_chunk(5, 3, F, "cuda") == 5                   # a GPU: the whole batch
+    assert fft_conv.batch_chunk(5, 3, F) == {1: 1, 2 * 3 * 8 * 2: 2, 2**40: 5}[chunk_elements]
+    assert fft_conv.batch_chunk(5, 3, F, "cuda") == 5  # a GPU: the whole batch
     y = fft_conv.bidirectional_fft_conv_fast(u, k)
     torch.testing.assert_close(y, ref)
     assert y.permute(0, 3, 1, 2).is_contiguous()
-    assert torch.autograd.gradcheck(fft_conv.bidirectional_fft_conv_fast,
-                                    (u.requires_grad_(), k.requires_grad_()))
+    assert torch.autograd.gradcheck(
+        fft_conv.bidirectional_fft_conv_fast, (u.requires_grad_(), k.requires_grad_())
+    )
 
 
 @pytest.mark.parametrize("wants", ["u", "k"])
@@ -202,6 +207,7 @@ def test_bidirectional_fft_conv_gradient_of_one_input_alone(monkeypatch, wants):
     """The input's spectra are kept for the backward only when the kernels need a gradient: either
     gradient alone passes gradcheck (uneven chunks: 2 + 2 + 1 images)."""
     from diffussm_lib.ssm.kernels import fft_conv
+
     g = torch.Generator().manual_seed(4)
     u = torch.randn(5, 3, 7, dtype=torch.float64, generator=g).requires_grad_(wants == "u")
     k = torch.randn(2, 3, 7, dtype=torch.float64, generator=g).requires_grad_(wants == "k")

@@ -1,5 +1,6 @@
 """Welch's t-test written out (evaluation/stats.py) against known values and simulated experiments,
 and the speedrun tables / target verdict (evaluation/speedrun.py) on synthetic stored runs."""
+
 import math
 import random
 
@@ -10,28 +11,30 @@ from diffussm_lib.evaluation.stats import betainc, paired, t_two_sided_p, welch
 
 
 def test_t_distribution_tail_against_table_values():
-    assert t_two_sided_p(2.776, 4) == pytest.approx(0.05, abs=2e-4)     # t_{0.975, 4}
-    assert t_two_sided_p(2.228, 10) == pytest.approx(0.05, abs=2e-4)    # t_{0.975, 10}
-    assert t_two_sided_p(1.0, 1) == pytest.approx(0.5)                  # Cauchy: P(|T| >= 1) = 1/2
+    assert t_two_sided_p(2.776, 4) == pytest.approx(0.05, abs=2e-4)  # t_{0.975, 4}
+    assert t_two_sided_p(2.228, 10) == pytest.approx(0.05, abs=2e-4)  # t_{0.975, 10}
+    assert t_two_sided_p(1.0, 1) == pytest.approx(0.5)  # Cauchy: P(|T| >= 1) = 1/2
     assert t_two_sided_p(0.0, 3) == pytest.approx(1.0)
-    assert betainc(2.0, 3.0, 0.4) == pytest.approx(0.5248, abs=1e-4)    # I_0.4(2, 3), by hand: 0.5248
+    assert betainc(2.0, 3.0, 0.4) == pytest.approx(0.5248, abs=1e-4)  # I_0.4(2, 3), by hand: 0.5248
 
 
 def test_welch_by_hand():
     r = welch([1, 2, 3], [4, 5, 6.5])
-    va, vb = 1 / 3, 19 / 36                    # s^2 / n: variances 1 and 19/12 (squares sum to 19/6), n = 3
+    va, vb = 1 / 3, 19 / 36  # s^2 / n: variances 1 and 19/12 (squares sum to 19/6), n = 3
     assert r["diff"] == pytest.approx(-19 / 6)
     assert r["t"] == pytest.approx(-19 / 6 / math.sqrt(va + vb))
-    assert r["df"] == pytest.approx((va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2))
+    assert r["df"] == pytest.approx((va + vb) ** 2 / (va**2 / 2 + vb**2 / 2))
     with pytest.raises(ValueError, match="at least 2"):
         welch([1.0], [2.0, 3.0])
 
 
 def test_paired_by_hand():
-    r = paired([1, 2, 4], [0, 0, 1])              # differences 1, 2, 3: mean 2, SD 1
+    r = paired([1, 2, 4], [0, 0, 1])  # differences 1, 2, 3: mean 2, SD 1
     t = 2 / (1 / math.sqrt(3))
     assert r["diff"] == pytest.approx(2.0) and r["t"] == pytest.approx(t) and r["df"] == 2
-    assert r["p"] == pytest.approx(1 - t / math.sqrt(2 + t * t))   # the t tail with 2 df in closed form
+    assert r["p"] == pytest.approx(
+        1 - t / math.sqrt(2 + t * t)
+    )  # the t tail with 2 df in closed form
     with pytest.raises(ValueError, match="equally long"):
         paired([1.0, 2.0], [1.0])
 
@@ -39,33 +42,60 @@ def test_paired_by_hand():
 def test_welch_false_positive_rate_is_nominal_and_a_large_difference_is_found():
     rng = random.Random(0)
     trials = 4000
-    fp = sum(welch([rng.gauss(0, 1) for _ in range(3)], [rng.gauss(0, 2) for _ in range(3)])["p"] < 0.05
-             for _ in range(trials)) / trials
-    assert 0.03 < fp < 0.07                        # equal means: about 5% "significant"
-    hits = sum(welch([rng.gauss(0, 1) for _ in range(5)], [rng.gauss(4, 1) for _ in range(5)])["p"] < 0.05
-               for _ in range(500)) / 500
-    assert hits > 0.95                             # four SDs apart: almost always found
+    fp = (
+        sum(
+            welch([rng.gauss(0, 1) for _ in range(3)], [rng.gauss(0, 2) for _ in range(3)])["p"]
+            < 0.05
+            for _ in range(trials)
+        )
+        / trials
+    )
+    assert 0.03 < fp < 0.07  # equal means: about 5% "significant"
+    hits = (
+        sum(
+            welch([rng.gauss(0, 1) for _ in range(5)], [rng.gauss(4, 1) for _ in range(5)])["p"]
+            < 0.05
+            for _ in range(500)
+        )
+        / 500
+    )
+    assert hits > 0.95  # four SDs apart: almost always found
 
 
 def _run(arm, seed, fid, acc, threads=2, images=400_000):
     ev = {"n": 2000, "fid": fid, "floor": 3.0, "class_accuracy": acc, "histogram_deviation": 0.01}
-    return {"arm": arm, "seed": seed, "steps": images // 64, "images": images, "images_per_sec": images / 1200,
-            "threads": threads, "precision": "bf16", "hardware": "CPU test", "eval": {"ema w=1.25": ev}}
+    return {
+        "arm": arm,
+        "seed": seed,
+        "steps": images // 64,
+        "images": images,
+        "images_per_sec": images / 1200,
+        "threads": threads,
+        "precision": "bf16",
+        "hardware": "CPU test",
+        "eval": {"ema w=1.25": ev},
+    }
 
 
 def test_speedrun_tables_and_target_verdict():
-    runs = {f"recipe | seed {s} | 20 min, 2 threads": _run("recipe", s, f, a)
-            for s, (f, a) in enumerate([(5.0, 0.975), (5.5, 0.98), (6.0, 0.97)])}
-    runs.update({f"constant lr | seed {s} | 20 min, 2 threads": _run("constant lr", s, f, 0.96)
-                 for s, f in enumerate([9.0, 9.5, 10.0])})
+    runs = {
+        f"recipe | seed {s} | 20 min, 2 threads": _run("recipe", s, f, a)
+        for s, (f, a) in enumerate([(5.0, 0.975), (5.5, 0.98), (6.0, 0.97)])
+    }
+    runs.update(
+        {
+            f"constant lr | seed {s} | 20 min, 2 threads": _run("constant lr", s, f, 0.96)
+            for s, f in enumerate([9.0, 9.5, 10.0])
+        }
+    )
     runs["recipe | seed 0 | 20 min, 1 thread"] = _run("recipe", 0, 9.0, 0.9, threads=1)
-    assert summary_budget(runs) == "20 min, 2 threads"              # the student's: most threads
+    assert summary_budget(runs) == "20 min, 2 threads"  # the student's: most threads
     text = target_summary(runs)
     assert "3 seeds" in text and "FID-LeNet 5.50 +- 0.50 (worst seed 6.00" in text
     assert "met at ema w=1.25" in text and "stretch not met" in text
     table = tables(runs)
     assert "### 20 min, 2 threads" in table and "### 20 min, 1 thread" in table
-    assert "+4.00, p = " in table                                    # constant lr (9.5) vs recipe (5.5), Welch
+    assert "+4.00, p = " in table  # constant lr (9.5) vs recipe (5.5), Welch
     runs["recipe | seed 2 | 20 min, 2 threads"] = _run("recipe", 2, 9.0, 0.95)
     assert "not met. Closest: ema w=1.25" in target_summary(runs)
 
@@ -78,20 +108,41 @@ def test_speedrun_summary_compares_live_and_ema_weights_of_the_same_runs():
         runs[f"recipe | seed {s} | 20 min, 2 threads"] = r
     text = target_summary(runs)
     p = paired([4.0, 4.4, 5.1], [5.0, 5.5, 6.0])["p"]
-    assert f"live minus EMA weights at w=1.25, same runs: FID-LeNet -1.00 (paired t-test over 3 seeds, p = {p:.3f})" in text
-    assert "met at ema w=1.25" in text                              # the verdict is the EMA's, as before
+    assert (
+        f"live minus EMA weights at w=1.25, same runs: FID-LeNet -1.00 (paired t-test over 3 seeds, p = {p:.3f})"
+        in text
+    )
+    assert "met at ema w=1.25" in text  # the verdict is the EMA's, as before
 
 
 def test_lever_verdicts_say_shown_only_below_the_threshold():
-    runs = {f"recipe | seed {s} | 800 steps, 1 thread": _run("recipe", s, f, 0.9) for s, f in enumerate([20.0, 21.0, 22.0])}
-    runs.update({f"constant lr | seed {s} | 800 steps, 1 thread": _run("constant lr", s, f, 0.95)
-                 for s, f in enumerate([10.0, 11.0, 12.0])})                     # far apart: shown
-    runs.update({f"min-SNR 5 | seed {s} | 800 steps, 1 thread": _run("min-SNR 5", s, f, 0.9)
-                 for s, f in enumerate([19.0, 23.0])})                            # inside the noise
-    runs["logit-normal | seed 0 | 800 steps, 1 thread"] = _run("logit-normal", 0, 5.0, 0.99)   # one seed: no test
+    runs = {
+        f"recipe | seed {s} | 800 steps, 1 thread": _run("recipe", s, f, 0.9)
+        for s, f in enumerate([20.0, 21.0, 22.0])
+    }
+    runs.update(
+        {
+            f"constant lr | seed {s} | 800 steps, 1 thread": _run("constant lr", s, f, 0.95)
+            for s, f in enumerate([10.0, 11.0, 12.0])
+        }
+    )  # far apart: shown
+    runs.update(
+        {
+            f"min-SNR 5 | seed {s} | 800 steps, 1 thread": _run("min-SNR 5", s, f, 0.9)
+            for s, f in enumerate([19.0, 23.0])
+        }
+    )  # inside the noise
+    runs["logit-normal | seed 0 | 800 steps, 1 thread"] = _run(
+        "logit-normal", 0, 5.0, 0.99
+    )  # one seed: no test
     text = lever_verdicts(runs)
     p = welch([10.0, 11.0, 12.0], [20.0, 21.0, 22.0])["p"]
-    assert f"- constant lr (3 vs 3 seeds, ema w=1.25): FID-LeNet -10.00, class accuracy +5.0 points; Welch p = {p:.3f}: " \
-           "lower FID-LeNet, shown" in text
-    assert "- min-SNR 5 (2 vs 3 seeds, ema w=1.25): FID-LeNet +0.00" in text and "no difference shown" in text
+    assert (
+        f"- constant lr (3 vs 3 seeds, ema w=1.25): FID-LeNet -10.00, class accuracy +5.0 points; Welch p = {p:.3f}: "
+        "lower FID-LeNet, shown" in text
+    )
+    assert (
+        "- min-SNR 5 (2 vs 3 seeds, ema w=1.25): FID-LeNet +0.00" in text
+        and "no difference shown" in text
+    )
     assert "logit-normal" not in text and text.startswith("Levers at 800 steps, 1 thread")

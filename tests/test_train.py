@@ -1,6 +1,7 @@
 """The training loop, in-process on random images (no MNIST): warm-up, EMA, exact resume, the
 non-finite-loss stop, the library loop equals the loop notebook 05 writes by hand, bf16, sampling
 helpers (labels, determinism, grids)."""
+
 import math
 
 import numpy as np
@@ -14,14 +15,22 @@ from diffussm_lib.diffusion import NoiseSchedule, diffusion_loss, drop_labels
 from diffussm_lib.training import EMA, ema_decay_at
 from diffussm_lib.models import build_model
 from diffussm_lib.sampling import generate, grid_columns, make_grid, parse_labels, save_samples
-from diffussm_lib.training import (NonFiniteLossError, Trainer, epoch_batches, lr_at, make_optimizer,
-                                  step_generator)
+from diffussm_lib.training import (
+    NonFiniteLossError,
+    Trainer,
+    epoch_batches,
+    lr_at,
+    make_optimizer,
+    step_generator,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_trainer(cfg, out=None, **kw):
-    return Trainer(cfg, out, dataset=synthetic_dataset(cfg), progress=False, log=lambda m: None, **kw)
+    return Trainer(
+        cfg, out, dataset=synthetic_dataset(cfg), progress=False, log=lambda m: None, **kw
+    )
 
 
 def test_lr_warmup_then_constant():
@@ -53,8 +62,10 @@ def test_epoch_batches_shard_the_data_disjointly():
 
 
 def _weights(trainer):
-    return {**{"m." + k: v.clone() for k, v in trainer.bare_model.state_dict().items()},
-            **{"e." + k: v.clone() for k, v in trainer.ema.state_dict().items()}}
+    return {
+        **{"m." + k: v.clone() for k, v in trainer.bare_model.state_dict().items()},
+        **{"e." + k: v.clone() for k, v in trainer.ema.state_dict().items()},
+    }
 
 
 @pytest.mark.slow
@@ -63,15 +74,20 @@ def test_resume_continues_as_if_never_stopped(tmp_path):
     straight = make_trainer(cfg)
     straight.train()
     first = make_trainer(cfg, tmp_path)
-    first.train(max_steps=3)                       # "killed" after its checkpoint at step 3
+    first.train(max_steps=3)  # "killed" after its checkpoint at step 3
     assert C.load_checkpoint(tmp_path).step == 3
     second = make_trainer(cfg, tmp_path)
     second.train(resume=True)
     assert second.step == 6 and C.load_checkpoint(tmp_path).step == 6
     a, b = _weights(straight), _weights(second)
-    for k in a:   # bit for bit in practice; a tolerance only for BLAS rounding that depends on alignment
+    for (
+        k
+    ) in a:  # bit for bit in practice; a tolerance only for BLAS rounding that depends on alignment
         torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7, msg=k)
-    steps = [int(line.split('"step": ')[1].split(",")[0]) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        int(line.split('"step": ')[1].split(",")[0])
+        for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+    ]
     assert steps == [2, 3, 4, 6], steps  # every log_every=2 steps, plus the end of each run
 
 
@@ -81,7 +97,9 @@ def test_time_budget_stops_after_the_update_that_spends_it(tmp_path, monkeypatch
     import diffussm_lib.training.trainer as T
 
     ticks = iter(range(10**6))
-    monkeypatch.setattr(T.time, "perf_counter", lambda: float(next(ticks)))   # start/end reads 1 s apart
+    monkeypatch.setattr(
+        T.time, "perf_counter", lambda: float(next(ticks))
+    )  # start/end reads 1 s apart
     cfg = tiny_config(max_steps=50, checkpoint_every=0, log_every=100)
     tr = make_trainer(cfg, tmp_path)
     res = tr.train(max_seconds=2.5)
@@ -122,10 +140,10 @@ def test_one_host_sync_per_log_interval(tmp_path, monkeypatch):
     assert isinstance(lr, float) and not syncs
     tr = make_trainer(cfg)
     tr.train()
-    assert syncs == [2, 4, 6], syncs                      # no output folder: no checkpoints
+    assert syncs == [2, 4, 6], syncs  # no output folder: no checkpoints
     syncs.clear()
     make_trainer(cfg, tmp_path).train()
-    assert syncs == [2, 3, 4, 6], syncs                   # + the checkpoint of step 3
+    assert syncs == [2, 3, 4, 6], syncs  # + the checkpoint of step 3
 
 
 def test_the_metrics_log_is_the_one_record(tmp_path):
@@ -148,8 +166,16 @@ def test_the_metrics_log_is_the_one_record(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / C.METRICS_NAME).write_text('{"step": 40, "loss": 1.0}\n{"step": 41, "lo')
     assert [r["step"] for r in again.train(max_steps=2).history] == [1, 2], "stale records dropped"
-    assert set(res.history[0]) == {"step", "epoch", "loss", "lr", "grad_norm", "ema_decay",
-                                   "images_per_sec", "train_seconds"}
+    assert set(res.history[0]) == {
+        "step",
+        "epoch",
+        "loss",
+        "lr",
+        "grad_norm",
+        "ema_decay",
+        "images_per_sec",
+        "train_seconds",
+    }
 
 
 def test_labels_are_checked_where_they_enter_training():
@@ -158,7 +184,7 @@ def test_labels_are_checked_where_they_enter_training():
     cfg = tiny_config(max_steps=2)
     good = synthetic_dataset(cfg)
 
-    class Plain(torch.utils.data.Dataset):          # no x / y attributes: read through a DataLoader
+    class Plain(torch.utils.data.Dataset):  # no x / y attributes: read through a DataLoader
         def __init__(self, label):
             self.label = label
 
@@ -180,9 +206,13 @@ def test_init_from_exported_weights(tmp_path):
     first.train()
     C.export_weights(tmp_path / "a", tmp_path / "exported")
     tuned = make_trainer(cfg, tmp_path / "b", init_from=tmp_path / "exported")
-    assert tuned.step == 0 and tuned.ema.num_updates == 2      # fresh optimizer and step, EMA decay continues
+    assert (
+        tuned.step == 0 and tuned.ema.num_updates == 2
+    )  # fresh optimizer and step, EMA decay continues
     for k, v in first.ema.state_dict().items():
-        assert torch.equal(tuned.bare_model.state_dict()[k], v) and torch.equal(tuned.ema.state_dict()[k], v)
+        assert torch.equal(tuned.bare_model.state_dict()[k], v) and torch.equal(
+            tuned.ema.state_dict()[k], v
+        )
     assert tuned.train().step == 2
     with pytest.raises(C.CheckpointError, match="cannot be resumed"):
         make_trainer(cfg).resume(tmp_path / "exported" / C.WEIGHTS_NAME)
@@ -202,20 +232,27 @@ class NaNAfter(torch.nn.Module):
         return out * float("nan") if self.calls > self.n else out
 
 
-@pytest.mark.parametrize("log_every, checkpoint_every, stopped_at, kept", [
-    (2, 2, 6, 4),     # found at the log of step 6
-    (4, 3, 6, 3),     # found before the checkpoint of step 6 (no log there): it is not written
-])
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, log_every, checkpoint_every,
-                                                             stopped_at, kept):
+@pytest.mark.parametrize(
+    "log_every, checkpoint_every, stopped_at, kept",
+    [
+        (2, 2, 6, 4),  # found at the log of step 6
+        (4, 3, 6, 3),  # found before the checkpoint of step 6 (no log there): it is not written
+    ],
+)
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
+    tmp_path, log_every, checkpoint_every, stopped_at, kept
+):
     """Update 6 (step 5: 5 updates before it) has a NaN loss. The loop reads its losses once per
     log interval and before each checkpoint (one host sync), so it stops there: no log record and
     no checkpoint ever holds the NaN, and the error names the step and the checkpoint kept."""
     cfg = tiny_config(max_steps=10, checkpoint_every=checkpoint_every, log_every=log_every)
     trainer = make_trainer(cfg, tmp_path, model=NaNAfter(build_model(cfg.model), n=5))
-    with pytest.raises(NonFiniteLossError, match=rf"non-finite loss \(nan\) at step 5: training "
-                                                 rf"stopped at step {stopped_at}.*last good "
-                                                 rf"checkpoint.*step {kept}"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match=rf"non-finite loss \(nan\) at step 5: training "
+        rf"stopped at step {stopped_at}.*last good "
+        rf"checkpoint.*step {kept}",
+    ):
         trainer.train()
     ck = C.load_checkpoint(tmp_path)
     assert ck.step == kept and all(torch.isfinite(v).all() for v in ck.model.values())
@@ -223,7 +260,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, log_ever
     assert all(math.isfinite(r["loss"]) for r in trainer.history)
     assert trainer.history[-1]["step"] <= 4
     with pytest.raises(NonFiniteLossError):
-        trainer.save_checkpoint()                      # and the spoiled weights are never saved
+        trainer.save_checkpoint()  # and the spoiled weights are never saved
     assert C.load_checkpoint(tmp_path).step == kept
 
 
@@ -243,7 +280,9 @@ def test_library_loop_equals_the_loop_written_by_hand():
         g = step_generator(tc.seed, step)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tc.lr, tc.warmup_steps)
-        loss = diffusion_loss(model, schedule, x, drop_labels(y, tc.label_dropout, model.null_class, g), generator=g)
+        loss = diffusion_loss(
+            model, schedule, x, drop_labels(y, tc.label_dropout, model.null_class, g), generator=g
+        )
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
@@ -264,8 +303,11 @@ def test_bf16_autocast_step_on_cpu():
 
 def test_data_and_model_shape_mismatch_is_clear():
     cfg = tiny_config()
-    with pytest.raises(ValueError, match=r"data gives images of shape \(1, 28, 28\).*expects \(1, 32, 32\).*"
-                                         r"set model.image_size: 28 or data.pad_to: 32"):
+    with pytest.raises(
+        ValueError,
+        match=r"data gives images of shape \(1, 28, 28\).*expects \(1, 32, 32\).*"
+        r"set model.image_size: 28 or data.pad_to: 32",
+    ):
         Trainer(with_model(cfg, image_size=32), dataset=synthetic_dataset(cfg), progress=False)
     with pytest.raises(ValueError, match=r"set model.in_channels: 1$"):
         Trainer(with_model(cfg, in_channels=3), dataset=synthetic_dataset(cfg), progress=False)
@@ -278,9 +320,13 @@ def test_labels_beyond_num_classes_are_refused():
     cfg = tiny_config()
     data = synthetic_dataset(cfg)
     top = int(data.y.max())
-    with pytest.raises(ValueError, match=rf"labels 0..{top} but model.num_classes is {top}.*null class"):
+    with pytest.raises(
+        ValueError, match=rf"labels 0..{top} but model.num_classes is {top}.*null class"
+    ):
         Trainer(with_model(cfg, num_classes=top), dataset=data, progress=False)
-    Trainer(with_model(cfg, num_classes=0), dataset=data, progress=False)     # unconditional: labels unused
+    Trainer(
+        with_model(cfg, num_classes=0), dataset=data, progress=False
+    )  # unconditional: labels unused
 
 
 def test_a_warm_up_longer_than_the_run_is_a_warning(monkeypatch):
@@ -289,19 +335,26 @@ def test_a_warm_up_longer_than_the_run_is_a_warning(monkeypatch):
     logs = []
     cfg = tiny_config(max_steps=4, warmup_steps=10)
     Trainer(cfg, dataset=synthetic_dataset(cfg), progress=False, log=logs.append).train()
-    assert any("warning: train.warmup_steps=10 is longer than the run's 4 steps" in m for m in logs), logs
+    assert any(
+        "warning: train.warmup_steps=10 is longer than the run's 4 steps" in m for m in logs
+    ), logs
     # under a time budget: a fake clock makes every update take 1 s, so 15 s allow 15 steps
     ticks = iter(range(10**6))
     monkeypatch.setattr(T.time, "perf_counter", lambda: float(next(ticks)))
     for warmup, warned in ((20, True), (12, False)):
         logs.clear()
         cfg = tiny_config(max_steps=50, warmup_steps=warmup, log_every=100, checkpoint_every=0)
-        res = Trainer(cfg, dataset=synthetic_dataset(cfg), progress=False, log=logs.append).train(max_seconds=15)
+        res = Trainer(cfg, dataset=synthetic_dataset(cfg), progress=False, log=logs.append).train(
+            max_seconds=15
+        )
         assert res.step == 15
         found = [m for m in logs if m.startswith("warning")]
         assert bool(found) == warned, logs
         if warned:
-            assert "the about 15 steps the time budget of 15 s allows at the measured 1000 ms per step" in found[0]
+            assert (
+                "the about 15 steps the time budget of 15 s allows at the measured 1000 ms per step"
+                in found[0]
+            )
 
 
 def test_the_progress_bar_follows_the_time_budget():
@@ -311,14 +364,16 @@ def test_the_progress_bar_follows_the_time_budget():
 
     from diffussm_lib.training.callbacks import ProgressBar
 
-    tr = SimpleNamespace(cfg=tiny_config(max_steps=4000), step=288, train_seconds=60.0, max_seconds=150.0)
+    tr = SimpleNamespace(
+        cfg=tiny_config(max_steps=4000), step=288, train_seconds=60.0, max_seconds=150.0
+    )
     bar = ProgressBar()
     bar.on_train_begin(tr)
     assert (bar.bar.total, bar.bar.n, bar.bar.unit) == (150.0, 60.0, "s")
     tr.step, tr.train_seconds = 289, 61.5
     bar.on_step(tr, 289)
     assert bar.bar.n == pytest.approx(61.5) and bar.postfix["step"] == 289
-    tr.cfg, tr.step = tiny_config(max_steps=300), 295                 # max_steps ends the run first
+    tr.cfg, tr.step = tiny_config(max_steps=300), 295  # max_steps ends the run first
     bar.on_step(tr, 295)
     assert bar.bar.n == pytest.approx(150 * 295 / 300)
     bar.on_train_end(tr)
@@ -334,7 +389,12 @@ def test_parse_labels():
     assert parse_labels("all", 20, 10).tolist() == list(range(10)) * 2
     assert parse_labels("3,1,4", 7, 10).tolist() == [3, 1, 4, 3, 1, 4, 3]
     assert parse_labels([7], 2, 10).tolist() == [7, 7]
-    for bad, msg in [("all", "multiple of 10"), ("1,x", "'x' is not an integer"), ("10", "outside"), (",", "expected")]:
+    for bad, msg in [
+        ("all", "multiple of 10"),
+        ("1,x", "'x' is not an integer"),
+        ("10", "outside"),
+        (",", "expected"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             parse_labels(bad, 7, 10)
     assert parse_labels(None, 4, 0) is None
@@ -360,8 +420,10 @@ class Spy(torch.nn.Module):
 def test_labels_reach_the_model_and_guidance_adds_the_null_class():
     sched = NoiseSchedule.cosine(20)
     spy = Spy()
-    generate(spy, sched, 3, parse_labels("2,5", 3, 10), image_size=4, channels=1, steps=2, guidance=3.0)
-    assert spy.seen[0].tolist() == [2, 5, 2, 10, 10, 10]     # conditional + null in one batch
+    generate(
+        spy, sched, 3, parse_labels("2,5", 3, 10), image_size=4, channels=1, steps=2, guidance=3.0
+    )
+    assert spy.seen[0].tolist() == [2, 5, 2, 10, 10, 10]  # conditional + null in one batch
     spy.seen.clear()
     generate(spy, sched, 2, None, image_size=4, channels=1, steps=2)
     assert spy.seen == [None, None]
@@ -373,7 +435,7 @@ def test_sampling_is_deterministic_given_the_seed():
     cfg = tiny_config()
     torch.manual_seed(0)
     model = build_model(cfg.model)
-    for p in model.parameters():                 # leave adaLN-Zero's identity: a non-trivial model
+    for p in model.parameters():  # leave adaLN-Zero's identity: a non-trivial model
         p.data.normal_(0, 0.05)
     sched = NoiseSchedule.from_config(cfg.diffusion)
     kw = dict(image_size=28, channels=1, steps=3, guidance=2.0, batch_size=2)
@@ -384,7 +446,9 @@ def test_sampling_is_deterministic_given_the_seed():
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.shape == (10, 1, 28, 28) and a.min() >= -1 and a.max() <= 1
     d = generate(model, sched, 4, None, seed=5, sampler="ddpm", **{**kw, "guidance": 1.0})
-    assert torch.equal(d, generate(model, sched, 4, None, seed=5, sampler="ddpm", **{**kw, "guidance": 1.0}))
+    assert torch.equal(
+        d, generate(model, sched, 4, None, seed=5, sampler="ddpm", **{**kw, "guidance": 1.0})
+    )
 
 
 def test_grid_and_sample_files(tmp_path):
@@ -408,7 +472,7 @@ def _position_by_class(n: int):
     img = torch.zeros(n, 28, 28, 1, dtype=torch.uint8)
     for i, k in enumerate(y.tolist()):
         r, c = 2 + (k // 5) * 12, 2 + (k % 5) * 5
-        img[i, r:r + 10, c:c + 5] = 255
+        img[i, r : r + 10, c : c + 5] = 255
     return img, y
 
 
@@ -421,7 +485,10 @@ def test_the_label_is_learned_within_a_few_hundred_steps(arch):
     from dataclasses import replace
 
     from diffussm_lib.data import ImageDataset
-    cfg = tiny_config(max_steps=200, batch_size=32, lr=1e-3, warmup_steps=20, log_every=1000, label_dropout=0.1)
+
+    cfg = tiny_config(
+        max_steps=200, batch_size=32, lr=1e-3, warmup_steps=20, log_every=1000, label_dropout=0.1
+    )
     cfg = replace(cfg, diffusion=replace(cfg.diffusion, prediction="v"))
     if arch == "dit":
         cfg = with_model(cfg, arch="dit", num_heads=2)
@@ -437,6 +504,14 @@ def test_the_label_is_learned_within_a_few_hundred_steps(arch):
     xt, tt = ab.sqrt() * x0 + (1 - ab).sqrt() * eps, torch.full((100,), t)
     target = ab.sqrt() * eps - (1 - ab).sqrt() * x0
     with torch.no_grad():
-        loss = {k: (model(xt, tt, lab) - target).square().mean().item()
-                for k, lab in (("true", yy), ("null", torch.full_like(yy, 10)), ("wrong", (yy + 3) % 10))}
-    assert loss["true"] < 0.95 * loss["wrong"] and loss["true"] < loss["null"], loss   # 0.02 init: all three within 0.3%
+        loss = {
+            k: (model(xt, tt, lab) - target).square().mean().item()
+            for k, lab in (
+                ("true", yy),
+                ("null", torch.full_like(yy, 10)),
+                ("wrong", (yy + 3) % 10),
+            )
+        }
+    assert loss["true"] < 0.95 * loss["wrong"] and loss["true"] < loss["null"], (
+        loss
+    )  # 0.02 init: all three within 0.3%

@@ -32,36 +32,100 @@ Old names, still importable: ``guided_eps`` (= ``guided_output``), ``sampling_ti
 (= ``spaced_step_times``), ``dpm_solver_timesteps`` (= ``dpm_solver_step_times``); the sampling
 functions take ``guidance_scale=`` for ``guidance=`` and ``timesteps=`` for ``step_times=``.
 """
-from .dpm_solver import (DPM_SOLVER_DEFAULT_STEPS, dpm_solver_sample, dpm_solver_step,
-                         dpm_solver_step_times, dpm_solver_timesteps, half_log_snr)
-from .guidance import (DEFAULT_NULL_CLASS, cfg_combine, drop_labels, guided_eps, guided_output,
-                       null_class_of)
+
+from .dpm_solver import (
+    DPM_SOLVER_DEFAULT_STEPS,
+    dpm_solver_sample,
+    dpm_solver_step,
+    dpm_solver_step_times,
+    dpm_solver_timesteps,
+    half_log_snr,
+)
+from .guidance import (
+    DEFAULT_NULL_CLASS,
+    cfg_combine,
+    drop_labels,
+    guided_eps,
+    guided_output,
+    null_class_of,
+)
 from .losses import WEIGHTINGS, diffusion_loss, loss_weights
-from .parameterization import (PREDICTIONS, eps_from_v, eps_from_x0, predict_x0_eps, split_channels,
-                               v_from_x0_eps, x0_from_eps, x0_from_v)
+from .parameterization import (
+    PREDICTIONS,
+    eps_from_v,
+    eps_from_x0,
+    predict_x0_eps,
+    split_channels,
+    v_from_x0_eps,
+    x0_from_eps,
+    x0_from_v,
+)
 from .registry import SAMPLERS, check_sampler, default_steps, run_sampler, steps_label
 from .sampler_base import SampleResult, StepOutput, check_step_times, spaced_step_times
-from .samplers import (DDIM_DEFAULT_STEPS, ddim_sample, ddim_step, ddpm_sample, ddpm_step,
-                       sampling_timesteps)
+from .samplers import (
+    DDIM_DEFAULT_STEPS,
+    ddim_sample,
+    ddim_step,
+    ddpm_sample,
+    ddpm_step,
+    sampling_timesteps,
+)
 from .schedule import NoiseSchedule, q_sample
 from .thresholding import clip_x0, dynamic_threshold
-from .vlb import (VLB_WEIGHT, discretized_gaussian_log_likelihood, learned_log_variance, normal_kl,
-                  vlb_terms)
+from .vlb import (
+    VLB_WEIGHT,
+    discretized_gaussian_log_likelihood,
+    learned_log_variance,
+    normal_kl,
+    vlb_terms,
+)
 
 __all__ = [
-    "NoiseSchedule", "q_sample",
-    "PREDICTIONS", "x0_from_eps", "eps_from_x0", "v_from_x0_eps", "x0_from_v", "eps_from_v",
-    "predict_x0_eps", "split_channels",
-    "WEIGHTINGS", "diffusion_loss", "loss_weights",
-    "DEFAULT_NULL_CLASS", "guided_output", "guided_eps", "drop_labels", "cfg_combine",
+    "NoiseSchedule",
+    "q_sample",
+    "PREDICTIONS",
+    "x0_from_eps",
+    "eps_from_x0",
+    "v_from_x0_eps",
+    "x0_from_v",
+    "eps_from_v",
+    "predict_x0_eps",
+    "split_channels",
+    "WEIGHTINGS",
+    "diffusion_loss",
+    "loss_weights",
+    "DEFAULT_NULL_CLASS",
+    "guided_output",
+    "guided_eps",
+    "drop_labels",
+    "cfg_combine",
     "null_class_of",
-    "clip_x0", "dynamic_threshold",
-    "VLB_WEIGHT", "discretized_gaussian_log_likelihood", "learned_log_variance", "normal_kl",
+    "clip_x0",
+    "dynamic_threshold",
+    "VLB_WEIGHT",
+    "discretized_gaussian_log_likelihood",
+    "learned_log_variance",
+    "normal_kl",
     "vlb_terms",
-    "ddpm_step", "ddim_step", "ddpm_sample", "ddim_sample", "SampleResult", "StepOutput",
-    "spaced_step_times", "check_step_times", "sampling_timesteps", "DDIM_DEFAULT_STEPS",
-    "dpm_solver_step", "dpm_solver_sample", "dpm_solver_step_times", "dpm_solver_timesteps",
+    "ddpm_step",
+    "ddim_step",
+    "ddpm_sample",
+    "ddim_sample",
+    "SampleResult",
+    "StepOutput",
+    "spaced_step_times",
+    "check_step_times",
+    "sampling_timesteps",
+    "DDIM_DEFAULT_STEPS",
+    "dpm_solver_step",
+    "dpm_solver_sample",
+    "dpm_solver_step_times",
+    "dpm_solver_timesteps",
     "half_log_snr",
     "DPM_SOLVER_DEFAULT_STEPS",
-    "SAMPLERS", "check_sampler", "default_steps", "run_sampler", "steps_label",
+    "SAMPLERS",
+    "check_sampler",
+    "default_steps",
+    "run_sampler",
+    "steps_label",
 ]

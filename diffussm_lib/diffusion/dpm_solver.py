@@ -43,6 +43,7 @@ All coefficients are python floats computed in float64 from the schedule's host 
 sync per step). Reading order as in ``samplers.py``: ``dpm_solver_sample`` (the loop, which keeps
 the history) -> ``dpm_solver_step``.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,12 +54,18 @@ from torch import Tensor
 
 from .guidance import DEFAULT_NULL_CLASS, guided_output
 from .parameterization import predict_x0_eps, split_channels
-from .sampler_base import (StepOutput, Trajectory, accepts_old_keywords, check_step_times, start,
-                           step_pairs)
+from .sampler_base import (
+    StepOutput,
+    Trajectory,
+    accepts_old_keywords,
+    check_step_times,
+    start,
+    step_pairs,
+)
 from .schedule import NoiseSchedule
 from .thresholding import constrain_x0
 
-DPM_SOLVER_DEFAULT_STEPS = 20   # the paper's "15 to 20 steps" for guided sampling
+DPM_SOLVER_DEFAULT_STEPS = 20  # the paper's "15 to 20 steps" for guided sampling
 ORDERS = (1, 2)
 
 
@@ -67,12 +74,14 @@ def dpm_solver_step_times(T: int, steps: int) -> Tensor:
     (S,), decreasing from T-1 and leaving out t = 0 (the last step jumps from about (T-1)/S to the
     clean image). Distinct for 1 <= S <= T-1, so that is the range allowed."""
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T - 1:
-        raise ValueError(f"number of DPM-Solver++ steps must be an integer in [1, T-1 = {T - 1}] "
-                         f"(its grid leaves out t = 0), got {steps!r}")
+        raise ValueError(
+            f"number of DPM-Solver++ steps must be an integer in [1, T-1 = {T - 1}] "
+            f"(its grid leaves out t = 0), got {steps!r}"
+        )
     return torch.linspace(T - 1, 0, steps + 1, dtype=torch.float64)[:-1].round().long()
 
 
-dpm_solver_timesteps = dpm_solver_step_times   # the old name, kept for the oracle test
+dpm_solver_timesteps = dpm_solver_step_times  # the old name, kept for the oracle test
 
 
 def half_log_snr(schedule: NoiseSchedule, t: int) -> float:
@@ -90,11 +99,19 @@ def check_order(order) -> int:
     return order
 
 
-def dpm_solver_step(schedule: NoiseSchedule, model_output: Tensor, t: int, x: Tensor, *,
-                    t_prev: Optional[int] = None, last: Optional[Tuple[int, Tensor]] = None,
-                    order: int = 2,
-                    prediction: str = "eps", clip_x0: bool = False,
-                    dynamic_threshold: Optional[float] = None) -> StepOutput:
+def dpm_solver_step(
+    schedule: NoiseSchedule,
+    model_output: Tensor,
+    t: int,
+    x: Tensor,
+    *,
+    t_prev: Optional[int] = None,
+    last: Optional[Tuple[int, Tensor]] = None,
+    order: int = 2,
+    prediction: str = "eps",
+    clip_x0: bool = False,
+    dynamic_threshold: Optional[float] = None,
+) -> StepOutput:
     """One DPM-Solver++ step x_t -> x_s, s = t_prev (default t - 1): eq. (3) or (4) of the module
     docstring (Lu et al. 2022, Algorithm 2).
 
@@ -131,14 +148,27 @@ def dpm_solver_step(schedule: NoiseSchedule, model_output: Tensor, t: int, x: Te
 
 @accepts_old_keywords
 @torch.no_grad()
-def dpm_solver_sample(model, schedule: NoiseSchedule, shape: Optional[Sequence[int]],
-                      y: Optional[Tensor] = None, *, steps: int = DPM_SOLVER_DEFAULT_STEPS,
-                      order: int = 2, step_times=None, guidance: float = 1.0,
-                      null_class: int = DEFAULT_NULL_CLASS, prediction: str = "eps",
-                      clip_x0: bool = False, dynamic_threshold: Optional[float] = None,
-                      generator: Optional[torch.Generator] = None, x_T: Optional[Tensor] = None,
-                      device=None, return_trajectory: bool = False, trajectory_stride: int = 1,
-                      progress: bool = False):
+def dpm_solver_sample(
+    model,
+    schedule: NoiseSchedule,
+    shape: Optional[Sequence[int]],
+    y: Optional[Tensor] = None,
+    *,
+    steps: int = DPM_SOLVER_DEFAULT_STEPS,
+    order: int = 2,
+    step_times=None,
+    guidance: float = 1.0,
+    null_class: int = DEFAULT_NULL_CLASS,
+    prediction: str = "eps",
+    clip_x0: bool = False,
+    dynamic_threshold: Optional[float] = None,
+    generator: Optional[torch.Generator] = None,
+    x_T: Optional[Tensor] = None,
+    device=None,
+    return_trajectory: bool = False,
+    trajectory_stride: int = 1,
+    progress: bool = False,
+):
     """DPM-Solver++(2M) sampling (Algorithm 2) on the ``steps`` step times of
     ``dpm_solver_step_times`` (or the decreasing ``step_times`` given), then one last step to the
     clean image: ``steps`` model evaluations (each a batch of 2B with guidance not in {0, 1}).
@@ -149,21 +179,39 @@ def dpm_solver_sample(model, schedule: NoiseSchedule, shape: Optional[Sequence[i
     ``SampleResult`` whose x0_preds are the data predictions x_theta the steps used.
     """
     check_order(order)
-    x, y = start(shape, y, x_T=x_T, guidance=guidance, prediction=prediction, clip_x0=clip_x0,
-                 dynamic_threshold=dynamic_threshold, generator=generator, device=device,
-                 trajectory_stride=trajectory_stride)
+    x, y = start(
+        shape,
+        y,
+        x_T=x_T,
+        guidance=guidance,
+        prediction=prediction,
+        clip_x0=clip_x0,
+        dynamic_threshold=dynamic_threshold,
+        generator=generator,
+        device=device,
+        trajectory_stride=trajectory_stride,
+    )
     if step_times is None:
         ts = dpm_solver_step_times(schedule.T, steps)
     else:
         ts = check_step_times(schedule, step_times)
     trajectory = Trajectory(return_trajectory, trajectory_stride, len(ts))
-    last = None                # (t, x_theta) of the previous step: the multistep history
+    last = None  # (t, x_theta) of the previous step: the multistep history
     for t, t_prev in step_pairs(ts, progress):
         t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-        out = guided_output(model, x, t_batch, y, guidance, null_class)      # eps or v at (x_t, t)
-        step = dpm_solver_step(schedule, out, t, x, t_prev=t_prev, last=last, order=order,
-                               prediction=prediction, clip_x0=clip_x0,
-                               dynamic_threshold=dynamic_threshold)
+        out = guided_output(model, x, t_batch, y, guidance, null_class)  # eps or v at (x_t, t)
+        step = dpm_solver_step(
+            schedule,
+            out,
+            t,
+            x,
+            t_prev=t_prev,
+            last=last,
+            order=order,
+            prediction=prediction,
+            clip_x0=clip_x0,
+            dynamic_threshold=dynamic_threshold,
+        )
         trajectory.add(t, x, step.x0_pred)
         x, last = step.x_prev, (t, step.x0_pred)
     return trajectory.result(x, y)

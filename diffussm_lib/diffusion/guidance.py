@@ -13,6 +13,7 @@ what distinguishes class y (sharper, less diverse). Because x_0, eps and v are l
 other at a fixed x_t, combining v predictions the same way is the same guidance: ``cfg_combine``
 combines whatever the model outputs, and ``guided_output`` is the one place the samplers call it.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -35,8 +36,12 @@ def cfg_combine(out_cond: Tensor, out_uncond: Tensor, guidance: float) -> Tensor
     return out_uncond + guidance * (out_cond - out_uncond)
 
 
-def drop_labels(y: Tensor, p: float, null_class: int = DEFAULT_NULL_CLASS,
-                generator: Optional[torch.Generator] = None) -> Tensor:
+def drop_labels(
+    y: Tensor,
+    p: float,
+    null_class: int = DEFAULT_NULL_CLASS,
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:
     """Replace each label by ``null_class`` with probability ``p`` (for CFG training).
 
     y: long (B,). The coin flips are drawn from ``generator`` on y's device. Returns a new (B,).
@@ -49,8 +54,14 @@ def drop_labels(y: Tensor, p: float, null_class: int = DEFAULT_NULL_CLASS,
     return torch.where(drop, torch.full_like(y, null_class), y)
 
 
-def guided_output(model, x: Tensor, t: Tensor, y: Optional[Tensor], guidance: float,
-                  null_class: int = DEFAULT_NULL_CLASS) -> Tensor:
+def guided_output(
+    model,
+    x: Tensor,
+    t: Tensor,
+    y: Optional[Tensor],
+    guidance: float,
+    null_class: int = DEFAULT_NULL_CLASS,
+) -> Tensor:
     """The model output under guidance at (x, t): the guided eps or v, (B, C or 2C, H, W).
 
     model: model(x (B, C, H, W), t long (B,), y long (B,) or None) -> (B, C or 2C, H, W).
@@ -67,11 +78,11 @@ def guided_output(model, x: Tensor, t: Tensor, y: Optional[Tensor], guidance: fl
     null = torch.full_like(y, null_class)
     if guidance == 0.0:
         return model(x, t, null)
-    both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))   # one pass on 2B
+    both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))  # one pass on 2B
     out_y, out_null = both.chunk(2, dim=0)
     C = x.shape[1]
     guided = cfg_combine(out_y[:, :C], out_null[:, :C], guidance)
     return guided if out_y.shape[1] == C else torch.cat([guided, out_y[:, C:]], dim=1)
 
 
-guided_eps = guided_output   # the old name (it returns v too), kept for the oracle test
+guided_eps = guided_output  # the old name (it returns v too), kept for the oracle test

@@ -7,6 +7,7 @@ use them too). Learned variance: a model whose output has 2C channels (``learn_s
 the last C are trained by ``vlb_weight`` times the variational bound (the hybrid objective,
 ``vlb.py``).
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -22,8 +23,13 @@ from .vlb import VLB_WEIGHT, vlb_terms
 WEIGHTINGS = ("none", "min_snr", "min_snr_plus_one")
 
 
-def loss_weights(schedule: NoiseSchedule, t: Tensor, prediction: str = "eps",
-                 weighting: str = "none", gamma: float = 5.0) -> Tensor:
+def loss_weights(
+    schedule: NoiseSchedule,
+    t: Tensor,
+    prediction: str = "eps",
+    weighting: str = "none",
+    gamma: float = 5.0,
+) -> Tensor:
     """Per-sample weights (B,) of the simple loss at timesteps t (B,).
 
     ``"none"``: 1. ``"min_snr"`` (Min-SNR-gamma, Hang et al. 2023): weight the x_0 error by
@@ -52,11 +58,19 @@ def loss_weights(schedule: NoiseSchedule, t: Tensor, prediction: str = "eps",
     return (gamma / (snr + 1.0)).clamp(max=1.0)
 
 
-def diffusion_loss(model, schedule: NoiseSchedule, x0: Tensor, y: Optional[Tensor],
-                   generator: Optional[torch.Generator] = None, prediction: str = "eps",
-                   t: Optional[Tensor] = None, noise: Optional[Tensor] = None,
-                   vlb_weight: float = VLB_WEIGHT, weighting: str = "none",
-                   min_snr_gamma: float = 5.0) -> Tensor:
+def diffusion_loss(
+    model,
+    schedule: NoiseSchedule,
+    x0: Tensor,
+    y: Optional[Tensor],
+    generator: Optional[torch.Generator] = None,
+    prediction: str = "eps",
+    t: Optional[Tensor] = None,
+    noise: Optional[Tensor] = None,
+    vlb_weight: float = VLB_WEIGHT,
+    weighting: str = "none",
+    min_snr_gamma: float = 5.0,
+) -> Tensor:
     """The "simple" loss of DDPM, E_{t, eps} || target - model(x_t, t, y) ||^2 (mean over all
     entries; with ``weighting="min_snr"`` (or its variant) each sample's mean is first multiplied by
     its ``loss_weights``), plus for a learned variance (2C output channels)
@@ -83,7 +97,7 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: Tensor, y: Optional[Tenso
     if weighting == "none":
         loss = F.mse_loss(out.float(), target.float())
     else:
-        per_sample = (out.float() - target.float()).pow(2).flatten(1).mean(1)                # (B,)
+        per_sample = (out.float() - target.float()).pow(2).flatten(1).mean(1)  # (B,)
         loss = (loss_weights(schedule, t, prediction, weighting, min_snr_gamma) * per_sample).mean()
     if var is None or vlb_weight == 0:
         return loss

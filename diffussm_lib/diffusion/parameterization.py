@@ -13,6 +13,7 @@ A model with a learned variance (``learn_sigma``) outputs 2C channels: the eps /
 the variance channels (``split_channels``). All tensors are (B, C, H, W); t is a python int (one
 timestep for the whole batch: the samplers) or long (B,) (one per image: the loss).
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -31,8 +32,9 @@ def check_prediction(prediction: str) -> None:
 
 
 def _unknown(prediction) -> ValueError:
-    return ValueError(f"prediction must be one of {PREDICTIONS} (diffusion.prediction), "
-                      f"got {prediction!r}")
+    return ValueError(
+        f"prediction must be one of {PREDICTIONS} (diffusion.prediction), got {prediction!r}"
+    )
 
 
 def x0_from_eps(schedule: NoiseSchedule, x_t: Tensor, t: Timestep, eps: Tensor) -> Tensor:
@@ -65,8 +67,9 @@ def eps_from_v(schedule: NoiseSchedule, x_t: Tensor, t: Timestep, v: Tensor) -> 
     return b * x_t + a * v
 
 
-def predict_x0_eps(schedule: NoiseSchedule, model_output: Tensor, x_t: Tensor, t: Timestep,
-                   prediction: str = "eps") -> tuple[Tensor, Tensor]:
+def predict_x0_eps(
+    schedule: NoiseSchedule, model_output: Tensor, x_t: Tensor, t: Timestep, prediction: str = "eps"
+) -> tuple[Tensor, Tensor]:
     """(x_0, eps), both (B, C, H, W), from a model output (eps or v, (B, C, H, W)) at x_t."""
     if prediction == "eps":
         return x0_from_eps(schedule, x_t, t, model_output), model_output
@@ -83,6 +86,8 @@ def split_channels(model_output: Tensor, channels: int) -> tuple[Tensor, Optiona
         return model_output, None
     if k == 2 * channels:
         return model_output[:, :channels], model_output[:, channels:]
-    raise ValueError(f"model output has {k} channels; expected C = {channels} "
-                     f"(or 2C = {2 * channels} with a learned variance), "
-                     f"output shape {tuple(model_output.shape)}")
+    raise ValueError(
+        f"model output has {k} channels; expected C = {channels} "
+        f"(or 2C = {2 * channels} with a learned variance), "
+        f"output shape {tuple(model_output.shape)}"
+    )

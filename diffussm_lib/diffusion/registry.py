@@ -9,6 +9,7 @@ that "which samplers exist" and "how many steps when none are given" are said on
 * ``steps_label(sampler, steps)``: the same as text for reports ("50", "20", "all", or the number);
 * ``run_sampler(sampler, model, schedule, shape, y, steps=..., eta=..., variance=..., **options)``.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Dict, Optional
@@ -17,9 +18,12 @@ from .dpm_solver import DPM_SOLVER_DEFAULT_STEPS, dpm_solver_sample
 from .samplers import DDIM_DEFAULT_STEPS, ddim_sample, ddpm_sample
 from .schedule import NoiseSchedule
 
-SAMPLERS: Dict[str, Callable] = {"ddim": ddim_sample, "ddpm": ddpm_sample,
-                                 "dpm_solver++": dpm_solver_sample}
-FIXED_STEPS = {"ddim": DDIM_DEFAULT_STEPS, "dpm_solver++": DPM_SOLVER_DEFAULT_STEPS}   # DDPM: all T
+SAMPLERS: Dict[str, Callable] = {
+    "ddim": ddim_sample,
+    "ddpm": ddpm_sample,
+    "dpm_solver++": dpm_solver_sample,
+}
+FIXED_STEPS = {"ddim": DDIM_DEFAULT_STEPS, "dpm_solver++": DPM_SOLVER_DEFAULT_STEPS}  # DDPM: all T
 
 
 def check_sampler(sampler: str) -> str:
@@ -45,9 +49,18 @@ def steps_label(sampler: Optional[str], steps: Optional[int]) -> str:
     return str(FIXED_STEPS[sampler]) if sampler in FIXED_STEPS else "all"
 
 
-def run_sampler(sampler: str, model, schedule: NoiseSchedule, shape, y=None, *,
-                steps: Optional[int] = None, eta: float = 0.0, variance: Optional[str] = None,
-                **options):
+def run_sampler(
+    sampler: str,
+    model,
+    schedule: NoiseSchedule,
+    shape,
+    y=None,
+    *,
+    steps: Optional[int] = None,
+    eta: float = 0.0,
+    variance: Optional[str] = None,
+    **options,
+):
     """Run the sampler ``sampler`` ("ddim", "ddpm" or "dpm_solver++") with ``default_steps`` steps.
 
     eta: DDIM's noise (DDPM draws its own, DPM-Solver++ none: it must be 0 there). variance: DDPM's
@@ -64,7 +77,7 @@ def run_sampler(sampler: str, model, schedule: NoiseSchedule, shape, y=None, *,
         raise ValueError(f"eta={eta} is a DDIM option; the {sampler} sampler {why} (use eta=0)")
     if sampler == "dpm_solver++":
         return dpm_solver_sample(model, schedule, shape, y, steps=S, **options)
-    if variance is None:   # a model with a learned variance samples with it
+    if variance is None:  # a model with a learned variance samples with it
         learned = getattr(getattr(model, "module", model), "learn_sigma", False)
         variance = "learned_range" if learned else "fixed_small"
     return ddpm_sample(model, schedule, shape, y, steps=S, variance=variance, **options)

@@ -10,6 +10,7 @@
 
 Randomness: x_T is the first draw from ``generator`` (on the device of x), unless given.
 """
+
 from __future__ import annotations
 
 import functools
@@ -68,8 +69,9 @@ def spaced_step_times(T: int, steps: int) -> Tensor:
     every timestep; steps = 1 gives [T-1] (one jump from noise to the predicted x_0).
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
-        raise ValueError(f"number of sampling steps must be an integer in [1, T={T}], "
-                         f"got {steps!r}")
+        raise ValueError(
+            f"number of sampling steps must be an integer in [1, T={T}], got {steps!r}"
+        )
     if steps == 1:
         return torch.tensor([T - 1], dtype=torch.long)
     return torch.linspace(T - 1, 0, steps, dtype=torch.float64).round().long()
@@ -84,8 +86,10 @@ def check_step_times(schedule: NoiseSchedule, step_times) -> Tensor:
     if ts.dim() != 1 or ts.numel() == 0:
         raise ValueError("step_times must be a non-empty 1-D sequence of integers")
     if (ts[1:] >= ts[:-1]).any() or ts.min() < 0 or ts.max() >= schedule.T:
-        raise ValueError(f"step_times must be strictly decreasing integers in [0, {schedule.T}), "
-                         f"got {ts.tolist()}")
+        raise ValueError(
+            f"step_times must be strictly decreasing integers in [0, {schedule.T}), "
+            f"got {ts.tolist()}"
+        )
     return ts
 
 
@@ -97,21 +101,34 @@ def step_pairs(step_times: Tensor, progress: bool = False):
 
 
 # ------------------------------------------------------------------------------ entry checks
-def start(shape: Optional[Sequence[int]], y, *, x_T: Optional[Tensor], guidance: float,
-          prediction: str, clip_x0: bool, dynamic_threshold: Optional[float],
-          generator: Optional[torch.Generator], device,
-          trajectory_stride: int) -> tuple[Tensor, Optional[Tensor]]:
+def start(
+    shape: Optional[Sequence[int]],
+    y,
+    *,
+    x_T: Optional[Tensor],
+    guidance: float,
+    prediction: str,
+    clip_x0: bool,
+    dynamic_threshold: Optional[float],
+    generator: Optional[torch.Generator],
+    device,
+    trajectory_stride: int,
+) -> tuple[Tensor, Optional[Tensor]]:
     """The checks every sampler entry makes, once per run, then its starting point: x_T (B, C, H, W)
     (``x_T`` as given, else drawn from ``generator`` with ``shape`` on ``device``, default the
     generator's) and the labels y as long (B,) on x's device (or None)."""
     check_prediction(prediction)
     check_x0_options(clip_x0, dynamic_threshold)
     if guidance < 0:
-        raise ValueError("guidance must be >= 0 (0 = unconditional, 1 = plain conditional, "
-                         f"> 1 = guided), got {guidance}")
+        raise ValueError(
+            "guidance must be >= 0 (0 = unconditional, 1 = plain conditional, "
+            f"> 1 = guided), got {guidance}"
+        )
     if y is None and guidance != 1.0:
-        raise ValueError(f"guidance {guidance} needs class labels y (--labels on the command "
-                         "line); without labels sampling is unconditional, with guidance 1")
+        raise ValueError(
+            f"guidance {guidance} needs class labels y (--labels on the command "
+            "line); without labels sampling is unconditional, with guidance 1"
+        )
     if trajectory_stride < 1:
         raise ValueError(f"trajectory_stride must be >= 1, got {trajectory_stride}")
     if x_T is None:
@@ -123,8 +140,10 @@ def start(shape: Optional[Sequence[int]], y, *, x_T: Optional[Tensor], guidance:
     elif shape is not None and tuple(shape) != tuple(x_T.shape):
         raise ValueError(f"shape {tuple(shape)} disagrees with x_T of shape {tuple(x_T.shape)}")
     if generator is not None and generator.device.type != x_T.device.type:
-        raise ValueError(f"the generator lives on {generator.device} but sampling runs on "
-                         f"{x_T.device}: create the torch.Generator on the sampling device")
+        raise ValueError(
+            f"the generator lives on {generator.device} but sampling runs on "
+            f"{x_T.device}: create the torch.Generator on the sampling device"
+        )
     B = x_T.shape[0]
     if y is not None:
         y = torch.as_tensor(y, device=x_T.device).long()
@@ -140,6 +159,7 @@ def accepts_old_keywords(entry):
     """Let a sampler entry take its keywords' old names too (``OLD_KEYWORDS``: guidance_scale= for
     guidance=, timesteps= for step_times=), as the committed diffusers oracle test and the viewer's
     frames still spell them."""
+
     @functools.wraps(entry)
     def wrapper(*args, **kwargs):
         for old, new in OLD_KEYWORDS.items():
@@ -148,6 +168,7 @@ def accepts_old_keywords(entry):
                     raise TypeError(f"{entry.__name__}() got both {new}= and its old name {old}=")
                 kwargs[new] = kwargs.pop(old)
         return entry(*args, **kwargs)
+
     return wrapper
 
 
@@ -171,6 +192,10 @@ class Trajectory:
     def result(self, images: Tensor, y: Optional[Tensor]):
         if not self.on:
             return images
-        return SampleResult(images=images, step_times=torch.tensor(self.ts, dtype=torch.long),
-                            xs=torch.stack(self.xs), x0_preds=torch.stack(self.x0s),
-                            y=None if y is None else y.cpu())
+        return SampleResult(
+            images=images,
+            step_times=torch.tensor(self.ts, dtype=torch.long),
+            xs=torch.stack(self.xs),
+            x0_preds=torch.stack(self.x0s),
+            y=None if y is None else y.cpu(),
+        )

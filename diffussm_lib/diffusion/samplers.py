@@ -23,6 +23,7 @@ get T > t > t_prev >= -1.
 Randomness: every draw (x_T, each z) comes from ``generator`` on the device of x, so a seeded
 ``torch.Generator`` makes sampling reproducible; no noise for the last step nor for eta = 0.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,14 +34,21 @@ from torch import Tensor
 
 from .guidance import DEFAULT_NULL_CLASS, guided_output
 from .parameterization import eps_from_x0, predict_x0_eps, split_channels
-from .sampler_base import (SampleResult, StepOutput, Trajectory, accepts_old_keywords,  # noqa: F401
-                           check_step_times, spaced_step_times, start, step_pairs)
+from .sampler_base import (
+    StepOutput,
+    Trajectory,
+    accepts_old_keywords,  # noqa: F401
+    check_step_times,
+    spaced_step_times,
+    start,
+    step_pairs,
+)
 from .schedule import NoiseSchedule
 from .thresholding import constrain_x0
 
 VARIANCES = ("fixed_small", "fixed_large", "learned_range")
-DDIM_DEFAULT_STEPS = 50   # DDIM's number of steps when none are given (DDPM: all T)
-sampling_timesteps = spaced_step_times   # its old name, kept for committed code and the oracle test
+DDIM_DEFAULT_STEPS = 50  # DDIM's number of steps when none are given (DDPM: all T)
+sampling_timesteps = spaced_step_times  # its old name, kept for committed code and the oracle test
 
 
 def _noise(x: Tensor, generator: Optional[torch.Generator], noise: Optional[Tensor]) -> Tensor:
@@ -51,11 +59,20 @@ def _noise(x: Tensor, generator: Optional[torch.Generator], noise: Optional[Tens
 
 
 # ------------------------------------------------------------------------------------ DDPM
-def ddpm_step(schedule: NoiseSchedule, model_output: Tensor, t: int, x: Tensor, *,
-              t_prev: Optional[int] = None, prediction: str = "eps", variance: str = "fixed_small",
-              clip_x0: bool = False, dynamic_threshold: Optional[float] = None,
-              generator: Optional[torch.Generator] = None,
-              noise: Optional[Tensor] = None) -> StepOutput:
+def ddpm_step(
+    schedule: NoiseSchedule,
+    model_output: Tensor,
+    t: int,
+    x: Tensor,
+    *,
+    t_prev: Optional[int] = None,
+    prediction: str = "eps",
+    variance: str = "fixed_small",
+    clip_x0: bool = False,
+    dynamic_threshold: Optional[float] = None,
+    generator: Optional[torch.Generator] = None,
+    noise: Optional[Tensor] = None,
+) -> StepOutput:
     """One ancestral step x_t -> x_s, s = t_prev (default t - 1): DDPM's Algorithm 2 (Ho et al.
     2020), through the predicted x_0 and the posterior q(x_s | x_t, x_0) (eqs. 6-7), whose mean is
     eq. 11's when x_0 is not clipped.
@@ -82,7 +99,7 @@ def ddpm_step(schedule: NoiseSchedule, model_output: Tensor, t: int, x: Tensor, 
     c_x0 = math.sqrt(ab_s) * beta / (1.0 - ab_t)
     c_xt = math.sqrt(1.0 - beta) * (1.0 - ab_s) / (1.0 - ab_t)
     mean = c_x0 * x0 + c_xt * x
-    if s < 0:              # the last step: ab_s = 1, so mu = x_0, and no noise is added
+    if s < 0:  # the last step: ab_s = 1, so mu = x_0, and no noise is added
         return StepOutput(x_prev=mean, x0_pred=x0)
     # (5) The standard deviation: sigma^2 = beta tilde = beta (1 - ab_s) / (1 - ab_t) (eq. 7) or
     #     beta (Sec. 3.2: both are optimal for some data), or learned between their logs (Improved
@@ -94,8 +111,10 @@ def ddpm_step(schedule: NoiseSchedule, model_output: Tensor, t: int, x: Tensor, 
         std = math.sqrt(beta)
     elif variance == "learned_range":
         if nu is None:
-            raise ValueError("variance='learned_range' needs a model output with 2C channels "
-                             f"(got {model_output.shape[1]} for C = {x.shape[1]})")
+            raise ValueError(
+                "variance='learned_range' needs a model output with 2C channels "
+                f"(got {model_output.shape[1]} for C = {x.shape[1]})"
+            )
         f = (nu + 1.0) / 2.0
         std = torch.exp(0.5 * (f * math.log(beta) + (1.0 - f) * math.log(beta_tilde)))
     else:
@@ -106,14 +125,27 @@ def ddpm_step(schedule: NoiseSchedule, model_output: Tensor, t: int, x: Tensor, 
 
 @accepts_old_keywords
 @torch.no_grad()
-def ddpm_sample(model, schedule: NoiseSchedule, shape: Optional[Sequence[int]],
-                y: Optional[Tensor] = None, *, guidance: float = 1.0,
-                null_class: int = DEFAULT_NULL_CLASS, prediction: str = "eps",
-                variance: str = "fixed_small", steps: Optional[int] = None, step_times=None,
-                clip_x0: bool = False, dynamic_threshold: Optional[float] = None,
-                generator: Optional[torch.Generator] = None, x_T: Optional[Tensor] = None,
-                device=None, return_trajectory: bool = False, trajectory_stride: int = 1,
-                progress: bool = False):
+def ddpm_sample(
+    model,
+    schedule: NoiseSchedule,
+    shape: Optional[Sequence[int]],
+    y: Optional[Tensor] = None,
+    *,
+    guidance: float = 1.0,
+    null_class: int = DEFAULT_NULL_CLASS,
+    prediction: str = "eps",
+    variance: str = "fixed_small",
+    steps: Optional[int] = None,
+    step_times=None,
+    clip_x0: bool = False,
+    dynamic_threshold: Optional[float] = None,
+    generator: Optional[torch.Generator] = None,
+    x_T: Optional[Tensor] = None,
+    device=None,
+    return_trajectory: bool = False,
+    trajectory_stride: int = 1,
+    progress: bool = False,
+):
     """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2): x_T ~ N(0, I), then ``ddpm_step``
     down to x_0.
 
@@ -128,9 +160,18 @@ def ddpm_sample(model, schedule: NoiseSchedule, shape: Optional[Sequence[int]],
     """
     if variance not in VARIANCES:
         raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
-    x, y = start(shape, y, x_T=x_T, guidance=guidance, prediction=prediction, clip_x0=clip_x0,
-                 dynamic_threshold=dynamic_threshold, generator=generator, device=device,
-                 trajectory_stride=trajectory_stride)
+    x, y = start(
+        shape,
+        y,
+        x_T=x_T,
+        guidance=guidance,
+        prediction=prediction,
+        clip_x0=clip_x0,
+        dynamic_threshold=dynamic_threshold,
+        generator=generator,
+        device=device,
+        trajectory_stride=trajectory_stride,
+    )
     if step_times is None:
         ts = spaced_step_times(schedule.T, schedule.T if steps is None else steps)
     else:
@@ -138,21 +179,40 @@ def ddpm_sample(model, schedule: NoiseSchedule, shape: Optional[Sequence[int]],
     trajectory = Trajectory(return_trajectory, trajectory_stride, len(ts))
     for t, t_prev in step_pairs(ts, progress):
         t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-        out = guided_output(model, x, t_batch, y, guidance, null_class)      # eps or v at (x_t, t)
-        step = ddpm_step(schedule, out, t, x, t_prev=t_prev, prediction=prediction,
-                         variance=variance, clip_x0=clip_x0, dynamic_threshold=dynamic_threshold,
-                         generator=generator)
+        out = guided_output(model, x, t_batch, y, guidance, null_class)  # eps or v at (x_t, t)
+        step = ddpm_step(
+            schedule,
+            out,
+            t,
+            x,
+            t_prev=t_prev,
+            prediction=prediction,
+            variance=variance,
+            clip_x0=clip_x0,
+            dynamic_threshold=dynamic_threshold,
+            generator=generator,
+        )
         trajectory.add(t, x, step.x0_pred)
         x = step.x_prev
     return trajectory.result(x, y)
 
 
 # ------------------------------------------------------------------------------------ DDIM
-def ddim_step(schedule: NoiseSchedule, model_output: Tensor, t: int, x: Tensor, *,
-              t_prev: Optional[int] = None, eta: float = 0.0, prediction: str = "eps",
-              clip_x0: bool = False, dynamic_threshold: Optional[float] = None,
-              eps_from_clipped_x0: bool = True, generator: Optional[torch.Generator] = None,
-              noise: Optional[Tensor] = None) -> StepOutput:
+def ddim_step(
+    schedule: NoiseSchedule,
+    model_output: Tensor,
+    t: int,
+    x: Tensor,
+    *,
+    t_prev: Optional[int] = None,
+    eta: float = 0.0,
+    prediction: str = "eps",
+    clip_x0: bool = False,
+    dynamic_threshold: Optional[float] = None,
+    eps_from_clipped_x0: bool = True,
+    generator: Optional[torch.Generator] = None,
+    noise: Optional[Tensor] = None,
+) -> StepOutput:
     """One DDIM step x_t -> x_s, s = t_prev (default t - 1): eq. 12 of Song et al. 2021, with the
     noise level sigma of eq. 16 (eta = 0: deterministic; eta = 1: DDPM's ancestral step with beta
     tilde, exactly).
@@ -179,7 +239,7 @@ def ddim_step(schedule: NoiseSchedule, model_output: Tensor, t: int, x: Tensor, 
     sigma = eta * math.sqrt((1.0 - ab_s) / (1.0 - ab_t) * (1.0 - ab_t / ab_s))
     # (4) x_s = sqrt(ab_s) x_0 + sqrt(1 - ab_s - sigma^2) eps + sigma z   (eq. 12: the predicted
     #     x_0, the "direction pointing to x_t", and fresh noise)
-    x_prev = math.sqrt(ab_s) * x0 + math.sqrt(max(1.0 - ab_s - sigma ** 2, 0.0)) * eps
+    x_prev = math.sqrt(ab_s) * x0 + math.sqrt(max(1.0 - ab_s - sigma**2, 0.0)) * eps
     if sigma > 0 and s >= 0:
         x_prev = x_prev + sigma * _noise(x, generator, noise)
     return StepOutput(x_prev=x_prev, x0_pred=x0)
@@ -187,14 +247,28 @@ def ddim_step(schedule: NoiseSchedule, model_output: Tensor, t: int, x: Tensor, 
 
 @accepts_old_keywords
 @torch.no_grad()
-def ddim_sample(model, schedule: NoiseSchedule, shape: Optional[Sequence[int]],
-                y: Optional[Tensor] = None, *, steps: int = DDIM_DEFAULT_STEPS, eta: float = 0.0,
-                step_times=None, guidance: float = 1.0, null_class: int = DEFAULT_NULL_CLASS,
-                prediction: str = "eps", clip_x0: bool = False,
-                dynamic_threshold: Optional[float] = None, eps_from_clipped_x0: bool = True,
-                generator: Optional[torch.Generator] = None, x_T: Optional[Tensor] = None,
-                device=None, return_trajectory: bool = False, trajectory_stride: int = 1,
-                progress: bool = False):
+def ddim_sample(
+    model,
+    schedule: NoiseSchedule,
+    shape: Optional[Sequence[int]],
+    y: Optional[Tensor] = None,
+    *,
+    steps: int = DDIM_DEFAULT_STEPS,
+    eta: float = 0.0,
+    step_times=None,
+    guidance: float = 1.0,
+    null_class: int = DEFAULT_NULL_CLASS,
+    prediction: str = "eps",
+    clip_x0: bool = False,
+    dynamic_threshold: Optional[float] = None,
+    eps_from_clipped_x0: bool = True,
+    generator: Optional[torch.Generator] = None,
+    x_T: Optional[Tensor] = None,
+    device=None,
+    return_trajectory: bool = False,
+    trajectory_stride: int = 1,
+    progress: bool = False,
+):
     """DDIM sampling (Song et al. 2021) on ``steps`` evenly spaced step times (1 <= steps <= T) or
     the decreasing ``step_times`` given.
 
@@ -203,9 +277,18 @@ def ddim_sample(model, schedule: NoiseSchedule, shape: Optional[Sequence[int]],
     """
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
-    x, y = start(shape, y, x_T=x_T, guidance=guidance, prediction=prediction, clip_x0=clip_x0,
-                 dynamic_threshold=dynamic_threshold, generator=generator, device=device,
-                 trajectory_stride=trajectory_stride)
+    x, y = start(
+        shape,
+        y,
+        x_T=x_T,
+        guidance=guidance,
+        prediction=prediction,
+        clip_x0=clip_x0,
+        dynamic_threshold=dynamic_threshold,
+        generator=generator,
+        device=device,
+        trajectory_stride=trajectory_stride,
+    )
     if step_times is None:
         ts = spaced_step_times(schedule.T, steps)
     else:
@@ -213,10 +296,20 @@ def ddim_sample(model, schedule: NoiseSchedule, shape: Optional[Sequence[int]],
     trajectory = Trajectory(return_trajectory, trajectory_stride, len(ts))
     for t, t_prev in step_pairs(ts, progress):
         t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-        out = guided_output(model, x, t_batch, y, guidance, null_class)      # eps or v at (x_t, t)
-        step = ddim_step(schedule, out, t, x, t_prev=t_prev, eta=eta, prediction=prediction,
-                         clip_x0=clip_x0, dynamic_threshold=dynamic_threshold,
-                         eps_from_clipped_x0=eps_from_clipped_x0, generator=generator)
+        out = guided_output(model, x, t_batch, y, guidance, null_class)  # eps or v at (x_t, t)
+        step = ddim_step(
+            schedule,
+            out,
+            t,
+            x,
+            t_prev=t_prev,
+            eta=eta,
+            prediction=prediction,
+            clip_x0=clip_x0,
+            dynamic_threshold=dynamic_threshold,
+            eps_from_clipped_x0=eps_from_clipped_x0,
+            generator=generator,
+        )
         trajectory.add(t, x, step.x0_pred)
         x = step.x_prev
     return trajectory.result(x, y)

@@ -21,6 +21,7 @@ With ``beta_t`` the variance added at step ``t``, ``alpha_t = 1 - beta_t`` and
 All schedule arrays are float64 tensors of shape (T,) on the schedule's device (CPU unless moved
 with ``.to``); coefficients are cast to the dtype and device of the tensor they multiply.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,11 +35,14 @@ Timestep = Union[int, Tensor]
 
 def _check_betas(betas: Tensor) -> Tensor:
     if betas.dim() != 1 or betas.numel() < 1:
-        raise ValueError("betas must be a non-empty 1-D tensor (T,), "
-                         f"got shape {tuple(betas.shape)}")
+        raise ValueError(
+            f"betas must be a non-empty 1-D tensor (T,), got shape {tuple(betas.shape)}"
+        )
     if not torch.isfinite(betas).all() or (betas <= 0).any() or (betas >= 1).any():
-        raise ValueError("every beta must lie strictly between 0 and 1 "
-                         f"(got min {betas.min().item():.3g}, max {betas.max().item():.3g})")
+        raise ValueError(
+            "every beta must lie strictly between 0 and 1 "
+            f"(got min {betas.min().item():.3g}, max {betas.max().item():.3g})"
+        )
     return betas.to(torch.float64)
 
 
@@ -95,8 +99,9 @@ class NoiseSchedule:
 
     # ---------------------------------------------------------------- constructors
     @classmethod
-    def linear(cls, T: int = 1000, beta_start: float = 1e-4,
-               beta_end: float = 0.02) -> "NoiseSchedule":
+    def linear(
+        cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
+    ) -> "NoiseSchedule":
         """DDPM's schedule: betas evenly spaced from ``beta_start`` to ``beta_end`` (inclusive).
 
         The defaults are DDPM's values for T = 1000; for other T they are used as given (not
@@ -104,8 +109,10 @@ class NoiseSchedule:
         """
         _check_T(T)
         if not 0 < beta_start <= beta_end < 1:
-            raise ValueError("linear schedule needs 0 < beta_start <= beta_end < 1, "
-                             f"got {beta_start}, {beta_end}")
+            raise ValueError(
+                "linear schedule needs 0 < beta_start <= beta_end < 1, "
+                f"got {beta_start}, {beta_end}"
+            )
         return cls(torch.linspace(beta_start, beta_end, T, dtype=torch.float64), name="linear")
 
     @classmethod
@@ -142,8 +149,10 @@ class NoiseSchedule:
 
     def __repr__(self) -> str:
         ab = self._alpha_bar_host
-        return (f"NoiseSchedule({self.name}, T={self.T}, alpha_bar[0]={ab[0]:.6f}, "
-                f"alpha_bar[T-1]={ab[-1]:.3e})")
+        return (
+            f"NoiseSchedule({self.name}, T={self.T}, alpha_bar[0]={ab[0]:.6f}, "
+            f"alpha_bar[T-1]={ab[-1]:.3e})"
+        )
 
     def to(self, device) -> "NoiseSchedule":
         """A copy whose arrays live on ``device`` (saves a host-to-device copy per coefficient)."""
@@ -157,8 +166,9 @@ class NoiseSchedule:
         checked: reading its values would make a GPU wait for the host at every training step (it
         fails in the indexing instead: an IndexError on CPU)."""
         if not isinstance(t, Tensor) and not 0 <= int(t) < self.T:
-            raise ValueError(f"timestep out of range: expected an integer in [0, {self.T}), "
-                             f"got {t}")
+            raise ValueError(
+                f"timestep out of range: expected an integer in [0, {self.T}), got {t}"
+            )
 
     def alpha_bar_at(self, t: Timestep) -> Tensor:
         """alpha_bar at index t, with ``alpha_bar_at(-1) = 1`` (the clean image).
@@ -195,8 +205,9 @@ class NoiseSchedule:
         x0, noise: (B, C, H, W). t: long (B,) or an int. Returns (B, C, H, W).
         """
         if noise.shape != x0.shape:
-            raise ValueError(f"noise shape {tuple(noise.shape)} must equal x0 shape "
-                             f"{tuple(x0.shape)}")
+            raise ValueError(
+                f"noise shape {tuple(noise.shape)} must equal x0 shape {tuple(x0.shape)}"
+            )
         self.check_t(t)
         a, b = coef(self.sqrt_alpha_bar, t, x0), coef(self.sqrt_one_minus_alpha_bar, t, x0)
         return a * x0 + b * noise
@@ -227,8 +238,13 @@ def _check_T(T) -> None:
         raise ValueError(f"the number of diffusion steps T must be a positive integer, got {T!r}")
 
 
-def q_sample(schedule: NoiseSchedule, x0: Tensor, t: Timestep, noise: Optional[Tensor] = None,
-             generator: Optional[torch.Generator] = None) -> Tensor:
+def q_sample(
+    schedule: NoiseSchedule,
+    x0: Tensor,
+    t: Timestep,
+    noise: Optional[Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:
     """Function form of ``schedule.q_sample``; draws ``noise`` from ``generator`` when not given.
 
     x0: (B, C, H, W); t: long (B,) or int. Returns x_t (B, C, H, W).

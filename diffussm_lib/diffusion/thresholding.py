@@ -10,6 +10,7 @@ makes this worse. Two fixes, both applied to x_0 before it is used to form x_{t-
   floored at 1) this is plain clipping; otherwise saturated pixels are pushed inwards rather than
   piled up at +-1.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -39,8 +40,10 @@ def check_x0_options(clip: bool = False, percentile: Optional[float] = None) -> 
     """Raise if the samplers' x_0 options ask for both clipping and dynamic thresholding, or for a
     percentile outside (0, 1]. Checked once, where a sampling run starts."""
     if clip and percentile is not None:
-        raise ValueError("pass either clip_x0=True or dynamic_threshold=p, not both "
-                         "(dynamic thresholding already clips to [-1, 1] after rescaling)")
+        raise ValueError(
+            "pass either clip_x0=True or dynamic_threshold=p, not both "
+            "(dynamic thresholding already clips to [-1, 1] after rescaling)"
+        )
     if percentile is not None and not 0.0 < percentile <= 1.0:
         raise ValueError(f"dynamic threshold percentile must be in (0, 1], got {percentile}")
 

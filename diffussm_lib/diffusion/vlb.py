@@ -17,6 +17,7 @@ in bits per dimension. The model's mean enters L_t with a stop-gradient, so the 
 variance and the simple loss alone trains the mean. With T = 1000, lambda T E_t[L_t] = E_t[L_t]: the
 ``mse + vb`` of the DiT code. Shapes: x (B, C, H, W); per-sample terms (B,).
 """
+
 from __future__ import annotations
 
 import math
@@ -26,18 +27,23 @@ from torch import Tensor
 
 from .schedule import NoiseSchedule, Timestep, coef
 
-VLB_WEIGHT = 0.001   # lambda of the hybrid objective (Improved DDPM, Sec. 3.1)
+VLB_WEIGHT = 0.001  # lambda of the hybrid objective (Improved DDPM, Sec. 3.1)
 
 
 def normal_kl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2: Tensor) -> Tensor:
     """KL( N(mean1, exp logvar1) || N(mean2, exp logvar2) ) element-wise, in nats (broadcasting)."""
-    return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2)
-                  + (mean1 - mean2) ** 2 * torch.exp(-logvar2))
+    return 0.5 * (
+        -1.0
+        + logvar2
+        - logvar1
+        + torch.exp(logvar1 - logvar2)
+        + (mean1 - mean2) ** 2 * torch.exp(-logvar2)
+    )
 
 
 def _standard_normal_cdf(x: Tensor) -> Tensor:
     """A fast approximation of the standard normal CDF (the one the Improved DDPM code uses)."""
-    return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
 
 def discretized_gaussian_log_likelihood(x: Tensor, mean: Tensor, log_scale: Tensor) -> Tensor:
@@ -50,7 +56,9 @@ def discretized_gaussian_log_likelihood(x: Tensor, mean: Tensor, log_scale: Tens
     log_cdf_plus = torch.log(cdf_plus.clamp(min=1e-12))
     log_one_minus_cdf_min = torch.log((1.0 - cdf_min).clamp(min=1e-12))
     log_mid = torch.log((cdf_plus - cdf_min).clamp(min=1e-12))
-    return torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_min, log_mid))
+    return torch.where(
+        x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_min, log_mid)
+    )
 
 
 def learned_log_variance(schedule: NoiseSchedule, var_channels: Tensor, t: Timestep) -> Tensor:
@@ -61,8 +69,14 @@ def learned_log_variance(schedule: NoiseSchedule, var_channels: Tensor, t: Times
     return frac * max_log + (1.0 - frac) * min_log
 
 
-def vlb_terms(schedule: NoiseSchedule, x0: Tensor, x_t: Tensor, t: Tensor, x0_pred: Tensor,
-              var_channels: Tensor) -> Tensor:
+def vlb_terms(
+    schedule: NoiseSchedule,
+    x0: Tensor,
+    x_t: Tensor,
+    t: Tensor,
+    x0_pred: Tensor,
+    var_channels: Tensor,
+) -> Tensor:
     """L_t per sample (B,), in bits per dimension: the KL of the true posterior q(x_{t-1} | x_t, x0)
     from the model's p(x_{t-1} | x_t) = N(posterior mean at ``x0_pred``, Sigma_theta), and at t = 0
     the decoder's negative log-likelihood of x0. Pass ``x0_pred`` detached for the stop-gradient."""
@@ -72,5 +86,7 @@ def vlb_terms(schedule: NoiseSchedule, x0: Tensor, x_t: Tensor, t: Tensor, x0_pr
     model_logvar = learned_log_variance(schedule, var_channels, t)
     dims = tuple(range(1, x0.dim()))
     kl = normal_kl(true_mean, true_logvar, model_mean, model_logvar).mean(dims) / math.log(2.0)
-    nll = -discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * model_logvar).mean(dims) / math.log(2.0)
+    nll = -discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * model_logvar).mean(
+        dims
+    ) / math.log(2.0)
     return torch.where(t == 0, nll, kl)

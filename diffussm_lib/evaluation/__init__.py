@@ -14,23 +14,70 @@ seeds       results over seeds (notebook 08): mean, spread, the spread rule, ver
 stats       Welch's and the paired two-sided t-test (``welch``, ``paired``), written out
 speedrun    the CPU recipe's results over seeds (notebook 05): ``tables``, ``target_summary``
 """
-from .comparison import ABLATIONS, BudgetRun, as_json, evaluate_run, results_table, train_for_budget, variant
+
+from .comparison import (
+    ABLATIONS,
+    BudgetRun,
+    as_json,
+    evaluate_run,
+    results_table,
+    train_for_budget,
+    variant,
+)
 from .evaluate import evaluate_checkpoint, evaluate_images, real_floor, sample_and_evaluate
 from .folder_metric import FolderNet, dataset_classifier, evaluate_folder_images, split_halves
 from .fid import FeatureStats, class_accuracy, frechet_distance, histogram_deviation
-from .lenet import (DEFAULT_WEIGHTS, FEATURE_DIM, LeNet, as_classifier_input, classify, lenet_card, load_lenet,
-                    train_classifier, train_lenet)
+from .lenet import (
+    DEFAULT_WEIGHTS,
+    FEATURE_DIM,
+    LeNet,
+    as_classifier_input,
+    classify,
+    lenet_card,
+    load_lenet,
+    train_classifier,
+    train_lenet,
+)
 from .report import EvalReport, FolderReport, report_from_dict
 from .scaling import scaling_rows, scaling_table
 from .targets import REPORT_FIELDS, TARGETS, missing_report_fields, target_check
 
 __all__ = [
-    "ABLATIONS", "BudgetRun", "as_json", "evaluate_run", "results_table", "train_for_budget", "variant",
-    "EvalReport", "FolderReport", "report_from_dict",
-    "evaluate_checkpoint", "evaluate_images", "real_floor", "sample_and_evaluate",
-    "FolderNet", "dataset_classifier", "evaluate_folder_images", "split_halves",
-    "FeatureStats", "class_accuracy", "frechet_distance", "histogram_deviation",
-    "DEFAULT_WEIGHTS", "FEATURE_DIM", "LeNet", "as_classifier_input", "classify", "lenet_card", "load_lenet",
-    "train_classifier", "train_lenet", "scaling_rows", "scaling_table",
-    "REPORT_FIELDS", "TARGETS", "missing_report_fields", "target_check",
+    "ABLATIONS",
+    "BudgetRun",
+    "as_json",
+    "evaluate_run",
+    "results_table",
+    "train_for_budget",
+    "variant",
+    "EvalReport",
+    "FolderReport",
+    "report_from_dict",
+    "evaluate_checkpoint",
+    "evaluate_images",
+    "real_floor",
+    "sample_and_evaluate",
+    "FolderNet",
+    "dataset_classifier",
+    "evaluate_folder_images",
+    "split_halves",
+    "FeatureStats",
+    "class_accuracy",
+    "frechet_distance",
+    "histogram_deviation",
+    "DEFAULT_WEIGHTS",
+    "FEATURE_DIM",
+    "LeNet",
+    "as_classifier_input",
+    "classify",
+    "lenet_card",
+    "load_lenet",
+    "train_classifier",
+    "train_lenet",
+    "scaling_rows",
+    "scaling_table",
+    "REPORT_FIELDS",
+    "TARGETS",
+    "missing_report_fields",
+    "target_check",
 ]

@@ -12,6 +12,7 @@ number of steps: a cheaper model may take more of them), then measure each with 
 
 Dimension letters: the glossary in ``diffussm_lib/__init__.py`` (here N is a number of samples).
 """
+
 from __future__ import annotations
 
 import time
@@ -60,63 +61,119 @@ class BudgetRun:
     images_per_sec: float
     final_loss: Optional[float]
     evaluations: List[Dict] = field(default_factory=list)
-    last_images: Optional[torch.Tensor] = field(default=None, repr=False)   # (N, 1, H, W) of the last evaluation
+    last_images: Optional[torch.Tensor] = field(
+        default=None, repr=False
+    )  # (N, 1, H, W) of the last evaluation
 
     def summary(self) -> Dict:
-        return {"name": self.name, "arch": self.config.model.arch, "params": self.params, "steps": self.steps,
-                "train_seconds": round(self.train_seconds, 1), "images_per_sec": round(self.images_per_sec, 1),
-                "final_loss": self.final_loss, "evaluations": self.evaluations}
+        return {
+            "name": self.name,
+            "arch": self.config.model.arch,
+            "params": self.params,
+            "steps": self.steps,
+            "train_seconds": round(self.train_seconds, 1),
+            "images_per_sec": round(self.images_per_sec, 1),
+            "final_loss": self.final_loss,
+            "evaluations": self.evaluations,
+        }
 
 
-def train_for_budget(cfg: ExperimentConfig, seconds: Optional[float] = None, *, max_steps: Optional[int] = None,
-                     dataset=None, name: Optional[str] = None, device=None,
-                     log: Optional[Callable[[str], None]] = None) -> BudgetRun:
+def train_for_budget(
+    cfg: ExperimentConfig,
+    seconds: Optional[float] = None,
+    *,
+    max_steps: Optional[int] = None,
+    dataset=None,
+    name: Optional[str] = None,
+    device=None,
+    log: Optional[Callable[[str], None]] = None,
+) -> BudgetRun:
     """Train ``cfg`` (no files written) until ``seconds`` of training time or ``max_steps`` updates,
     whichever comes first (at least one of them must be given; ``max_steps`` defaults to a bound
     that the budget always reaches first). ``dataset``: share one loaded dataset between runs."""
     if seconds is None and max_steps is None:
         raise ValueError("train_for_budget needs seconds or max_steps")
     steps = max_steps if max_steps is not None else 10**9
-    cfg = replace(cfg, train=replace(cfg.train, max_steps=steps, sample_every=0, checkpoint_every=0))
-    trainer = Trainer(cfg, None, dataset=dataset, device=device, progress=False, log=log or (lambda m: None))
+    cfg = replace(
+        cfg, train=replace(cfg.train, max_steps=steps, sample_every=0, checkpoint_every=0)
+    )
+    trainer = Trainer(
+        cfg, None, dataset=dataset, device=device, progress=False, log=log or (lambda m: None)
+    )
     res = trainer.train(max_seconds=seconds)
-    return BudgetRun(name=name or cfg.name, config=cfg, ema_model=trainer.ema.module.eval(),
-                     params=count_params(trainer.bare_model), steps=res.step, train_seconds=res.train_seconds,
-                     images_per_sec=res.images_per_sec,
-                     final_loss=res.history[-1]["loss"] if res.history else None)
+    return BudgetRun(
+        name=name or cfg.name,
+        config=cfg,
+        ema_model=trainer.ema.module.eval(),
+        params=count_params(trainer.bare_model),
+        steps=res.step,
+        train_seconds=res.train_seconds,
+        images_per_sec=res.images_per_sec,
+        final_loss=res.history[-1]["loss"] if res.history else None,
+    )
 
 
-def evaluate_run(run: BudgetRun, n: int, *, guidance: float = 1.0, sampler: str = "ddim", steps: int = 25,
-                 seed: int = 0, batch_size: Optional[int] = None) -> Dict:
+def evaluate_run(
+    run: BudgetRun,
+    n: int,
+    *,
+    guidance: float = 1.0,
+    sampler: str = "ddim",
+    steps: int = 25,
+    seed: int = 0,
+    batch_size: Optional[int] = None,
+) -> Dict:
     """Sample ``n`` images (every class in equal numbers) from the run's EMA model and evaluate them
     (``evaluate.sample_and_evaluate``). Appends to and returns ``run.evaluations[-1]``: the
     ``EvalReport`` fields plus the sampling settings and ``sample_seconds`` (sampling and evaluation)."""
     t0 = time.perf_counter()
-    report, run.last_images = sample_and_evaluate(run.ema_model, run.config, n, sampler=sampler, steps=steps,
-                                                  guidance=guidance, seed=seed, batch_size=batch_size)
-    out = dict(report.as_dict(), sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-               sample_seconds=round(time.perf_counter() - t0, 1))
+    report, run.last_images = sample_and_evaluate(
+        run.ema_model,
+        run.config,
+        n,
+        sampler=sampler,
+        steps=steps,
+        guidance=guidance,
+        seed=seed,
+        batch_size=batch_size,
+    )
+    out = dict(
+        report.as_dict(),
+        sampler=sampler,
+        steps=steps,
+        guidance=guidance,
+        seed=seed,
+        sample_seconds=round(time.perf_counter() - t0, 1),
+    )
     run.evaluations.append(out)
     return out
 
 
 def results_table(runs: Sequence[BudgetRun]) -> str:
     """Markdown: one row per (run, evaluation)."""
-    rows = ["| model | params | train time | steps | images/s | final loss | guidance w | N | FID-LeNet "
-            "| floor (same N) | class acc. | hist. dev. |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| model | params | train time | steps | images/s | final loss | guidance w | N | FID-LeNet "
+        "| floor (same N) | class acc. | hist. dev. |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
         loss = "n/a" if r.final_loss is None else f"{r.final_loss:.4f}"
-        head = f"| {r.name} | {r.params / 1e6:.2f} M | {r.train_seconds / 60:.1f} min | {r.steps} | " \
-               f"{r.images_per_sec:.1f} | {loss} |"
+        head = (
+            f"| {r.name} | {r.params / 1e6:.2f} M | {r.train_seconds / 60:.1f} min | {r.steps} | "
+            f"{r.images_per_sec:.1f} | {loss} |"
+        )
         for ev in r.evaluations or [{}]:
             if not ev:
                 rows.append(head + " | | | | | |")
                 continue
-            acc = "n/a" if ev.get("class_accuracy") is None else f"{100 * ev['class_accuracy']:.1f}%"
+            acc = (
+                "n/a" if ev.get("class_accuracy") is None else f"{100 * ev['class_accuracy']:.1f}%"
+            )
             floor = "n/a" if ev.get("floor") is None else f"{ev['floor']:.2f}"
-            rows.append(head + f" {ev['guidance']} | {ev['n']} | {ev['fid']:.2f} | {floor} | {acc} | "
-                               f"{ev['histogram_deviation']:.3f} |")
+            rows.append(
+                head + f" {ev['guidance']} | {ev['n']} | {ev['fid']:.2f} | {floor} | {acc} | "
+                f"{ev['histogram_deviation']:.3f} |"
+            )
     return "\n".join(rows)
 
 
@@ -125,4 +182,12 @@ def as_json(runs: Sequence[BudgetRun]) -> List[Dict]:
     return [dict(r.summary(), config=config_to_dict(r.config)) for r in runs]
 
 
-__all__ = ["ABLATIONS", "BudgetRun", "variant", "train_for_budget", "evaluate_run", "results_table", "as_json"]
+__all__ = [
+    "ABLATIONS",
+    "BudgetRun",
+    "variant",
+    "train_for_budget",
+    "evaluate_run",
+    "results_table",
+    "as_json",
+]

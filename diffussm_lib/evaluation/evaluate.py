@@ -16,6 +16,7 @@ from a checkpoint file: what ``diffussm evaluate`` runs. For a model trained on 
 (``data.name: folder``) both use FD-classifier instead (``folder_metric.py``: a classifier trained on
 the folder's own images), and return a ``FolderReport``.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,7 +32,12 @@ from ..errors import UserError
 from ..sampling import generate, parse_labels
 from ..training import load_model
 from .fid import FeatureStats, class_accuracy, frechet_distance, histogram_deviation
-from .folder_metric import CACHE_DIR_NAME, dataset_classifier, default_cache_dir, evaluate_folder_images
+from .folder_metric import (
+    CACHE_DIR_NAME,
+    dataset_classifier,
+    default_cache_dir,
+    evaluate_folder_images,
+)
 from .lenet import classify, load_lenet
 from .report import EvalReport
 
@@ -56,13 +62,23 @@ def real_floor(n: int, seed: int = 0, root: Optional[str] = None) -> float:
     return frechet_distance(_test_stats(root), FeatureStats.of(feats))
 
 
-def evaluate_images(images: torch.Tensor, labels: Optional[torch.Tensor] = None, *, floor: bool = True,
-                    seed: int = 0, root: Optional[str] = None) -> EvalReport:
+def evaluate_images(
+    images: torch.Tensor,
+    labels: Optional[torch.Tensor] = None,
+    *,
+    floor: bool = True,
+    seed: int = 0,
+    root: Optional[str] = None,
+) -> EvalReport:
     """images (N, 1, H, W) in [-1, 1] with H, W <= 32; labels (N,) the classes asked for, or None."""
     if images.dim() != 4 or images.shape[1] != 1:
-        raise ValueError(f"FID-LeNet evaluates grey MNIST-like images (N, 1, H, W); got {tuple(images.shape)}")
+        raise ValueError(
+            f"FID-LeNet evaluates grey MNIST-like images (N, 1, H, W); got {tuple(images.shape)}"
+        )
     if labels is not None and labels.shape != images.shape[:1]:
-        raise ValueError(f"labels shape {tuple(labels.shape)} does not match {images.shape[0]} images")
+        raise ValueError(
+            f"labels shape {tuple(labels.shape)} does not match {images.shape[0]} images"
+        )
     feats, pred = classify(_extractor(), images)
     return EvalReport(
         n=len(images),
@@ -73,11 +89,23 @@ def evaluate_images(images: torch.Tensor, labels: Optional[torch.Tensor] = None,
     )
 
 
-def sample_and_evaluate(model, cfg, n: int, *, conditional: bool = True, sampler: str = "ddim",
-                        steps: Optional[int] = None, guidance: float = 1.0, seed: int = 0, batch_size: Optional[int] = None,
-                        device=None, progress: bool = False, variance: Optional[str] = None,
-                        cache_dir: Optional[str | os.PathLike] = None, log: Callable[[str], None] = print
-                        ) -> tuple[EvalReport, torch.Tensor]:
+def sample_and_evaluate(
+    model,
+    cfg,
+    n: int,
+    *,
+    conditional: bool = True,
+    sampler: str = "ddim",
+    steps: Optional[int] = None,
+    guidance: float = 1.0,
+    seed: int = 0,
+    batch_size: Optional[int] = None,
+    device=None,
+    progress: bool = False,
+    variance: Optional[str] = None,
+    cache_dir: Optional[str | os.PathLike] = None,
+    log: Callable[[str], None] = print,
+) -> tuple[EvalReport, torch.Tensor]:
     """Sample ``n`` images from ``model`` (an ``ExperimentConfig`` ``cfg`` describes it) and evaluate them:
     FID-LeNet for MNIST-like data; for ``data.name: folder`` FD-classifier (``folder_metric``), whose
     classifier comes from (or is trained into) ``cache_dir`` (default: beside the data), before sampling.
@@ -87,36 +115,89 @@ def sample_and_evaluate(model, cfg, n: int, *, conditional: bool = True, sampler
     """
     folder = cfg.data.name == "folder"
     if not folder and cfg.model.in_channels != 1:
-        raise UserError(f"FID-LeNet is defined for 1-channel MNIST-like images; this model has "
-                        f"{cfg.model.in_channels} channels (model.in_channels). For images of your "
-                        "own, train on an image folder (data.name: folder): evaluate then trains a "
-                        "classifier on it")
+        raise UserError(
+            f"FID-LeNet is defined for 1-channel MNIST-like images; this model has "
+            f"{cfg.model.in_channels} channels (model.in_channels). For images of your "
+            "own, train on an image folder (data.name: folder): evaluate then trains a "
+            "classifier on it"
+        )
     labels = parse_labels("all", n, cfg.model.num_classes) if conditional else None
     if folder:
-        dataset = dataset_from_config(cfg.data, channels=cfg.model.in_channels, num_classes=cfg.model.num_classes)
-        classifier = dataset_classifier(dataset, cache_dir or default_cache_dir(cfg.data.path), log=log)
-    images = generate(model, NoiseSchedule.from_config(cfg.diffusion), n, labels, image_size=cfg.model.image_size,
-                      channels=cfg.model.in_channels, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-                      prediction=cfg.diffusion.prediction, batch_size=batch_size, device=device, progress=progress,
-                      variance=variance)
+        dataset = dataset_from_config(
+            cfg.data, channels=cfg.model.in_channels, num_classes=cfg.model.num_classes
+        )
+        classifier = dataset_classifier(
+            dataset, cache_dir or default_cache_dir(cfg.data.path), log=log
+        )
+    images = generate(
+        model,
+        NoiseSchedule.from_config(cfg.diffusion),
+        n,
+        labels,
+        image_size=cfg.model.image_size,
+        channels=cfg.model.in_channels,
+        sampler=sampler,
+        steps=steps,
+        guidance=guidance,
+        seed=seed,
+        prediction=cfg.diffusion.prediction,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        variance=variance,
+    )
     if folder:
         return evaluate_folder_images(images, labels, dataset, classifier, seed=seed), images
     return evaluate_images(images, labels, seed=seed), images
 
 
-def evaluate_checkpoint(path, n: int, *, conditional: bool = True, sampler: str = "ddim",
-                        steps: Optional[int] = None, guidance: float = 1.0, seed: int = 0, batch_size: Optional[int] = None,
-                        device=None, progress: bool = False, log: Callable[[str], None] = print) -> dict:
+def evaluate_checkpoint(
+    path,
+    n: int,
+    *,
+    conditional: bool = True,
+    sampler: str = "ddim",
+    steps: Optional[int] = None,
+    guidance: float = 1.0,
+    seed: int = 0,
+    batch_size: Optional[int] = None,
+    device=None,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict:
     """``diffussm evaluate`` as a function: load the EMA weights of the checkpoint at ``path`` (a file or
     a run / export folder), sample and evaluate (a folder dataset's classifier is cached beside the
     data, else in the checkpoint's folder). Returns the report as a dict with the checkpoint, its step
     and the sampling settings (what ``--json`` writes)."""
     device = resolve_device(device)
     model, cfg, ckpt = load_model(path, device=device)
-    cache = (default_cache_dir(cfg.data.path, fallback=ckpt.path.parent / CACHE_DIR_NAME)
-             if cfg.data.name == "folder" and cfg.data.path else None)
-    report, _ = sample_and_evaluate(model, cfg, n, conditional=conditional, sampler=sampler, steps=steps,
-                                    guidance=guidance, seed=seed, batch_size=batch_size, device=device,
-                                    progress=progress, cache_dir=cache, log=log)
-    return dict(report.as_dict(), checkpoint=str(ckpt.path), step=ckpt.step, sampler=sampler, steps=steps,
-                guidance=guidance, seed=seed, conditional=conditional)
+    cache = (
+        default_cache_dir(cfg.data.path, fallback=ckpt.path.parent / CACHE_DIR_NAME)
+        if cfg.data.name == "folder" and cfg.data.path
+        else None
+    )
+    report, _ = sample_and_evaluate(
+        model,
+        cfg,
+        n,
+        conditional=conditional,
+        sampler=sampler,
+        steps=steps,
+        guidance=guidance,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        cache_dir=cache,
+        log=log,
+    )
+    return dict(
+        report.as_dict(),
+        checkpoint=str(ckpt.path),
+        step=ckpt.step,
+        sampler=sampler,
+        steps=steps,
+        guidance=guidance,
+        seed=seed,
+        conditional=conditional,
+    )

@@ -9,6 +9,7 @@ For feature sets with means m1, m2 and covariances S1, S2 (128 x 128):
 in float64, which is stable, with no scipy). FID is biased by the sample count n: compare values only
 at equal n, and report the real-vs-real floor at that n beside every model's number.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -8,6 +8,7 @@ with background first, see ``as_classifier_input``). Output: logits (B, 10); ``f
 162,122 parameters (0.65 MB in float32). Its weights are fixed once (seeded training script
 ``scripts/train_fid_lenet.py``) and committed: FID values are only comparable with one extractor.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,8 @@ class LeNet(nn.Module):
 
     def __init__(self, num_classes: int = 10):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, 5, padding=2)   # (B, 16, 32, 32) -> pool (B, 16, 16, 16)
-        self.conv2 = nn.Conv2d(16, 32, 5)             # (B, 32, 12, 12) -> pool (B, 32, 6, 6)
+        self.conv1 = nn.Conv2d(1, 16, 5, padding=2)  # (B, 16, 32, 32) -> pool (B, 16, 16, 16)
+        self.conv2 = nn.Conv2d(16, 32, 5)  # (B, 32, 12, 12) -> pool (B, 32, 6, 6)
         self.fc1 = nn.Linear(32 * 6 * 6, FEATURE_DIM)
         self.drop = nn.Dropout(0.3)
         self.fc2 = nn.Linear(FEATURE_DIM, num_classes)
@@ -59,7 +60,9 @@ def load_lenet(path: str | Path = DEFAULT_WEIGHTS) -> LeNet:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"FID-LeNet weights not found at {path}; run scripts/train_fid_lenet.py")
+        raise FileNotFoundError(
+            f"FID-LeNet weights not found at {path}; run scripts/train_fid_lenet.py"
+        )
     model = LeNet()
     model.load_state_dict(load_file(str(path)))
     return model.eval()
@@ -71,23 +74,35 @@ def lenet_card(path: str | Path = DEFAULT_WEIGHTS) -> dict:
 
 
 @torch.no_grad()
-def classify(model: nn.Module, x: torch.Tensor, batch_size: int = 1000,
-             prepare: Callable[[torch.Tensor], torch.Tensor] = as_classifier_input
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+def classify(
+    model: nn.Module,
+    x: torch.Tensor,
+    batch_size: int = 1000,
+    prepare: Callable[[torch.Tensor], torch.Tensor] = as_classifier_input,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """x (N, C, H, W) in [-1, 1] -> (features (N, F) float64, predicted class (N,) int64) of a
     classifier with ``features`` and a last layer ``fc2`` (FID-LeNet: (N, 1, H, W) -> F = 128).
     ``prepare`` makes a batch the model's input (default: FID-LeNet's, padded to 32x32 grey)."""
     feats, preds = [], []
     for i in range(0, len(x), batch_size):
-        xb = prepare(x[i:i + batch_size])
+        xb = prepare(x[i : i + batch_size])
         f = model.features(xb)
         feats.append(f.double())
         preds.append(model.fc2(f).argmax(1))
     return torch.cat(feats), torch.cat(preds)
 
 
-def train_classifier(build: Callable[[], nn.Module], train_x: torch.Tensor, train_y: torch.Tensor, epochs: int = 4,
-                     batch_size: int = 128, lr: float = 2e-3, seed: int = 0, shift: int = 2, log=print) -> nn.Module:
+def train_classifier(
+    build: Callable[[], nn.Module],
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    epochs: int = 4,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    seed: int = 0,
+    shift: int = 2,
+    log=print,
+) -> nn.Module:
     """Train ``build()`` (made after seeding) on x (N, C, H, W) in [-1, 1], y (N,) with Adam and a
     one-cycle learning rate, batches of ``min(batch_size, N)``, each shifted by up to ``shift`` pixels
     (a light augmentation); seeded. Returns the model in eval mode."""
@@ -103,7 +118,7 @@ def train_classifier(build: Callable[[], nn.Module], train_x: torch.Tensor, trai
         perm = torch.randperm(len(train_x), generator=g)
         total = 0.0
         for s in range(per_epoch):
-            idx = perm[s * batch_size:(s + 1) * batch_size]
+            idx = perm[s * batch_size : (s + 1) * batch_size]
             xb = train_x[idx]
             dx, dy = torch.randint(-shift, shift + 1, (2,), generator=g).tolist()
             xb = torch.roll(xb, shifts=(dy, dx), dims=(2, 3))
@@ -117,8 +132,17 @@ def train_classifier(build: Callable[[], nn.Module], train_x: torch.Tensor, trai
     return model.eval()
 
 
-def train_lenet(train_x: torch.Tensor, train_y: torch.Tensor, epochs: int = 4, batch_size: int = 128,
-                lr: float = 2e-3, seed: int = 0, log=print) -> LeNet:
+def train_lenet(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    epochs: int = 4,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    seed: int = 0,
+    log=print,
+) -> LeNet:
     """FID-LeNet's training: ``train_classifier`` of a ``LeNet`` on x (N, 1, 32, 32) in [-1, 1], y (N,)
     (random shifts of up to 2 pixels: the padding makes room)."""
-    return train_classifier(LeNet, train_x, train_y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, log=log)
+    return train_classifier(
+        LeNet, train_x, train_y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, log=log
+    )

@@ -5,6 +5,7 @@ distance on the features of a classifier trained on the dataset's own images, fo
 (``folder_metric.py``); it carries ``metric = "FD-classifier"`` in its dict, by which
 ``report_from_dict`` tells the two apart.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
@@ -25,13 +26,16 @@ class EvalReport:
         return asdict(self)
 
     def __str__(self) -> str:
-        lines = [f"samples                  {self.n}",
-                 f"FID-LeNet vs MNIST test  {self.fid:.3f}"]
+        lines = [f"samples                  {self.n}", f"FID-LeNet vs MNIST test  {self.fid:.3f}"]
         if self.floor is not None:
-            lines.append(f"real-vs-real floor       {self.floor:.3f}  (test vs {self.n} training images)")
+            lines.append(
+                f"real-vs-real floor       {self.floor:.3f}  (test vs {self.n} training images)"
+            )
         if self.class_accuracy is not None:
             lines.append(f"class accuracy           {self.class_accuracy:.4f}")
-        lines.append(f"histogram deviation      {self.histogram_deviation:.4f}  (max |class frequency - 0.1|)")
+        lines.append(
+            f"histogram deviation      {self.histogram_deviation:.4f}  (max |class frequency - 0.1|)"
+        )
         return "\n".join(lines)
 
 
@@ -48,20 +52,33 @@ class FolderReport(EvalReport):
     metric: str = FOLDER_METRIC
 
     def __str__(self) -> str:
-        lines = [f"samples                  {self.n}",
-                 f"{FOLDER_METRIC} vs data    {self.fid:.3f}  (Frechet distance on the features of a classifier "
-                 "trained on this dataset, against its reference half)"]
+        lines = [
+            f"samples                  {self.n}",
+            f"{FOLDER_METRIC} vs data    {self.fid:.3f}  (Frechet distance on the features of a classifier "
+            "trained on this dataset, against its reference half)",
+        ]
         if self.floor is not None:
-            short = (f"; fewer than {self.n}: the floor at N = {self.n} would be lower" if self.floor_n < self.n
-                     else "")
-            lines.append(f"real-vs-real floor       {self.floor:.3f}  ({self.floor_n} held-out images vs the "
-                         f"reference half{short})")
+            short = (
+                f"; fewer than {self.n}: the floor at N = {self.n} would be lower"
+                if self.floor_n < self.n
+                else ""
+            )
+            lines.append(
+                f"real-vs-real floor       {self.floor:.3f}  ({self.floor_n} held-out images vs the "
+                f"reference half{short})"
+            )
         if self.class_accuracy is not None:
             lines.append(f"class accuracy           {self.class_accuracy:.4f}")
-        lines.append(f"histogram deviation      {self.histogram_deviation:.4f}  (max |class frequency - "
-                     f"1/{self.num_classes}|)")
-        lines.append(f"classifier               held-out accuracy {self.classifier_accuracy:.4f}, {self.classifier}")
-        lines.append("comparable only within this dataset and this classifier (not with FID-LeNet or other datasets)")
+        lines.append(
+            f"histogram deviation      {self.histogram_deviation:.4f}  (max |class frequency - "
+            f"1/{self.num_classes}|)"
+        )
+        lines.append(
+            f"classifier               held-out accuracy {self.classifier_accuracy:.4f}, {self.classifier}"
+        )
+        lines.append(
+            "comparable only within this dataset and this classifier (not with FID-LeNet or other datasets)"
+        )
         return "\n".join(lines)
 
 

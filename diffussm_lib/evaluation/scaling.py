@@ -4,6 +4,7 @@
 time of each model config from 28x28 to 256x256 inputs, keeping its patch size, width and depth;
 ``scaling_table`` prints them as markdown.
 """
+
 from __future__ import annotations
 
 import time
@@ -29,9 +30,15 @@ def _forward_seconds(model: nn.Module, x, t, y, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def scaling_rows(configs: Dict[str, ModelConfig], sizes: Sequence[int] = (28, 32, 64, 128, 256), *,
-                 batch: int = 1, repeats: int = 3, measure_time: bool = True,
-                 max_seconds: Optional[float] = None) -> List[Dict]:
+def scaling_rows(
+    configs: Dict[str, ModelConfig],
+    sizes: Sequence[int] = (28, 32, 64, 128, 256),
+    *,
+    batch: int = 1,
+    repeats: int = 3,
+    measure_time: bool = True,
+    max_seconds: Optional[float] = None,
+) -> List[Dict]:
     """Forward FLOPs (``count_flops``, per image) and median measured forward time (batch ``batch``)
     of each model config at each image size H = W (the config's patch size, width and depth kept).
 
@@ -49,14 +56,24 @@ def scaling_rows(configs: Dict[str, ModelConfig], sizes: Sequence[int] = (28, 32
             t = torch.full((batch,), 500, dtype=torch.long)
             y = torch.zeros(batch, dtype=torch.long)
             with torch.inference_mode():
-                flops = count_flops(model, x[:1], t[:1], y[:1])   # per image; also the timing's warm-up
+                flops = count_flops(
+                    model, x[:1], t[:1], y[:1]
+                )  # per image; also the timing's warm-up
             seconds = None
             if measure_time and name not in slow:
                 seconds = _forward_seconds(model, x, t, y, repeats)
                 if max_seconds is not None and seconds > max_seconds:
                     slow.add(name)
-            rows.append({"model": name, "size": size, "tokens": (size // mc.patch_size) ** 2, "gflops": flops / 1e9,
-                         "seconds": seconds, "params": count_params(model)})
+            rows.append(
+                {
+                    "model": name,
+                    "size": size,
+                    "tokens": (size // mc.patch_size) ** 2,
+                    "gflops": flops / 1e9,
+                    "seconds": seconds,
+                    "params": count_params(model),
+                }
+            )
     return rows
 
 

@@ -11,12 +11,17 @@ difference of means between a variant and the base counts as real only when it i
 spread of both (``max(spread_variant, spread_base)``) and both have at least 2 seeds: a rough rule, not
 a significance test. Lower is better for FID-LeNet and the final loss, higher for class accuracy.
 """
+
 from __future__ import annotations
 
 import statistics
 from typing import Iterable
 
-METRICS = {"fid": ("FID-LeNet", True), "class_accuracy": ("class acc.", False), "final_loss": ("final loss", True)}
+METRICS = {
+    "fid": ("FID-LeNet", True),
+    "class_accuracy": ("class acc.", False),
+    "final_loss": ("final loss", True),
+}
 BASE = "raster"
 
 # Every claim is judged at equal CPU time (the benchmark's budget). Where a paper made its claim in
@@ -25,18 +30,42 @@ BASE = "raster"
 # and DiM ran in selective Mamba blocks, the course's in its LTI (time-invariant) S4D core.
 CLAIMS = [  # (source, claim, variant, prediction: "variant better" / "base better" / "match")
     ("DiffuSSM", "a bidirectional SSM beats a causal one", "causal", "base better"),
-    ("DiffuSSM", "course's equal-cost version of the patching claim: no patching (patch 1), narrowed to the "
-                 "base's FLOPs per image, beats 2x2 patches at equal CPU time (the paper compares at equal "
-                 "width and equal steps, by training loss)", "patch 1 (same cost)", "variant better"),
-    ("DiffuSSM", "course's equal-cost version of the hourglass claim: M = 2 does at least as well as M = 1 at "
-                 "equal CPU time, where it takes more steps (the paper: M = 2 roughly matches M = 1 at equal "
-                 "steps, for less compute)", "M = 1", "match"),
-    ("ZigMa", "with an LTI S4D core (ZigMa used selective Mamba), a continuous (zigzag) path beats the raster "
-              "sweep", "snake", "variant better"),
-    ("locality", "with an LTI S4D core, a locality-preserving curve (Hilbert) beats the raster sweep", "hilbert",
-     "variant better"),
-    ("DiM / Mamba-ND", "with an LTI S4D core, alternating row and column directions across layers beats one "
-                       "direction", "raster/column", "variant better"),
+    (
+        "DiffuSSM",
+        "course's equal-cost version of the patching claim: no patching (patch 1), narrowed to the "
+        "base's FLOPs per image, beats 2x2 patches at equal CPU time (the paper compares at equal "
+        "width and equal steps, by training loss)",
+        "patch 1 (same cost)",
+        "variant better",
+    ),
+    (
+        "DiffuSSM",
+        "course's equal-cost version of the hourglass claim: M = 2 does at least as well as M = 1 at "
+        "equal CPU time, where it takes more steps (the paper: M = 2 roughly matches M = 1 at equal "
+        "steps, for less compute)",
+        "M = 1",
+        "match",
+    ),
+    (
+        "ZigMa",
+        "with an LTI S4D core (ZigMa used selective Mamba), a continuous (zigzag) path beats the raster "
+        "sweep",
+        "snake",
+        "variant better",
+    ),
+    (
+        "locality",
+        "with an LTI S4D core, a locality-preserving curve (Hilbert) beats the raster sweep",
+        "hilbert",
+        "variant better",
+    ),
+    (
+        "DiM / Mamba-ND",
+        "with an LTI S4D core, alternating row and column directions across layers beats one "
+        "direction",
+        "raster/column",
+        "variant better",
+    ),
     ("control", "an order without locality (random) is worse than raster", "random", "base better"),
 ]
 
@@ -60,8 +89,13 @@ def summarise(runs: dict, order: Iterable[str] = ()) -> dict:
         out[budget] = {}
         for v in names:
             rs = by_variant[v]
-            s = {"seeds": len(rs), "steps": statistics.mean(r["steps"] for r in rs), "n": rs[0]["n"],
-                 "floor": statistics.mean(r["floor"] for r in rs), "per_seed": {}}
+            s = {
+                "seeds": len(rs),
+                "steps": statistics.mean(r["steps"] for r in rs),
+                "n": rs[0]["n"],
+                "floor": statistics.mean(r["floor"] for r in rs),
+                "per_seed": {},
+            }
             for m in METRICS:
                 vals = s["per_seed"][m] = [r[m] for r in rs]
                 s[m] = (statistics.mean(vals), max(vals) - min(vals))
@@ -93,13 +127,22 @@ def summary_text(table: dict, matched_width: int | None = None) -> str:
     for budget, rows in table.items():
         lines.append(f"\nbudget: {budget}")
         if "patch 1 (same cost)" in rows and matched_width:
-            lines.append(f"(patch 1 runs at width {matched_width}: the width whose forward FLOPs per image are "
-                         "closest to the base's)")
-        lines.append(f"{'variant':>22s} | seeds | steps | " + " | ".join(f"{METRICS[m][0]:>16s}" for m in METRICS)
-                     + " | floor (same count)")
+            lines.append(
+                f"(patch 1 runs at width {matched_width}: the width whose forward FLOPs per image are "
+                "closest to the base's)"
+            )
+        lines.append(
+            f"{'variant':>22s} | seeds | steps | "
+            + " | ".join(f"{METRICS[m][0]:>16s}" for m in METRICS)
+            + " | floor (same count)"
+        )
         for v, s in rows.items():
             cells = [f"{s[m][0]:8.3f} ± {s[m][1] / 2:5.3f}" for m in METRICS]
-            lines.append(f"{v:>22s} | {s['seeds']:5d} | {s['steps']:5.0f} | " + " | ".join(cells) + f" | {s['floor']:.2f}")
+            lines.append(
+                f"{v:>22s} | {s['seeds']:5d} | {s['steps']:5.0f} | "
+                + " | ".join(cells)
+                + f" | {s['floor']:.2f}"
+            )
         lines.append(f"(± half the spread; FID-LeNet on {next(iter(rows.values()))['n']} samples)")
         if BASE not in rows:
             lines.append(f"no {BASE} runs at this budget: nothing to compare against")
@@ -110,7 +153,9 @@ def summary_text(table: dict, matched_width: int | None = None) -> str:
             parts = []
             for m, (label, _) in METRICS.items():
                 diff, spread, _ = versus(s, rows[BASE], m)
-                parts.append(f"{label} {diff:+.3f} (spread {spread:.3f}: {judgement(s, rows[BASE], m)})")
+                parts.append(
+                    f"{label} {diff:+.3f} (spread {spread:.3f}: {judgement(s, rows[BASE], m)})"
+                )
             lines.append(f"  {v} minus {BASE}: " + "; ".join(parts))
     return "\n".join(lines)
 
@@ -120,17 +165,30 @@ def markdown_table(table: dict) -> str:
     out = []
     for budget, rows in table.items():
         first = next(iter(rows.values()))
-        out.append(f"Budget: {budget}; FID-LeNet on {first['n']} samples (real-vs-real floor "
-                   f"{first['floor']:.2f}); mean ± half the spread over seeds (one seed: its value).\n")
-        out.append(f"| variant | seeds | steps | FID-LeNet | class accuracy | final loss | FID vs {BASE} |")
+        out.append(
+            f"Budget: {budget}; FID-LeNet on {first['n']} samples (real-vs-real floor "
+            f"{first['floor']:.2f}); mean ± half the spread over seeds (one seed: its value).\n"
+        )
+        out.append(
+            f"| variant | seeds | steps | FID-LeNet | class accuracy | final loss | FID vs {BASE} |"
+        )
         out.append("|---|---|---|---|---|---|---|")
         for v, s in rows.items():
-            vs = "(the base)" if v == BASE else (judgement(s, rows[BASE], "fid") if BASE in rows else "no base")
-            pm = s["seeds"] >= 2                                            # one seed: no spread to show
-            cells = [f"{s['fid'][0]:.2f}" + (f" ± {s['fid'][1] / 2:.2f}" if pm else ""),
-                     f"{100 * s['class_accuracy'][0]:.1f}%" + (f" ± {50 * s['class_accuracy'][1]:.1f}" if pm else ""),
-                     f"{s['final_loss'][0]:.4f}" + (f" ± {s['final_loss'][1] / 2:.4f}" if pm else "")]
-            out.append(f"| {v} | {s['seeds']} | {s['steps']:.0f} | " + " | ".join(cells) + f" | {vs} |")
+            vs = (
+                "(the base)"
+                if v == BASE
+                else (judgement(s, rows[BASE], "fid") if BASE in rows else "no base")
+            )
+            pm = s["seeds"] >= 2  # one seed: no spread to show
+            cells = [
+                f"{s['fid'][0]:.2f}" + (f" ± {s['fid'][1] / 2:.2f}" if pm else ""),
+                f"{100 * s['class_accuracy'][0]:.1f}%"
+                + (f" ± {50 * s['class_accuracy'][1]:.1f}" if pm else ""),
+                f"{s['final_loss'][0]:.4f}" + (f" ± {s['final_loss'][1] / 2:.4f}" if pm else ""),
+            ]
+            out.append(
+                f"| {v} | {s['seeds']} | {s['steps']:.0f} | " + " | ".join(cells) + f" | {vs} |"
+            )
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 
@@ -145,13 +203,19 @@ def verdict(rows: dict, v: str, prediction: str) -> tuple[str, float | None]:
     if prediction == "match":
         if not decided:
             return "consistent: the difference is within the seed spread", diff
-        return (f"holds: M = 2 is better beyond the spread, with {rows[BASE]['steps']:.0f} steps against M = 1's "
-                f"{rows[v]['steps']:.0f} in the same time" if diff > 0 else
-                "does not hold at this budget: M = 1 is better beyond the spread"), diff
+        return (
+            f"holds: M = 2 is better beyond the spread, with {rows[BASE]['steps']:.0f} steps against M = 1's "
+            f"{rows[v]['steps']:.0f} in the same time"
+            if diff > 0
+            else "does not hold at this budget: M = 1 is better beyond the spread"
+        ), diff
     if not decided:
         return "cannot be decided at this budget: the difference is within the seed spread", diff
-    return ("holds at this budget" if (diff < 0) == (prediction == "variant better") else
-            "does not hold at this budget: the difference goes the other way, beyond the seed spread"), diff
+    return (
+        "holds at this budget"
+        if (diff < 0) == (prediction == "variant better")
+        else "does not hold at this budget: the difference goes the other way, beyond the seed spread"
+    ), diff
 
 
 def main_budget(table: dict) -> str:
@@ -162,8 +226,10 @@ def main_budget(table: dict) -> str:
 def _judged(table: dict) -> tuple[str, list[tuple[str, str, str, str, float | None]]]:
     """The budget with the most runs, and each of CLAIMS there: (source, claim, variant, verdict, diff)."""
     budget = main_budget(table)
-    return budget, [(source, claim, v, *verdict(table[budget], v, prediction))
-                    for source, claim, v, prediction in CLAIMS]
+    return budget, [
+        (source, claim, v, *verdict(table[budget], v, prediction))
+        for source, claim, v, prediction in CLAIMS
+    ]
 
 
 def conclusions(table: dict) -> tuple[dict, str]:
@@ -178,9 +244,11 @@ def conclusions(table: dict) -> tuple[dict, str]:
         detail = ""
         if diff is not None:
             s_v, s_b = rows[v], rows[BASE]
-            detail = (f"\n      {v}: FID-LeNet {s_v['fid'][0]:.2f} (spread {s_v['fid'][1]:.2f}, {s_v['steps']:.0f} steps, "
-                      f"class acc. {s_v['class_accuracy'][0]:.3f}); {BASE}: {s_b['fid'][0]:.2f} "
-                      f"(spread {s_b['fid'][1]:.2f}, {s_b['steps']:.0f} steps, class acc. {s_b['class_accuracy'][0]:.3f})")
+            detail = (
+                f"\n      {v}: FID-LeNet {s_v['fid'][0]:.2f} (spread {s_v['fid'][1]:.2f}, {s_v['steps']:.0f} steps, "
+                f"class acc. {s_v['class_accuracy'][0]:.3f}); {BASE}: {s_b['fid'][0]:.2f} "
+                f"(spread {s_b['fid'][1]:.2f}, {s_b['steps']:.0f} steps, class acc. {s_b['class_accuracy'][0]:.3f})"
+            )
         lines.append(f"[{source}] {claim}: {text}.{detail}")
     return {v: text for _, _, v, text, _ in judged}, "\n".join(lines)
 
@@ -190,5 +258,10 @@ def markdown_verdicts(table: dict) -> str:
     if not table:
         return ""
     budget, judged = _judged(table)
-    return (f"Verdicts at {budget} (the rule above, `diffussm_lib.evaluation.seeds.conclusions`):\n\n"
-            + "\n".join(f"- {source}: {claim} (variant *{v}*): {text}." for source, claim, v, text, _ in judged) + "\n")
+    return (
+        f"Verdicts at {budget} (the rule above, `diffussm_lib.evaluation.seeds.conclusions`):\n\n"
+        + "\n".join(
+            f"- {source}: {claim} (variant *{v}*): {text}." for source, claim, v, text, _ in judged
+        )
+        + "\n"
+    )

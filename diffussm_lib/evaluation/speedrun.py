@@ -10,6 +10,7 @@
 A result holds ``arm``, ``seed``, ``steps``, ``images``, ``images_per_sec``, ``precision``, ``threads``,
 ``hardware`` and ``eval``: {"ema w=1": EvalReport dict, ..., "live w=1": ...}.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -29,7 +30,7 @@ def mean_sd(vals: list[float]) -> tuple[float, float]:
 
 
 def pm(mean: float, sd: float, fmt: str = ".2f", unit: str = "") -> str:
-    """"mean +- sd", or "mean (1 seed)" when there is no SD; ``unit`` follows the mean."""
+    """ "mean +- sd", or "mean (1 seed)" when there is no SD; ``unit`` follows the mean."""
     return f"{mean:{fmt}}{unit} (1 seed)" if sd != sd else f"{mean:{fmt}}{unit} +- {sd:{fmt}}"
 
 
@@ -46,11 +47,12 @@ def tables(runs: dict, base_arm: str = "recipe") -> str:
     the worst seed), and a Welch t-test of its FID against ``base_arm``'s at the same budget and scale."""
     out = []
     for budget, arms in by_budget(runs).items():
-        keys = sorted({k for rs in arms.values() for r in rs for k in r["eval"]},
-                      key=_eval_order)
+        keys = sorted({k for rs in arms.values() for r in rs for k in r["eval"]}, key=_eval_order)
         out.append(f"### {budget}\n")
-        out.append("| arm | seeds | steps | images/s | eval | FID-LeNet (floor) | worst | class acc. | "
-                   f"vs {base_arm}: diff, Welch p |")
+        out.append(
+            "| arm | seeds | steps | images/s | eval | FID-LeNet (floor) | worst | class acc. | "
+            f"vs {base_arm}: diff, Welch p |"
+        )
         out.append("|---|---|---|---|---|---|---|---|---|")
         for arm, rs in sorted(arms.items(), key=lambda kv: (kv[0] != base_arm, kv[0])):
             for i, k in enumerate(keys):
@@ -65,26 +67,46 @@ def tables(runs: dict, base_arm: str = "recipe") -> str:
                 if arm != base_arm and len(base) >= 2 and len(ev) >= 2:
                     t = welch([e["fid"] for e in ev], base)
                     test = f"{t['diff']:+.2f}, p = {t['p']:.3f}"
-                head = (f"| {arm} | {len(rs)} | {statistics.mean(r['steps'] for r in rs):.0f} | "
-                        f"{statistics.mean(r['images_per_sec'] for r in rs):.0f} |") if i == 0 else "| | | | |"
-                out.append(f"{head} {k} | {pm(f, fsd)} ({floor:.2f}) | {max(e['fid'] for e in ev):.2f} | "
-                           f"{pm(a, asd, '.1f', '%')} | {test} |")
+                head = (
+                    (
+                        f"| {arm} | {len(rs)} | {statistics.mean(r['steps'] for r in rs):.0f} | "
+                        f"{statistics.mean(r['images_per_sec'] for r in rs):.0f} |"
+                    )
+                    if i == 0
+                    else "| | | | |"
+                )
+                out.append(
+                    f"{head} {k} | {pm(f, fsd)} ({floor:.2f}) | {max(e['fid'] for e in ev):.2f} | "
+                    f"{pm(a, asd, '.1f', '%')} | {test} |"
+                )
         out.append("")
     return "\n".join(out)
 
 
-TARGET = (6.0, 0.97)      # FID-LeNet <= 6 and class accuracy >= 97% at one guidance scale (mean over seeds)
+TARGET = (
+    6.0,
+    0.97,
+)  # FID-LeNet <= 6 and class accuracy >= 97% at one guidance scale (mean over seeds)
 STRETCH = (4.0, 0.98)
 
 
 def summary_budget(runs: dict, arm: str = "recipe") -> str | None:
     """The budget ``target_summary`` judges ``arm`` at: its longest time budget ("20 min, ..."), and
     among equal times the one with the most threads per run (a student's single run); None if none."""
-    timed = {rid: r for rid, r in runs.items() if r["arm"] == arm and budget_of(rid).split(",")[0].endswith(" min")}
+    timed = {
+        rid: r
+        for rid, r in runs.items()
+        if r["arm"] == arm and budget_of(rid).split(",")[0].endswith(" min")
+    }
     if not timed:
         return None
-    return max({budget_of(rid) for rid in timed},
-               key=lambda b: (float(b.split()[0]), max(r["threads"] for rid, r in timed.items() if budget_of(rid) == b)))
+    return max(
+        {budget_of(rid) for rid in timed},
+        key=lambda b: (
+            float(b.split()[0]),
+            max(r["threads"] for rid, r in timed.items() if budget_of(rid) == b),
+        ),
+    )
 
 
 def target_summary(runs: dict, arm: str = "recipe") -> str:
@@ -94,51 +116,69 @@ def target_summary(runs: dict, arm: str = "recipe") -> str:
     if budget is None:
         return f"no timed runs of {arm!r} stored"
     rs = [r for rid, r in runs.items() if r["arm"] == arm and budget_of(rid) == budget]
-    lines = [f"{arm} at {budget} of training time per run, {len(rs)} seed{'s' if len(rs) > 1 else ''}; "
-             f"{'; '.join(sorted({r['hardware'] for r in rs}))}; precision "
-             f"{'/'.join(sorted({r['precision'] for r in rs}))}; "
-             f"{statistics.mean(r['images_per_sec'] for r in rs):.0f} images/s, "
-             f"{statistics.mean(r['images'] for r in rs):,.0f} images seen (mean over seeds); "
-             f"FID-LeNet on {rs[0]['eval']['ema w=1.25' if 'ema w=1.25' in rs[0]['eval'] else next(iter(rs[0]['eval']))]['n']:,} "
-             "class-balanced samples per run, DDIM 25 steps, each run sampled with its own seed", ""]
+    lines = [
+        f"{arm} at {budget} of training time per run, {len(rs)} seed{'s' if len(rs) > 1 else ''}; "
+        f"{'; '.join(sorted({r['hardware'] for r in rs}))}; precision "
+        f"{'/'.join(sorted({r['precision'] for r in rs}))}; "
+        f"{statistics.mean(r['images_per_sec'] for r in rs):.0f} images/s, "
+        f"{statistics.mean(r['images'] for r in rs):,.0f} images seen (mean over seeds); "
+        f"FID-LeNet on {rs[0]['eval']['ema w=1.25' if 'ema w=1.25' in rs[0]['eval'] else next(iter(rs[0]['eval']))]['n']:,} "
+        "class-balanced samples per run, DDIM 25 steps, each run sampled with its own seed",
+        "",
+    ]
     meets = []
     for k in sorted({k for r in rs for k in r["eval"]}, key=_eval_order):
         ev = [r["eval"][k] for r in rs if k in r["eval"]]
         f, fsd = mean_sd([e["fid"] for e in ev])
         a, asd = mean_sd([e["class_accuracy"] for e in ev])
         worst_f, worst_a = max(e["fid"] for e in ev), min(e["class_accuracy"] for e in ev)
-        lines.append(f"- {k}: FID-LeNet {pm(f, fsd)} (worst seed {worst_f:.2f}; floor "
-                     f"{statistics.mean(e['floor'] for e in ev):.2f}), class accuracy {pm(100 * a, 100 * asd, '.1f', '%')} "
-                     f"(worst seed {100 * worst_a:.1f}%)")
+        lines.append(
+            f"- {k}: FID-LeNet {pm(f, fsd)} (worst seed {worst_f:.2f}; floor "
+            f"{statistics.mean(e['floor'] for e in ev):.2f}), class accuracy {pm(100 * a, 100 * asd, '.1f', '%')} "
+            f"(worst seed {100 * worst_a:.1f}%)"
+        )
         if k.startswith("ema"):
             meets.append((k, f, a))
     for k in sorted({k for r in rs for k in r["eval"] if k.startswith("live")}, key=_eval_order):
-        ema = "ema" + k[len("live"):]
+        ema = "ema" + k[len("live") :]
         both = [r for r in rs if k in r["eval"] and ema in r["eval"]]
         if len(both) >= 2:
             t = paired([r["eval"][k]["fid"] for r in both], [r["eval"][ema]["fid"] for r in both])
-            lines.append(f"- live minus EMA weights at {k[len('live '):]}, same runs: FID-LeNet {t['diff']:+.2f} "
-                         f"(paired t-test over {len(both)} seeds, p = {t['p']:.3f})")
+            lines.append(
+                f"- live minus EMA weights at {k[len('live ') :]}, same runs: FID-LeNet {t['diff']:+.2f} "
+                f"(paired t-test over {len(both)} seeds, p = {t['p']:.3f})"
+            )
     ok = [(k, f, a) for k, f, a in meets if f <= TARGET[0] and a >= TARGET[1]]
     stretch = [(k, f, a) for k, f, a in ok if f <= STRETCH[0] and a >= STRETCH[1]]
     lines.append("")
     if ok:
-        lines.append(f"Target (FID-LeNet <= {TARGET[0]:g} and class accuracy >= {100 * TARGET[1]:g}% at one scale, "
-                     f"mean over seeds): met at {', '.join(k for k, _, _ in ok)}"
-                     + (f"; stretch (<= {STRETCH[0]:g}, >= {100 * STRETCH[1]:g}%) met at "
-                        f"{', '.join(k for k, _, _ in stretch)}." if stretch else "; stretch not met."))
+        lines.append(
+            f"Target (FID-LeNet <= {TARGET[0]:g} and class accuracy >= {100 * TARGET[1]:g}% at one scale, "
+            f"mean over seeds): met at {', '.join(k for k, _, _ in ok)}"
+            + (
+                f"; stretch (<= {STRETCH[0]:g}, >= {100 * STRETCH[1]:g}%) met at "
+                f"{', '.join(k for k, _, _ in stretch)}."
+                if stretch
+                else "; stretch not met."
+            )
+        )
     else:
-        gap = min(meets, key=lambda m: max(m[1] - TARGET[0], 0) / TARGET[0] + max(TARGET[1] - m[2], 0) / (1 - TARGET[1]))
-        lines.append(f"Target (FID-LeNet <= {TARGET[0]:g} and class accuracy >= {100 * TARGET[1]:g}% at one scale, "
-                     f"mean over seeds): not met. Closest: {gap[0]}, FID-LeNet {gap[1]:.2f} "
-                     f"({gap[1] - TARGET[0]:+.2f} against {TARGET[0]:g}), class accuracy {100 * gap[2]:.1f}% "
-                     f"({100 * (gap[2] - TARGET[1]):+.1f} points against {100 * TARGET[1]:g}%).")
+        gap = min(
+            meets,
+            key=lambda m: (
+                max(m[1] - TARGET[0], 0) / TARGET[0] + max(TARGET[1] - m[2], 0) / (1 - TARGET[1])
+            ),
+        )
+        lines.append(
+            f"Target (FID-LeNet <= {TARGET[0]:g} and class accuracy >= {100 * TARGET[1]:g}% at one scale, "
+            f"mean over seeds): not met. Closest: {gap[0]}, FID-LeNet {gap[1]:.2f} "
+            f"({gap[1] - TARGET[0]:+.2f} against {TARGET[0]:g}), class accuracy {100 * gap[2]:.1f}% "
+            f"({100 * (gap[2] - TARGET[1]):+.1f} points against {100 * TARGET[1]:g}%)."
+        )
     return "\n".join(lines)
 
 
-
-
-ALPHA = 0.05     # a difference is "shown" when Welch's two-sided p is below this
+ALPHA = 0.05  # a difference is "shown" when Welch's two-sided p is below this
 
 
 def lever_verdicts(runs: dict, base_arm: str = "recipe") -> str:
@@ -153,19 +193,40 @@ def lever_verdicts(runs: dict, base_arm: str = "recipe") -> str:
         for arm, rs in sorted(arms.items()):
             if arm == base_arm or len(rs) < 2 or len(base) < 2:
                 continue
-            keys = sorted({k for r in rs + base for k in r["eval"] if k.startswith("ema")
-                           and all(k in x["eval"] for x in rs + base)}, key=_eval_order)
+            keys = sorted(
+                {
+                    k
+                    for r in rs + base
+                    for k in r["eval"]
+                    if k.startswith("ema") and all(k in x["eval"] for x in rs + base)
+                },
+                key=_eval_order,
+            )
             if not keys:
                 continue
             k = keys[0]
             t = welch([r["eval"][k]["fid"] for r in rs], [r["eval"][k]["fid"] for r in base])
-            acc = statistics.mean(100 * r["eval"][k]["class_accuracy"] for r in rs) - \
-                statistics.mean(100 * r["eval"][k]["class_accuracy"] for r in base)
+            acc = statistics.mean(
+                100 * r["eval"][k]["class_accuracy"] for r in rs
+            ) - statistics.mean(100 * r["eval"][k]["class_accuracy"] for r in base)
             shown = t["p"] < ALPHA
-            word = (("lower" if t["diff"] < 0 else "higher") + " FID-LeNet, shown") if shown else "no difference shown"
-            lines.append(f"- {arm} ({len(rs)} vs {len(base)} seeds, {k}): FID-LeNet {t['diff']:+.2f}, class accuracy "
-                         f"{acc:+.1f} points; Welch p = {t['p']:.3f}: {word}")
+            word = (
+                (("lower" if t["diff"] < 0 else "higher") + " FID-LeNet, shown")
+                if shown
+                else "no difference shown"
+            )
+            lines.append(
+                f"- {arm} ({len(rs)} vs {len(base)} seeds, {k}): FID-LeNet {t['diff']:+.2f}, class accuracy "
+                f"{acc:+.1f} points; Welch p = {t['p']:.3f}: {word}"
+            )
         if lines:
-            out += [f"Levers at {budget}, each against the {base_arm} (arm minus {base_arm}, means over seeds; "
-                    f"\"shown\" at p < {ALPHA:g}):", ""] + lines + [""]
+            out += (
+                [
+                    f"Levers at {budget}, each against the {base_arm} (arm minus {base_arm}, means over seeds; "
+                    f'"shown" at p < {ALPHA:g}):',
+                    "",
+                ]
+                + lines
+                + [""]
+            )
     return "\n".join(out).rstrip()

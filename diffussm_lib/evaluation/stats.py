@@ -9,6 +9,7 @@ I_{df / (df + t^2)}(df / 2, 1 / 2), the regularized incomplete beta function, ev
 continued fraction (Lentz's method). With 3 seeds per arm the test has little power: a p above 0.05
 says "not shown", never "equal".
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,10 @@ def _beta_cf(a: float, b: float, x: float, iters: int = 300, eps: float = 1e-15)
     d = 1.0 / (d if abs(d) > tiny else tiny)
     h = d
     for m in range(1, iters + 1):
-        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+        for num in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
             d = 1.0 + num * d
             d = 1.0 / (d if abs(d) > tiny else tiny)
             c = 1.0 + num / c
@@ -41,7 +44,9 @@ def betainc(a: float, b: float, x: float) -> float:
         return 0.0
     if x >= 1.0:
         return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    front = math.exp(
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
     if x < (a + 1.0) / (a + b + 2.0):
         return front * _beta_cf(a, b, x) / a
     return 1.0 - front * _beta_cf(b, a, 1.0 - x) / b
@@ -63,10 +68,14 @@ def welch(a: Sequence[float], b: Sequence[float]) -> dict:
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
     diff = ma - mb
     if va + vb == 0.0:
-        return {"diff": diff, "t": 0.0 if diff == 0 else math.copysign(math.inf, diff),
-                "df": float(len(a) + len(b) - 2), "p": 1.0 if diff == 0 else 0.0}
+        return {
+            "diff": diff,
+            "t": 0.0 if diff == 0 else math.copysign(math.inf, diff),
+            "df": float(len(a) + len(b) - 2),
+            "p": 1.0 if diff == 0 else 0.0,
+        }
     t = diff / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     return {"diff": diff, "t": t, "df": df, "p": t_two_sided_p(t, df)}
 
 
@@ -75,11 +84,17 @@ def paired(a: Sequence[float], b: Sequence[float]) -> dict:
     live weights of one seed's model): t = mean(d) / (sd(d) / sqrt(n)), df = n - 1.
     Returns {"diff", "t", "df", "p"}; needs at least 2 pairs."""
     if len(a) != len(b) or len(a) < 2:
-        raise ValueError(f"paired needs two equally long samples of at least 2 values, got {len(a)} and {len(b)}")
+        raise ValueError(
+            f"paired needs two equally long samples of at least 2 values, got {len(a)} and {len(b)}"
+        )
     d = [x - y for x, y in zip(a, b)]
     diff, sd = statistics.mean(d), statistics.stdev(d)
     if sd == 0.0:
-        return {"diff": diff, "t": 0.0 if diff == 0 else math.copysign(math.inf, diff),
-                "df": float(len(d) - 1), "p": 1.0 if diff == 0 else 0.0}
+        return {
+            "diff": diff,
+            "t": 0.0 if diff == 0 else math.copysign(math.inf, diff),
+            "df": float(len(d) - 1),
+            "p": 1.0 if diff == 0 else 0.0,
+        }
     t = diff / (sd / math.sqrt(len(d)))
     return {"diff": diff, "t": t, "df": float(len(d) - 1), "p": t_two_sided_p(t, len(d) - 1)}

@@ -25,6 +25,7 @@ given; a dataset's class count is checked against ``model.num_classes`` when it 
 Dimension letters: the glossary in ``diffussm_lib/__init__.py`` (DiT's stream: L tokens where J is
 written); config keys name them in code: ``hidden_dim`` D, ``hourglass_ratio`` M, ``ssm_state`` N.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,23 +41,24 @@ from ..ssm.kernels.offset_linear import offset_linear_fast
 from .scan_orders import layer_orders, scan_order
 
 TIMESTEP_FREQ_DIM = 256  # width of the sinusoidal timestep features (DiT's choice)
-LABEL_INIT_STD = 1.0     # std of the class table at init (DiT uses 0.02; see LabelEmbedder)
+LABEL_INIT_STD = 1.0  # std of the class table at init (DiT uses 0.02; see LabelEmbedder)
 LABEL_DTYPES = (torch.int64, torch.int32, torch.int16, torch.uint8)
 
 
 # ------------------------------------------------------------------------------ conditioning
-def timestep_features(t: torch.Tensor, freq_dim: int = TIMESTEP_FREQ_DIM,
-                      max_period: float = 10_000.0) -> torch.Tensor:
+def timestep_features(
+    t: torch.Tensor, freq_dim: int = TIMESTEP_FREQ_DIM, max_period: float = 10_000.0
+) -> torch.Tensor:
     """t (B,) int or float -> (B, freq_dim): ``[cos(t w_0), ..., cos(t w_{h-1}), sin(t w_0), ...]``
     with ``w_i = max_period^(-i/h)``, ``h = freq_dim // 2`` (a zero column is appended when
     ``freq_dim`` is odd)."""
     half = freq_dim // 2
     i = torch.arange(half, dtype=torch.float32, device=t.device)
-    freqs = torch.exp(-math.log(max_period) * i / half)                       # (h,)
-    args = t.float()[:, None] * freqs[None]                                    # (B, h)
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)                # (B, 2h)
+    freqs = torch.exp(-math.log(max_period) * i / half)  # (h,)
+    args = t.float()[:, None] * freqs[None]  # (B, h)
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # (B, 2h)
     if freq_dim % 2:
-        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)           # (B, 2h + 1)
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)  # (B, 2h + 1)
     return emb
 
 
@@ -66,8 +68,9 @@ class TimestepEmbedder(nn.Module):
     def __init__(self, hidden_dim: int, freq_dim: int = TIMESTEP_FREQ_DIM):
         super().__init__()
         self.freq_dim = freq_dim
-        self.mlp = nn.Sequential(nn.Linear(freq_dim, hidden_dim), nn.SiLU(),
-                                 nn.Linear(hidden_dim, hidden_dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(freq_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim)
+        )
         for m in self.mlp:
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=0.02)
@@ -98,9 +101,10 @@ class LabelEmbedder(nn.Module):
     def forward(self, y: torch.Tensor | None, batch: int | None = None) -> torch.Tensor:
         """y (B,) integer, or None (then ``batch`` is required: all null) -> (B, D)."""
         if y is None:
-            y = torch.full((batch,), self.null_class, dtype=torch.long,
-                           device=self.table.weight.device)                   # (B,) all null
-        return self.table(y.long())                                            # (B, D)
+            y = torch.full(
+                (batch,), self.null_class, dtype=torch.long, device=self.table.weight.device
+            )  # (B,) all null
+        return self.table(y.long())  # (B, D)
 
 
 class ConditionEmbedder(nn.Module):
@@ -112,7 +116,7 @@ class ConditionEmbedder(nn.Module):
         self.y_embed = LabelEmbedder(num_classes, hidden_dim)
 
     def forward(self, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        return self.t_embed(t) + self.y_embed(y, batch=t.shape[0])             # (B, D)
+        return self.t_embed(t) + self.y_embed(y, batch=t.shape[0])  # (B, D)
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -139,7 +143,7 @@ class AdaLNZero(nn.Module):
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.linear(F.silu(c)).chunk(self.chunks, dim=-1)               # chunks x (B, D)
+        return self.linear(F.silu(c)).chunk(self.chunks, dim=-1)  # chunks x (B, D)
 
 
 # ------------------------------------------------------------------------------ tokens
@@ -152,14 +156,18 @@ def check_image_size(H: int, W: int, patch_size: int = 1, hourglass_ratio: int =
     if H < 1 or W < 1:
         raise ValueError(f"image size H={H}, W={W} must be positive")
     if H % p or W % p:
-        raise ValueError(f"image size H={H}, W={W} is not divisible by the patch size p={p} (H and "
-                         f"W must be multiples of p; with M={M}, H*W must be a multiple of "
-                         f"M*p*p={M * p * p})")
+        raise ValueError(
+            f"image size H={H}, W={W} is not divisible by the patch size p={p} (H and "
+            f"W must be multiples of p; with M={M}, H*W must be a multiple of "
+            f"M*p*p={M * p * p})"
+        )
     L = (H // p) * (W // p)
     if L % M:
-        raise ValueError(f"image size H={H}, W={W} with patch size p={p} gives L=H*W/p^2={L} "
-                         f"tokens, not divisible by the hourglass ratio M={M} (H*W={H * W} must be "
-                         f"a multiple of M*p*p={M * p * p})")
+        raise ValueError(
+            f"image size H={H}, W={W} with patch size p={p} gives L=H*W/p^2={L} "
+            f"tokens, not divisible by the hourglass ratio M={M} (H*W={H * W} must be "
+            f"a multiple of M*p*p={M * p * p})"
+        )
     return L
 
 
@@ -169,8 +177,8 @@ def patchify(x: torch.Tensor, patch_size: int) -> torch.Tensor:
     B, C, H, W = x.shape
     p = patch_size
     h, w = H // p, W // p
-    x = x.reshape(B, C, h, p, w, p).permute(0, 2, 4, 1, 3, 5)                  # (B, h, w, C, p, p)
-    return x.reshape(B, h * w, C * p * p)                                      # (B, L, C p^2)
+    x = x.reshape(B, C, h, p, w, p).permute(0, 2, 4, 1, 3, 5)  # (B, h, w, C, p, p)
+    return x.reshape(B, h * w, C * p * p)  # (B, L, C p^2)
 
 
 def unpatchify(tokens: torch.Tensor, patch_size: int, H: int, W: int) -> torch.Tensor:
@@ -178,31 +186,32 @@ def unpatchify(tokens: torch.Tensor, patch_size: int, H: int, W: int) -> torch.T
     B, L, F_ = tokens.shape
     p = patch_size
     h, w = H // p, W // p
-    x = tokens.reshape(B, h, w, F_ // (p * p), p, p)                           # (B, h, w, C, p, p)
-    x = x.permute(0, 3, 1, 4, 2, 5)                                            # (B, C, h, p, w, p)
-    return x.reshape(B, -1, H, W)                                              # (B, C, H, W)
+    x = tokens.reshape(B, h, w, F_ // (p * p), p, p)  # (B, h, w, C, p, p)
+    x = x.permute(0, 3, 1, 4, 2, 5)  # (B, C, h, p, w, p)
+    return x.reshape(B, -1, H, W)  # (B, C, H, W)
 
 
 def group_tokens(tokens: torch.Tensor, hourglass_ratio: int) -> torch.Tensor:
     """(B, L, F) -> (B, J, M F): stream token j concatenates raster tokens jM, ..., jM + M - 1."""
     B, L, F_ = tokens.shape
     M = hourglass_ratio
-    return tokens.reshape(B, L // M, M * F_)                                   # (B, J, M F)
+    return tokens.reshape(B, L // M, M * F_)  # (B, J, M F)
 
 
 def ungroup_tokens(tokens: torch.Tensor, hourglass_ratio: int) -> torch.Tensor:
     """(B, J, M F) -> (B, L, F), the inverse of ``group_tokens``."""
     B, J, MF = tokens.shape
     M = hourglass_ratio
-    return tokens.reshape(B, J * M, MF // M)                                   # (B, L, F)
+    return tokens.reshape(B, J * M, MF // M)  # (B, L, F)
 
 
 class PatchEmbed(nn.Module):
     """Input projection: image (B, C, H, W) -> stream (B, J, D): patchify, group M consecutive
     tokens (``hourglass_ratio``; 1 for DiT), one Linear(M C p^2 -> D)."""
 
-    def __init__(self, in_channels: int, hidden_dim: int, patch_size: int = 1,
-                 hourglass_ratio: int = 1):
+    def __init__(
+        self, in_channels: int, hidden_dim: int, patch_size: int = 1, hourglass_ratio: int = 1
+    ):
         super().__init__()
         self.in_channels, self.patch_size = in_channels, patch_size
         self.hourglass_ratio = hourglass_ratio
@@ -211,8 +220,8 @@ class PatchEmbed(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = patchify(x, self.patch_size)                                  # (B, L, C p^2)
-        return self.proj(group_tokens(tokens, self.hourglass_ratio))           # (B, J, D)
+        tokens = patchify(x, self.patch_size)  # (B, L, C p^2)
+        return self.proj(group_tokens(tokens, self.hourglass_ratio))  # (B, J, D)
 
 
 class FinalLayer(nn.Module):
@@ -220,22 +229,23 @@ class FinalLayer(nn.Module):
     LayerNorm, then a zero-initialised Linear to the M patches of each stream token (predicts 0 at
     init)."""
 
-    def __init__(self, hidden_dim: int, out_channels: int, patch_size: int = 1,
-                 hourglass_ratio: int = 1):
+    def __init__(
+        self, hidden_dim: int, out_channels: int, patch_size: int = 1, hourglass_ratio: int = 1
+    ):
         super().__init__()
         self.out_channels, self.patch_size = out_channels, patch_size
         self.hourglass_ratio = hourglass_ratio
         self.norm = nn.LayerNorm(hidden_dim, elementwise_affine=False, eps=1e-6)
         self.ada = AdaLNZero(hidden_dim, 2)
-        self.linear = nn.Linear(hidden_dim, hourglass_ratio * out_channels * patch_size ** 2)
+        self.linear = nn.Linear(hidden_dim, hourglass_ratio * out_channels * patch_size**2)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, tokens: torch.Tensor, c: torch.Tensor, H: int, W: int) -> torch.Tensor:
         shift, scale = self.ada(c)
-        out = self.linear(modulate(self.norm(tokens), shift, scale))          # (B, J, M C_out p^2)
-        out = ungroup_tokens(out, self.hourglass_ratio)                        # (B, L, C_out p^2)
-        return unpatchify(out, self.patch_size, H, W)                          # (B, C_out, H, W)
+        out = self.linear(modulate(self.norm(tokens), shift, scale))  # (B, J, M C_out p^2)
+        out = ungroup_tokens(out, self.hourglass_ratio)  # (B, L, C_out p^2)
+        return unpatchify(out, self.patch_size, H, W)  # (B, C_out, H, W)
 
 
 # ------------------------------------------------------------------------------ the hourglass block
@@ -250,23 +260,24 @@ class OffsetLinear(nn.Module):
     below is the definition; with ``backend`` other than ``"reference"`` the same maps run as
     the copy-free kernel ``ssm/kernels/offset_linear.py``."""
 
-    def __init__(self, hourglass_ratio: int, in_features: int, out_features: int,
-                 backend: str = "auto"):
+    def __init__(
+        self, hourglass_ratio: int, in_features: int, out_features: int, backend: str = "auto"
+    ):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.form = torch_form(backend)                      # "reference" or "torch": what runs
+        self.form = torch_form(backend)  # "reference" or "torch": what runs
         bound = 1.0 / math.sqrt(in_features)
         M = hourglass_ratio
         weight = torch.empty(M, out_features, in_features).uniform_(-bound, bound)
-        self.weight = nn.Parameter(weight)                                     # (M, F_out, F_in)
+        self.weight = nn.Parameter(weight)  # (M, F_out, F_in)
         self.bias = nn.Parameter(torch.empty(M, out_features).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.form == "reference":
-            return torch.einsum("...kf,kgf->...kg", x, self.weight) + self.bias   # (..., M, F_out)
-        rows = x.reshape(-1, *x.shape[-2:])                                    # (n, M, F_in)
-        y = offset_linear_fast(rows, self.weight, self.bias)                   # (n, M, F_out)
-        return y.reshape(*x.shape[:-1], self.out_features)                     # (..., M, F_out)
+            return torch.einsum("...kf,kgf->...kg", x, self.weight) + self.bias  # (..., M, F_out)
+        rows = x.reshape(-1, *x.shape[-2:])  # (n, M, F_in)
+        y = offset_linear_fast(rows, self.weight, self.bias)  # (n, M, F_out)
+        return y.reshape(*x.shape[:-1], self.out_features)  # (..., M, F_out)
 
 
 class Hourglass(nn.Module):
@@ -278,15 +289,23 @@ class Hourglass(nn.Module):
     of the offset linear W^down (``"reference"``: the einsum).
     """
 
-    def __init__(self, hidden_dim: int, hourglass_ratio: int, ssm: nn.Module,
-                 order: str = "raster", backend: str = "auto"):
+    def __init__(
+        self,
+        hidden_dim: int,
+        hourglass_ratio: int,
+        ssm: nn.Module,
+        order: str = "raster",
+        backend: str = "auto",
+    ):
         super().__init__()
         D, M = hidden_dim, hourglass_ratio
         if M < 1:
             raise ValueError(f"hourglass ratio M must be >= 1, got {M}")
         if (2 * D) % M:
-            raise ValueError(f"width 2D={2 * D} must be divisible by the hourglass ratio M={M} "
-                             f"(each W^down_k maps to 2D/M features)")
+            raise ValueError(
+                f"width 2D={2 * D} must be divisible by the hourglass ratio M={M} "
+                f"(each W^down_k maps to 2D/M features)"
+            )
         if not hasattr(ssm, "out_dim"):
             raise TypeError("the SSM module must expose `out_dim` (its output width)")
         self.order = layer_orders(order, 1)[0]
@@ -303,15 +322,15 @@ class Hourglass(nn.Module):
     def up(self, i: torch.Tensor) -> torch.Tensor:
         """I (B, J, D) -> U (B, L, D), ``U_{jM+k} = act(W^up_k act(W^0 I_j))``."""
         B, J, D = i.shape
-        u = act(self.w_up(act(self.w0(i))))                  # (B, J, M D): chunk k = offset k
-        return u.reshape(B, J * self.hourglass_ratio, D)     # (B, L, D), l = jM + k
+        u = act(self.w_up(act(self.w0(i))))  # (B, J, M D): chunk k = offset k
+        return u.reshape(B, J * self.hourglass_ratio, D)  # (B, L, D), l = jM + k
 
     def down(self, y: torch.Tensor) -> torch.Tensor:
         """Y (B, L, F) -> I' (B, J, 2D): chunk k of I'_j is ``act(W^down_k Y_{jM+k})``."""
         B, L, Fy = y.shape
         M = self.hourglass_ratio
         out = act(self.w_down(y.reshape(B, L // M, M, Fy)))  # (B, J, M, 2D/M)
-        return out.reshape(B, L // M, 2 * self.hidden_dim)   # (B, J, 2D)
+        return out.reshape(B, L // M, 2 * self.hidden_dim)  # (B, J, 2D)
 
     def gate(self, i_prime: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
         """I' (B, J, 2D), I (B, J, D) -> O (B, J, D) = W^3 (act(W^2 I') * act(W^1 I))."""
@@ -319,19 +338,22 @@ class Hourglass(nn.Module):
 
     def forward(self, i: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
         """I (B, J, D) -> O (B, J, D); ``grid`` = (h, w), the token grid (a non-raster order)."""
-        u = self.up(i)                                       # (B, L, D), raster order
+        u = self.up(i)  # (B, L, D), raster order
         if self.order == "raster":
             return self.gate(self.down(self.ssm(u)), i)
         perm, inv = self.permutation(grid, u.device)
-        y = self.ssm(u[:, inv])[:, perm]                     # scan in order, back to raster
+        y = self.ssm(u[:, inv])[:, perm]  # scan in order, back to raster
         return self.gate(self.down(y), i)
 
-    def permutation(self, grid: tuple[int, int] | None,
-                    device) -> tuple[torch.Tensor, torch.Tensor]:
+    def permutation(
+        self, grid: tuple[int, int] | None, device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(perm, inv) of this layer's scan order on the token grid, cached per grid and device."""
         if grid is None:
-            raise ValueError(f"scan order {self.order!r} needs the token grid (h, w): call the "
-                             "model, or pass grid=")
+            raise ValueError(
+                f"scan order {self.order!r} needs the token grid (h, w): call the "
+                "model, or pass grid="
+            )
         key = (tuple(grid), str(device))
         if key not in self._orders:
             self._orders[key] = tuple(t.to(device) for t in scan_order(self.order, *grid))
@@ -343,8 +365,14 @@ class DiffuSSMBlock(nn.Module):
     scanning in ``order``: x (B, J, D), c (B, D) -> ``x + gate * Hourglass(modulate(LN(x), shift,
     scale))``. ``DiffuSSMBlock.from_config(cfg)`` builds one from a model config."""
 
-    def __init__(self, hidden_dim: int, hourglass_ratio: int, ssm: nn.Module,
-                 order: str = "raster", backend: str = "auto"):
+    def __init__(
+        self,
+        hidden_dim: int,
+        hourglass_ratio: int,
+        ssm: nn.Module,
+        order: str = "raster",
+        backend: str = "auto",
+    ):
         super().__init__()
         self.norm = nn.LayerNorm(hidden_dim, elementwise_affine=False, eps=1e-6)
         self.ada = AdaLNZero(hidden_dim, 3)
@@ -360,18 +388,27 @@ class DiffuSSMBlock(nn.Module):
         if cfg.ssm_core == "s4d":
             core_kwargs["init"] = cfg.ssm_init
         elif cfg.ssm_init != "lin":
-            raise ValueError(f"ssm_init={cfg.ssm_init!r} is an S4D initialisation; the "
-                             f"{cfg.ssm_core!r} core has its own")
-        ssm = BidirectionalSSM(cfg.hidden_dim, core=cfg.ssm_core, bidirectional=cfg.bidirectional,
-                               ssm_state=cfg.ssm_state, backend=cfg.ssm_backend, **core_kwargs)
+            raise ValueError(
+                f"ssm_init={cfg.ssm_init!r} is an S4D initialisation; the "
+                f"{cfg.ssm_core!r} core has its own"
+            )
+        ssm = BidirectionalSSM(
+            cfg.hidden_dim,
+            core=cfg.ssm_core,
+            bidirectional=cfg.bidirectional,
+            ssm_state=cfg.ssm_state,
+            backend=cfg.ssm_backend,
+            **core_kwargs,
+        )
         order = layer_orders(cfg.scan_order, 1)[0] if order is None else order
         return cls(cfg.hidden_dim, cfg.hourglass_ratio, ssm, order, cfg.ssm_backend)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor,
-                grid: tuple[int, int] | None = None) -> torch.Tensor:
-        shift, scale, gate = self.ada(c)                                       # (B, D) each
-        h = self.hourglass(modulate(self.norm(x), shift, scale), grid)         # (B, J, D)
-        return gated_residual(x, gate, h)                                      # (B, J, D)
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor, grid: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        shift, scale, gate = self.ada(c)  # (B, D) each
+        h = self.hourglass(modulate(self.norm(x), shift, scale), grid)  # (B, J, D)
+        return gated_residual(x, gate, h)  # (B, J, D)
 
 
 # ------------------------------------------------------------------------------ the denoisers
@@ -384,8 +421,11 @@ class Denoiser(nn.Module):
 
     def __init__(self, cfg: ModelConfig, hourglass_ratio: int):
         super().__init__()
-        self.in_channels, self.hidden_dim, self.patch_size = (cfg.in_channels, cfg.hidden_dim,
-                                                              cfg.patch_size)
+        self.in_channels, self.hidden_dim, self.patch_size = (
+            cfg.in_channels,
+            cfg.hidden_dim,
+            cfg.patch_size,
+        )
         self.hourglass_ratio = hourglass_ratio
         self.learn_sigma = cfg.learn_sigma
         self.out_channels = 2 * cfg.in_channels if cfg.learn_sigma else cfg.in_channels
@@ -400,20 +440,24 @@ class Denoiser(nn.Module):
         """Raise a clear ValueError if (H, W) does not fit p and M; return L."""
         return check_image_size(H, W, self.patch_size, self.hourglass_ratio)
 
-    def check_inputs(self, x: torch.Tensor, t: torch.Tensor,
-                     y: torch.Tensor | None) -> torch.Tensor:
+    def check_inputs(
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None
+    ) -> torch.Tensor:
         """The model's one input check, by shapes and dtypes only (no tensor value is read, so no
         host-device sync). Returns t as (B,) (a scalar t is broadcast)."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected x of shape (B, {self.in_channels}, H, W), got "
-                             f"{tuple(x.shape)}")
+            raise ValueError(
+                f"expected x of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
+            )
         B, _, H, W = x.shape
         t = t.expand(B) if t.ndim == 0 else t
         if t.shape != (B,):
             raise ValueError(f"expected timesteps t of shape ({B},), got {tuple(t.shape)}")
         if y is not None and (y.shape != (B,) or y.dtype not in LABEL_DTYPES):
-            raise ValueError(f"class labels must be an integer tensor of shape ({B},), got "
-                             f"{tuple(y.shape)} {y.dtype}")
+            raise ValueError(
+                f"class labels must be an integer tensor of shape ({B},), got "
+                f"{tuple(y.shape)} {y.dtype}"
+            )
         self.check_size(H, W)
         return t
 
@@ -421,18 +465,19 @@ class Denoiser(nn.Module):
         """Hook for positional information: tokens (B, J, D) -> (B, J, D). Default: none."""
         return tokens
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor,
-                y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """x (B, C, H, W), t (B,) or a scalar, y (B,) integer labels in [0, num_classes] or None
         (all null) -> (B, C_out, H, W)."""
         t = self.check_inputs(x, t, y)
         B, _, H, W = x.shape
-        c = self.cond(t, y)                                   # (B, D)
-        h = self.add_positions(self.embed(x), H, W)           # (B, J, D)
+        c = self.cond(t, y)  # (B, D)
+        h = self.add_positions(self.embed(x), H, W)  # (B, J, D)
         grid = (H // self.patch_size, W // self.patch_size)  # the token grid (h, w)
         for block in self.blocks:
-            h = block(h, c, grid)                             # (B, J, D)
-        return self.final(h, c, H, W)                         # (B, C_out, H, W)
+            h = block(h, c, grid)  # (B, J, D)
+        return self.final(h, c, H, W)  # (B, C_out, H, W)
 
 
 class DiffuSSM(Denoiser):
@@ -444,8 +489,10 @@ class DiffuSSM(Denoiser):
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg, hourglass_ratio=cfg.hourglass_ratio)
         self.bidirectional = cfg.bidirectional
-        self.blocks = nn.ModuleList(DiffuSSMBlock.from_config(cfg, order)
-                                    for order in layer_orders(cfg.scan_order, cfg.depth))
+        self.blocks = nn.ModuleList(
+            DiffuSSMBlock.from_config(cfg, order)
+            for order in layer_orders(cfg.scan_order, cfg.depth)
+        )
 
     @property
     def ssm_backend_used(self) -> str | None:

@@ -13,6 +13,7 @@ positional embedding computed for the actual grid, so any H, W divisible by p wo
 Conditioning, input projection and output head are DiffuSSM's (``Denoiser`` in ``diffussm.py``).
 Dimension letters: the glossary in ``diffussm_lib/__init__.py``; ``h`` heads.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,9 +28,9 @@ def sincos_1d(pos: torch.Tensor, width: int) -> torch.Tensor:
     """pos (n,) float -> (n, width): ``[sin(pos w_i), cos(pos w_i)]``,
     ``w_i = 10000^(-2i/width)``."""
     i = torch.arange(width // 2, dtype=torch.float32, device=pos.device)
-    omega = 1.0 / 10_000 ** (i / (width / 2))                                  # (width/2,)
-    args = pos.float()[:, None] * omega[None]                                  # (n, width/2)
-    return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)               # (n, width)
+    omega = 1.0 / 10_000 ** (i / (width / 2))  # (width/2,)
+    args = pos.float()[:, None] * omega[None]  # (n, width/2)
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)  # (n, width)
 
 
 def sincos_2d(h: int, w: int, hidden_dim: int, device=None) -> torch.Tensor:
@@ -39,11 +40,12 @@ def sincos_2d(h: int, w: int, hidden_dim: int, device=None) -> torch.Tensor:
     """
     D = hidden_dim
     if D % 4:
-        raise ValueError(f"the 2-D sin-cos positional embedding needs a width divisible by 4, "
-                         f"got D={D}")
-    rows = torch.arange(h, device=device).repeat_interleave(w)      # (h w,)
-    cols = torch.arange(w, device=device).repeat(h)                 # (h w,)
-    return torch.cat([sincos_1d(rows, D // 2), sincos_1d(cols, D // 2)], dim=-1)   # (h w, D)
+        raise ValueError(
+            f"the 2-D sin-cos positional embedding needs a width divisible by 4, got D={D}"
+        )
+    rows = torch.arange(h, device=device).repeat_interleave(w)  # (h w,)
+    cols = torch.arange(w, device=device).repeat(h)  # (h w,)
+    return torch.cat([sincos_1d(rows, D // 2), sincos_1d(cols, D // 2)], dim=-1)  # (h w, D)
 
 
 class Attention(nn.Module):
@@ -60,10 +62,10 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, L, D) -> (B, L, D)."""
         B, L, D = x.shape
-        qkv = self.qkv(x).reshape(B, L, 3, self.num_heads, D // self.num_heads)   # (B,L,3,h,D/h)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)                          # 3 x (B, h, L, D/h)
-        out = F.scaled_dot_product_attention(q, k, v)                  # (B, h, L, D/h)
-        return self.proj(out.transpose(1, 2).reshape(B, L, D))        # (B, L, D)
+        qkv = self.qkv(x).reshape(B, L, 3, self.num_heads, D // self.num_heads)  # (B,L,3,h,D/h)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # 3 x (B, h, L, D/h)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, h, L, D/h)
+        return self.proj(out.transpose(1, 2).reshape(B, L, D))  # (B, L, D)
 
 
 class DiTBlock(nn.Module):
@@ -75,13 +77,16 @@ class DiTBlock(nn.Module):
         self.norm1 = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(D, num_heads)
         self.norm2 = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(D, int(D * mlp_ratio)), nn.GELU(approximate="tanh"),
-                                 nn.Linear(int(D * mlp_ratio), D))
+        self.mlp = nn.Sequential(
+            nn.Linear(D, int(D * mlp_ratio)),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(int(D * mlp_ratio), D),
+        )
         self.ada = AdaLNZero(D, 6)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, grid=None) -> torch.Tensor:
         """x (B, L, D), c (B, D) -> (B, L, D) (``grid``: unused, attention has no order)."""
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c)    # (B, D) each
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c)  # (B, D) each
         x = gated_residual(x, gate1, self.attn(modulate(self.norm1(x), shift1, scale1)))
         return gated_residual(x, gate2, self.mlp(modulate(self.norm2(x), shift2, scale2)))
 
@@ -98,10 +103,13 @@ class DiT(Denoiser):
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg, hourglass_ratio=1)
         if cfg.hidden_dim % 4:
-            raise ValueError(f"DiT needs hidden_dim divisible by 4 (2-D positional embedding), "
-                             f"got {cfg.hidden_dim}")
-        self.blocks = nn.ModuleList(DiTBlock(cfg.hidden_dim, cfg.num_heads, cfg.mlp_ratio)
-                                    for _ in range(cfg.depth))
+            raise ValueError(
+                f"DiT needs hidden_dim divisible by 4 (2-D positional embedding), "
+                f"got {cfg.hidden_dim}"
+            )
+        self.blocks = nn.ModuleList(
+            DiTBlock(cfg.hidden_dim, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth)
+        )
         for block in self.blocks:
             for m in block.modules():
                 if isinstance(m, nn.Linear) and m not in (block.ada.linear,):
@@ -111,5 +119,5 @@ class DiT(Denoiser):
     def add_positions(self, tokens: torch.Tensor, H: int, W: int) -> torch.Tensor:
         """tokens (B, L, D) -> tokens + sincos_2d(H/p, W/p, D)."""
         p = self.patch_size
-        pos = sincos_2d(H // p, W // p, self.hidden_dim, tokens.device)       # (L, D)
+        pos = sincos_2d(H // p, W // p, self.hidden_dim, tokens.device)  # (L, D)
         return tokens + pos.to(tokens.dtype)

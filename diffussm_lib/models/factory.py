@@ -5,6 +5,7 @@
 * ``build_block(cfg)``: one block of that architecture (benchmarks and FLOP curves).
 * ``count_params(module)``.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -30,8 +31,9 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         model.check_size(cfg.image_size, cfg.image_size)
     except ValueError as e:
         ratio = f", model.hourglass_ratio={cfg.hourglass_ratio}" if cfg.arch == "diffussm" else ""
-        raise ValueError(f"model.image_size={cfg.image_size}, model.patch_size={cfg.patch_size}"
-                         f"{ratio}: {e}") from None
+        raise ValueError(
+            f"model.image_size={cfg.image_size}, model.patch_size={cfg.patch_size}{ratio}: {e}"
+        ) from None
     return model
 
 

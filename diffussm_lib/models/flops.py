@@ -9,6 +9,7 @@ form.
 * ``block_flops(cfg, L)``: one block of a config on L tokens.
 * ``diffussm_block_flops_formula`` / ``dit_block_flops_formula``: the closed forms, for comparison.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,13 +24,15 @@ from .factory import build_block
 
 aten = torch.ops.aten
 
+
 # --------------------------------------------------------------------------------------------
 def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
     return _fc.sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-def _cpu_sdpa_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args,
-                            out_shape=None, **kwargs) -> int:
+def _cpu_sdpa_backward_flop(
+    grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs
+) -> int:
     return _fc.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
 
@@ -56,8 +59,11 @@ EXTRA_FLOP_FORMULAS = {
     aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flop,
     aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward_flop,
 }
-FFT_FLOP_FORMULAS = {aten._fft_r2c: _fft_r2c_flop, aten._fft_c2r: _fft_c2r_flop,
-                     aten._fft_c2c: _fft_c2c_flop}
+FFT_FLOP_FORMULAS = {
+    aten._fft_r2c: _fft_r2c_flop,
+    aten._fft_c2r: _fft_c2r_flop,
+    aten._fft_c2c: _fft_c2c_flop,
+}
 
 
 def flop_counts(fn: Callable, *inputs, backward: bool = False, fft: bool = True) -> dict[str, int]:
@@ -83,8 +89,13 @@ def count_flops(fn: Callable, *inputs, backward: bool = False, fft: bool = True)
     return sum(flop_counts(fn, *inputs, backward=backward, fft=fft).values())
 
 
-def block_flops(cfg: ModelConfig, L: int, batch: int = 1, device: str | torch.device | None = None,
-                fft: bool = True) -> int:
+def block_flops(
+    cfg: ModelConfig,
+    L: int,
+    batch: int = 1,
+    device: str | torch.device | None = None,
+    fft: bool = True,
+) -> int:
     """Forward FLOPs of one block of ``cfg`` on a sequence of ``L`` tokens (DiffuSSM: J = L/M
     stream tokens).
 

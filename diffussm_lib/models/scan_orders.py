@@ -24,6 +24,7 @@ puts them back. Orders:
 
 Dimension letters: the glossary in ``diffussm_lib/__init__.py``; here h = H/p and w = W/p.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -43,30 +44,36 @@ def _gilbert(x: int, y: int, ax: int, ay: int, bx: int, by: int) -> Iterator[Tup
     axis (bx, by), in curve order."""
     w, h = abs(ax + ay), abs(bx + by)
     dax, day, dbx, dby = _sign(ax), _sign(ay), _sign(bx), _sign(by)
-    if h == 1:                                            # a single row: walk it
+    if h == 1:  # a single row: walk it
         for _ in range(w):
             yield x, y
             x, y = x + dax, y + day
         return
-    if w == 1:                                            # a single column: walk it
+    if w == 1:  # a single column: walk it
         for _ in range(h):
             yield x, y
             x, y = x + dbx, y + dby
         return
     ax2, ay2, bx2, by2 = ax // 2, ay // 2, bx // 2, by // 2
     w2, h2 = abs(ax2 + ay2), abs(bx2 + by2)
-    if 2 * w > 3 * h:                                     # long and thin: split the major axis
+    if 2 * w > 3 * h:  # long and thin: split the major axis
         if w2 % 2 and w > 2:
-            ax2, ay2 = ax2 + dax, ay2 + day                # keep both halves of even length
+            ax2, ay2 = ax2 + dax, ay2 + day  # keep both halves of even length
         yield from _gilbert(x, y, ax2, ay2, bx, by)
         yield from _gilbert(x + ax2, y + ay2, ax - ax2, ay - ay2, bx, by)
-    else:                                                 # split in three: up, across, back down
+    else:  # split in three: up, across, back down
         if h2 % 2 and h > 2:
             bx2, by2 = bx2 + dbx, by2 + dby
         yield from _gilbert(x, y, bx2, by2, ax2, ay2)
         yield from _gilbert(x + bx2, y + by2, ax, ay, bx - bx2, by - by2)
-        yield from _gilbert(x + (ax - dax) + (bx2 - dbx), y + (ay - day) + (by2 - dby),
-                            -bx2, -by2, -(ax - ax2), -(ay - ay2))
+        yield from _gilbert(
+            x + (ax - dax) + (bx2 - dbx),
+            y + (ay - day) + (by2 - dby),
+            -bx2,
+            -by2,
+            -(ax - ax2),
+            -(ay - ay2),
+        )
 
 
 def _cells(name: str, h: int, w: int) -> List[Tuple[int, int]]:
@@ -96,16 +103,19 @@ def _order(name: str, h: int, w: int, seed: int) -> Tuple[torch.Tensor, torch.Te
     return perm, inv
 
 
-def scan_order(name: str, height: int, width: int,
-               seed: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+def scan_order(
+    name: str, height: int, width: int, seed: int = 0
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(perm, inv)`` of the order ``name`` on a ``height`` x ``width`` grid (see the module
     docstring): LongTensors (height * width,) on the CPU; ``seed`` only matters for ``random``."""
     if name not in ORDERS:
-        raise ValueError(f"unknown scan order {name!r}: choose one of {', '.join(ORDERS)} "
-                         "(model.scan_order)")
+        raise ValueError(
+            f"unknown scan order {name!r}: choose one of {', '.join(ORDERS)} (model.scan_order)"
+        )
     if height < 1 or width < 1:
-        raise ValueError(f"a scan order needs a grid of at least 1 x 1 cells, got {height} x "
-                         f"{width}")
+        raise ValueError(
+            f"a scan order needs a grid of at least 1 x 1 cells, got {height} x {width}"
+        )
     perm, inv = _order(name, int(height), int(width), int(seed))
     return perm.clone(), inv.clone()
 
@@ -118,6 +128,7 @@ def layer_orders(spec: Union[str, Sequence[str]], depth: int) -> List[str]:
         raise ValueError("model.scan_order: an empty list; give a name or a list of names")
     for n in names:
         if n not in ORDERS:
-            raise ValueError(f"unknown scan order {n!r} in model.scan_order: choose from "
-                             f"{', '.join(ORDERS)}")
+            raise ValueError(
+                f"unknown scan order {n!r} in model.scan_order: choose from {', '.join(ORDERS)}"
+            )
     return [names[i % len(names)] for i in range(depth)]

@@ -18,6 +18,7 @@ Two more things the viewer shows are computed here:
 
 Dimension letters: the glossary in diffussm_lib/__init__.py (F = frames here, as in the text above).
 """
+
 from __future__ import annotations
 
 import math
@@ -28,11 +29,19 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from ..diffusion import (NoiseSchedule, SampleResult, check_sampler, default_steps, null_class_of, predict_x0_eps,
-                         run_sampler, split_channels)
+from ..diffusion import (
+    NoiseSchedule,
+    SampleResult,
+    check_sampler,
+    default_steps,
+    null_class_of,
+    predict_x0_eps,
+    run_sampler,
+    split_channels,
+)
 from ..env import model_device
 
-ALL_CLASSES = -1   # class-selector value meaning "labels 0, 1, ..., 9, 0, 1, ..."
+ALL_CLASSES = -1  # class-selector value meaning "labels 0, 1, ..., 9, 0, 1, ..."
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,7 +93,7 @@ class ViewerFrames:
             return f"{where}, final sample (t = -1, clean)"
         s = f"{where}, t = {t}"
         if schedule is not None:
-            s += f", log-SNR = {round(float(log_snr(schedule, torch.tensor([t]))[0]), 1) + 0.0:.1f}"   # + 0.0: no "-0.0"
+            s += f", log-SNR = {round(float(log_snr(schedule, torch.tensor([t]))[0]), 1) + 0.0:.1f}"  # + 0.0: no "-0.0"
         return s
 
 
@@ -107,22 +116,36 @@ def check_frames_args(sampler: str, steps: Optional[int], guidance: float) -> No
     """Raise a ``ValueError`` naming the argument when ``sampler`` is unknown, ``steps`` is not an
     integer >= 1 (None = the sampler's default) or ``guidance`` is negative."""
     check_sampler(sampler)
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1):
-        raise ValueError(f"steps must be an integer >= 1 (or None for the sampler's default), got {steps!r}")
+    if steps is not None and (
+        isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1
+    ):
+        raise ValueError(
+            f"steps must be an integer >= 1 (or None for the sampler's default), got {steps!r}"
+        )
     if not guidance >= 0:
-        raise ValueError(f"guidance must be >= 0 (0 = unconditional, 1 = plain conditional, > 1 = guided), "
-                         f"got {guidance}")
+        raise ValueError(
+            f"guidance must be >= 0 (0 = unconditional, 1 = plain conditional, > 1 = guided), "
+            f"got {guidance}"
+        )
 
 
-def frames_from_result(result: SampleResult, *, sampler: str = "ddim", guidance: float = 1.0,
-                       steps: int = 0, stride: Optional[int] = None) -> ViewerFrames:
+def frames_from_result(
+    result: SampleResult,
+    *,
+    sampler: str = "ddim",
+    guidance: float = 1.0,
+    steps: int = 0,
+    stride: Optional[int] = None,
+) -> ViewerFrames:
     """``ViewerFrames`` from a sampler's ``SampleResult`` (``return_trajectory=True``): the R recorded
     steps (xs, x0_preds (R, B, C, H, W)) plus a final frame holding ``result.images`` (B, C, H, W).
     Given ``steps`` (S) and the ``stride`` the run recorded with, the frames know their step numbers."""
     final = result.images.detach().float().cpu()
     if result.xs.dim() != 5 or result.xs.shape[1:] != final.shape:
-        raise ValueError(f"trajectory xs of shape {tuple(result.xs.shape)} does not fit images of shape "
-                         f"{tuple(final.shape)}: expected (R, B, C, H, W)")
+        raise ValueError(
+            f"trajectory xs of shape {tuple(result.xs.shape)} does not fit images of shape "
+            f"{tuple(final.shape)}: expected (R, B, C, H, W)"
+        )
     ts = torch.cat([result.step_times.long().cpu(), torch.tensor([-1])])
     xs = torch.cat([result.xs.float().cpu(), final[None]])
     x0 = torch.cat([result.x0_preds.float().cpu(), final[None]])
@@ -130,16 +153,32 @@ def frames_from_result(result: SampleResult, *, sampler: str = "ddim", guidance:
     if stride is not None and steps:
         rec = recorded_steps(int(steps), int(stride))
         if rec.numel() != result.step_times.numel():
-            raise ValueError(f"{result.step_times.numel()} recorded steps, but a run of {steps} steps with "
-                             f"stride {stride} records {rec.numel()}")
+            raise ValueError(
+                f"{result.step_times.numel()} recorded steps, but a run of {steps} steps with "
+                f"stride {stride} records {rec.numel()}"
+            )
         step_index = torch.cat([rec, torch.tensor([int(steps)])])
-    return ViewerFrames(timesteps=ts, xs=xs, x0_preds=x0, labels=result.y, sampler=sampler,
-                        guidance=float(guidance), steps=int(steps), step_index=step_index)
+    return ViewerFrames(
+        timesteps=ts,
+        xs=xs,
+        x0_preds=x0,
+        labels=result.y,
+        sampler=sampler,
+        guidance=float(guidance),
+        steps=int(steps),
+        step_index=step_index,
+    )
 
 
 @torch.no_grad()
-def guidance_directions(model, schedule: NoiseSchedule, frames: ViewerFrames, *, prediction: str = "eps",
-                        device: Union[str, torch.device, None] = None) -> Tensor:
+def guidance_directions(
+    model,
+    schedule: NoiseSchedule,
+    frames: ViewerFrames,
+    *,
+    prediction: str = "eps",
+    device: Union[str, torch.device, None] = None,
+) -> Tensor:
     """eps_y - eps_null at every frame of ``frames`` (which must have labels): float (F, B, C, H, W)
     on CPU, zeros at the final frame (t = -1, no model call).
 
@@ -168,12 +207,25 @@ def guidance_directions(model, schedule: NoiseSchedule, frames: ViewerFrames, *,
 
 
 @torch.no_grad()
-def compute_frames(model, schedule: NoiseSchedule, labels: Optional[Tensor], *, image_size: int = 28,
-                   channels: Optional[int] = None, sampler: str = "ddim", steps: Optional[int] = None,
-                   guidance: float = 1.0, seed: int = 0, x_T: Optional[Tensor] = None, eta: float = 0.0,
-                   prediction: str = "eps", clip_x0: bool = True, max_frames: int = 100,
-                   with_guidance_dirs: bool = False,
-                   device: Union[str, torch.device, None] = None) -> ViewerFrames:
+def compute_frames(
+    model,
+    schedule: NoiseSchedule,
+    labels: Optional[Tensor],
+    *,
+    image_size: int = 28,
+    channels: Optional[int] = None,
+    sampler: str = "ddim",
+    steps: Optional[int] = None,
+    guidance: float = 1.0,
+    seed: int = 0,
+    x_T: Optional[Tensor] = None,
+    eta: float = 0.0,
+    prediction: str = "eps",
+    clip_x0: bool = True,
+    max_frames: int = 100,
+    with_guidance_dirs: bool = False,
+    device: Union[str, torch.device, None] = None,
+) -> ViewerFrames:
     """Sample once with the trajectory recorded and return its frames.
 
     labels: long (B,) or None (unconditional: then ``guidance`` must be 1). The batch is
@@ -205,22 +257,37 @@ def compute_frames(model, schedule: NoiseSchedule, labels: Optional[Tensor], *, 
             raise ValueError(f"labels must have shape (B,) = ({B},), got {tuple(labels.shape)}")
         labels = labels.to(device)
     if with_guidance_dirs and labels is None:
-        raise ValueError("with_guidance_dirs=True needs labels: an unconditional run has no guidance direction")
+        raise ValueError(
+            "with_guidance_dirs=True needs labels: an unconditional run has no guidance direction"
+        )
     S = default_steps(sampler, schedule.T, steps)
     stride = max(1, math.ceil(S / max_frames))
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
     null_class = null_class_of(model)
-    common = dict(guidance=float(guidance), null_class=null_class, prediction=prediction, clip_x0=clip_x0,
-                  generator=g, x_T=x_T, device=device, return_trajectory=True, trajectory_stride=stride)
+    common = dict(
+        guidance=float(guidance),
+        null_class=null_class,
+        prediction=prediction,
+        clip_x0=clip_x0,
+        generator=g,
+        x_T=x_T,
+        device=device,
+        return_trajectory=True,
+        trajectory_stride=stride,
+    )
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
     try:
-        res = run_sampler(sampler, model, schedule.to(device), shape, labels, steps=S, eta=eta, **common)
+        res = run_sampler(
+            sampler, model, schedule.to(device), shape, labels, steps=S, eta=eta, **common
+        )
         frames = frames_from_result(res, sampler=sampler, guidance=guidance, steps=S, stride=stride)
         if with_guidance_dirs:
-            frames.guidance_dirs = guidance_directions(model, schedule, frames, prediction=prediction, device=device)
+            frames.guidance_dirs = guidance_directions(
+                model, schedule, frames, prediction=prediction, device=device
+            )
     finally:
         if was_training:
             model.train()
@@ -231,12 +298,18 @@ def viewer_labels(choice: int, n: int, num_classes: int = 10) -> Tensor:
     """The batch labels for a class-selector value ``choice``: ``ALL_CLASSES`` (-1) -> 0, 1, ...,
     num_classes-1, 0, 1, ... (n of them); a class c -> n copies of c. Returns long (n,)."""
     if num_classes < 1:
-        raise ValueError(f"class_choice={choice}: the class selector needs a class-conditional model, and this "
-                         "one has no class conditioning (num_classes = 0): use class_choice=None (unconditional)")
+        raise ValueError(
+            f"class_choice={choice}: the class selector needs a class-conditional model, and this "
+            "one has no class conditioning (num_classes = 0): use class_choice=None (unconditional)"
+        )
     if isinstance(choice, bool) or not isinstance(choice, numbers.Integral):
-        raise ValueError(f"class_choice must be an integer class or {ALL_CLASSES} (all), got {choice!r}")
+        raise ValueError(
+            f"class_choice must be an integer class or {ALL_CLASSES} (all), got {choice!r}"
+        )
     if choice == ALL_CLASSES:
         return torch.arange(n, dtype=torch.long) % num_classes
     if not 0 <= choice < num_classes:
-        raise ValueError(f"class_choice must be {ALL_CLASSES} (all) or a class in [0, {num_classes - 1}], got {choice}")
+        raise ValueError(
+            f"class_choice must be {ALL_CLASSES} (all) or a class in [0, {num_classes - 1}], got {choice}"
+        )
     return torch.full((n,), int(choice), dtype=torch.long)

@@ -9,6 +9,7 @@ Labels
 ``"all"`` -> every class in equal numbers, ``0, 1, ..., 9, 0, 1, ...`` (n must be a multiple of
 the number of classes); ``"3,1,4"`` -> that list repeated cyclically to n labels.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,12 +23,15 @@ from tqdm.auto import tqdm
 from ..diffusion import NoiseSchedule, check_sampler, null_class_of, run_sampler
 from ..env import model_device
 
-NO_CLASSES = ("this model has no class conditioning (model.num_classes = 0): sample it without "
-              "labels (diffussm sample: no --labels; diffussm evaluate: --unconditional)")
+NO_CLASSES = (
+    "this model has no class conditioning (model.num_classes = 0): sample it without "
+    "labels (diffussm sample: no --labels; diffussm evaluate: --unconditional)"
+)
 
 
-def parse_labels(spec: Union[None, str, Sequence[int]], n: int,
-                 num_classes: int) -> Optional[torch.Tensor]:
+def parse_labels(
+    spec: Union[None, str, Sequence[int]], n: int, num_classes: int
+) -> Optional[torch.Tensor]:
     """The labels for ``n`` samples: None (unconditional) or long (n,). See the module docstring."""
     if n < 1:
         raise ValueError(f"the number of samples must be >= 1, got {n}")
@@ -39,40 +43,60 @@ def parse_labels(spec: Union[None, str, Sequence[int]], n: int,
         s = spec.strip().lower()
         if s == "all":
             if n % num_classes:
-                raise ValueError(f"--labels all asks for every one of the {num_classes} classes in "
-                                 f"equal numbers: the number of samples ({n}) must be a "
-                                 f"multiple of {num_classes}")
+                raise ValueError(
+                    f"--labels all asks for every one of the {num_classes} classes in "
+                    f"equal numbers: the number of samples ({n}) must be a "
+                    f"multiple of {num_classes}"
+                )
             return torch.arange(n, dtype=torch.long) % num_classes
         items = [p.strip() for p in s.split(",") if p.strip()]
         if not items:
-            raise ValueError("--labels: expected 'all' or a comma-separated list of classes, "
-                             f"got {spec!r}")
+            raise ValueError(
+                f"--labels: expected 'all' or a comma-separated list of classes, got {spec!r}"
+            )
         values = []
         for it in items:
             try:
                 values.append(int(it))
             except ValueError:
-                raise ValueError(f"--labels: {it!r} is not an integer class (expected 'all' or "
-                                 "e.g. '0,1,7')") from None
+                raise ValueError(
+                    f"--labels: {it!r} is not an integer class (expected 'all' or e.g. '0,1,7')"
+                ) from None
     else:
         values = [int(v) for v in spec]
         if not values:
             raise ValueError("labels: empty list")
     bad = [v for v in values if not 0 <= v < num_classes]
     if bad:
-        raise ValueError(f"--labels: class {bad[0]} is outside [0, {num_classes - 1}] (the model "
-                         f"has {num_classes} classes)")
+        raise ValueError(
+            f"--labels: class {bad[0]} is outside [0, {num_classes - 1}] (the model "
+            f"has {num_classes} classes)"
+        )
     base = torch.tensor(values, dtype=torch.long)
     return base.repeat(math.ceil(n / len(values)))[:n]
 
 
 @torch.no_grad()
-def generate(model: nn.Module, schedule: NoiseSchedule, n: int,
-             labels: Optional[torch.Tensor] = None, *, image_size: int, channels: int,
-             sampler: str = "ddim", steps: Optional[int] = None, guidance: float = 1.0,
-             seed: int = 0, prediction: str = "eps", eta: float = 0.0, clip_x0: bool = True,
-             batch_size: Optional[int] = None, device: Union[str, torch.device, None] = None,
-             progress: bool = False, variance: Optional[str] = None) -> torch.Tensor:
+def generate(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    n: int,
+    labels: Optional[torch.Tensor] = None,
+    *,
+    image_size: int,
+    channels: int,
+    sampler: str = "ddim",
+    steps: Optional[int] = None,
+    guidance: float = 1.0,
+    seed: int = 0,
+    prediction: str = "eps",
+    eta: float = 0.0,
+    clip_x0: bool = True,
+    batch_size: Optional[int] = None,
+    device: Union[str, torch.device, None] = None,
+    progress: bool = False,
+    variance: Optional[str] = None,
+) -> torch.Tensor:
     """``n`` samples from ``model`` as float (n, C, H, W) in [-1, 1] (clipped), on CPU.
 
     labels: long (n,) or None (unconditional; then ``guidance`` must be 1), each a class of the
@@ -98,15 +122,22 @@ def generate(model: nn.Module, schedule: NoiseSchedule, n: int,
     device = torch.device(device) if device is not None else model_device(model)
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
-    options = dict(guidance=guidance, null_class=null_class_of(model), prediction=prediction,
-                   clip_x0=clip_x0, generator=g, device=device)
+    options = dict(
+        guidance=guidance,
+        null_class=null_class_of(model),
+        prediction=prediction,
+        clip_x0=clip_x0,
+        generator=g,
+        device=device,
+    )
     sched = schedule.to(device)
     was_training = model.training
     model.eval()
     if batch_size is None:
         guided = labels is not None and guidance not in (0.0, 1.0)
-        batch_size = fastest_batch_size(model, (channels, image_size, image_size), n, guided=guided,
-                                        device=device)
+        batch_size = fastest_batch_size(
+            model, (channels, image_size, image_size), n, guided=guided, device=device
+        )
     # all the initial noise first
     x_T = torch.randn((n, channels, image_size, image_size), generator=g, device=device)
     out = []
@@ -116,9 +147,19 @@ def generate(model: nn.Module, schedule: NoiseSchedule, n: int,
     try:
         for s in starts:
             b = min(batch_size, n - s)
-            y = None if labels is None else labels[s:s + b].to(device)
-            x = run_sampler(sampler, model, sched, None, y, steps=steps, eta=eta, variance=variance,
-                            x_T=x_T[s:s + b], **options)
+            y = None if labels is None else labels[s : s + b].to(device)
+            x = run_sampler(
+                sampler,
+                model,
+                sched,
+                None,
+                y,
+                steps=steps,
+                eta=eta,
+                variance=variance,
+                x_T=x_T[s : s + b],
+                **options,
+            )
             out.append(x.float().clamp(-1, 1).cpu())
     finally:
         model.train(was_training)
@@ -135,8 +176,9 @@ def check_classes(model: nn.Module, labels: Optional[torch.Tensor]) -> None:
         raise ValueError(NO_CLASSES)
     lo, hi = int(labels.min()), int(labels.max())
     if lo < 0 or hi >= k:
-        raise ValueError(f"class {lo if lo < 0 else hi} is outside [0, {k - 1}] "
-                         f"(the model has {k} classes)")
+        raise ValueError(
+            f"class {lo if lo < 0 else hi} is outside [0, {k - 1}] (the model has {k} classes)"
+        )
 
 
 _FASTEST: dict = {}
@@ -144,8 +186,14 @@ BATCH_CANDIDATES = (16, 32, 64, 128, 256)
 
 
 @torch.no_grad()
-def fastest_batch_size(model: nn.Module, image_shape: Sequence[int], n: int, *, guided: bool = True,
-                       device: Union[str, torch.device, None] = None) -> int:
+def fastest_batch_size(
+    model: nn.Module,
+    image_shape: Sequence[int],
+    n: int,
+    *,
+    guided: bool = True,
+    device: Union[str, torch.device, None] = None,
+) -> int:
     """The batch size at which ``model`` samples the most images per second here, for ``n`` images
     of shape (C, H, W): on a GPU min(n, 1024); on a CPU a short measurement of one forward (two
     with guidance) at each of ``BATCH_CANDIDATES`` up to n, done once per model shape, device and
@@ -156,8 +204,14 @@ def fastest_batch_size(model: nn.Module, image_shape: Sequence[int], n: int, *, 
     cands = [b for b in BATCH_CANDIDATES if b <= n]
     if len(cands) < 2:
         return max(1, min(n, BATCH_CANDIDATES[0]))
-    key = (type(model).__name__, sum(p.numel() for p in model.parameters()), tuple(image_shape),
-           guided, torch.get_num_threads(), cands[-1])
+    key = (
+        type(model).__name__,
+        sum(p.numel() for p in model.parameters()),
+        tuple(image_shape),
+        guided,
+        torch.get_num_threads(),
+        cands[-1],
+    )
     if key not in _FASTEST:
         null = null_class_of(model)
         rates = {}
@@ -167,9 +221,12 @@ def fastest_batch_size(model: nn.Module, image_shape: Sequence[int], n: int, *, 
             y = torch.zeros(b, dtype=torch.long, device=device)
             args = (x, t, y)
             if guided:
-                args = (torch.cat([x, x]), torch.cat([t, t]),
-                        torch.cat([y, torch.full_like(y, null)]))
-            model(*args)                                          # warm-up at this size
+                args = (
+                    torch.cat([x, x]),
+                    torch.cat([t, t]),
+                    torch.cat([y, torch.full_like(y, null)]),
+                )
+            model(*args)  # warm-up at this size
             t0 = time.perf_counter()
             model(*args)
             rates[b] = b / (time.perf_counter() - t0)

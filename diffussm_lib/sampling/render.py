@@ -11,6 +11,7 @@
 The static fallbacks, for readers on GitHub or without a widget frontend, are ``save_gif`` (an
 animated GIF, Pillow) and ``strip_figure`` (a few frames in a row, matplotlib).
 """
+
 from __future__ import annotations
 
 import io
@@ -28,8 +29,11 @@ from ..diffusion import NoiseSchedule
 from .frames import ViewerFrames, log_snr
 from .images import make_grid, to_uint8_nhwc
 
-PANEL_GAP = 6          # white pixels between two panels (before scaling)
-LOG_SNR_RANGE = (-15.0, 15.0)   # the timeline's vertical axis at most; values outside are drawn at its edge
+PANEL_GAP = 6  # white pixels between two panels (before scaling)
+LOG_SNR_RANGE = (
+    -15.0,
+    15.0,
+)  # the timeline's vertical axis at most; values outside are drawn at its edge
 
 
 # --------------------------------------------------------------------------------------------
@@ -54,14 +58,23 @@ def frame_panels(frames: ViewerFrames, k: int) -> list:
     """The panels of frame ``k`` as (title, images (B, C, H, W) in [-1, 1]): x_t, the predicted x_0
     and, when ``frames.guidance_dirs`` is set, the guidance direction (``guidance_panel``)."""
     t = int(frames.timesteps[k])
-    panels = [("x_t" if t >= 0 else "final sample", frames.xs[k]), ("predicted x_0", frames.x0_preds[k])]
+    panels = [
+        ("x_t" if t >= 0 else "final sample", frames.xs[k]),
+        ("predicted x_0", frames.x0_preds[k]),
+    ]
     if frames.guidance_dirs is not None:
         panels.append(("guidance direction", guidance_panel(frames.guidance_dirs[k])))
     return panels
 
 
-def noise_timeline(schedule: NoiseSchedule, timesteps: torch.Tensor, k: int, width: int,
-                   height: int = 48, font_size: int = 10) -> np.ndarray:
+def noise_timeline(
+    schedule: NoiseSchedule,
+    timesteps: torch.Tensor,
+    k: int,
+    width: int,
+    height: int = 48,
+    font_size: int = 10,
+) -> np.ndarray:
     """A small plot of the noise level against t: the log-SNR curve of ``schedule`` from t = T-1
     (left, pure noise) to t = 0 (right, clean), a dashed line at log-SNR 0 (signal = noise), a grey
     dot at each frame's timestep (``timesteps`` (F,), -1 = the final sample, drawn at the right
@@ -71,7 +84,7 @@ def noise_timeline(schedule: NoiseSchedule, timesteps: torch.Tensor, k: int, wid
     draw = ImageDraw.Draw(im)
     font = _font(font_size)
     left, right, top, bottom = 4, width - 5, 3, height - font_size - 5
-    ends = log_snr(schedule, torch.tensor([T - 1, 0])).tolist()        # the curve's own range, clipped
+    ends = log_snr(schedule, torch.tensor([T - 1, 0])).tolist()  # the curve's own range, clipped
     lo, hi = max(ends[0], LOG_SNR_RANGE[0]), min(ends[1], LOG_SNR_RANGE[1])
 
     def x_of(t: int) -> float:
@@ -84,7 +97,7 @@ def noise_timeline(schedule: NoiseSchedule, timesteps: torch.Tensor, k: int, wid
     ts = torch.linspace(T - 1, 0, min(T, 200)).round().long()
     curve = log_snr(schedule, ts).tolist()
     draw.line([(x_of(int(t)), y_of(v)) for t, v in zip(ts.tolist(), curve)], fill=150, width=1)
-    for x in range(left, right, 6):                                   # log-SNR = 0: signal = noise
+    for x in range(left, right, 6):  # log-SNR = 0: signal = noise
         draw.line([(x, y_of(0.0)), (x + 2, y_of(0.0))], fill=190)
     levels = log_snr(schedule, timesteps).tolist()
     for t, v in zip(timesteps.tolist(), levels):
@@ -98,14 +111,23 @@ def noise_timeline(schedule: NoiseSchedule, timesteps: torch.Tensor, k: int, wid
     draw.text((left, label_y), f"t = {T - 1}: noise", fill=0, font=font)
     mid = "log-SNR = log(alpha_bar / (1 - alpha_bar)) against t; dashes: signal = noise"
     if draw.textlength(mid, font=font) < (right - left) * 0.6:
-        draw.text(((left + right - draw.textlength(mid, font=font)) / 2, label_y), mid, fill=90, font=font)
+        draw.text(
+            ((left + right - draw.textlength(mid, font=font)) / 2, label_y), mid, fill=90, font=font
+        )
     end = "t = 0: clean"
     draw.text((right - draw.textlength(end, font=font), label_y), end, fill=0, font=font)
     return np.asarray(im)
 
 
-def render_frame(frames: ViewerFrames, k: int, *, ncol: Optional[int] = None, scale: int = 3,
-                 header: bool = True, schedule: Optional[NoiseSchedule] = None) -> np.ndarray:
+def render_frame(
+    frames: ViewerFrames,
+    k: int,
+    *,
+    ncol: Optional[int] = None,
+    scale: int = 3,
+    header: bool = True,
+    schedule: Optional[NoiseSchedule] = None,
+) -> np.ndarray:
     """Frame ``k`` as one picture: the panels of ``frame_panels`` side by side, each a grid of the B
     images (``ncol`` columns, default min(B, 5)) clipped to [-1, 1] and upscaled ``scale`` times
     (nearest neighbour); with ``header``, a caption line and the panel titles above them and, given
@@ -128,8 +150,14 @@ def render_frame(frames: ViewerFrames, k: int, *, ncol: Optional[int] = None, sc
     line = fsize + 6
     timeline = None
     if schedule is not None:
-        timeline = noise_timeline(schedule, frames.timesteps, k, body.shape[1], height=20 * scale + fsize + 12,
-                                  font_size=max(10, 3 * scale))
+        timeline = noise_timeline(
+            schedule,
+            frames.timesteps,
+            k,
+            body.shape[1],
+            height=20 * scale + fsize + 12,
+            font_size=max(10, 3 * scale),
+        )
     mode = "L" if body.ndim == 2 else "RGB"
     white = 255 if mode == "L" else (255, 255, 255)
     black = 0 if mode == "L" else (0, 0, 0)
@@ -159,8 +187,15 @@ def frame_png(frames: ViewerFrames, k: int, **kw) -> bytes:
     return buf.getvalue()
 
 
-def save_gif(frames: Union[ViewerFrames, Sequence], path: Union[str, os.PathLike], *, fps: float = 8.0,
-             hold_last: float = 1.5, loop: int = 0, **render_kw) -> Path:
+def save_gif(
+    frames: Union[ViewerFrames, Sequence],
+    path: Union[str, os.PathLike],
+    *,
+    fps: float = 8.0,
+    hold_last: float = 1.5,
+    loop: int = 0,
+    **render_kw,
+) -> Path:
     """Write the frames as an animated GIF with exactly one GIF frame per frame; returns the path.
 
     frames: ``ViewerFrames`` (rendered with ``render_frame(**render_kw)``) or a sequence of pictures
@@ -171,11 +206,15 @@ def save_gif(frames: Union[ViewerFrames, Sequence], path: Union[str, os.PathLike
     if isinstance(frames, ViewerFrames):
         images = render_frames(frames, **render_kw)
     else:
-        images = [f if isinstance(f, Image.Image) else Image.fromarray(np.asarray(f)) for f in frames]
+        images = [
+            f if isinstance(f, Image.Image) else Image.fromarray(np.asarray(f)) for f in frames
+        ]
     if not images:
         raise ValueError("save_gif: no frames")
     if len({im.size for im in images}) > 1:
-        raise ValueError(f"save_gif: frames have different sizes {sorted({im.size for im in images})}")
+        raise ValueError(
+            f"save_gif: frames have different sizes {sorted({im.size for im in images})}"
+        )
     if fps <= 0:
         raise ValueError(f"fps must be > 0, got {fps}")
     ms = max(20, int(round(1000 / fps)))
@@ -187,16 +226,37 @@ def save_gif(frames: Union[ViewerFrames, Sequence], path: Union[str, os.PathLike
     marked = []
     for i, im in enumerate(images):
         im = im.copy()
-        im.putpixel((im.size[0] - 1, im.size[1] - 1), (254 if i % 2 else 255) if im.mode != "RGB"
-                    else ((254, 254, 254) if i % 2 else (255, 255, 255)))
+        im.putpixel(
+            (im.size[0] - 1, im.size[1] - 1),
+            (254 if i % 2 else 255)
+            if im.mode != "RGB"
+            else ((254, 254, 254) if i % 2 else (255, 255, 255)),
+        )
         marked.append(im)
     first, rest = marked[0], marked[1:]
-    return atomic_write(path, lambda tmp: first.save(tmp, format="GIF", save_all=True, append_images=rest,
-                                                     duration=durations, loop=loop, optimize=False))
+    return atomic_write(
+        path,
+        lambda tmp: first.save(
+            tmp,
+            format="GIF",
+            save_all=True,
+            append_images=rest,
+            duration=durations,
+            loop=loop,
+            optimize=False,
+        ),
+    )
 
 
-def strip_figure(frames: ViewerFrames, num: int = 8, digits: Optional[Sequence[int]] = None, *,
-                 schedule: Optional[NoiseSchedule] = None, title: Optional[str] = None, cell: float = 1.3):
+def strip_figure(
+    frames: ViewerFrames,
+    num: int = 8,
+    digits: Optional[Sequence[int]] = None,
+    *,
+    schedule: Optional[NoiseSchedule] = None,
+    title: Optional[str] = None,
+    cell: float = 1.3,
+):
     """A static strip of ``num`` evenly spaced frames (always the first and the last): top row x_t,
     bottom row predicted x_0, each cell a small grid of the batch entries ``digits`` (default: up
     to 4), titled with its timestep (and, given ``schedule``, its log-SNR). Returns the matplotlib
@@ -220,7 +280,7 @@ def strip_figure(frames: ViewerFrames, num: int = 8, digits: Optional[Sequence[i
         t = int(frames.timesteps[k])
         title_k = f"t = {t}" if t >= 0 else "final"
         if schedule is not None and t >= 0:
-            title_k += f"\nlog-SNR {float(log_snr(schedule, frames.timesteps[k:k + 1])[0]):.1f}"
+            title_k += f"\nlog-SNR {float(log_snr(schedule, frames.timesteps[k : k + 1])[0]):.1f}"
         axes[0, j].set_title(title_k, fontsize=9)
     axes[0, 0].set_ylabel("x_t", fontsize=9)
     axes[1, 0].set_ylabel("pred. x_0", fontsize=9)

@@ -25,6 +25,7 @@ steps, class, guidance or noise needs the kernel: the frames are sampled again a
 children replaced. Settings already seen come from a small cache. A setting's effect is seen on the
 same initial noise (and the same per-step noise for DDPM) until **new noise** draws another.
 """
+
 from __future__ import annotations
 
 import html
@@ -34,11 +35,18 @@ import torch
 
 from ..diffusion import SAMPLERS, NoiseSchedule, default_steps
 from ..env import model_device
-from .frames import ALL_CLASSES, ViewerFrames, check_frames_args, compute_frames, log_snr, viewer_labels
+from .frames import (
+    ALL_CLASSES,
+    ViewerFrames,
+    check_frames_args,
+    compute_frames,
+    log_snr,
+    viewer_labels,
+)
 from .render import frame_png
 
 SAMPLER_TITLES = {"ddim": "DDIM", "dpm_solver++": "DPM-Solver++", "ddpm": "DDPM"}
-DEFAULT_GUIDANCE = 2.0      # the viewer's w for a class-conditional model (an unconditional one: 1)
+DEFAULT_GUIDANCE = 2.0  # the viewer's w for a class-conditional model (an unconditional one: 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -46,7 +54,9 @@ def _widgets():
     try:
         import ipywidgets
     except ImportError as e:  # pragma: no cover - ipywidgets is in the notebooks/test extras
-        raise ImportError("the denoising viewer needs ipywidgets: pip install -e '.[notebooks]'") from e
+        raise ImportError(
+            "the denoising viewer needs ipywidgets: pip install -e '.[notebooks]'"
+        ) from e
     return ipywidgets
 
 
@@ -90,12 +100,30 @@ class DenoisingViewer:
     ``guidance`` < 0, a ``class_choice`` out of range, or a class for a model without classes.
     """
 
-    def __init__(self, model, schedule: NoiseSchedule, *, n: int = 10, class_choice: Optional[int] = None,
-                 guidance: Optional[float] = None, guidance_max: float = 6.0, sampler: str = "ddim",
-                 steps: Optional[int] = None, image_size: int = 28, channels: Optional[int] = None,
-                 prediction: str = "eps", clip_x0: bool = True, seed: int = 0, max_frames: int = 100,
-                 frame: Optional[int] = None, ncol: Optional[int] = None, scale: int = 2, fps: float = 8.0,
-                 cache_size: int = 12, device: Union[str, torch.device, None] = None):
+    def __init__(
+        self,
+        model,
+        schedule: NoiseSchedule,
+        *,
+        n: int = 10,
+        class_choice: Optional[int] = None,
+        guidance: Optional[float] = None,
+        guidance_max: float = 6.0,
+        sampler: str = "ddim",
+        steps: Optional[int] = None,
+        image_size: int = 28,
+        channels: Optional[int] = None,
+        prediction: str = "eps",
+        clip_x0: bool = True,
+        seed: int = 0,
+        max_frames: int = 100,
+        frame: Optional[int] = None,
+        ncol: Optional[int] = None,
+        scale: int = 2,
+        fps: float = 8.0,
+        cache_size: int = 12,
+        device: Union[str, torch.device, None] = None,
+    ):
         w = _widgets()
         if n < 1:
             raise ValueError(f"n (digits per batch) must be >= 1, got {n}")
@@ -105,57 +133,106 @@ class DenoisingViewer:
         if class_choice is None:
             class_choice = ALL_CLASSES if self.conditional else None
         else:
-            viewer_labels(class_choice, n, self.num_classes)          # raises for a bad class_choice
+            viewer_labels(class_choice, n, self.num_classes)  # raises for a bad class_choice
         if guidance is None:
             guidance = DEFAULT_GUIDANCE if self.conditional else 1.0
         check_frames_args(sampler, steps, guidance)
         if not self.conditional and guidance != 1.0:
-            raise ValueError(f"guidance={guidance} needs class labels, but this model has no class conditioning "
-                             "(num_classes = 0): use guidance=1")
+            raise ValueError(
+                f"guidance={guidance} needs class labels, but this model has no class conditioning "
+                "(num_classes = 0): use guidance=1"
+            )
         self.n, self.seed = n, int(seed)
         self.device = torch.device(device) if device is not None else model_device(model)
-        self.shape = (n, channels if channels is not None else int(getattr(model, "in_channels", 1)),
-                      image_size, image_size)
+        self.shape = (
+            n,
+            channels if channels is not None else int(getattr(model, "in_channels", 1)),
+            image_size,
+            image_size,
+        )
         self.x_T = self._noise(self.seed)
-        self.sample_kw = dict(prediction=prediction, clip_x0=clip_x0, max_frames=max_frames, device=self.device)
+        self.sample_kw = dict(
+            prediction=prediction, clip_x0=clip_x0, max_frames=max_frames, device=self.device
+        )
         self.render_kw = dict(ncol=ncol, scale=scale, schedule=schedule)
         self.cache_size = cache_size
         self._cache: dict = {}
 
-        self.sampler = w.Dropdown(options=[(SAMPLER_TITLES.get(s, s), s) for s in SAMPLERS], value=sampler,
-                                  description="sampler")
-        self.steps = w.BoundedIntText(value=default_steps(sampler, schedule.T, steps), min=1, max=schedule.T,
-                                      description="steps", layout=w.Layout(width="150px"))
-        classes = [(f"all classes 0-{self.num_classes - 1}", ALL_CLASSES)] + [(str(c), c) for c in range(self.num_classes)]
-        self.class_select = w.Dropdown(options=classes if self.conditional else [("none (no classes)", None)],
-                                       value=class_choice, description="class", disabled=not self.conditional)
-        self.guidance = w.FloatSlider(value=float(guidance), min=0.0, max=max(float(guidance_max), guidance),
-                                      step=0.5, description="guidance w", continuous_update=False,
-                                      disabled=not self.conditional, style={"description_width": "initial"})
-        self.new_noise = w.Button(description="new noise", tooltip="sample again from a different x_T")
-        self.play = w.Play(value=0, min=0, max=1, step=1, interval=max(20, int(1000 / fps)), show_repeat=False)
-        self.step = w.SelectionSlider(options=[("t", 0)], description="t", continuous_update=True,
-                                      layout=w.Layout(width="60%"))
+        self.sampler = w.Dropdown(
+            options=[(SAMPLER_TITLES.get(s, s), s) for s in SAMPLERS],
+            value=sampler,
+            description="sampler",
+        )
+        self.steps = w.BoundedIntText(
+            value=default_steps(sampler, schedule.T, steps),
+            min=1,
+            max=schedule.T,
+            description="steps",
+            layout=w.Layout(width="150px"),
+        )
+        classes = [(f"all classes 0-{self.num_classes - 1}", ALL_CLASSES)] + [
+            (str(c), c) for c in range(self.num_classes)
+        ]
+        self.class_select = w.Dropdown(
+            options=classes if self.conditional else [("none (no classes)", None)],
+            value=class_choice,
+            description="class",
+            disabled=not self.conditional,
+        )
+        self.guidance = w.FloatSlider(
+            value=float(guidance),
+            min=0.0,
+            max=max(float(guidance_max), guidance),
+            step=0.5,
+            description="guidance w",
+            continuous_update=False,
+            disabled=not self.conditional,
+            style={"description_width": "initial"},
+        )
+        self.new_noise = w.Button(
+            description="new noise", tooltip="sample again from a different x_T"
+        )
+        self.play = w.Play(
+            value=0, min=0, max=1, step=1, interval=max(20, int(1000 / fps)), show_repeat=False
+        )
+        self.step = w.SelectionSlider(
+            options=[("t", 0)],
+            description="t",
+            continuous_update=True,
+            layout=w.Layout(width="60%"),
+        )
         self.stack = w.Stack([])
         self.status = w.HTML()
         self.images: list = []
-        for part, name in ((self.step, "step"), (self.play, "play"), (self.sampler, "sampler"),
-                           (self.new_noise, "noise"), (self.stack, "stack"), (self.status, "status")):
+        for part, name in (
+            (self.step, "step"),
+            (self.play, "play"),
+            (self.sampler, "sampler"),
+            (self.new_noise, "noise"),
+            (self.stack, "stack"),
+            (self.status, "status"),
+        ):
             part.add_class(f"diffussm-viewer-{name}")
-        self.widget = w.VBox([
-            w.HBox([self.sampler, self.steps, self.class_select, self.guidance, self.new_noise]),
-            w.HBox([self.play, self.step]),
-            self.status,
-            self.stack,
-        ])
+        self.widget = w.VBox(
+            [
+                w.HBox(
+                    [self.sampler, self.steps, self.class_select, self.guidance, self.new_noise]
+                ),
+                w.HBox([self.play, self.step]),
+                self.status,
+                self.stack,
+            ]
+        )
         self.widget.add_class("diffussm-viewer")
         self.frames: Optional[ViewerFrames] = None
         self.pngs: list = []
         self._set_frames(*self.frames_for(self.setting()), frame=frame)
         # The links that make playing work in the page alone: Play -> slider -> the Stack's picture.
         # Made after the first frames are in, so that the page links Play, slider and Stack at that frame.
-        self.links = [w.jslink((self.play, "value"), (self.step, "index")),
-                      w.jslink((self.step, "index"), (self.stack, "selected_index"))]
+        self.links = [
+            w.jslink((self.play, "value"), (self.step, "index")),
+            w.jslink((self.step, "index"), (self.stack, "selected_index")),
+        ]
         for control in (self.sampler, self.steps, self.class_select, self.guidance):
             control.observe(self._on_setting, names="value")
         self.new_noise.on_click(self._on_new_noise)
@@ -169,17 +246,35 @@ class DenoisingViewer:
 
     def setting(self) -> tuple:
         """The controls' current setting: (sampler, steps, class_choice, guidance, seed)."""
-        return (self.sampler.value, int(self.steps.value), self.class_select.value, float(self.guidance.value),
-                self.seed)
+        return (
+            self.sampler.value,
+            int(self.steps.value),
+            self.class_select.value,
+            float(self.guidance.value),
+            self.seed,
+        )
 
     def frames_for(self, setting: tuple) -> tuple:
         """(ViewerFrames, [PNG bytes]) for a ``setting()``: computed once, then cached."""
         if setting not in self._cache:
             sampler, steps, class_choice, guidance, seed = setting
-            labels = None if class_choice is None else viewer_labels(class_choice, self.n, self.num_classes)
-            frames = compute_frames(self.model, self.schedule, labels, sampler=sampler, steps=steps,
-                                    guidance=guidance, x_T=self._noise(seed), seed=seed + 1,
-                                    with_guidance_dirs=labels is not None, **self.sample_kw)
+            labels = (
+                None
+                if class_choice is None
+                else viewer_labels(class_choice, self.n, self.num_classes)
+            )
+            frames = compute_frames(
+                self.model,
+                self.schedule,
+                labels,
+                sampler=sampler,
+                steps=steps,
+                guidance=guidance,
+                x_T=self._noise(seed),
+                seed=seed + 1,
+                with_guidance_dirs=labels is not None,
+                **self.sample_kw,
+            )
             pngs = [frame_png(frames, k, **self.render_kw) for k in range(len(frames))]
             while len(self._cache) >= max(1, self.cache_size):
                 self._cache.pop(next(iter(self._cache)))
@@ -192,21 +287,24 @@ class DenoisingViewer:
         ``frame`` (default: the frame nearest the timestep shown before, or ``informative_frame``)."""
         w = _widgets()
         if frame is None:
-            frame = (informative_frame(frames, self.schedule) if self.frames is None
-                     else nearest_frame(frames, int(self.frames.timesteps[self.step.index])))
+            frame = (
+                informative_frame(frames, self.schedule)
+                if self.frames is None
+                else nearest_frame(frames, int(self.frames.timesteps[self.step.index]))
+            )
         while len(self.images) < len(pngs):
             image = w.Image(format="png")
             image.add_class("diffussm-viewer-image")
             self.images.append(image)
-        for image in self.images[len(pngs):]:
+        for image in self.images[len(pngs) :]:
             image.close()
-        del self.images[len(pngs):]
+        del self.images[len(pngs) :]
         for image, png in zip(self.images, pngs):
             if image.value != png:
                 image.value = png
         self.frames, self.pngs = frames, pngs
         k = range(len(frames))[frame]
-        with self.stack.hold_sync():                  # each widget's changes reach the page as one message
+        with self.stack.hold_sync():  # each widget's changes reach the page as one message
             self.stack.selected_index = None
             self.stack.children = tuple(self.images)
             self.stack.selected_index = k
@@ -228,20 +326,34 @@ class DenoisingViewer:
 
     def _describe(self) -> str:
         f = self.frames
-        what = {None: "unconditional", ALL_CLASSES: "all classes"}.get(self.class_select.value,
-                                                                       f"class {self.class_select.value}")
-        panels = ("x_t (the sample), the predicted x_0 and the guidance direction eps_y - eps_null "
-                  "(normalised; white: the label adds ink)" if f.guidance_dirs is not None
-                  else "x_t (the sample) and the predicted x_0")
-        return (f"<b>{SAMPLER_TITLES.get(f.sampler, f.sampler)}</b>, {f.steps} steps ({len(f)} frames), {what}, "
-                f"guidance w = {f.guidance:g}, noise seed {self.seed}.<br>Panels: {panels}. Below them: "
-                "log-SNR against t, the dot at this frame.")
+        what = {None: "unconditional", ALL_CLASSES: "all classes"}.get(
+            self.class_select.value, f"class {self.class_select.value}"
+        )
+        panels = (
+            "x_t (the sample), the predicted x_0 and the guidance direction eps_y - eps_null "
+            "(normalised; white: the label adds ink)"
+            if f.guidance_dirs is not None
+            else "x_t (the sample) and the predicted x_0"
+        )
+        return (
+            f"<b>{SAMPLER_TITLES.get(f.sampler, f.sampler)}</b>, {f.steps} steps ({len(f)} frames), {what}, "
+            f"guidance w = {f.guidance:g}, noise seed {self.seed}.<br>Panels: {panels}. Below them: "
+            "log-SNR against t, the dot at this frame."
+        )
 
     # ------------------------------------------------------------------ callbacks
     def _recompute(self) -> None:
         """Sample the frames of the controls' setting (the controls are disabled meanwhile); a bad
         setting leaves the frames as they were and says why in the status line."""
-        controls = (self.sampler, self.steps, self.class_select, self.guidance, self.new_noise, self.step, self.play)
+        controls = (
+            self.sampler,
+            self.steps,
+            self.class_select,
+            self.guidance,
+            self.new_noise,
+            self.step,
+            self.play,
+        )
         enabled = [c for c in controls if not c.disabled]
         for c in enabled:
             c.disabled = True

@@ -17,6 +17,7 @@ kernels/       the fast CPU kernels ("torch", the default on a CPU): the factore
                FFT convolutions and the blocked scan with hand-written backwards, the offset linear;
                each tested equal to its readable form
 """
+
 from .backend import BACKENDS, BackendUnavailableError, resolve_backend
 from .bidirectional import BidirectionalSSM
 from .conv1d import causal_conv1d, causal_conv1d_torch
@@ -27,10 +28,20 @@ from .scan import selective_scan, selective_scan_sequential
 from .selective import SelectiveSSM
 
 __all__ = [
-    "BACKENDS", "BackendUnavailableError", "resolve_backend",
-    "BidirectionalSSM", "SelectiveSSM", "S4D",
-    "selective_scan", "selective_scan_sequential", "selective_scan_torch",
-    "causal_conv1d", "causal_conv1d_torch",
-    "bidirectional_fft_conv", "fft_causal_conv", "fft_length", "s4d_kernel_vandermonde",
+    "BACKENDS",
+    "BackendUnavailableError",
+    "resolve_backend",
+    "BidirectionalSSM",
+    "SelectiveSSM",
+    "S4D",
+    "selective_scan",
+    "selective_scan_sequential",
+    "selective_scan_torch",
+    "causal_conv1d",
+    "causal_conv1d_torch",
+    "bidirectional_fft_conv",
+    "fft_causal_conv",
+    "fft_length",
+    "s4d_kernel_vandermonde",
     "s4d_recurrence",
 ]

@@ -24,6 +24,7 @@ ran in ``backend_used``.
 The library never imports ``mamba_ssm`` / ``causal_conv1d`` unless the tensors are on a CUDA
 device: on a CPU machine their import needs compiled extensions that do not exist.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -45,8 +46,8 @@ _KERNELS = {
     "causal_conv1d": ("causal-conv1d", "causal_conv1d", "causal_conv1d_fn"),
 }
 _cache: dict[str, object] = {}
-_import_errors: dict[str, str] = {}   # kernel -> why its installed package did not import
-_warned: set[str] = set()             # kernels whose fallback "auto" has warned about
+_import_errors: dict[str, str] = {}  # kernel -> why its installed package did not import
+_warned: set[str] = set()  # kernels whose fallback "auto" has warned about
 
 
 class KernelFallbackWarning(UserWarning):
@@ -83,8 +84,9 @@ def _load(kernel: str):
         fn = getattr(importlib.import_module(module), attr)
     except Exception as e:  # noqa: BLE001 - a broken install raises all sorts of things
         _import_errors[kernel] = f"{type(e).__name__}: {e}"
-        raise ImportError(f"package {package!r} is installed but its CUDA kernels do not import: "
-                          f"{e}") from e
+        raise ImportError(
+            f"package {package!r} is installed but its CUDA kernels do not import: {e}"
+        ) from e
     _cache[kernel] = fn
     return fn
 
@@ -112,12 +114,14 @@ def resolve_backend(backend: str, kernel: str, *tensors: torch.Tensor | None) ->
             devices = sorted({str(t.device) for t in ts})
             raise BackendUnavailableError(
                 f"backend='cuda' asks for {package}'s fused {kernel} kernel, which needs CUDA "
-                f"tensors; got tensors on {devices}. Use backend='torch' or 'auto' on this device.")
+                f"tensors; got tensors on {devices}. Use backend='torch' or 'auto' on this device."
+            )
         if not dtype_ok:
             raise BackendUnavailableError(
                 f"backend='cuda': {package}'s {kernel} kernel takes "
                 f"{[str(d) for d in _CUDA_DTYPES]}, got {ts[0].dtype}. Use backend='torch' for "
-                "this dtype.")
+                "this dtype."
+            )
         try:
             _load(kernel)
         except ImportError as e:
@@ -131,13 +135,15 @@ def resolve_backend(backend: str, kernel: str, *tensors: torch.Tensor | None) ->
     except ImportError as e:
         if kernel in _import_errors and kernel not in _warned:
             _warned.add(kernel)
-            warnings.warn(f"backend='auto': {e}; running the pure-PyTorch {kernel} instead "
-                          "(slower). Fix the install, or pass backend='torch' to choose it "
-                          "explicitly.",
-                          KernelFallbackWarning, stacklevel=3)
+            warnings.warn(
+                f"backend='auto': {e}; running the pure-PyTorch {kernel} instead "
+                "(slower). Fix the install, or pass backend='torch' to choose it "
+                "explicitly.",
+                KernelFallbackWarning,
+                stacklevel=3,
+            )
         return "torch"
     return "cuda"
-
 
 
 def kernel_import_errors() -> dict[str, str]:

@@ -12,6 +12,7 @@ separately; a sum would force one shared weighting of the two.
 
 With ``bidirectional=False`` the layer is a single causal SSM and returns (B, L, D).
 """
+
 from __future__ import annotations
 
 import torch
@@ -46,8 +47,15 @@ class BidirectionalSSM(nn.Module):
     or ``"cuda"``).
     """
 
-    def __init__(self, hidden_dim: int, core: str = "s4d", bidirectional: bool = True,
-                 ssm_state: int | None = None, backend: str = "auto", **core_kwargs):
+    def __init__(
+        self,
+        hidden_dim: int,
+        core: str = "s4d",
+        bidirectional: bool = True,
+        ssm_state: int | None = None,
+        backend: str = "auto",
+        **core_kwargs,
+    ):
         super().__init__()
         if core not in CORES:
             raise ValueError(f"core must be one of {CORES}, got {core!r}")
@@ -63,31 +71,39 @@ class BidirectionalSSM(nn.Module):
             self.s4d = S4D(self.n_dir * hidden_dim, self.ssm_state, backend=backend, **core_kwargs)
         else:
             self.ssm_state = 16 if ssm_state is None else ssm_state
-            make = lambda: SelectiveSSM(hidden_dim, self.ssm_state, backend=backend,  # noqa: E731
-                                        **core_kwargs)
+            make = lambda: SelectiveSSM(
+                hidden_dim,
+                self.ssm_state,
+                backend=backend,  # noqa: E731
+                **core_kwargs,
+            )
             self.fwd = make()
             self.bwd = make() if bidirectional else None
 
     def extra_repr(self) -> str:
-        return (f"hidden_dim={self.hidden_dim}, core={self.core!r}, "
-                f"bidirectional={self.bidirectional}, ssm_state={self.ssm_state}, "
-                f"out_dim={self.out_dim}, backend={self.backend!r}")
+        return (
+            f"hidden_dim={self.hidden_dim}, core={self.core!r}, "
+            f"bidirectional={self.bidirectional}, ssm_state={self.ssm_state}, "
+            f"out_dim={self.out_dim}, backend={self.backend!r}"
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, L, D) -> (B, L, 2D) ([forward, reversed]), or (B, L, D) when causal."""
         if x.dim() != 3 or x.shape[-1] != self.hidden_dim or x.shape[1] < 1:
-            raise ValueError(f"BidirectionalSSM expects x of shape (B, L>=1, D={self.hidden_dim}), "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"BidirectionalSSM expects x of shape (B, L>=1, D={self.hidden_dim}), "
+                f"got {tuple(x.shape)}"
+            )
         B, L, D = x.shape
         if self.core == "s4d":
-            u = x.transpose(1, 2)                                              # (B, D, L), a view
+            u = x.transpose(1, 2)  # (B, D, L), a view
             self.backend_used = self.s4d.form
             if not self.bidirectional:
-                return self.s4d(u).transpose(1, 2).contiguous()                # (B, L, D)
-            y = self.s4d.bidirectional(u)                                      # (B, 2, D, L)
-            return y.permute(0, 3, 1, 2).reshape(B, L, 2 * D)                  # (B, L, 2D)
-        y = self.fwd(x)                                                        # (B, L, D)
+                return self.s4d(u).transpose(1, 2).contiguous()  # (B, L, D)
+            y = self.s4d.bidirectional(u)  # (B, 2, D, L)
+            return y.permute(0, 3, 1, 2).reshape(B, L, 2 * D)  # (B, L, 2D)
+        y = self.fwd(x)  # (B, L, D)
         if self.bidirectional:
-            y = torch.cat([y, self.bwd(x.flip(1)).flip(1)], dim=-1)           # (B, L, 2D)
+            y = torch.cat([y, self.bwd(x.flip(1)).flip(1)], dim=-1)  # (B, L, 2D)
         self.backend_used = self.fwd.backend_used
         return y

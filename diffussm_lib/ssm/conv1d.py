@@ -10,9 +10,9 @@ the past::
 fast one on a CPU (one grouped ``F.conv1d``), so ``backend`` "reference", "torch" and "auto" on a
 CPU all run ``causal_conv1d_torch``; "cuda" runs causal-conv1d's fused kernel.
 """
+
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 from .backend import cuda_kernel, resolve_backend
@@ -27,8 +27,9 @@ def _check(x, weight, bias, activation):
     if x.dim() != 3:
         raise ValueError(f"x must be (batch, dim, length), got shape {tuple(x.shape)}")
     if weight.dim() != 2 or weight.shape[0] != x.shape[1]:
-        raise ValueError(f"weight must be (dim={x.shape[1]}, width), got shape "
-                         f"{tuple(weight.shape)}")
+        raise ValueError(
+            f"weight must be (dim={x.shape[1]}, width), got shape {tuple(weight.shape)}"
+        )
     if bias is not None and bias.shape != (x.shape[1],):
         raise ValueError(f"bias must be (dim={x.shape[1]},), got shape {tuple(bias.shape)}")
 
@@ -39,8 +40,8 @@ def causal_conv1d_torch(x, weight, bias=None, activation=None):
     x: (B, D, L); weight: (D, W); bias: (D,) or None. Returns (B, D, L) in ``x``'s dtype.
     """
     width = weight.shape[1]
-    xp = F.pad(x.to(weight.dtype), (width - 1, 0))                          # (B, D, L + W - 1)
-    out = F.conv1d(xp, weight.unsqueeze(1), bias, groups=weight.shape[0])    # (B, D, L)
+    xp = F.pad(x.to(weight.dtype), (width - 1, 0))  # (B, D, L + W - 1)
+    out = F.conv1d(xp, weight.unsqueeze(1), bias, groups=weight.shape[0])  # (B, D, L)
     if activation is not None:
         out = F.silu(out)
     return out.to(x.dtype)

@@ -12,6 +12,7 @@ S4D (``s4d.py``) builds its kernels and calls these; ``kernels/fft_conv.py`` hol
 convolutions with hand-written backwards, in cache-sized batch chunks (``backend="torch"``).
 G: channels of the S4D bank (D, or 2D for both directions).
 """
+
 from __future__ import annotations
 
 import torch
@@ -41,9 +42,9 @@ def fft_causal_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """
     L = u.shape[-1]
     n = fft_length(L)
-    U = torch.fft.rfft(u, n=n)                                                # (B, G, n/2 + 1)
-    K = torch.fft.rfft(k, n=n)                                                # (G, n/2 + 1)
-    return torch.fft.irfft(U * K, n=n)[..., :L]                               # (B, G, L)
+    U = torch.fft.rfft(u, n=n)  # (B, G, n/2 + 1)
+    K = torch.fft.rfft(k, n=n)  # (G, n/2 + 1)
+    return torch.fft.irfft(U * K, n=n)[..., :L]  # (B, G, L)
 
 
 def bidirectional_fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -56,8 +57,8 @@ def bidirectional_fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """
     L = u.shape[-1]
     n = fft_length(L)
-    U = torch.fft.rfft(u, n=n)                                                # (B, D, F): once
-    K = torch.fft.rfft(k, n=n)                                                # (2, D, F)
-    y_fwd = torch.fft.irfft(U * K[0], n=n)[..., :L]                           # (B, D, L) causal
-    y_bwd = torch.fft.irfft(U * K[1].conj(), n=n)[..., :L]                    # (B, D, L) reversed
-    return torch.stack([y_fwd, y_bwd], dim=1)                                 # (B, 2, D, L)
+    U = torch.fft.rfft(u, n=n)  # (B, D, F): once
+    K = torch.fft.rfft(k, n=n)  # (2, D, F)
+    y_fwd = torch.fft.irfft(U * K[0], n=n)[..., :L]  # (B, D, L) causal
+    y_bwd = torch.fft.irfft(U * K[1].conj(), n=n)[..., :L]  # (B, D, L) reversed
+    return torch.stack([y_fwd, y_bwd], dim=1)  # (B, 2, D, L)

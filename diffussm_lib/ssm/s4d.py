@@ -24,6 +24,7 @@ notebook 01 derives it. The convolution is an FFT convolution (``fft_conv.py``).
 the convolutions with hand-written backwards (``kernels/fft_conv.py``); ``backend="reference"``
 runs the readable forms of this file and ``fft_conv.py``.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,21 +42,23 @@ __all__ = ["INITS", "s4d_init_A", "zoh", "s4d_kernel_vandermonde", "s4d_recurren
 INITS = ("lin", "inv")
 
 
-def s4d_init_A(channels: int, ssm_state: int,
-               init: str = "lin") -> tuple[torch.Tensor, torch.Tensor]:
+def s4d_init_A(
+    channels: int, ssm_state: int, init: str = "lin"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Diagonal A for G = ``channels`` channels and N = ``ssm_state`` real state dims (N/2 complex
     modes). Returns ``(A_real, A_imag)``, both (G, N/2) float32; A = A_real + i A_imag.
     """
     if init not in INITS:
         raise ValueError(f"S4D init must be one of {INITS}, got {init!r}")
     if ssm_state < 2 or ssm_state % 2:
-        raise ValueError(f"ssm_state must be an even number >= 2 (conjugate pairs), got "
-                         f"{ssm_state}")
+        raise ValueError(
+            f"ssm_state must be an even number >= 2 (conjugate pairs), got {ssm_state}"
+        )
     N = ssm_state
     n = torch.arange(N // 2, dtype=torch.float64)
     imag = math.pi * n if init == "lin" else (N / math.pi) * (N / (2 * n + 1) - 1)
     real = torch.full((N // 2,), -0.5)
-    return real.repeat(channels, 1).float(), imag.repeat(channels, 1).float()   # (G, N/2) each
+    return real.repeat(channels, 1).float(), imag.repeat(channels, 1).float()  # (G, N/2) each
 
 
 def zoh(dtA: torch.Tensor, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,22 +77,23 @@ def s4d_kernel_vandermonde(z: torch.Tensor, CB: torch.Tensor, L: int) -> torch.T
     directly, never by repeated multiplication, so no rounding error accumulates.
     """
     k = torch.arange(L, device=z.device, dtype=z.real.dtype)
-    V = torch.exp(torch.log(z)[..., None] * k)                               # (G, N/2, L)
-    return 2 * torch.einsum("gn,gnl->gl", CB, V).real                        # (G, L)
+    V = torch.exp(torch.log(z)[..., None] * k)  # (G, N/2, L)
+    return 2 * torch.einsum("gn,gnl->gl", CB, V).real  # (G, L)
 
 
-def s4d_recurrence(u: torch.Tensor, z: torch.Tensor, Bbar: torch.Tensor,
-                   C: torch.Tensor) -> torch.Tensor:
+def s4d_recurrence(
+    u: torch.Tensor, z: torch.Tensor, Bbar: torch.Tensor, C: torch.Tensor
+) -> torch.Tensor:
     """The recurrent view, one step at a time: x_k = z x_{k-1} + Bbar u_k, y_k = 2 Re(C x_k).
 
     u: (B, G, L) real; z, Bbar, C: complex (G, N/2). Returns y (B, G, L) (no skip term). For tests.
     """
-    x = torch.zeros(u.shape[0], *z.shape, dtype=z.dtype, device=u.device)    # (B, G, N/2)
+    x = torch.zeros(u.shape[0], *z.shape, dtype=z.dtype, device=u.device)  # (B, G, N/2)
     ys = []
     for k in range(u.shape[-1]):
         x = z * x + Bbar * u[:, :, k, None]
-        ys.append(2 * (C * x).sum(-1).real)                                  # (B, G)
-    return torch.stack(ys, dim=-1)                                           # (B, G, L)
+        ys.append(2 * (C * x).sum(-1).real)  # (B, G)
+    return torch.stack(ys, dim=-1)  # (B, G, L)
 
 
 class S4D(nn.Module):
@@ -108,17 +112,26 @@ class S4D(nn.Module):
     (real and imaginary parts), ``D`` (G,): the skip E.
     """
 
-    def __init__(self, channels: int, ssm_state: int = 64, init: str = "lin", dt_min: float = 1e-3,
-                 dt_max: float = 1e-1, backend: str = "auto"):
+    def __init__(
+        self,
+        channels: int,
+        ssm_state: int = 64,
+        init: str = "lin",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        backend: str = "auto",
+    ):
         super().__init__()
         if check_backend_name(backend) == "cuda":
-            raise ValueError("S4D has no fused CUDA kernel (it is an FFT convolution in PyTorch "
-                             "and runs on any device); use backend 'auto', 'torch' or 'reference', "
-                             "or the selective core")
+            raise ValueError(
+                "S4D has no fused CUDA kernel (it is an FFT convolution in PyTorch "
+                "and runs on any device); use backend 'auto', 'torch' or 'reference', "
+                "or the selective core"
+            )
         if not 0 < dt_min <= dt_max:
             raise ValueError(f"need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
         self.channels, self.ssm_state, self.init = channels, ssm_state, init
-        self.form = torch_form(backend)                      # "reference" or "torch": what runs
+        self.form = torch_form(backend)  # "reference" or "torch": what runs
         A_real, A_imag = s4d_init_A(channels, ssm_state, init)
         log_dt = torch.rand(channels) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
         self.log_dt = nn.Parameter(log_dt)
@@ -133,7 +146,7 @@ class S4D(nn.Module):
         which complex arithmetic does not take)."""
         dtype = torch.float64 if self.log_dt.dtype == torch.float64 else torch.float32
         A = torch.complex(-torch.exp(self.log_A_real.to(dtype)), self.A_imag.to(dtype))
-        dtA = torch.exp(self.log_dt.to(dtype))[:, None] * A                  # (G, N/2)
+        dtA = torch.exp(self.log_dt.to(dtype))[:, None] * A  # (G, N/2)
         z, Bbar = zoh(dtA, A)
         return dtA, z, Bbar, torch.view_as_complex(self.C.to(dtype).contiguous())
 
@@ -157,9 +170,9 @@ class S4D(nn.Module):
         """u (B, G, L) -> y = K * u + E u (B, G, L)."""
         with torch.autocast(u.device.type, enabled=False):
             x = u.to(self._compute_dtype(u))
-            k = self.kernel_with_skip(x.shape[-1]).to(x.dtype)               # (G, L)
+            k = self.kernel_with_skip(x.shape[-1]).to(x.dtype)  # (G, L)
             conv = fft_causal_conv if self.form == "reference" else fft_causal_conv_fast
-            y = conv(x, k)                                                   # (B, G, L)
+            y = conv(x, k)  # (B, G, L)
         # bfloat16 / float16 parameters or inputs: computed in float32 above, returned in u's dtype
         return y.to(u.dtype)
 
@@ -170,8 +183,9 @@ class S4D(nn.Module):
         with torch.autocast(u.device.type, enabled=False):
             x = u.to(self._compute_dtype(u))
             B, D, L = x.shape
-            k = self.kernel_with_skip(L).to(x.dtype).reshape(2, D, L)        # (2, D, L)
-            conv = (bidirectional_fft_conv if self.form == "reference"
-                    else bidirectional_fft_conv_fast)
-            y = conv(x, k)                                                   # (B, 2, D, L)
+            k = self.kernel_with_skip(L).to(x.dtype).reshape(2, D, L)  # (2, D, L)
+            conv = (
+                bidirectional_fft_conv if self.form == "reference" else bidirectional_fft_conv_fast
+            )
+            y = conv(x, k)  # (B, 2, D, L)
         return y.to(u.dtype)

@@ -15,6 +15,7 @@ argument layout is exactly that of mamba-ssm's ``selective_scan_fn`` (real ``A``
 hand-written backward (``"torch"``, in ``kernels/scan.py``) or mamba-ssm's fused kernel
 (``"cuda"``); ``"auto"`` picks the fused kernel for CUDA tensors when it imports, else ``"torch"``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,8 +40,9 @@ def check_scan_args(u, delta, A, B, C, D=None, z=None, delta_bias=None) -> None:
     n = A.shape[1]
     for name, t in (("B", B), ("C", C)):
         if t.shape != (b, n, L):
-            raise ValueError(f"{name} must be (batch={b}, state={n}, length={L}), got shape "
-                             f"{tuple(t.shape)}")
+            raise ValueError(
+                f"{name} must be (batch={b}, state={n}, length={L}), got shape {tuple(t.shape)}"
+            )
     for name, t in (("D", D), ("delta_bias", delta_bias)):
         if t is not None and t.shape != (d,):
             raise ValueError(f"{name} must be (dim={d},), got shape {tuple(t.shape)}")
@@ -48,8 +50,18 @@ def check_scan_args(u, delta, A, B, C, D=None, z=None, delta_bias=None) -> None:
         raise ValueError(f"z must have u's shape {tuple(u.shape)}, got {tuple(z.shape)}")
 
 
-def selective_scan_sequential(u, delta, A, B, C, D=None, z=None, delta_bias=None,
-                              delta_softplus=False, return_last_state=False):
+def selective_scan_sequential(
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D=None,
+    z=None,
+    delta_bias=None,
+    delta_softplus=False,
+    return_last_state=False,
+):
     """The definition: one step of the recurrence per time step, differentiated by autograd.
 
     Slow (its backward stores L states); it is the specification the fast scans are tested against.
@@ -57,31 +69,45 @@ def selective_scan_sequential(u, delta, A, B, C, D=None, z=None, delta_bias=None
     Returns ``y`` (B, D, L) in ``u``'s dtype, and the last state (B, D, N) in the compute dtype if
     ``return_last_state``.
     """
-    dtype = torch.float64 if torch.float64 in (u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype) \
+    dtype = (
+        torch.float64
+        if torch.float64 in (u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype)
         else torch.float32
-    x, dt = u.to(dtype), delta.to(dtype)                                     # (B, D, L) each
+    )
+    x, dt = u.to(dtype), delta.to(dtype)  # (B, D, L) each
     A, B, C = A.to(dtype), B.to(dtype), C.to(dtype)
     if delta_bias is not None:
         dt = dt + delta_bias.to(dtype)[:, None]
     if delta_softplus:
         dt = F.softplus(dt)
-    h = x.new_zeros(x.shape[0], x.shape[1], A.shape[1])                      # (B, D, N)
+    h = x.new_zeros(x.shape[0], x.shape[1], A.shape[1])  # (B, D, N)
     ys = []
     for t in range(x.shape[2]):
-        decay = torch.exp(dt[:, :, t, None] * A)                             # (B, D, N)
+        decay = torch.exp(dt[:, :, t, None] * A)  # (B, D, N)
         h = decay * h + (dt[:, :, t] * x[:, :, t])[:, :, None] * B[:, None, :, t]
-        ys.append((h * C[:, None, :, t]).sum(-1))                            # (B, D)
-    y = torch.stack(ys, dim=-1)                                              # (B, D, L)
+        ys.append((h * C[:, None, :, t]).sum(-1))  # (B, D)
+    y = torch.stack(ys, dim=-1)  # (B, D, L)
     if D is not None:
-        y = y + x * D.to(dtype)[:, None]                                     # the skip E u
+        y = y + x * D.to(dtype)[:, None]  # the skip E u
     if z is not None:
-        y = y * F.silu(z.to(dtype))                                          # the gate
+        y = y * F.silu(z.to(dtype))  # the gate
     y = y.to(u.dtype)
     return (y, h) if return_last_state else y
 
 
-def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                   return_last_state=False, backend: str = "auto"):
+def selective_scan(
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D=None,
+    z=None,
+    delta_bias=None,
+    delta_softplus=False,
+    return_last_state=False,
+    backend: str = "auto",
+):
     """Selective scan with the argument layout of mamba-ssm's ``selective_scan_fn``.
 
     Args:
@@ -99,6 +125,6 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     check_scan_args(u, delta, A, B, C, D, z, delta_bias)
     which = resolve_backend(backend, "selective_scan", u, delta, A, B, C)
     scan = {"reference": selective_scan_sequential, "torch": selective_scan_torch}.get(which)
-    if scan is None:                                                         # "cuda"
+    if scan is None:  # "cuda"
         scan = cuda_kernel("selective_scan")
     return scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)

@@ -15,6 +15,7 @@ The trainer installs ``ProgressBar`` (with ``progress=True``), ``MetricsLog`` (t
 run: ``metrics.jsonl`` in the output folder, in memory without one) and ``SampleGrids`` (when
 ``train.sample_every > 0``); ``Trainer(callbacks=[...])`` adds more.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,13 +66,23 @@ class ProgressBar(Callback):
     def on_train_begin(self, trainer):
         self.postfix = {}
         if trainer.max_seconds:
-            self.bar = tqdm(total=trainer.max_seconds, initial=self.position(trainer), desc="train",
-                            unit="s", dynamic_ncols=True,
-                            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of training "
-                                       "[{elapsed}<{remaining}{postfix}]")
+            self.bar = tqdm(
+                total=trainer.max_seconds,
+                initial=self.position(trainer),
+                desc="train",
+                unit="s",
+                dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of training "
+                "[{elapsed}<{remaining}{postfix}]",
+            )
         else:
-            self.bar = tqdm(total=trainer.cfg.train.max_steps, initial=trainer.step, desc="train",
-                            unit="step", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=trainer.cfg.train.max_steps,
+                initial=trainer.step,
+                desc="train",
+                unit="step",
+                dynamic_ncols=True,
+            )
 
     def on_step(self, trainer, step):
         if trainer.max_seconds:
@@ -108,7 +119,7 @@ class MetricsLog(Callback):
 
     def __init__(self, path: Optional[str | Path] = None):
         self.path = Path(path) if path is not None else None
-        self._memory: List[Dict] = []     # the records when there is no file
+        self._memory: List[Dict] = []  # the records when there is no file
 
     @property
     def records(self) -> List[Dict]:
@@ -145,7 +156,7 @@ class MetricsLog(Callback):
                 if json.loads(line).get("step", 0) <= step:
                     keep.append(line)
             except json.JSONDecodeError:
-                pass   # a line cut short by a kill
+                pass  # a line cut short by a kill
         if len(keep) < len(lines):
             atomic_write_text(self.path, "".join(k + "\n" for k in keep))
 

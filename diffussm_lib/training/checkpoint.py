@@ -26,6 +26,7 @@ Why this format
   needs nothing else, and loading weights into a model of another config fails with an error that
   names the mismatched config keys (or state-dict keys and shapes): ``loading.py``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,10 +47,9 @@ from ..config import ConfigError, ExperimentConfig, config_from_dict, config_to_
 
 FORMAT = "diffussm-checkpoint"
 FORMAT_VERSION = "1"
-CHECKPOINT_NAME = "checkpoint.safetensors"   # a training run's latest checkpoint
-WEIGHTS_NAME = "model.safetensors"           # an exported weights file (e.g. the pretrained model)
-CONFIG_NAME = "config.yaml"                  # a human-readable copy of the config beside it
-
+CHECKPOINT_NAME = "checkpoint.safetensors"  # a training run's latest checkpoint
+WEIGHTS_NAME = "model.safetensors"  # an exported weights file (e.g. the pretrained model)
+CONFIG_NAME = "config.yaml"  # a human-readable copy of the config beside it
 
 
 class CheckpointError(UserError):
@@ -82,14 +82,18 @@ class Checkpoint:
             return self.ema
         if self.model is not None:
             return self.model
-        raise CheckpointError(f"{self.path}: holds no '{which}' weights (it has: "
-                              f"{', '.join(k for k in ('model', 'ema') if getattr(self, k) is not None)})")
+        raise CheckpointError(
+            f"{self.path}: holds no '{which}' weights (it has: "
+            f"{', '.join(k for k in ('model', 'ema') if getattr(self, k) is not None)})"
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # Optimizer state <-> tensors + JSON (so that no pickle is ever needed)
 # --------------------------------------------------------------------------------------------
-def flatten_optimizer_state(state: Dict[str, Any]) -> tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+def flatten_optimizer_state(
+    state: Dict[str, Any],
+) -> tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
     """``optimizer.state_dict()`` -> (tensors ``{"<param index>/<name>": tensor}``, JSON-able dict).
 
     Tensor entries of the per-parameter state become tensors; everything else (numbers, flags,
@@ -105,7 +109,9 @@ def flatten_optimizer_state(state: Dict[str, Any]) -> tuple[Dict[str, torch.Tens
             if isinstance(value, torch.Tensor):
                 tensors[f"{pid}/{name}"] = value
             else:
-                scalars.setdefault(str(pid), {})[name] = _to_json(value, f"optimizer state {pid}.{name}")
+                scalars.setdefault(str(pid), {})[name] = _to_json(
+                    value, f"optimizer state {pid}.{name}"
+                )
     groups, tuples = [], []
     for gi, group in enumerate(state["param_groups"]):
         g = {}
@@ -114,12 +120,18 @@ def flatten_optimizer_state(state: Dict[str, Any]) -> tuple[Dict[str, torch.Tens
                 tuples.append([gi, k])
             g[k] = _to_json(v, f"optimizer param_groups[{gi}].{k}")
         groups.append(g)
-    meta = {"param_ids": [str(pid) for pid in state["state"]], "scalars": scalars, "param_groups": groups,
-            "tuples": tuples}
+    meta = {
+        "param_ids": [str(pid) for pid in state["state"]],
+        "scalars": scalars,
+        "param_groups": groups,
+        "tuples": tuples,
+    }
     return tensors, meta
 
 
-def unflatten_optimizer_state(tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> Dict[str, Any]:
+def unflatten_optimizer_state(
+    tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]
+) -> Dict[str, Any]:
     """The inverse of ``flatten_optimizer_state``: a dict for ``optimizer.load_state_dict``."""
     state: Dict[int, Dict[str, Any]] = {int(pid): {} for pid in meta["param_ids"]}
     for key, value in tensors.items():
@@ -170,9 +182,16 @@ def _unshare(tensors: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return out
 
 
-def save_checkpoint(path: str | os.PathLike, *, config: ExperimentConfig, step: int,
-                    model: Optional[Dict[str, torch.Tensor]] = None, ema: Optional[Dict[str, torch.Tensor]] = None,
-                    optimizer: Optional[Dict[str, Any]] = None, extra: Optional[Dict[str, Any]] = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    config: ExperimentConfig,
+    step: int,
+    model: Optional[Dict[str, torch.Tensor]] = None,
+    ema: Optional[Dict[str, torch.Tensor]] = None,
+    optimizer: Optional[Dict[str, Any]] = None,
+    extra: Optional[Dict[str, Any]] = None,
+) -> Path:
     """Write a checkpoint atomically (see the module docstring). ``model`` / ``ema``: state dicts;
     ``optimizer``: ``optimizer.state_dict()``; ``extra``: JSON-able. Returns the path."""
     if model is None and ema is None:
@@ -182,15 +201,22 @@ def save_checkpoint(path: str | os.PathLike, *, config: ExperimentConfig, step: 
         tensors.update(_cpu_tensors("model/", model))
     if ema is not None:
         tensors.update(_cpu_tensors("ema/", ema))
-    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "step": str(int(step)),
-                "config": json.dumps(config_to_dict(config)), "extra": json.dumps(extra or {})}
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "step": str(int(step)),
+        "config": json.dumps(config_to_dict(config)),
+        "extra": json.dumps(extra or {}),
+    }
     if optimizer is not None:
         opt_tensors, opt_meta = flatten_optimizer_state(optimizer)
         tensors.update(_cpu_tensors("optim/", opt_tensors))
         metadata["optimizer"] = json.dumps(opt_meta)
     tensors = _unshare(tensors)
     metadata["sha256"] = tensors_sha256(tensors)
-    return atomic_write(path, lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata=metadata))
+    return atomic_write(
+        path, lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata=metadata)
+    )
 
 
 def tensors_sha256(tensors: Dict[str, torch.Tensor]) -> str:
@@ -220,8 +246,10 @@ def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
         for name in (CHECKPOINT_NAME, WEIGHTS_NAME):
             if (p / name).is_file():
                 return p / name
-        raise CheckpointError(f"no checkpoint in folder {p}: expected {CHECKPOINT_NAME} (a training run) "
-                              f"or {WEIGHTS_NAME} (exported weights)")
+        raise CheckpointError(
+            f"no checkpoint in folder {p}: expected {CHECKPOINT_NAME} (a training run) "
+            f"or {WEIGHTS_NAME} (exported weights)"
+        )
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
     return p
@@ -241,25 +269,31 @@ def check_safetensors_file(path: str | os.PathLike) -> None:
     if len(head) == 9:
         (n,) = struct.unpack("<Q", head[:8])
         if n <= size - 8 and head[8:9] == b"{":
-            return   # the safetensors layout (its first byte is part of a length: it may be anything)
+            return  # the safetensors layout (its first byte is part of a length: it may be anything)
     pickled = True
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:     # pickle protocols 2-5 start so
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:  # pickle protocols 2-5 start so
         kind = "a Python pickle (e.g. written by torch.save or pickle.dump)"
     elif head[:4] == b"PK\x03\x04":
         kind = "a zip archive (torch.save's format, which contains a pickle)"
     else:
         pickled = False
-        kind = (f"too short ({size} bytes)" if len(head) < 9 else
-                "not in the safetensors layout (8-byte header length, then a JSON header): random or damaged bytes")
+        kind = (
+            f"too short ({size} bytes)"
+            if len(head) < 9
+            else "not in the safetensors layout (8-byte header length, then a JSON header): random or damaged bytes"
+        )
     if pickled:
         raise CheckpointError(
             f"{path} is not a safetensors checkpoint: it is {kind}. diffussm never unpickles files, because "
             "unpickling can execute arbitrary code hidden in them. If you trust the file, convert it once "
             "in a separate session: safetensors.torch.save_file(torch.load(f, weights_only=True), "
-            "'model.safetensors').")
-    raise CheckpointError(f"{path} is not a safetensors checkpoint: it is {kind}. Point --checkpoint at a "
-                          "checkpoint.safetensors / model.safetensors written by diffussm (or their folder); "
-                          "if this was one, it is damaged: use an earlier copy.")
+            "'model.safetensors')."
+        )
+    raise CheckpointError(
+        f"{path} is not a safetensors checkpoint: it is {kind}. Point --checkpoint at a "
+        "checkpoint.safetensors / model.safetensors written by diffussm (or their folder); "
+        "if this was one, it is damaged: use an earlier copy."
+    )
 
 
 def read_metadata(path: str | os.PathLike) -> Dict[str, str]:
@@ -270,23 +304,30 @@ def read_metadata(path: str | os.PathLike) -> Dict[str, str]:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
     except Exception as e:  # safetensors raises its own error types
-        raise CheckpointError(f"{path}: unreadable safetensors file ({e}); it may be truncated") from e
+        raise CheckpointError(
+            f"{path}: unreadable safetensors file ({e}); it may be truncated"
+        ) from e
 
 
-def _read_header(path: str | os.PathLike
-                 ) -> tuple[Path, Dict[str, str], ExperimentConfig, int, dict]:
+def _read_header(
+    path: str | os.PathLike,
+) -> tuple[Path, Dict[str, str], ExperimentConfig, int, dict]:
     """(path, metadata, config, step, extra) of a checkpoint (``path`` may be a folder), from the
     header alone; raises ``CheckpointError`` (or the config's ``ConfigError``) naming the file."""
     path = resolve_checkpoint_path(path)
     meta = read_metadata(path)
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: a safetensors file, but not a diffussm checkpoint (its "
-                              f"metadata has no format={FORMAT!r}; it has {sorted(meta)}). To load "
-                              "bare weights into a model use load_state_strict(model, "
-                              "safetensors.torch.load_file(path)).")
+        raise CheckpointError(
+            f"{path}: a safetensors file, but not a diffussm checkpoint (its "
+            f"metadata has no format={FORMAT!r}; it has {sorted(meta)}). To load "
+            "bare weights into a model use load_state_strict(model, "
+            "safetensors.torch.load_file(path))."
+        )
     if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {meta.get('format_version')!r}, "
-                              f"this library reads version {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{path}: checkpoint format version {meta.get('format_version')!r}, "
+            f"this library reads version {FORMAT_VERSION}"
+        )
     try:
         config = config_from_dict(json.loads(meta["config"]), source=f"{path} (embedded config)")
         step = int(meta["step"])
@@ -304,8 +345,9 @@ def read_config(path: str | os.PathLike) -> ExperimentConfig:
     return _read_header(path)[2]
 
 
-def load_checkpoint(path: str | os.PathLike,
-                    map_location: str | torch.device = "cpu") -> Checkpoint:
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> Checkpoint:
     """Load a checkpoint or weights file (``path`` may be a run folder). Never executes code from
     the file: pickles are refused (``check_safetensors_file``); the config is parsed strictly."""
     path, meta, config, step, extra = _read_header(path)
@@ -321,13 +363,26 @@ def load_checkpoint(path: str | os.PathLike,
     if "sha256" in meta:
         flat = {f"{g}/{k}": t for g, d in groups.items() for k, t in d.items()}
         if tensors_sha256(flat) != meta["sha256"]:
-            raise CheckpointError(f"{path}: the tensors do not match the checksum in the header: the file is "
-                                  "damaged (a changed byte); use an earlier copy")
+            raise CheckpointError(
+                f"{path}: the tensors do not match the checksum in the header: the file is "
+                "damaged (a changed byte); use an earlier copy"
+            )
     unknown = sorted(set(groups) - {"model", "ema", "optim"})
     if unknown:
-        raise CheckpointError(f"{path}: unexpected tensor groups {unknown} (expected model/, ema/, optim/)")
+        raise CheckpointError(
+            f"{path}: unexpected tensor groups {unknown} (expected model/, ema/, optim/)"
+        )
     optimizer = None
     if "optimizer" in meta:
-        optimizer = unflatten_optimizer_state(groups.get("optim", {}), json.loads(meta["optimizer"]))
-    return Checkpoint(path=path, config=config, step=step, model=groups.get("model"), ema=groups.get("ema"),
-                      optimizer=optimizer, extra=extra)
+        optimizer = unflatten_optimizer_state(
+            groups.get("optim", {}), json.loads(meta["optimizer"])
+        )
+    return Checkpoint(
+        path=path,
+        config=config,
+        step=step,
+        model=groups.get("model"),
+        ema=groups.get("ema"),
+        optimizer=optimizer,
+        extra=extra,
+    )

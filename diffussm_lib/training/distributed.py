@@ -7,6 +7,7 @@ CUDA devices, gloo for CPU). Each of the ``W`` processes gets its own shard of e
 *global* batch and a config trains the same way on any number of processes. NCCL only takes tensors
 on the process's CUDA device: every collective here builds its tensor on ``device``.
 """
+
 from __future__ import annotations
 
 import os

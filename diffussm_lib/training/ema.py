@@ -19,6 +19,7 @@ about 10 / (1 - decay) updates it equals ``decay`` (9,000 for 0.999; ``train.ema
 turns the ramp off). ``EMA.num_updates`` counts updates so that a
 resumed run continues the same sequence.
 """
+
 from __future__ import annotations
 
 import copy
@@ -52,7 +53,7 @@ class EMA:
         self.decay = float(decay)
         self.warmup = bool(warmup)
         self.num_updates = 0
-        self.last_decay: float | None = None    # the decay of the last update (logged by the trainer)
+        self.last_decay: float | None = None  # the decay of the last update (logged by the trainer)
         self.module = copy.deepcopy(unwrap(model)).eval().requires_grad_(False)
 
     @torch.no_grad()
@@ -91,4 +92,8 @@ class EMA:
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The bare model inside a DistributedDataParallel / DataParallel wrapper (else ``model``)."""
-    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+    return (
+        model.module
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel))
+        else model
+    )

@@ -3,6 +3,7 @@
 Loading weights into a model of another config fails with an error that names the mismatched config
 keys and the state-dict keys and shapes, never with torch's bare ``load_state_dict`` message.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,13 +22,22 @@ CONFIG_KEYS_ALLOWED_TO_DIFFER = ("data.path",)
 # e.g. a larger max_steps to continue a run).
 CONFIG_SECTIONS_COMPARED = ("model", "diffusion", "data")
 # train.* keys whose change between a checkpoint and a resumed run is not worth a notice
-TRAIN_KEYS_FREE_TO_CHANGE = ("max_steps", "log_every", "sample_every", "checkpoint_every", "num_workers")
+TRAIN_KEYS_FREE_TO_CHANGE = (
+    "max_steps",
+    "log_every",
+    "sample_every",
+    "checkpoint_every",
+    "num_workers",
+)
 
 
 # --------------------------------------------------------------------------------------------
-def config_mismatches(saved: ExperimentConfig, current: ExperimentConfig,
-                      sections: Iterable[str] = CONFIG_SECTIONS_COMPARED,
-                      ignore: Iterable[str] = CONFIG_KEYS_ALLOWED_TO_DIFFER) -> List[str]:
+def config_mismatches(
+    saved: ExperimentConfig,
+    current: ExperimentConfig,
+    sections: Iterable[str] = CONFIG_SECTIONS_COMPARED,
+    ignore: Iterable[str] = CONFIG_KEYS_ALLOWED_TO_DIFFER,
+) -> List[str]:
     """``["model.hidden_dim: checkpoint 32, config 64", ...]`` for every differing key of ``sections``."""
     a, b = config_to_dict(saved), config_to_dict(current)
     out = []
@@ -42,27 +52,42 @@ def config_mismatches(saved: ExperimentConfig, current: ExperimentConfig,
     return out
 
 
-def check_config_matches(saved: ExperimentConfig, current: ExperimentConfig, source: str = "checkpoint",
-                         sections: Iterable[str] = CONFIG_SECTIONS_COMPARED) -> None:
+def check_config_matches(
+    saved: ExperimentConfig,
+    current: ExperimentConfig,
+    source: str = "checkpoint",
+    sections: Iterable[str] = CONFIG_SECTIONS_COMPARED,
+) -> None:
     """Raise ``CheckpointError`` naming every mismatched key (see ``config_mismatches``)."""
     diffs = config_mismatches(saved, current, sections)
     if diffs:
-        raise CheckpointError(f"{source} does not match the config: mismatched keys:\n  " + "\n  ".join(diffs))
+        raise CheckpointError(
+            f"{source} does not match the config: mismatched keys:\n  " + "\n  ".join(diffs)
+        )
 
 
-def check_resumable(ckpt: Checkpoint, current: ExperimentConfig, log: Callable[[str], None] = print) -> None:
+def check_resumable(
+    ckpt: Checkpoint, current: ExperimentConfig, log: Callable[[str], None] = print
+) -> None:
     """Can a run of config ``current`` continue from ``ckpt``? Its model / diffusion / data sections
     must match and it must hold model and optimizer state (an exported weights file does not);
     changed train settings are reported through ``log`` (the run continues with the new ones)."""
     check_config_matches(ckpt.config, current, f"checkpoint {ckpt.path}")
-    changed = [d for d in config_mismatches(ckpt.config, current, ("train",))
-               if d.split(":")[0].split(".")[1] not in TRAIN_KEYS_FREE_TO_CHANGE]
+    changed = [
+        d
+        for d in config_mismatches(ckpt.config, current, ("train",))
+        if d.split(":")[0].split(".")[1] not in TRAIN_KEYS_FREE_TO_CHANGE
+    ]
     if changed:
-        log("note: train settings differ from the checkpoint's (the run continues with the new ones):\n  "
-            + "\n  ".join(changed))
+        log(
+            "note: train settings differ from the checkpoint's (the run continues with the new ones):\n  "
+            + "\n  ".join(changed)
+        )
     if ckpt.model is None or ckpt.optimizer is None:
-        raise CheckpointError(f"{ckpt.path} holds no model / optimizer state (an exported weights file?): "
-                              "it cannot be resumed; use it as init_from (--init-from) instead")
+        raise CheckpointError(
+            f"{ckpt.path} holds no model / optimizer state (an exported weights file?): "
+            "it cannot be resumed; use it as init_from (--init-from) instead"
+        )
 
 
 def state_mismatches(module: nn.Module, state: Dict[str, torch.Tensor]) -> List[str]:
@@ -77,7 +102,9 @@ def state_mismatches(module: nn.Module, state: Dict[str, torch.Tensor]) -> List[
         out.append(f"not in the model: {_few(unexpected)}")
     for k, v in own.items():
         if k in state and tuple(state[k].shape) != tuple(v.shape):
-            out.append(f"{k}: checkpoint shape {tuple(state[k].shape)}, model shape {tuple(v.shape)}")
+            out.append(
+                f"{k}: checkpoint shape {tuple(state[k].shape)}, model shape {tuple(v.shape)}"
+            )
     return out
 
 
@@ -86,9 +113,13 @@ def _few(keys: List[str], n: int = 6) -> str:
     return ", ".join(keys[:n]) + more
 
 
-def load_state_strict(module: nn.Module, state: Dict[str, torch.Tensor], source: str = "checkpoint",
-                      saved_config: Optional[ExperimentConfig] = None,
-                      current_config: Optional[ExperimentConfig] = None) -> None:
+def load_state_strict(
+    module: nn.Module,
+    state: Dict[str, torch.Tensor],
+    source: str = "checkpoint",
+    saved_config: Optional[ExperimentConfig] = None,
+    current_config: Optional[ExperimentConfig] = None,
+) -> None:
     """``module.load_state_dict(state)``, but a mismatch raises ``CheckpointError`` naming the
     mismatched config keys (when both configs are given) and the state-dict keys / shapes."""
     problems = state_mismatches(module, state)
@@ -103,8 +134,12 @@ def load_state_strict(module: nn.Module, state: Dict[str, torch.Tensor], source:
     raise CheckpointError(msg + ":\n  " + "\n  ".join(problems))
 
 
-def load_model(path: str | os.PathLike, which: str = "ema", device: str | torch.device = "cpu",
-               config: Optional[ExperimentConfig] = None):
+def load_model(
+    path: str | os.PathLike,
+    which: str = "ema",
+    device: str | torch.device = "cpu",
+    config: Optional[ExperimentConfig] = None,
+):
     """Build the model a checkpoint describes and load its ``which`` ("ema" / "model") weights.
 
     ``config``: build this config's model instead (an error naming mismatched keys if it differs).

@@ -11,6 +11,7 @@ Nothing random is carried from one step to the next: step ``s`` draws from a gen
 ``(seed, s, rank)``, and epoch ``e`` visits the data in the order of
 ``DistributedSampler(seed=seed).set_epoch(e)``, so a run resumed from a checkpoint continues exactly.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,7 +37,9 @@ LR_SCHEDULES = ("constant", "cosine", "linear")
 TIMESTEP_SAMPLINGS = ("uniform", "logit_normal")
 
 
-def lr_at(step: int, base_lr: float, warmup_steps: int, schedule: str = "constant", progress: float = 0.0) -> float:
+def lr_at(
+    step: int, base_lr: float, warmup_steps: int, schedule: str = "constant", progress: float = 0.0
+) -> float:
     """Learning rate for update number ``step`` (0-based): linear warm-up over ``warmup_steps``
     updates, ``base_lr * (step + 1) / warmup_steps``; after it ``base_lr`` times
 
@@ -48,13 +51,22 @@ def lr_at(step: int, base_lr: float, warmup_steps: int, schedule: str = "constan
     if schedule not in LR_SCHEDULES:
         raise UserError(f"train.lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
     p = min(max(float(progress), 0.0), 1.0)
-    decay = {"constant": 1.0, "cosine": 0.5 * (1.0 + math.cos(math.pi * p)), "linear": 1.0 - p}[schedule]
+    decay = {"constant": 1.0, "cosine": 0.5 * (1.0 + math.cos(math.pi * p)), "linear": 1.0 - p}[
+        schedule
+    ]
     warm = 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
     return base_lr * warm * decay
 
 
-def sample_timesteps(batch: int, T: int, generator: Optional[torch.Generator] = None, method: str = "uniform",
-                     mean: float = 0.0, std: float = 1.0, device=None) -> torch.Tensor:
+def sample_timesteps(
+    batch: int,
+    T: int,
+    generator: Optional[torch.Generator] = None,
+    method: str = "uniform",
+    mean: float = 0.0,
+    std: float = 1.0,
+    device=None,
+) -> torch.Tensor:
     """Training timesteps t (batch,) long in {0..T-1}.
 
     uniform:       t ~ U{0..T-1} (DDPM).
@@ -71,42 +83,58 @@ def sample_timesteps(batch: int, T: int, generator: Optional[torch.Generator] = 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
     """A well-mixed 63-bit seed for (run seed, step, rank) (numpy's SeedSequence hashing)."""
-    return int(np.random.SeedSequence([int(seed), int(step), int(rank)]).generate_state(1, np.uint64)[0] >> 1)
+    return int(
+        np.random.SeedSequence([int(seed), int(step), int(rank)]).generate_state(1, np.uint64)[0]
+        >> 1
+    )
 
 
-def step_generator(seed: int, step: int, rank: int = 0, device: str | torch.device = "cpu") -> torch.Generator:
+def step_generator(
+    seed: int, step: int, rank: int = 0, device: str | torch.device = "cpu"
+) -> torch.Generator:
     """The ``torch.Generator`` (on ``device``) that step ``step`` of process ``rank`` draws from."""
     g = torch.Generator(device=device)
     g.manual_seed(step_seed(seed, step, rank))
     return g
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
-                  world_size: int = 1) -> List[List[int]]:
+def epoch_batches(
+    n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1
+) -> List[List[int]]:
     """The index batches (each of ``batch_size`` = per-process batch) of ``epoch`` for ``rank``:
     ``DistributedSampler(shuffle=True, seed=seed, drop_last=True)`` at ``set_epoch(epoch)``, cut
     into full batches (the incomplete last one is dropped)."""
-    sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
-                                 drop_last=True)
+    sampler = DistributedSampler(
+        range(n), num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+    )
     sampler.set_epoch(epoch)
     idx = list(sampler)
     nb = len(idx) // batch_size
-    return [idx[i * batch_size:(i + 1) * batch_size] for i in range(nb)]
+    return [idx[i * batch_size : (i + 1) * batch_size] for i in range(nb)]
 
 
-def step_batches(dataset: Dataset, batch_size: int, seed: int, start_step: int, rank: int = 0, world_size: int = 1,
-                 num_workers: int = 0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+def step_batches(
+    dataset: Dataset,
+    batch_size: int,
+    seed: int,
+    start_step: int,
+    rank: int = 0,
+    world_size: int = 1,
+    num_workers: int = 0,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """(epoch, x (b, C, H, W), y (b,)) for steps start_step, start_step + 1, ... with b =
     ``batch_size`` per process: step s takes batch ``s % steps_per_epoch`` of ``epoch_batches`` at
     epoch ``s // steps_per_epoch``, so the data position follows from the step alone."""
     n = len(dataset)
     spe = (n // world_size) // batch_size
     if spe < 1:
-        raise UserError(f"the dataset ({n} images) is too small for a batch of {batch_size} per "
-                        "process")
+        raise UserError(
+            f"the dataset ({n} images) is too small for a batch of {batch_size} per process"
+        )
     epoch, offset = divmod(start_step, spe)
-    direct = isinstance(getattr(dataset, "x", None), torch.Tensor) and isinstance(getattr(dataset, "y", None),
-                                                                                   torch.Tensor)
+    direct = isinstance(getattr(dataset, "x", None), torch.Tensor) and isinstance(
+        getattr(dataset, "y", None), torch.Tensor
+    )
     while True:
         batches = epoch_batches(n, batch_size, seed, epoch, rank, world_size)[offset:]
         if direct:
@@ -129,9 +157,13 @@ def autocast_context(device: torch.device, precision: str):
     raise UserError(f"train.precision must be 'fp32' or 'bf16', got {precision!r}")
 
 
-def faster_precision(forward_backward: Callable[[str], None], candidates: Sequence[str] = ("fp32", "bf16"),
-                     rounds: int = 3, sync: Optional[Callable[[], None]] = None, margin: float = 0.95
-                     ) -> tuple[str, Dict[str, float]]:
+def faster_precision(
+    forward_backward: Callable[[str], None],
+    candidates: Sequence[str] = ("fp32", "bf16"),
+    rounds: int = 3,
+    sync: Optional[Callable[[], None]] = None,
+    margin: float = 0.95,
+) -> tuple[str, Dict[str, float]]:
     """Which precision trains faster here: ``forward_backward(precision)`` is timed for each candidate
     in turn (fp32, bf16, fp32, bf16, ...: a noisy machine drifts, interleaving spreads the drift over
     both), one warm-up round then ``rounds`` timed rounds; the median seconds decide. The first
@@ -147,7 +179,7 @@ def faster_precision(forward_backward: Callable[[str], None], candidates: Sequen
             forward_backward(c)
             if sync is not None:
                 sync()
-            if r:                                                   # round 0 warms up
+            if r:  # round 0 warms up
                 times[c].append(time.perf_counter() - t0)
     med = {c: statistics.median(v) for c, v in times.items()}
     pick = min(candidates[1:], key=med.__getitem__, default=candidates[0])
@@ -157,5 +189,9 @@ def faster_precision(forward_backward: Callable[[str], None], candidates: Sequen
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW over all trainable parameters (DiT's optimiser, betas (0.9, 0.999); the trainer sets each
     update's learning rate with ``lr_at``)."""
-    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
-                             weight_decay=weight_decay, betas=(0.9, 0.999))
+    return torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=lr,
+        weight_decay=weight_decay,
+        betas=(0.9, 0.999),
+    )

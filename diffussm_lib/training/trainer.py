@@ -15,6 +15,7 @@ Host syncs. On a GPU the Python loop runs ahead of the device, queueing work; ev
 nanoGPT reads its loss at the log interval) and before each checkpoint, nowhere else; under DDP a
 time budget adds one broadcast per update (every process must stop after the same update).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,22 +33,40 @@ from tqdm.auto import tqdm
 
 from ..config import ConfigError, ExperimentConfig, ModelConfig
 from ..data import DataError, dataset_from_config
-from ..diffusion import (DDIM_DEFAULT_STEPS, NoiseSchedule, diffusion_loss, drop_labels,
-                         null_class_of)
+from ..diffusion import (
+    DDIM_DEFAULT_STEPS,
+    NoiseSchedule,
+    diffusion_loss,
+    drop_labels,
+    null_class_of,
+)
 from ..env import __version__, hardware_description
 from ..errors import UserError
 from ..models import build_model, count_params
 from ..sampling import generate
 from .callbacks import METRICS_NAME, SAMPLES_DIR, Callback, MetricsLog, ProgressBar, SampleGrids
-from .checkpoint import (CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint, save_checkpoint,
-                         save_config_atomic)
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    CONFIG_NAME,
+    load_checkpoint,
+    save_checkpoint,
+    save_config_atomic,
+)
 from .distributed import DistInfo, all_max, all_mean_, broadcast_flag, init_distributed
 from .ema import EMA, unwrap
 from .loading import check_config_matches, check_resumable, load_state_strict
-from .step import (NonFiniteLossError, autocast_context, faster_precision, lr_at, make_optimizer,
-                   sample_timesteps, step_batches, step_generator)
+from .step import (
+    NonFiniteLossError,
+    autocast_context,
+    faster_precision,
+    lr_at,
+    make_optimizer,
+    sample_timesteps,
+    step_batches,
+    step_generator,
+)
 
-WARMUP_CHECK_STEPS = 10   # under a time budget, the warm-up is checked against the first 10 updates
+WARMUP_CHECK_STEPS = 10  # under a time budget, the warm-up is checked against the first 10 updates
 
 
 # ---------------------------------------------------------------------- the data boundary
@@ -60,13 +79,16 @@ def check_labels(y: torch.Tensor, num_classes: int, what: str = "the data") -> N
     if num_classes <= 0 or not len(y):
         return
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise DataError(f"{what} has labels of dtype {y.dtype}; class labels are integers 0..."
-                        f"{num_classes - 1}")
+        raise DataError(
+            f"{what} has labels of dtype {y.dtype}; class labels are integers 0...{num_classes - 1}"
+        )
     lo, hi = int(y.min()), int(y.max())
     if lo < 0 or hi >= num_classes:
-        raise DataError(f"{what} has labels {lo}..{hi} but model.num_classes is {num_classes} "
-                        f"(labels must lie in 0..{num_classes - 1}; {num_classes} is the null "
-                        "class of guidance)")
+        raise DataError(
+            f"{what} has labels {lo}..{hi} but model.num_classes is {num_classes} "
+            f"(labels must lie in 0..{num_classes - 1}; {num_classes} is the null "
+            "class of guidance)"
+        )
 
 
 def check_data_fits_model(dataset: Dataset, m: ModelConfig) -> None:
@@ -85,9 +107,11 @@ def check_data_fits_model(dataset: Dataset, m: ModelConfig) -> None:
                 fix.append(f"data.pad_to: {m.image_size} (pads with the background value)")
             if h != w and not fix:
                 fix.append("square images (crop or pad them to one size)")
-        raise DataError(f"the data gives images of shape {tuple(x0.shape)} (C, H, W) but the model "
-                        f"expects {want} (model.in_channels, model.image_size): set "
-                        f"{' or '.join(fix)}")
+        raise DataError(
+            f"the data gives images of shape {tuple(x0.shape)} (C, H, W) but the model "
+            f"expects {want} (model.in_channels, model.image_size): set "
+            f"{' or '.join(fix)}"
+        )
     y = getattr(dataset, "y", None)
     if isinstance(y, torch.Tensor):
         check_labels(y, m.num_classes)
@@ -99,11 +123,11 @@ class LogWindow:
     the device until ``sync``; their seconds are host time (``add_seconds``)."""
 
     def __init__(self) -> None:
-        self.pending: List[tuple[torch.Tensor, torch.Tensor]] = []   # (loss, grad norm), on device
-        self.losses: List[float] = []    # synced: each update's loss (averaged over processes)
-        self.grad_norm = math.nan        # synced: the last update's gradient norm before clipping
+        self.pending: List[tuple[torch.Tensor, torch.Tensor]] = []  # (loss, grad norm), on device
+        self.losses: List[float] = []  # synced: each update's loss (averaged over processes)
+        self.grad_norm = math.nan  # synced: the last update's gradient norm before clipping
         self.seconds = 0.0
-        self.bad: Optional[tuple[int, str, float]] = None   # the first non-finite value, once seen
+        self.bad: Optional[tuple[int, str, float]] = None  # the first non-finite value, once seen
 
     def add(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
         self.pending.append((loss, grad_norm))
@@ -114,15 +138,18 @@ class LogWindow:
         made so far. Returns (step, "loss" or "gradient norm", value) of the first NaN / inf, else
         None; once one is seen it is returned by every later call."""
         if self.pending and self.bad is None:
-            loss = all_mean_(torch.stack([p[0] for p in self.pending]).double(), dist)   # (n,)
-            norm = torch.stack([p[1] for p in self.pending]).double()                    # (n,)
-            values = torch.stack((loss, norm), 1).tolist()   # <- the sync: waits for the queue
-            first = step - len(values)                        # the step of the first pending update
+            loss = all_mean_(torch.stack([p[0] for p in self.pending]).double(), dist)  # (n,)
+            norm = torch.stack([p[1] for p in self.pending]).double()  # (n,)
+            values = torch.stack((loss, norm), 1).tolist()  # <- the sync: waits for the queue
+            first = step - len(values)  # the step of the first pending update
             self.pending = []
             for i, (lo, gn) in enumerate(values):
                 if not (math.isfinite(lo) and math.isfinite(gn)):
-                    self.bad = (first + i, "loss", lo) if not math.isfinite(lo) else \
-                        (first + i, "gradient norm", gn)
+                    self.bad = (
+                        (first + i, "loss", lo)
+                        if not math.isfinite(lo)
+                        else (first + i, "gradient norm", gn)
+                    )
                     break
                 self.losses.append(lo)
                 self.grad_norm = gn
@@ -157,31 +184,41 @@ class Trainer:
     steps, guidance ``grid_guidance``, always the same noise). ``log``: text messages (default
     ``tqdm.write``)."""
 
-    def __init__(self, cfg: ExperimentConfig, output_dir: Optional[str | os.PathLike] = None, *,
-                 device: Optional[str | torch.device] = None, dataset: Optional[Dataset] = None,
-                 model: Optional[nn.Module] = None, init_from: Optional[str | os.PathLike] = None,
-                 callbacks: Sequence[Callback] = (), progress: bool = True, grid_size: int = 20,
-                 grid_steps: int = DDIM_DEFAULT_STEPS, grid_guidance: float = 2.0,
-                 log: Optional[Callable[[str], None]] = None):
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        output_dir: Optional[str | os.PathLike] = None,
+        *,
+        device: Optional[str | torch.device] = None,
+        dataset: Optional[Dataset] = None,
+        model: Optional[nn.Module] = None,
+        init_from: Optional[str | os.PathLike] = None,
+        callbacks: Sequence[Callback] = (),
+        progress: bool = True,
+        grid_size: int = 20,
+        grid_steps: int = DDIM_DEFAULT_STEPS,
+        grid_guidance: float = 2.0,
+        log: Optional[Callable[[str], None]] = None,
+    ):
         self.cfg = cfg
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.grid_size, self.grid_steps, self.grid_guidance = grid_size, grid_steps, grid_guidance
         self._log = log
         self.dist, self.device = init_distributed(device)
         self.local_batch = self._local_batch_size()
-        self.precision = self._check_precision()   # "auto": resolved by pick_precision() at step 0
+        self.precision = self._check_precision()  # "auto": resolved by pick_precision() at step 0
         self.precision_times: dict = {}  # {"fp32": s, "bf16": s}: pick_precision's medians
-        self.max_seconds: Optional[float] = None   # the time budget of the current train() call
+        self.max_seconds: Optional[float] = None  # the time budget of the current train() call
         self.dataset = self._build_dataset(dataset)
         self.model, self.ema, self.optimizer = self._build_model(model)
         self.null_class = null_class_of(self.bare_model)
         self.schedule = NoiseSchedule.from_config(cfg.diffusion).to(self.device)
         self.step = 0
-        self.train_seconds = 0.0      # time spent in training steps, over all runs of this model
-        self.wall_seconds = 0.0       # including checkpoints and sample grids
+        self.train_seconds = 0.0  # time spent in training steps, over all runs of this model
+        self.wall_seconds = 0.0  # including checkpoints and sample grids
         self.last_checkpoint: Optional[Path] = None
         self.last_checkpoint_step: Optional[int] = None
-        self.window = LogWindow()     # the updates since the last log record
+        self.window = LogWindow()  # the updates since the last log record
         self.metrics = MetricsLog(None if output_dir is None else self.output_dir / METRICS_NAME)
         self.callbacks: List[Callback] = self._default_callbacks(progress) + list(callbacks)
         if init_from is not None:
@@ -192,8 +229,10 @@ class Trainer:
         """This process's share of the global ``train.batch_size``."""
         bs, world = self.cfg.train.batch_size, self.dist.world_size
         if bs % world:
-            raise UserError(f"train.batch_size={bs} (the global batch) must be divisible by the "
-                            f"number of processes ({world})")
+            raise UserError(
+                f"train.batch_size={bs} (the global batch) must be divisible by the "
+                f"number of processes ({world})"
+            )
         return bs // world
 
     def _check_precision(self) -> str:
@@ -212,12 +251,15 @@ class Trainer:
         image shape, labels (``check_labels``), at least one global batch."""
         cfg = self.cfg
         if dataset is None:
-            dataset = dataset_from_config(cfg.data, "train", channels=cfg.model.in_channels,
-                                          num_classes=cfg.model.num_classes)
+            dataset = dataset_from_config(
+                cfg.data, "train", channels=cfg.model.in_channels, num_classes=cfg.model.num_classes
+            )
         check_data_fits_model(dataset, cfg.model)
         if len(dataset) < cfg.train.batch_size:
-            raise DataError(f"the dataset has {len(dataset)} images, fewer than train.batch_size="
-                            f"{cfg.train.batch_size}: lower train.batch_size")
+            raise DataError(
+                f"the dataset has {len(dataset)} images, fewer than train.batch_size="
+                f"{cfg.train.batch_size}: lower train.batch_size"
+            )
         self._labels_checked = isinstance(getattr(dataset, "y", None), torch.Tensor)
         return dataset
 
@@ -231,13 +273,14 @@ class Trainer:
                 model = build_model(self.cfg.model)
             except UserError:
                 raise
-            except ValueError as e:   # the factory's checks of a combination of model keys
+            except ValueError as e:  # the factory's checks of a combination of model keys
                 raise ConfigError(f"the config's model section: {e}") from e
         model = model.to(self.device)
         ema = EMA(model, tc.ema_decay, warmup=tc.ema_warmup)
         if self.dist.enabled:
-            model = DistributedDataParallel(model, device_ids=[self.device.index]
-                                            if self.device.type == "cuda" else None)
+            model = DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         return model, ema, make_optimizer(model, tc.lr, tc.weight_decay)
 
     def _default_callbacks(self, progress: bool) -> List[Callback]:
@@ -246,8 +289,11 @@ class Trainer:
             return []
         every = self.cfg.train.sample_every
         grids = self.output_dir / SAMPLES_DIR if self.output_dir is not None else None
-        return ([ProgressBar()] if progress else []) + [self.metrics] + \
-            ([SampleGrids(every, grids)] if every > 0 else [])
+        return (
+            ([ProgressBar()] if progress else [])
+            + [self.metrics]
+            + ([SampleGrids(every, grids)] if every > 0 else [])
+        )
 
     # ------------------------------------------------------------------ small helpers
     @property
@@ -277,32 +323,40 @@ class Trainer:
                     fn(self, *args)
 
     # ------------------------------------------------------------------ one update
-    def train_step(self, x: torch.Tensor, y: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def train_step(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
         """One update on a batch x (b, C, H, W), y (b,) at step ``self.step``. Returns (loss, grad
         norm before clipping) as 0-d tensors on the device, and the learning rate. No host sync:
         ``float(loss)`` waits for the device; the loop reads them once per log interval."""
         tc, s = self.cfg.train, self.step
-        g = step_generator(tc.seed, s, self.dist.rank, self.device)   # all randomness of this step
+        g = step_generator(tc.seed, s, self.dist.rank, self.device)  # all randomness of this step
         # learning rate (constant: no clock, no collective)
-        lr = lr_at(s, tc.lr, tc.warmup_steps, tc.lr_schedule,
-                   0.0 if tc.lr_schedule == "constant" else self.progress())
+        lr = lr_at(
+            s,
+            tc.lr,
+            tc.warmup_steps,
+            tc.lr_schedule,
+            0.0 if tc.lr_schedule == "constant" else self.progress(),
+        )
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         # forward, loss and backward
         loss = self._loss(x, y, g)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
-                                                   tc.grad_clip if tc.grad_clip > 0 else math.inf)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), tc.grad_clip if tc.grad_clip > 0 else math.inf
+        )
         # optimizer and EMA
         self.optimizer.step()
         self.ema.update(self.model)
         self.step += 1
         return loss.detach(), grad_norm.detach(), lr
 
-    def _loss(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator,
-              precision: Optional[str] = None) -> torch.Tensor:
+    def _loss(
+        self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, precision: Optional[str] = None
+    ) -> torch.Tensor:
         """The training loss (0-d) of a batch x (b, C, H, W), y (b,): label dropout, t from
         ``train.timestep_sampling``, the loss weighted by ``train.loss_weighting``; every random
         draw from ``g``."""
@@ -311,17 +365,33 @@ class Trainer:
         self.model.train()
         with autocast_context(self.device, precision or self.precision):
             y_in = drop_labels(y, tc.label_dropout, self.null_class, generator=g)
-            t = sample_timesteps(x.shape[0], self.schedule.T, g, tc.timestep_sampling,
-                                 tc.logit_mean, tc.logit_std, device=self.device)
-            return diffusion_loss(self.model, self.schedule, x, y_in, generator=g, t=t,
-                                  prediction=dc.prediction, vlb_weight=dc.vlb_weight,
-                                  weighting=tc.loss_weighting, min_snr_gamma=tc.min_snr_gamma)
+            t = sample_timesteps(
+                x.shape[0],
+                self.schedule.T,
+                g,
+                tc.timestep_sampling,
+                tc.logit_mean,
+                tc.logit_std,
+                device=self.device,
+            )
+            return diffusion_loss(
+                self.model,
+                self.schedule,
+                x,
+                y_in,
+                generator=g,
+                t=t,
+                prediction=dc.prediction,
+                vlb_weight=dc.vlb_weight,
+                weighting=tc.loss_weighting,
+                min_snr_gamma=tc.min_snr_gamma,
+            )
 
     def progress(self) -> float:
         """How much of the run is done, in [0, 1]: the larger of step / max_steps and, under a time
         budget, train_seconds / budget (what a decaying ``train.lr_schedule`` follows)."""
         p = self.step / max(self.cfg.train.max_steps, 1)
-        if self.max_seconds:   # every process must use the same rate: the slowest clock (under DDP
+        if self.max_seconds:  # every process must use the same rate: the slowest clock (under DDP
             # one collective per update, only with a decaying schedule and a time budget)
             p = max(p, all_max(self.train_seconds, self.dist, self.device) / self.max_seconds)
         return min(p, 1.0)
@@ -335,18 +405,22 @@ class Trainer:
             return self.precision
         cuda = self.device.type == "cuda"
         cands = ["fp32", "bf16"] if not cuda or torch.cuda.is_bf16_supported() else ["fp32"]
-        g = step_generator(self.cfg.train.seed, 0, self.dist.rank, self.device)   # step 0 redraws
+        g = step_generator(self.cfg.train.seed, 0, self.dist.rank, self.device)  # step 0 redraws
         sync = (lambda: torch.cuda.synchronize(self.device)) if cuda else None
         t0 = time.perf_counter()
-        pick, med = faster_precision(lambda c: self._loss(x, y, g, precision=c).backward(), cands,
-                                     sync=sync)
+        pick, med = faster_precision(
+            lambda c: self._loss(x, y, g, precision=c).backward(), cands, sync=sync
+        )
         self.optimizer.zero_grad(set_to_none=True)
         self.train_seconds += time.perf_counter() - t0
         if self.dist.enabled:
             pick = "bf16" if broadcast_flag(pick == "bf16", self.dist, self.device) else "fp32"
         self.precision, self.precision_times = pick, dict(med)
-        self.log("precision auto: " + ", ".join(f"{c} {1e3 * m:.0f} ms" for c, m in med.items())
-                 + f" per forward + backward of {len(x)} images -> {pick}")
+        self.log(
+            "precision auto: "
+            + ", ".join(f"{c} {1e3 * m:.0f} ms" for c, m in med.items())
+            + f" per forward + backward of {len(x)} images -> {pick}"
+        )
         return pick
 
     # ------------------------------------------------------------------ checkpoints
@@ -358,15 +432,26 @@ class Trainer:
             raise UserError("no output_dir: pass a path to save_checkpoint")
         self._sync()
         if self.dist.is_main:
-            extra = {"ema_updates": self.ema.num_updates, "train_seconds": self.train_seconds,
-                     "wall_seconds": self.wall_seconds,
-                     "images_seen": self.step * self.cfg.train.batch_size,
-                     "world_size": self.dist.world_size, "precision": self.precision,
-                     "hardware": hardware_description(self.device, self.dist.world_size),
-                     "torch_version": torch.__version__, "library_version": __version__}
-            save_checkpoint(path, config=self.cfg, step=self.step,
-                            model=self.bare_model.state_dict(), ema=self.ema.state_dict(),
-                            optimizer=self.optimizer.state_dict(), extra=extra)
+            extra = {
+                "ema_updates": self.ema.num_updates,
+                "train_seconds": self.train_seconds,
+                "wall_seconds": self.wall_seconds,
+                "images_seen": self.step * self.cfg.train.batch_size,
+                "world_size": self.dist.world_size,
+                "precision": self.precision,
+                "hardware": hardware_description(self.device, self.dist.world_size),
+                "torch_version": torch.__version__,
+                "library_version": __version__,
+            }
+            save_checkpoint(
+                path,
+                config=self.cfg,
+                step=self.step,
+                model=self.bare_model.state_dict(),
+                ema=self.ema.state_dict(),
+                optimizer=self.optimizer.state_dict(),
+                extra=extra,
+            )
             self.last_checkpoint, self.last_checkpoint_step = path, self.step
             self.emit("on_checkpoint", path)
         if self.dist.enabled:
@@ -382,17 +467,21 @@ class Trainer:
         if resume:
             check_resumable(ckpt, self.cfg, self.log)
         else:
-            check_config_matches(ckpt.config, self.cfg, f"checkpoint {ckpt.path}",
-                                 sections=("model",))
+            check_config_matches(
+                ckpt.config, self.cfg, f"checkpoint {ckpt.path}", sections=("model",)
+            )
         model_state = ckpt.model if resume else ckpt.weights("ema")
-        load_state_strict(self.bare_model, model_state, f"checkpoint {ckpt.path}", ckpt.config,
-                          self.cfg)
+        load_state_strict(
+            self.bare_model, model_state, f"checkpoint {ckpt.path}", ckpt.config, self.cfg
+        )
         ema_state = (ckpt.ema if ckpt.ema is not None else ckpt.model) if resume else model_state
         self.ema.load_state_dict(ema_state, ckpt.extra.get("ema_updates", 0))
         if not resume:
-            self.log(f"initialised from {ckpt.path} (step {ckpt.step}, "
-                     f"{'EMA' if ckpt.ema is not None else 'model'} weights); optimizer and step "
-                     "start fresh")
+            self.log(
+                f"initialised from {ckpt.path} (step {ckpt.step}, "
+                f"{'EMA' if ckpt.ema is not None else 'model'} weights); optimizer and step "
+                "start fresh"
+            )
             return
         self.optimizer.load_state_dict(ckpt.optimizer)
         self.step = ckpt.step
@@ -418,15 +507,28 @@ class Trainer:
         n = n or self.grid_size
         m = self.cfg.model
         labels = torch.arange(n) % m.num_classes if m.num_classes > 0 else None
-        return generate(self.ema.module, self.schedule, n, labels, image_size=m.image_size,
-                        channels=m.in_channels, sampler="ddim", steps=self.grid_steps,
-                        guidance=self.grid_guidance if labels is not None else 1.0,
-                        seed=self.cfg.train.seed, prediction=self.cfg.diffusion.prediction,
-                        device=self.device)
+        return generate(
+            self.ema.module,
+            self.schedule,
+            n,
+            labels,
+            image_size=m.image_size,
+            channels=m.in_channels,
+            sampler="ddim",
+            steps=self.grid_steps,
+            guidance=self.grid_guidance if labels is not None else 1.0,
+            seed=self.cfg.train.seed,
+            prediction=self.cfg.diffusion.prediction,
+            device=self.device,
+        )
 
     # ------------------------------------------------------------------ the loop
-    def train(self, max_steps: Optional[int] = None, resume: bool = False,
-              max_seconds: Optional[float] = None) -> TrainResult:
+    def train(
+        self,
+        max_steps: Optional[int] = None,
+        resume: bool = False,
+        max_seconds: Optional[float] = None,
+    ) -> TrainResult:
         """Train until ``max_steps`` total updates (default ``train.max_steps``), continuing from
         the current step (with ``resume=True``: from the output folder's checkpoint, if any).
 
@@ -443,13 +545,13 @@ class Trainer:
                 if self.precision == "auto":
                     self.pick_precision(x, y)
                 t0 = time.perf_counter()
-                loss, grad_norm, lr = self.train_step(x, y)     # queued on the device: no host sync
+                loss, grad_norm, lr = self.train_step(x, y)  # queued on the device: no host sync
                 self.window.add(loss, grad_norm)
                 s = self.step
                 if s % tc.log_every == 0 or s >= tc.max_steps:
-                    self._sync()   # THE host sync of a log interval; timed: it waits for the queue
+                    self._sync()  # THE host sync of a log interval; timed: it waits for the queue
                 self._count_time(time.perf_counter() - t0)
-                self.emit("on_step", s)                          # progress bar, sample grids
+                self.emit("on_step", s)  # progress bar, sample grids
                 last = s >= tc.max_steps or self._out_of_time()
                 if s % tc.log_every == 0 or last:
                     self._log_record(epoch, lr)
@@ -481,20 +583,25 @@ class Trainer:
             self.log(f"already at step {self.step} >= max_steps {tc.max_steps}: nothing to do")
             return False
         if max_seconds is not None and self.train_seconds >= max_seconds:
-            self.log(f"already at {self.train_seconds:.0f} s of training >= the budget of "
-                     f"{max_seconds:.0f} s: nothing to do")
+            self.log(
+                f"already at {self.train_seconds:.0f} s of training >= the budget of "
+                f"{max_seconds:.0f} s: nothing to do"
+            )
             return False
-        self.log(f"training {self.cfg.name}: {count_params(self.bare_model):,} parameters, steps "
-                 f"{self.step} -> {tc.max_steps}, global batch {tc.batch_size}"
-                 + (f" on {self.dist.world_size} processes" if self.dist.enabled else "")
-                 + f", {self.device.type}, {tc.precision}"
-                 + (f", lr schedule {tc.lr_schedule}" if tc.lr_schedule != "constant" else "")
-                 + (f", time budget {max_seconds:.0f} s" if max_seconds is not None else ""))
+        self.log(
+            f"training {self.cfg.name}: {count_params(self.bare_model):,} parameters, steps "
+            f"{self.step} -> {tc.max_steps}, global batch {tc.batch_size}"
+            + (f" on {self.dist.world_size} processes" if self.dist.enabled else "")
+            + f", {self.device.type}, {tc.precision}"
+            + (f", lr schedule {tc.lr_schedule}" if tc.lr_schedule != "constant" else "")
+            + (f", time budget {max_seconds:.0f} s" if max_seconds is not None else "")
+        )
         if self.step < tc.warmup_steps and tc.warmup_steps > tc.max_steps:
-            self._warn_long_warmup(f"the run's {tc.max_steps} steps (train.max_steps / "
-                                   "--max-steps)")
+            self._warn_long_warmup(
+                f"the run's {tc.max_steps} steps (train.max_steps / --max-steps)"
+            )
         self.window = LogWindow()
-        self._session_steps, self._session_seconds = 0, 0.0   # this call's timed updates
+        self._session_steps, self._session_seconds = 0, 0.0  # this call's timed updates
         self._wall_mark = time.perf_counter()
         return True
 
@@ -503,8 +610,15 @@ class Trainer:
         (``step_batches``); labels that were not checked with the dataset are checked here, on the
         host (before they reach the device)."""
         tc = self.cfg.train
-        for epoch, x, y in step_batches(self.dataset, self.local_batch, tc.seed, self.step,
-                                        self.dist.rank, self.dist.world_size, tc.num_workers):
+        for epoch, x, y in step_batches(
+            self.dataset,
+            self.local_batch,
+            tc.seed,
+            self.step,
+            self.dist.rank,
+            self.dist.world_size,
+            tc.num_workers,
+        ):
             if not self._labels_checked and y.device.type == "cpu":
                 check_labels(y, self.cfg.model.num_classes, "a batch of the data")
             yield epoch, x, y
@@ -516,25 +630,32 @@ class Trainer:
         if bad is None:
             return
         step, what, value = bad
-        where = (f"The last good checkpoint is kept: {self.last_checkpoint} (step "
-                 f"{self.last_checkpoint_step})." if self.last_checkpoint is not None
-                 else "No checkpoint had been written yet.")
+        where = (
+            f"The last good checkpoint is kept: {self.last_checkpoint} (step "
+            f"{self.last_checkpoint_step})."
+            if self.last_checkpoint is not None
+            else "No checkpoint had been written yet."
+        )
         raise NonFiniteLossError(
             f"non-finite {what} ({value}) at step {step}: training stopped at step {self.step} "
             f"(the loop checks once per log interval, train.log_every, and before each checkpoint; "
             f"the weights in memory took the updates since). {where} Common causes: too high "
-            "train.lr, no train.grad_clip, bad input data.")
+            "train.lr, no train.grad_clip, bad input data."
+        )
 
     def _count_time(self, seconds: float) -> None:
         """Add an update's seconds to the run's clock, the log window and this call's session; after
         the session's first updates, check the warm-up against the time budget."""
         self.train_seconds += seconds
         self.window.seconds += seconds
-        self._session_steps, self._session_seconds = (self._session_steps + 1,
-                                                      self._session_seconds + seconds)
+        self._session_steps, self._session_seconds = (
+            self._session_steps + 1,
+            self._session_seconds + seconds,
+        )
         if self.max_seconds is not None and self._session_steps == WARMUP_CHECK_STEPS:
-            self._check_warmup_fits_budget(self._session_seconds / self._session_steps,
-                                           self.max_seconds)
+            self._check_warmup_fits_budget(
+                self._session_seconds / self._session_steps, self.max_seconds
+            )
 
     def _out_of_time(self) -> bool:
         """Has the last update spent the time budget? Rank 0's clock decides: under DDP a broadcast
@@ -543,8 +664,10 @@ class Trainer:
             return False
         out = broadcast_flag(self.train_seconds >= self.max_seconds, self.dist, self.device)
         if out:
-            self.log(f"time budget reached: {self.train_seconds:.0f} s of training >= "
-                     f"{self.max_seconds:.0f} s at step {self.step}")
+            self.log(
+                f"time budget reached: {self.train_seconds:.0f} s of training >= "
+                f"{self.max_seconds:.0f} s at step {self.step}"
+            )
         return out
 
     def _log_record(self, epoch: int, lr: float) -> None:
@@ -552,10 +675,16 @@ class Trainer:
         the callbacks: the metrics log, the progress bar, yours. Starts a new window."""
         self._sync()
         w, bs = self.window, self.cfg.train.batch_size
-        rec = {"step": self.step, "epoch": epoch, "loss": sum(w.losses) / len(w.losses), "lr": lr,
-               "grad_norm": w.grad_norm, "ema_decay": self.ema.last_decay,
-               "images_per_sec": bs * len(w.losses) / max(w.seconds, 1e-9),
-               "train_seconds": round(self.train_seconds, 3)}
+        rec = {
+            "step": self.step,
+            "epoch": epoch,
+            "loss": sum(w.losses) / len(w.losses),
+            "lr": lr,
+            "grad_norm": w.grad_norm,
+            "ema_decay": self.ema.last_decay,
+            "images_per_sec": bs * len(w.losses) / max(w.seconds, 1e-9),
+            "train_seconds": round(self.train_seconds, 3),
+        }
         self.window = LogWindow()
         self.emit("on_log", rec)
 
@@ -578,19 +707,27 @@ class Trainer:
             return
         expected = self.step + (max_seconds - self.train_seconds) / max(seconds_per_step, 1e-9)
         if tc.warmup_steps > expected:
-            self._warn_long_warmup(f"the about {expected:.0f} steps the time budget of "
-                                   f"{max_seconds:.0f} s allows at the measured "
-                                   f"{1e3 * seconds_per_step:.0f} ms per step")
+            self._warn_long_warmup(
+                f"the about {expected:.0f} steps the time budget of "
+                f"{max_seconds:.0f} s allows at the measured "
+                f"{1e3 * seconds_per_step:.0f} ms per step"
+            )
 
     def _warn_long_warmup(self, run: str) -> None:
         tc = self.cfg.train
-        self.log(f"warning: train.warmup_steps={tc.warmup_steps} is longer than {run}: the "
-                 f"learning rate never reaches train.lr={tc.lr:g} (and a decaying schedule never "
-                 "starts); lower train.warmup_steps")
+        self.log(
+            f"warning: train.warmup_steps={tc.warmup_steps} is longer than {run}: the "
+            f"learning rate never reaches train.lr={tc.lr:g} (and a decaying schedule never "
+            "starts); lower train.warmup_steps"
+        )
 
     def _result(self) -> TrainResult:
         images = self.step * self.cfg.train.batch_size
         ips = images / self.train_seconds if self.train_seconds else 0.0
-        return TrainResult(step=self.step, checkpoint=self.last_checkpoint,
-                           train_seconds=self.train_seconds, images_per_sec=ips,
-                           metrics=self.metrics if self.dist.is_main else None)
+        return TrainResult(
+            step=self.step,
+            checkpoint=self.last_checkpoint,
+            train_seconds=self.train_seconds,
+            images_per_sec=ips,
+            metrics=self.metrics if self.dist.is_main else None,
+        )

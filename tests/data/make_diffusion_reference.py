@@ -13,6 +13,7 @@ generator (no ``nn.Module`` initialiser, no model code of the library), so only 
 is under test. The cases call the samplers through their oldest spellings (``guidance_scale=``,
 ``timesteps=``), which stay accepted, and through ``generate``.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,43 +46,97 @@ class RandomDenoiser(torch.nn.Module):
         h = F.conv2d(torch.tanh(x), self.weight.to(x.dtype), padding=1)
         lab = 0.0 if y is None else self.emb.to(x.dtype)[y].view(x.shape[0], -1, 1, 1)
         out = h + lab + 0.1 * torch.sin(t.to(x.dtype) / 150).view(-1, 1, 1, 1)
-        if self.learn_sigma:   # the variance channels (Improved DDPM's nu) live in [-1, 1]
+        if self.learn_sigma:  # the variance channels (Improved DDPM's nu) live in [-1, 1]
             out = torch.cat([out[:, :C], torch.tanh(out[:, C:])], 1)
         return out
 
 
 def schedules():
     from diffussm_lib.diffusion import NoiseSchedule
+
     return {"cosine": NoiseSchedule.cosine(1000), "linear100": NoiseSchedule.linear(100, 1e-3, 0.1)}
 
 
 # name -> (sampler function name, schedule, learn_sigma, labels?, keyword arguments)
 CASES = {
-    "ddim_eps_w2_clip": ("ddim_sample", "cosine", False, True,
-                         dict(steps=10, guidance_scale=2.0, clip_x0=True)),
-    "ddim_v_eta_dyn_traj": ("ddim_sample", "cosine", False, True,
-                            dict(steps=12, eta=0.5, prediction="v", guidance_scale=3.0,
-                                 dynamic_threshold=0.9, return_trajectory=True,
-                                 trajectory_stride=5)),
-    "ddim_clip_keep_eps": ("ddim_sample", "cosine", False, True,
-                           dict(steps=7, clip_x0=True, eps_from_clipped_x0=False,
-                                guidance_scale=0.0)),
-    "ddim_uncond_grid": ("ddim_sample", "cosine", False, False,
-                         dict(timesteps=[990, 700, 300, 40, 3])),
-    "ddpm_small_w1.5_clip": ("ddpm_sample", "cosine", False, True,
-                             dict(steps=20, guidance_scale=1.5, clip_x0=True)),
-    "ddpm_large_v_all": ("ddpm_sample", "linear100", False, False,
-                         dict(variance="fixed_large", prediction="v", return_trajectory=True,
-                              trajectory_stride=9)),
-    "ddpm_learned": ("ddpm_sample", "cosine", True, True,
-                     dict(steps=10, variance="learned_range", guidance_scale=2.0)),
-    "dpm2_eps_w2_clip": ("dpm_solver_sample", "cosine", False, True,
-                         dict(steps=8, guidance_scale=2.0, clip_x0=True, return_trajectory=True)),
-    "dpm1_v_dyn": ("dpm_solver_sample", "cosine", False, True,
-                   dict(steps=6, order=1, prediction="v", dynamic_threshold=0.95,
-                        guidance_scale=4.0)),
-    "dpm2_ddim_grid_linear": ("dpm_solver_sample", "linear100", True, True,
-                              dict(timesteps=[99, 80, 51, 20, 7, 0], guidance_scale=2.5)),
+    "ddim_eps_w2_clip": (
+        "ddim_sample",
+        "cosine",
+        False,
+        True,
+        dict(steps=10, guidance_scale=2.0, clip_x0=True),
+    ),
+    "ddim_v_eta_dyn_traj": (
+        "ddim_sample",
+        "cosine",
+        False,
+        True,
+        dict(
+            steps=12,
+            eta=0.5,
+            prediction="v",
+            guidance_scale=3.0,
+            dynamic_threshold=0.9,
+            return_trajectory=True,
+            trajectory_stride=5,
+        ),
+    ),
+    "ddim_clip_keep_eps": (
+        "ddim_sample",
+        "cosine",
+        False,
+        True,
+        dict(steps=7, clip_x0=True, eps_from_clipped_x0=False, guidance_scale=0.0),
+    ),
+    "ddim_uncond_grid": (
+        "ddim_sample",
+        "cosine",
+        False,
+        False,
+        dict(timesteps=[990, 700, 300, 40, 3]),
+    ),
+    "ddpm_small_w1.5_clip": (
+        "ddpm_sample",
+        "cosine",
+        False,
+        True,
+        dict(steps=20, guidance_scale=1.5, clip_x0=True),
+    ),
+    "ddpm_large_v_all": (
+        "ddpm_sample",
+        "linear100",
+        False,
+        False,
+        dict(variance="fixed_large", prediction="v", return_trajectory=True, trajectory_stride=9),
+    ),
+    "ddpm_learned": (
+        "ddpm_sample",
+        "cosine",
+        True,
+        True,
+        dict(steps=10, variance="learned_range", guidance_scale=2.0),
+    ),
+    "dpm2_eps_w2_clip": (
+        "dpm_solver_sample",
+        "cosine",
+        False,
+        True,
+        dict(steps=8, guidance_scale=2.0, clip_x0=True, return_trajectory=True),
+    ),
+    "dpm1_v_dyn": (
+        "dpm_solver_sample",
+        "cosine",
+        False,
+        True,
+        dict(steps=6, order=1, prediction="v", dynamic_threshold=0.95, guidance_scale=4.0),
+    ),
+    "dpm2_ddim_grid_linear": (
+        "dpm_solver_sample",
+        "linear100",
+        True,
+        True,
+        dict(timesteps=[99, 80, 51, 20, 7, 0], guidance_scale=2.5),
+    ),
 }
 
 # name -> (sampler, learn_sigma, keyword arguments of generate)
@@ -89,8 +144,11 @@ GENERATE = {
     "generate_ddim": ("ddim", False, dict(steps=9, guidance=2.0, batch_size=3)),
     "generate_ddim_eta": ("ddim", False, dict(steps=9, guidance=2.0, eta=0.3, batch_size=8)),
     "generate_ddpm": ("ddpm", True, dict(steps=15, guidance=1.5, batch_size=5)),
-    "generate_dpm": ("dpm_solver++", False,
-                     dict(steps=6, guidance=3.0, prediction="v", batch_size=8)),
+    "generate_dpm": (
+        "dpm_solver++",
+        False,
+        dict(steps=6, guidance=3.0, prediction="v", batch_size=8),
+    ),
 }
 
 # name -> (learn_sigma, keyword arguments of diffusion_loss)
@@ -110,30 +168,60 @@ def x_T():
 
 def run_case(name: str) -> dict:
     import diffussm_lib.diffusion as D
+
     fn, sched, sigma, labelled, kw = CASES[name]
-    out = getattr(D, fn)(RandomDenoiser(learn_sigma=sigma), schedules()[sched], None,
-                         LABELS if labelled else None, x_T=x_T(),
-                         generator=torch.Generator().manual_seed(7), **kw)
+    out = getattr(D, fn)(
+        RandomDenoiser(learn_sigma=sigma),
+        schedules()[sched],
+        None,
+        LABELS if labelled else None,
+        x_T=x_T(),
+        generator=torch.Generator().manual_seed(7),
+        **kw,
+    )
     if not kw.get("return_trajectory"):
         return {name: out}
-    return {name: out.images, f"{name}/xs": out.xs, f"{name}/x0_preds": out.x0_preds,
-            f"{name}/steps": out.timesteps}
+    return {
+        name: out.images,
+        f"{name}/xs": out.xs,
+        f"{name}/x0_preds": out.x0_preds,
+        f"{name}/steps": out.timesteps,
+    }
 
 
 def run_generate(name: str) -> dict:
     from diffussm_lib.sampling import generate
+
     sampler, sigma, kw = GENERATE[name]
-    return {name: generate(RandomDenoiser(learn_sigma=sigma), schedules()["cosine"], 8,
-                           LABELS.clamp(max=9), image_size=8, channels=1, sampler=sampler, seed=11,
-                           device="cpu", **kw)}
+    return {
+        name: generate(
+            RandomDenoiser(learn_sigma=sigma),
+            schedules()["cosine"],
+            8,
+            LABELS.clamp(max=9),
+            image_size=8,
+            channels=1,
+            sampler=sampler,
+            seed=11,
+            device="cpu",
+            **kw,
+        )
+    }
 
 
 def run_loss(name: str) -> dict:
     from diffussm_lib.diffusion import diffusion_loss
+
     sigma, kw = LOSSES[name]
     x0 = torch.rand(SHAPE, generator=torch.Generator().manual_seed(3)) * 2 - 1
-    loss = diffusion_loss(RandomDenoiser(learn_sigma=sigma), schedules()["cosine"], x0, LABELS,
-                          generator=torch.Generator().manual_seed(5), **kw)
+    loss = diffusion_loss(
+        RandomDenoiser(learn_sigma=sigma),
+        schedules()["cosine"],
+        x0,
+        LABELS,
+        generator=torch.Generator().manual_seed(5),
+        **kw,
+    )
     return {name: loss.detach().reshape(1)}
 
 
@@ -153,6 +241,7 @@ def everything() -> dict:
 
 if __name__ == "__main__":
     from safetensors.torch import save_file
+
     tensors = {k: v.contiguous() for k, v in everything().items()}
     save_file(tensors, str(FILE))
     print(f"wrote {len(tensors)} tensors to {FILE}")

@@ -6,6 +6,7 @@ It writes ``tests/data/reference_forward.safetensors``: for each case the model'
 (``<case>/w/<name>``), its inputs and its output; ``tests/test_reference_forward.py`` rebuilds each
 model from its config (the metadata), loads the weights and compares.
 """
+
 import json
 from pathlib import Path
 
@@ -34,8 +35,12 @@ def perturbed(model: torch.nn.Module, seed: int) -> dict:
     """The model's state dict with seeded noise on every floating tensor (zero-initialised layers
     would otherwise make the output exactly zero)."""
     g = torch.Generator().manual_seed(seed)
-    return {k: (v + 0.05 * torch.randn(v.shape, generator=g)).contiguous() if v.is_floating_point() else v
-            for k, v in model.state_dict().items()}
+    return {
+        k: (v + 0.05 * torch.randn(v.shape, generator=g)).contiguous()
+        if v.is_floating_point()
+        else v
+        for k, v in model.state_dict().items()
+    }
 
 
 def main() -> None:
@@ -44,7 +49,7 @@ def main() -> None:
     B = 4
     x = torch.randn(B, 1, 28, 28, generator=g)
     t = torch.tensor([0, 250, 600, 999])
-    y = torch.tensor([3, 10, 7, 0])            # 10 = the null class
+    y = torch.tensor([3, 10, 7, 0])  # 10 = the null class
     for i, (name, keys) in enumerate(CASES.items()):
         torch.manual_seed(i)
         model = build_model(ModelConfig(**keys)).eval()
@@ -56,9 +61,13 @@ def main() -> None:
         tensors[f"{name}/out"] = out.contiguous()
         meta[name] = keys
     from safetensors.torch import load_file
+
     cfg = load_config(ROOT / "configs" / "mnist_diffussm.yaml")
-    weights = {k[len("ema/"):]: v for k, v in load_file(ROOT / "checkpoints/mnist_diffussm/model.safetensors").items()
-               if k.startswith("ema/")}
+    weights = {
+        k[len("ema/") :]: v
+        for k, v in load_file(ROOT / "checkpoints/mnist_diffussm/model.safetensors").items()
+        if k.startswith("ema/")
+    }
     model = build_model(cfg.model).eval()
     model.load_state_dict(weights)
     with torch.no_grad():
@@ -66,7 +75,9 @@ def main() -> None:
         tensors["pretrained/out_uncond"] = model(x, t, None).contiguous()
     tensors.update({"x": x, "t": t, "y": y})
     save_file(tensors, HERE / "reference_forward.safetensors", metadata={"cases": json.dumps(meta)})
-    print(f"wrote {HERE / 'reference_forward.safetensors'}: {len(CASES)} cases + the pretrained model")
+    print(
+        f"wrote {HERE / 'reference_forward.safetensors'}: {len(CASES)} cases + the pretrained model"
+    )
 
 
 if __name__ == "__main__":

@@ -17,10 +17,16 @@ offset_linear  the hourglass's M per-offset linear maps without copies (the eins
 ``ssm.backend`` says which form runs: ``"reference"`` the readable one, ``"torch"`` these,
 ``"cuda"`` mamba-ssm's fused kernels, ``"auto"`` the fastest available.
 """
+
 from .fft_conv import bidirectional_fft_conv_fast, fft_causal_conv_fast
 from .offset_linear import offset_linear_fast
 from .s4d_kernel import s4d_kernel_fast
 from .scan import selective_scan_torch
 
-__all__ = ["bidirectional_fft_conv_fast", "fft_causal_conv_fast", "offset_linear_fast",
-           "s4d_kernel_fast", "selective_scan_torch"]
+__all__ = [
+    "bidirectional_fft_conv_fast",
+    "fft_causal_conv_fast",
+    "offset_linear_fast",
+    "s4d_kernel_fast",
+    "selective_scan_torch",
+]

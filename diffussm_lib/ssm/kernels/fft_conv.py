@@ -15,6 +15,7 @@ to autograd. What these add:
 Shapes: B batch, G channels of the S4D bank, D model width, L length, F = n/2 + 1 frequencies of an
 FFT of length n = ``fft_length(L)``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,9 +31,9 @@ class _FFTConv(torch.autograd.Function):
     def forward(ctx, u, k):
         L = u.shape[-1]
         n = fft_length(L)
-        Uf = torch.fft.rfft(u.contiguous(), n=n)                              # (B, G, F)
-        Kf = torch.fft.rfft(k, n=n)                                           # (G, F)
-        y = torch.fft.irfft(Uf * Kf, n=n)[..., :L]                            # (B, G, L)
+        Uf = torch.fft.rfft(u.contiguous(), n=n)  # (B, G, F)
+        Kf = torch.fft.rfft(k, n=n)  # (G, F)
+        y = torch.fft.irfft(Uf * Kf, n=n)[..., :L]  # (B, G, L)
         ctx.save_for_backward(Uf, Kf)
         ctx.L = L
         return y
@@ -41,13 +42,13 @@ class _FFTConv(torch.autograd.Function):
     def backward(ctx, gy):
         Uf, Kf = ctx.saved_tensors
         L, n = ctx.L, fft_length(ctx.L)
-        Gf = torch.fft.rfft(gy.contiguous(), n=n)                             # (B, G, F)
+        Gf = torch.fft.rfft(gy.contiguous(), n=n)  # (B, G, F)
         # correlations: du[s] = sum_t gy[t] k[t-s], dk[j] = sum_b sum_t gy[t] u[t-j]
         gu = gk = None
         if ctx.needs_input_grad[0]:
-            gu = torch.fft.irfft(Gf * Kf.conj(), n=n)[..., :L]                # (B, G, L)
+            gu = torch.fft.irfft(Gf * Kf.conj(), n=n)[..., :L]  # (B, G, L)
         if ctx.needs_input_grad[1]:
-            gk = torch.fft.irfft((Gf * Uf.conj()).sum(0), n=n)[..., :L]       # (G, L)
+            gk = torch.fft.irfft((Gf * Uf.conj()).sum(0), n=n)[..., :L]  # (G, L)
         return gu, gk
 
 
@@ -59,7 +60,7 @@ def fft_causal_conv_fast(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return _FFTConv.apply(u, k)
 
 
-SPECTRUM_CHUNK_ELEMENTS = 2 ** 18   # complex elements of one chunk's (b, 2, D, F) spectra: 2 MiB
+SPECTRUM_CHUNK_ELEMENTS = 2**18  # complex elements of one chunk's (b, 2, D, F) spectra: 2 MiB
 
 
 def batch_chunk(B: int, D: int, F: int, device: torch.device | str = "cpu") -> int:
@@ -74,7 +75,7 @@ def batch_chunk(B: int, D: int, F: int, device: torch.device | str = "cpu") -> i
     if torch.device(device).type != "cpu":
         return max(1, B)
     most = max(1, SPECTRUM_CHUNK_ELEMENTS // (2 * D * F))
-    return -(-B // -(-B // most))   # chunks as equal as they go: B = 64, at most 5 -> 12 x 5 + 4
+    return -(-B // -(-B // most))  # chunks as equal as they go: B = 64, at most 5 -> 12 x 5 + 4
 
 
 class _BiFFTConv(torch.autograd.Function):
@@ -92,26 +93,26 @@ class _BiFFTConv(torch.autograd.Function):
     def forward(ctx, u, k):
         B, D, L = u.shape
         n = fft_length(L)
-        Kf = torch.fft.rfft(k, n=n)                                           # (2, D, F)
-        Kc = torch.stack([Kf[0], Kf[1].conj()])                               # causal, anti-causal
+        Kf = torch.fft.rfft(k, n=n)  # (2, D, F)
+        Kc = torch.stack([Kf[0], Kf[1].conj()])  # causal, anti-causal
         out = u.new_empty(B, L, 2, D)
         step = batch_chunk(B, D, n // 2 + 1, u.device)
         # a zero-padded, contiguous input buffer (an FFT over a strided axis runs ~2x slower): its
         # tail stays zero, so each chunk costs one copy, with no padding pass
         buf = u.new_zeros(step, D, n)
         prod = Kc.new_empty(step, 2, D, n // 2 + 1)
-        keep, spectra = ctx.needs_input_grad[1], []                           # U: for dk
+        keep, spectra = ctx.needs_input_grad[1], []  # U: for dk
         for i in range(0, B, step):
             b = min(step, B - i)
-            buf[:b, :, :L] = u[i:i + b]
-            Uf = torch.fft.rfft(buf[:b])                                      # (b, D, F)
-            torch.mul(Uf[:, None], Kc, out=prod[:b])                          # (b, 2, D, F)
-            y = torch.fft.irfft(prod[:b], n=n)[..., :L]                       # (b, 2, D, L)
-            out[i:i + b] = y.permute(0, 3, 1, 2)                              # (b, L, 2, D)
+            buf[:b, :, :L] = u[i : i + b]
+            Uf = torch.fft.rfft(buf[:b])  # (b, D, F)
+            torch.mul(Uf[:, None], Kc, out=prod[:b])  # (b, 2, D, F)
+            y = torch.fft.irfft(prod[:b], n=n)[..., :L]  # (b, 2, D, L)
+            out[i : i + b] = y.permute(0, 3, 1, 2)  # (b, L, 2, D)
             spectra += [Uf] if keep else []
         ctx.save_for_backward(Kc, *spectra)
         ctx.step = step
-        return out.permute(0, 2, 3, 1)                                        # (B, 2, D, L) view
+        return out.permute(0, 2, 3, 1)  # (B, 2, D, L) view
 
     @staticmethod
     def backward(ctx, gy):
@@ -120,22 +121,22 @@ class _BiFFTConv(torch.autograd.Function):
         n, F = fft_length(L), Kc.shape[-1]
         step = ctx.step
         need_u, need_k = ctx.needs_input_grad[:2]
-        gu = gy.new_empty(B, L, D) if need_u else None                       # u's usual layout
-        P = torch.zeros_like(Kc) if need_k else None                          # (2, D, F)
-        Kb = Kc.conj().resolve_conj()                                         # (2, D, F)
+        gu = gy.new_empty(B, L, D) if need_u else None  # u's usual layout
+        P = torch.zeros_like(Kc) if need_k else None  # (2, D, F)
+        Kb = Kc.conj().resolve_conj()  # (2, D, F)
         buf = gy.new_zeros(step, 2, D, n)
-        Gu, prod = Kc.new_empty(step, D, F), Kc.new_empty(step, 2, D, F)     # work buffers
+        Gu, prod = Kc.new_empty(step, D, F), Kc.new_empty(step, 2, D, F)  # work buffers
         for c, i in enumerate(range(0, B, step)):
             b = min(step, B - i)
-            buf[:b, ..., :L] = gy[i:i + b]
-            Gf = torch.fft.rfft(buf[:b])                                      # (b, 2, D, F)
-            if need_u:                                                        # both directions
+            buf[:b, ..., :L] = gy[i : i + b]
+            Gf = torch.fft.rfft(buf[:b])  # (b, 2, D, F)
+            if need_u:  # both directions
                 torch.mul(Gf[:, 0], Kb[0], out=Gu[:b]).addcmul_(Gf[:, 1], Kb[1])
-                gu[i:i + b] = torch.fft.irfft(Gu[:b], n=n)[..., :L].transpose(1, 2)   # (b, L, D)
+                gu[i : i + b] = torch.fft.irfft(Gu[:b], n=n)[..., :L].transpose(1, 2)  # (b, L, D)
             if need_k:
                 P += torch.mul(Gf, spectra[c][:, None].conj(), out=prod[:b]).sum(0)
         gk = torch.fft.irfft(torch.stack([P[0], P[1].conj()]), n=n)[..., :L] if need_k else None
-        return (gu.transpose(1, 2) if need_u else None), gk                   # (B, D, L), (2, D, L)
+        return (gu.transpose(1, 2) if need_u else None), gk  # (B, D, L), (2, D, L)
 
 
 def bidirectional_fft_conv_fast(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

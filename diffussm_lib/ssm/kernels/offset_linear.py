@@ -11,19 +11,19 @@ M F, which BLAS takes as its leading dimension), writing straight into the outpu
 folded in; the backward does the same. About 10% of a forward of ``mnist_diffussm`` went into those
 copies (``benchmarks/bench_train.py`` prints the profile). N here counts rows (tokens), not states.
 """
+
 from __future__ import annotations
 
 import torch
 
 
 class _OffsetLinear(torch.autograd.Function):
-
     @staticmethod
     def forward(ctx, x, weight, bias):
         N, M, _ = x.shape
-        y = x.new_empty(N, M, weight.shape[1])                                # (N, M, F_out)
+        y = x.new_empty(N, M, weight.shape[1])  # (N, M, F_out)
         for k in range(M):
-            torch.addmm(bias[k], x[:, k], weight[k].t(), out=y[:, k])         # (N, F_out), strided
+            torch.addmm(bias[k], x[:, k], weight[k].t(), out=y[:, k])  # (N, F_out), strided
         ctx.save_for_backward(x, weight)
         return y
 
@@ -35,13 +35,13 @@ class _OffsetLinear(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             gx = torch.empty_like(x)
             for k in range(M):
-                torch.mm(gy[:, k], weight[k], out=gx[:, k])                   # (N, F_in)
+                torch.mm(gy[:, k], weight[k], out=gx[:, k])  # (N, F_in)
         if ctx.needs_input_grad[1]:
             gw = torch.empty_like(weight)
             for k in range(M):
-                torch.mm(gy[:, k].t(), x[:, k], out=gw[k])                    # (F_out, F_in)
+                torch.mm(gy[:, k].t(), x[:, k], out=gw[k])  # (F_out, F_in)
         if ctx.needs_input_grad[2]:
-            gb = gy.sum(0)                                                    # (M, F_out)
+            gb = gy.sum(0)  # (M, F_out)
         return gx, gw, gb
 
 

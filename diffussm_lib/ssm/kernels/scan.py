@@ -26,6 +26,7 @@ no subtraction of large numbers, so the scan is as accurate as the plain loop.
 
 (``selective_scan_torch`` is named after the backend that runs it, ``"torch"``.)
 """
+
 from __future__ import annotations
 
 import math
@@ -51,12 +52,12 @@ def _block_states(h0, delta_t, du_t, A, B_t):
     B_t: (Q, B, N). Returns ``S`` (Q, B, D, N), the states h_s..h_{s+Q-1}, and ``dA`` (Q, B, D, N),
     the decays exp(delta*A).
     """
-    dA = torch.exp(delta_t.unsqueeze(-1) * A)                                 # (Q, B, D, N)
-    S = du_t.unsqueeze(-1) * B_t.unsqueeze(2)                                 # input terms
-    Sl, dAl = S.unbind(0), dA.unbind(0)                                       # views, in one call
+    dA = torch.exp(delta_t.unsqueeze(-1) * A)  # (Q, B, D, N)
+    S = du_t.unsqueeze(-1) * B_t.unsqueeze(2)  # input terms
+    Sl, dAl = S.unbind(0), dA.unbind(0)  # views, in one call
     Sl[0].addcmul_(dAl[0], h0)
     for i in range(1, len(Sl)):
-        Sl[i].addcmul_(dAl[i], Sl[i - 1])                           # h_t = dA_t h_{t-1} + x_t
+        Sl[i].addcmul_(dAl[i], Sl[i - 1])  # h_t = dA_t h_{t-1} + x_t
     return S, dA
 
 
@@ -90,15 +91,15 @@ class _BlockedScan(torch.autograd.Function):
             b, d, L = u.shape
             n = A.shape[1]
             nblk = math.ceil(L / block)
-            ckpt = u.new_empty(nblk, b, d, n)                         # the state before each block
+            ckpt = u.new_empty(nblk, b, d, n)  # the state before each block
             out = u.new_empty(b, d, L)
             h = u.new_zeros(b, d, n)
             for k in range(nblk):
                 s, e = k * block, min(L, (k + 1) * block)
                 ckpt[k] = h
-                dT = _blk(delta, s, e)                                        # (Q, B, D)
+                dT = _blk(delta, s, e)  # (Q, B, D)
                 if delta_bias is not None:
-                    dT = dT + delta_bias                          # (never in place: may be a view)
+                    dT = dT + delta_bias  # (never in place: may be a view)
                 if softplus:
                     dT = F.softplus(dT)
                 uT = _blk(u, s, e)
@@ -106,7 +107,7 @@ class _BlockedScan(torch.autograd.Function):
                 # y_t[d] = sum_n C_t[n] S_t[d, n], batched over (Q*B) as row-vector x matrix
                 # products ((1, n) @ (n, d) is much faster on CPU than the same (d, n) @ (n, 1))
                 yT = torch.bmm(_blk(C, s, e).view(-1, 1, n), S.view(-1, d, n).transpose(1, 2))
-                yT = yT.view(e - s, b, d)                                     # (Q, B, D)
+                yT = yT.view(e - s, b, d)  # (Q, B, D)
                 if D_skip is not None:
                     yT.addcmul_(uT, D_skip)
                 if z is not None:
@@ -141,13 +142,13 @@ class _BlockedScan(torch.autograd.Function):
                 T = e - s
                 h0 = ckpt[k]
                 # recompute the block's forward: step sizes, states, decays
-                draw = _blk(delta, s, e)                                      # (Q, B, D)
+                draw = _blk(delta, s, e)  # (Q, B, D)
                 if delta_bias is not None:
                     draw = draw + delta_bias
                 dT = F.softplus(draw) if softplus else draw
                 uT, BT, CT, gT = (_blk(x, s, e) for x in (u, B, C, gout))
                 duT = dT * uT
-                S, dA = _block_states(h0, dT, duT, A, BT)                     # (Q, B, D, N)
+                S, dA = _block_states(h0, dT, duT, A, BT)  # (Q, B, D, N)
                 S2 = S.view(-1, d, n)
                 # through the gate and the skip: gT becomes dL/dy for y = C.h
                 if z is not None:
@@ -164,7 +165,7 @@ class _BlockedScan(torch.autograd.Function):
                 # dC_t[n] = sum_d dy_t[d] h_t[d, n]
                 g_C[:, :, s:e] = torch.bmm(gT.view(-1, 1, d), S2).view(T, b, n).permute(1, 2, 0)
                 # adjoint: G_t = dy_t C_t + dA_{t+1} G_{t+1}, run backwards in place
-                G = gT.unsqueeze(-1) * CT.unsqueeze(2)                        # (Q, B, D, N)
+                G = gT.unsqueeze(-1) * CT.unsqueeze(2)  # (Q, B, D, N)
                 if carry is not None:
                     G[-1].add_(carry)
                 Gl, dAl = G.unbind(0), dA.unbind(0)
@@ -180,7 +181,7 @@ class _BlockedScan(torch.autograd.Function):
                 gX = G.mul_(dA)
                 gX[1:].mul_(S[:-1])
                 gX[0].mul_(h0)
-                g_dT = (gX * A).sum(-1).add_(GB * uT)                         # dL/d(step size)
+                g_dT = (gX * A).sum(-1).add_(GB * uT)  # dL/d(step size)
                 gu = GB.mul_(dT)
                 if D_skip is not None:
                     gu.addcmul_(gT, D_skip)
@@ -194,8 +195,19 @@ class _BlockedScan(torch.autograd.Function):
         return g_u, g_delta, g_A, g_B, g_C, g_D, g_z, g_bias, None, None
 
 
-def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                         return_last_state=False, block: int | None = None):
+def selective_scan_torch(
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D=None,
+    z=None,
+    delta_bias=None,
+    delta_softplus=False,
+    return_last_state=False,
+    block: int | None = None,
+):
     """The fast exact scan; arguments, shapes and results as ``ssm.scan.selective_scan`` (which
     checks the shapes and calls this for ``backend="torch"``).
 
@@ -208,10 +220,23 @@ def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, del
         block = default_block(u.shape[0], u.shape[1], A.shape[1])
     if block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
-    dtype = torch.float64 if torch.float64 in (u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype) \
-        else torch.float32                                      # half inputs: computed in float32
-    cast = lambda t: t.to(dtype) if t is not None else None   # noqa: E731
-    y, last = _BlockedScan.apply(cast(u), cast(delta), cast(A), cast(B), cast(C), cast(D), cast(z),
-                                 cast(delta_bias), bool(delta_softplus), block)
+    dtype = (
+        torch.float64
+        if torch.float64 in (u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype)
+        else torch.float32
+    )  # half inputs: computed in float32
+    cast = lambda t: t.to(dtype) if t is not None else None  # noqa: E731
+    y, last = _BlockedScan.apply(
+        cast(u),
+        cast(delta),
+        cast(A),
+        cast(B),
+        cast(C),
+        cast(D),
+        cast(z),
+        cast(delta_bias),
+        bool(delta_softplus),
+        block,
+    )
     y = y.to(u.dtype)
     return (y, last) if return_last_state else y
