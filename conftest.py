@@ -8,6 +8,7 @@
 * Data: tests and notebooks read MNIST from the sibling folder ``../shared/data`` when it exists and
   ``DIFFUSSM_DATA_DIR`` is unset; elsewhere the loader uses its cache directory and downloads.
 """
+
 import os
 from pathlib import Path
 
