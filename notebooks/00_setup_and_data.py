@@ -31,7 +31,7 @@
 # 5. state in one page what the paper does, how the course's setting differs from it, and the letters
 #    every notebook uses.
 #
-# *Outputs shown: executed in full mode on 2026-12-03, CPU AMD EPYC, 2 torch threads, in 10 s.*
+# *Outputs shown: executed in full mode on 2026-12-03, CPU AMD EPYC, 2 torch threads, in 8 s.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is one folder up; in Colab this cell

@@ -32,7 +32,7 @@
 # 5. apply a causal convolution by FFT, and say why the FFT must be zero-padded to length $2L$;
 # 6. read an impulse response as a memory, and measure why the FFT beats the loop.
 #
-# *Outputs shown: executed in full mode on 2026-12-02, CPU AMD EPYC, 2 torch threads, in 0.1 min.*
+# *Outputs shown: executed in full mode on 2026-12-03, CPU AMD EPYC, 2 torch threads, in 10 s.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is one folder up; in Colab this cell

@@ -31,7 +31,7 @@
 # 5. assemble the DiffuSSM denoiser and a DiT of the same interface from shared pieces;
 # 6. count parameters and FLOPs of both blocks from 64 to 16384 tokens and find where they cross.
 #
-# *Outputs shown: executed in full mode on 2026-12-02, CPU AMD EPYC, 2 torch threads, in 0.2 min.*
+# *Outputs shown: executed in full mode on 2026-12-03, CPU AMD EPYC, 2 torch threads, in 18 s.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is one folder up; in Colab this cell

@@ -33,7 +33,7 @@
 # 5. add classifier-free guidance, $x_0$ clipping and dynamic thresholding;
 # 6. call `diffussm_lib.diffusion` with any denoiser of the interface `model(x, t, y)`.
 #
-# *Outputs shown: executed in full mode on 2026-12-03, CPU AMD EPYC, 2 torch threads, in 2.9 min.*
+# *Outputs shown: executed in full mode on 2026-12-03, CPU AMD EPYC, 2 torch threads, in 2.7 min.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is one folder up; in Colab this cell

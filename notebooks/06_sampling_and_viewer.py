@@ -32,7 +32,7 @@
 # 6. compare DDPM and DDIM trajectories started from the same noise;
 # 7. derive DPM-Solver++(2M) from the probability-flow ODE, check each piece numerically, and compare it with DDIM at equal cost.
 #
-# *Outputs shown: executed in full mode on 2026-12-03, CPU AMD EPYC, 2 torch threads, in 1.8 min.*
+# *Outputs shown: executed in full mode on 2026-12-03, CPU AMD EPYC, 2 torch threads, in 1.4 min.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is one folder up; in Colab this cell
