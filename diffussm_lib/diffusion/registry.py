@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional
 
+from ..errors import UserError
 from .dpm_solver import DPM_SOLVER_DEFAULT_STEPS, dpm_solver_sample
 from .samplers import DDIM_DEFAULT_STEPS, ddim_sample, ddpm_sample
 from .schedule import NoiseSchedule
@@ -29,7 +30,7 @@ FIXED_STEPS = {"ddim": DDIM_DEFAULT_STEPS, "dpm_solver++": DPM_SOLVER_DEFAULT_ST
 def check_sampler(sampler: str) -> str:
     """Return ``sampler`` if it is a known name, else raise a ``ValueError`` listing the names."""
     if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {tuple(SAMPLERS)}, got {sampler!r}")
+        raise UserError(f"sampler must be one of {tuple(SAMPLERS)}, got {sampler!r}")
     return sampler
 
 
@@ -74,7 +75,7 @@ def run_sampler(
         return ddim_sample(model, schedule, shape, y, steps=S, eta=eta, **options)
     if eta:
         why = "draws its own noise" if sampler == "ddpm" else "is a deterministic ODE solver"
-        raise ValueError(f"eta={eta} is a DDIM option; the {sampler} sampler {why} (use eta=0)")
+        raise UserError(f"eta={eta} is a DDIM option; the {sampler} sampler {why} (use eta=0)")
     if sampler == "dpm_solver++":
         return dpm_solver_sample(model, schedule, shape, y, steps=S, **options)
     if variance is None:  # a model with a learned variance samples with it

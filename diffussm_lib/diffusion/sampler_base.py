@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from .parameterization import check_prediction
 from .schedule import NoiseSchedule
 from .thresholding import check_x0_options
+from ..errors import UserError
 
 
 @dataclass
@@ -69,9 +70,7 @@ def spaced_step_times(T: int, steps: int) -> Tensor:
     every timestep; steps = 1 gives [T-1] (one jump from noise to the predicted x_0).
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
-        raise ValueError(
-            f"number of sampling steps must be an integer in [1, T={T}], got {steps!r}"
-        )
+        raise UserError(f"number of sampling steps must be an integer in [1, T={T}], got {steps!r}")
     if steps == 1:
         return torch.tensor([T - 1], dtype=torch.long)
     return torch.linspace(T - 1, 0, steps, dtype=torch.float64).round().long()
@@ -84,9 +83,9 @@ def check_step_times(schedule: NoiseSchedule, step_times) -> Tensor:
         step_times = list(step_times)
     ts = torch.as_tensor(step_times).long().cpu()
     if ts.dim() != 1 or ts.numel() == 0:
-        raise ValueError("step_times must be a non-empty 1-D sequence of integers")
+        raise UserError("step_times must be a non-empty 1-D sequence of integers")
     if (ts[1:] >= ts[:-1]).any() or ts.min() < 0 or ts.max() >= schedule.T:
-        raise ValueError(
+        raise UserError(
             f"step_times must be strictly decreasing integers in [0, {schedule.T}), "
             f"got {ts.tolist()}"
         )
@@ -120,27 +119,27 @@ def start(
     check_prediction(prediction)
     check_x0_options(clip_x0, dynamic_threshold)
     if guidance < 0:
-        raise ValueError(
+        raise UserError(
             "guidance must be >= 0 (0 = unconditional, 1 = plain conditional, "
             f"> 1 = guided), got {guidance}"
         )
     if y is None and guidance != 1.0:
-        raise ValueError(
+        raise UserError(
             f"guidance {guidance} needs class labels y (--labels on the command "
             "line); without labels sampling is unconditional, with guidance 1"
         )
     if trajectory_stride < 1:
-        raise ValueError(f"trajectory_stride must be >= 1, got {trajectory_stride}")
+        raise UserError(f"trajectory_stride must be >= 1, got {trajectory_stride}")
     if x_T is None:
         if shape is None or len(shape) != 4:
-            raise ValueError(f"shape must be (B, C, H, W), got {shape!r}")
+            raise UserError(f"shape must be (B, C, H, W), got {shape!r}")
         if device is None:
             device = generator.device if generator is not None else torch.device("cpu")
         x_T = torch.randn(tuple(shape), generator=generator, device=device)
     elif shape is not None and tuple(shape) != tuple(x_T.shape):
-        raise ValueError(f"shape {tuple(shape)} disagrees with x_T of shape {tuple(x_T.shape)}")
+        raise UserError(f"shape {tuple(shape)} disagrees with x_T of shape {tuple(x_T.shape)}")
     if generator is not None and generator.device.type != x_T.device.type:
-        raise ValueError(
+        raise UserError(
             f"the generator lives on {generator.device} but sampling runs on "
             f"{x_T.device}: create the torch.Generator on the sampling device"
         )
@@ -148,7 +147,7 @@ def start(
     if y is not None:
         y = torch.as_tensor(y, device=x_T.device).long()
         if y.shape != (B,):
-            raise ValueError(f"labels y must have shape (B,) = ({B},), got {tuple(y.shape)}")
+            raise UserError(f"labels y must have shape (B,) = ({B},), got {tuple(y.shape)}")
     return x_T, y
 
 

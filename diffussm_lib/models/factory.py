@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ConfigError, ModelConfig
 from .diffussm import DiffuSSM, DiffuSSMBlock
 from .dit import DiT, DiTBlock
 
@@ -19,7 +19,7 @@ ARCHS = {"diffussm": DiffuSSM, "dit": DiT}
 
 def _check_arch(cfg: ModelConfig) -> None:
     if cfg.arch not in ARCHS:
-        raise ValueError(f"model.arch must be one of {tuple(ARCHS)}, got {cfg.arch!r}")
+        raise ConfigError(f"model.arch must be one of {tuple(ARCHS)}, got {cfg.arch!r}")
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
@@ -31,7 +31,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         model.check_size(cfg.image_size, cfg.image_size)
     except ValueError as e:
         ratio = f", model.hourglass_ratio={cfg.hourglass_ratio}" if cfg.arch == "diffussm" else ""
-        raise ValueError(
+        raise ConfigError(
             f"model.image_size={cfg.image_size}, model.patch_size={cfg.patch_size}{ratio}: {e}"
         ) from None
     return model

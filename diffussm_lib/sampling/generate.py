@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ..diffusion import NoiseSchedule, check_sampler, null_class_of, run_sampler
 from ..env import model_device
+from ..errors import UserError
 
 NO_CLASSES = (
     "this model has no class conditioning (model.num_classes = 0): sample it without "
@@ -34,16 +35,16 @@ def parse_labels(
 ) -> Optional[torch.Tensor]:
     """The labels for ``n`` samples: None (unconditional) or long (n,). See the module docstring."""
     if n < 1:
-        raise ValueError(f"the number of samples must be >= 1, got {n}")
+        raise UserError(f"the number of samples must be >= 1, got {n}")
     if spec is None:
         return None
     if num_classes < 1:
-        raise ValueError(NO_CLASSES)
+        raise UserError(NO_CLASSES)
     if isinstance(spec, str):
         s = spec.strip().lower()
         if s == "all":
             if n % num_classes:
-                raise ValueError(
+                raise UserError(
                     f"--labels all asks for every one of the {num_classes} classes in "
                     f"equal numbers: the number of samples ({n}) must be a "
                     f"multiple of {num_classes}"
@@ -51,7 +52,7 @@ def parse_labels(
             return torch.arange(n, dtype=torch.long) % num_classes
         items = [p.strip() for p in s.split(",") if p.strip()]
         if not items:
-            raise ValueError(
+            raise UserError(
                 f"--labels: expected 'all' or a comma-separated list of classes, got {spec!r}"
             )
         values = []
@@ -59,16 +60,16 @@ def parse_labels(
             try:
                 values.append(int(it))
             except ValueError:
-                raise ValueError(
+                raise UserError(
                     f"--labels: {it!r} is not an integer class (expected 'all' or e.g. '0,1,7')"
                 ) from None
     else:
         values = [int(v) for v in spec]
         if not values:
-            raise ValueError("labels: empty list")
+            raise UserError("labels: empty list")
     bad = [v for v in values if not 0 <= v < num_classes]
     if bad:
-        raise ValueError(
+        raise UserError(
             f"--labels: class {bad[0]} is outside [0, {num_classes - 1}] (the model "
             f"has {num_classes} classes)"
         )
@@ -117,7 +118,7 @@ def generate(
     """
     check_sampler(sampler)
     if labels is not None and labels.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+        raise UserError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
     check_classes(model, labels)
     device = torch.device(device) if device is not None else model_device(model)
     g = torch.Generator(device=device)
@@ -173,10 +174,10 @@ def check_classes(model: nn.Module, labels: Optional[torch.Tensor]) -> None:
     if labels is None or k is None or not labels.numel():
         return
     if k < 1:
-        raise ValueError(NO_CLASSES)
+        raise UserError(NO_CLASSES)
     lo, hi = int(labels.min()), int(labels.max())
     if lo < 0 or hi >= k:
-        raise ValueError(
+        raise UserError(
             f"class {lo if lo < 0 else hi} is outside [0, {k - 1}] (the model has {k} classes)"
         )
 
