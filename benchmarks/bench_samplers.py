@@ -116,6 +116,16 @@ def table(summary: dict, n: int, w: float) -> str:
     return "\n".join(lines)
 
 
+def store(out: Path, report: dict, runs: dict) -> dict:
+    """Write ``report`` to ``out`` atomically, its runs joined with those another process stored
+    there meanwhile; returns the joined runs."""
+    if out.is_file():
+        runs = {**json.loads(out.read_text()).get("runs", {}), **runs}
+    report["runs"] = runs
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+    return runs
+
+
 def timing_table(timing: dict) -> str:
     """The interleaved timing: median seconds per config and its ratio to DDIM 25's median."""
     base = timing["median"].get(f"{BASELINE[0]}:{BASELINE[1]}")
@@ -324,9 +334,7 @@ def main() -> None:
                 median={c: statistics.median(v) for c, v in seconds.items()},
                 hardware=hardware_description(device),
             )
-            if out.is_file():
-                report["runs"] = runs = {**json.loads(out.read_text()).get("runs", {}), **runs}
-            atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+            runs = store(out, report, runs)
             print(timing_table(report["timing"]))
         for seed in [] if args.time_rounds else args.seeds:
             for sampler, steps in configs:
@@ -363,10 +371,7 @@ def main() -> None:
                     f"{seconds:.1f} s sampling",
                     flush=True,
                 )
-                if out.is_file():  # keep runs another process stored meanwhile
-                    runs = {**json.loads(out.read_text()).get("runs", {}), **runs}
-                    report["runs"] = runs
-                atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+                runs = store(out, report, runs)
     summary = summarise(runs, args.num_samples, args.guidance)
     if not summary:
         raise SystemExit(f"no runs with N = {args.num_samples} and w = {args.guidance:g} in {out}")
