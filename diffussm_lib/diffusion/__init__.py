@@ -60,7 +60,15 @@ from .parameterization import (
     x0_from_eps,
     x0_from_v,
 )
-from .registry import SAMPLERS, check_sampler, default_steps, run_sampler, steps_label
+from .registry import (
+    DEFAULT_SAMPLER,
+    DEFAULT_STEPS,
+    SAMPLERS,
+    check_sampler,
+    default_steps,
+    run_sampler,
+    steps_label,
+)
 from .sampler_base import SampleResult, StepOutput, check_step_times, spaced_step_times
 from .samplers import (
     DDIM_DEFAULT_STEPS,
@@ -123,6 +131,8 @@ __all__ = [
     "dpm_solver_timesteps",
     "half_log_snr",
     "DPM_SOLVER_DEFAULT_STEPS",
+    "DEFAULT_SAMPLER",
+    "DEFAULT_STEPS",
     "SAMPLERS",
     "check_sampler",
     "default_steps",

@@ -26,6 +26,12 @@ SAMPLERS: Dict[str, Callable] = {
 }
 FIXED_STEPS = {"ddim": DDIM_DEFAULT_STEPS, "dpm_solver++": DPM_SOLVER_DEFAULT_STEPS}  # DDPM: all T
 
+# The course's sampling setting where none is asked for: the evaluations of the notebooks and the
+# benchmarks, ``diffussm sample / evaluate`` and the viewer (benchmarks/results/samplers.md measures
+# the choice: FID-LeNet against model evaluations, issue 27).
+DEFAULT_SAMPLER = "ddim"
+DEFAULT_STEPS = 25
+
 
 def check_sampler(sampler: str) -> str:
     """Return ``sampler`` if it is a known name, else raise a ``ValueError`` listing the names."""
