@@ -19,7 +19,14 @@ run; run the same command again to continue an interrupted run (done runs are ke
 table gives, per config, mean and SD over seeds and the sampling time relative to DDIM 25; the verdict
 checks the issue's target: DPM-Solver++ at <= 10 steps with mean FID-LeNet <= DDIM 25's mean + its SD
 over seeds, sampling in <= 40% of DDIM 25's time. Times compare only within one process ("session"):
-the table says when the rows it compares come from different sessions.
+the table says when the rows it compares come from different sessions. ``--time-rounds R`` times the
+configs instead, interleaved, on ``--time-samples`` images per round (default ``--num-samples``); sampling
+time is linear in the number of images at a fixed batch size, so the medians are scaled to N for the table.
+
+Because every config samples the same x_T for the same seed, the configs are compared with DDIM 25 seed
+by seed (a paired t-test over seeds; ``diffussm_lib.evaluation.stats.paired``) beside the means. The
+default the course keeps: the config with the fewest model evaluations whose mean FID-LeNet is within
+DDIM 25's mean + SD (the target's own criterion, at any step count), else DDIM 25.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from diffussm_lib.atomic import atomic_write_text
 from diffussm_lib.diffusion import SAMPLERS, NoiseSchedule
 from diffussm_lib.env import environment_report, hardware_description, resolve_device
 from diffussm_lib.evaluation import evaluate_images
+from diffussm_lib.evaluation.stats import paired
 from diffussm_lib.sampling import fastest_batch_size, generate, parse_labels
 from diffussm_lib.training import load_model
 
@@ -88,6 +96,7 @@ def summarise(runs: dict, n: int, w: float) -> dict:
         sd = lambda v: statistics.stdev(v) if len(v) > 1 else float("nan")  # noqa: E731
         out[key] = {
             "seeds": col("seed"),
+            "per_seed_fid": dict(zip(col("seed"), col("fid"))),
             "fid": statistics.mean(col("fid")),
             "fid_sd": sd(col("fid")),
             "acc": statistics.mean(col("class_accuracy")),
@@ -101,17 +110,21 @@ def summarise(runs: dict, n: int, w: float) -> dict:
 
 def table(summary: dict, n: int, w: float) -> str:
     base = summary.get(BASELINE)
+    tests = versus_baseline(summary)
     lines = [
-        f"N = {n} class-balanced samples, guidance w = {w:g}; mean +- SD over seeds",
+        f"N = {n} class-balanced samples, guidance w = {w:g}; mean +- SD over seeds; FID minus DDIM "
+        "25's, paired by seed (same x_T), with its two-sided p",
         f"{'sampler':<13} {'steps = evals':>13} {'FID-LeNet':>16} {'floor':>6} {'class acc':>16} "
-        f"{'seconds':>8} {'vs ddim 25':>10}  seeds",
+        f"{'seconds':>8} {'vs ddim 25':>10} {'FID - DDIM 25 (paired p)':>25}  seeds",
     ]
     for (sampler, steps), s in summary.items():
         rel = f"{s['seconds'] / base['seconds']:.0%}" if base else "-"
+        t = tests[(sampler, steps)]
+        vs = f"{t['diff']:+.3f} (p = {t['p']:.3f})" if t else "-"
         lines.append(
             f"{sampler:<13} {steps:>13} {s['fid']:>8.3f} +- {s['fid_sd']:<5.3f} {s['floor']:>6.3f} "
-            f"{100 * s['acc']:>7.2f}% +- {100 * s['acc_sd']:<4.2f} {s['seconds']:>8.1f} {rel:>10}  "
-            f"{s['seeds']}"
+            f"{100 * s['acc']:>7.2f}% +- {100 * s['acc_sd']:<4.2f} {s['seconds']:>8.1f} {rel:>10} "
+            f"{vs:>25}  {s['seeds']}"
         )
     return "\n".join(lines)
 
@@ -126,28 +139,62 @@ def store(out: Path, report: dict, runs: dict) -> dict:
     return runs
 
 
-def timing_table(timing: dict) -> str:
-    """The interleaved timing: median seconds per config and its ratio to DDIM 25's median."""
+def timing_table(timing: dict, n: int) -> str:
+    """The interleaved timing: median seconds per config (scaled to ``n`` images) and its ratio to
+    DDIM 25's median."""
     base = timing["median"].get(f"{BASELINE[0]}:{BASELINE[1]}")
+    scale = n / timing["n"]
     lines = [
-        f"timing ({timing['session']}, {timing['rounds']} interleaved rounds of N = {timing['n']}, "
-        f"{timing['threads']} threads, batch {timing['batch_size']}): median seconds to sample N"
+        f"timing ({timing['session']}, {timing['rounds']} interleaved rounds of {timing['n']} images, "
+        f"{timing['threads']} threads, batch {timing['batch_size']}): median seconds"
+        + (f", scaled to N = {n}" if scale != 1 else "")
     ]
     for cfg, med in timing["median"].items():
         rel = f"{med / base:.0%} of ddim:25" if base else ""
-        lines.append(f"  {cfg:<16} {med:8.1f} s  {rel}   rounds: {timing['seconds'][cfg]}")
+        lines.append(
+            f"  {cfg:<16} {med * scale:8.1f} s  {rel}   rounds ({timing['n']} images): "
+            f"{timing['seconds'][cfg]}"
+        )
     return "\n".join(lines)
 
 
-def apply_timing(summary: dict, timing: dict | None) -> dict:
-    """Replace the one-off seconds of the quality runs by the interleaved medians, where measured."""
+def apply_timing(summary: dict, timing: dict | None, n: int) -> dict:
+    """Replace the one-off seconds of the quality runs by the interleaved medians (scaled to ``n``
+    images), where measured."""
     if not timing:
         return summary
     for (sampler, steps), s in summary.items():
         med = timing["median"].get(f"{sampler}:{steps}")
         if med is not None:
-            s["seconds"], s["sessions"] = med, [timing["session"]]
+            s["seconds"], s["sessions"] = med * n / timing["n"], [timing["session"]]
     return summary
+
+
+def versus_baseline(summary: dict) -> dict:
+    """(sampler, steps) -> the paired test of its FID-LeNet minus DDIM 25's over the seeds both have
+    (the same x_T per seed), or None with fewer than 2 shared seeds."""
+    base = summary.get(BASELINE)
+    out = {}
+    for key, s in summary.items():
+        shared = sorted(set(s["per_seed_fid"]) & set(base["per_seed_fid"])) if base else []
+        out[key] = (
+            paired(
+                [s["per_seed_fid"][k] for k in shared], [base["per_seed_fid"][k] for k in shared]
+            )
+            | {"seeds": len(shared)}
+            if len(shared) >= 2 and key != BASELINE
+            else None
+        )
+    return out
+
+
+def chosen_default(summary: dict) -> tuple:
+    """The default sampling the stored runs support: the config with the fewest model evaluations
+    whose mean FID-LeNet is at most DDIM 25's mean + SD (DDIM 25 itself if none is cheaper)."""
+    base = summary[BASELINE]
+    bar = base["fid"] + nan0(base["fid_sd"])
+    within = [k for k, s in summary.items() if s["fid"] <= bar and len(s["seeds"]) >= 2]
+    return min(within or [BASELINE], key=lambda k: (k[1], k != BASELINE))
 
 
 def verdict(summary: dict) -> str:
@@ -177,8 +224,18 @@ def verdict(summary: dict) -> str:
         )
         if quality and speed:
             met.append(steps)
+    lines.append(f"met at {min(met)} steps (the fewest)" if met else "not met")
+    sampler, steps = chosen_default(summary)
+    s, t = summary[(sampler, steps)], versus_baseline(summary)[(sampler, steps)]
     lines.append(
-        f"met at {min(met)} steps (the fewest)" if met else "not met: keep DDIM 25 as the default"
+        f"the better default: {sampler} {steps} steps"
+        + (
+            f" (FID-LeNet {s['fid']:.3f} +- {s['fid_sd']:.3f}, within DDIM 25's {bar:.3f}; "
+            f"{steps / BASELINE[1]:.0%} of its model evaluations, {s['seconds'] / base['seconds']:.0%} of "
+            f"its time; paired difference {t['diff']:+.3f}, p = {t['p']:.3f} over {t['seeds']} seeds)"
+            if (sampler, steps) != BASELINE and t
+            else " (no cheaper config within DDIM 25's mean + SD)"
+        )
     )
     return "\n".join(lines)
 
@@ -250,7 +307,13 @@ def main() -> None:
         "--time-rounds",
         type=int,
         metavar="R",
-        help="time the configs instead: R interleaved rounds of N samples each, no evaluation",
+        help="time the configs instead: R interleaved rounds, no evaluation",
+    )
+    ap.add_argument(
+        "--time-samples",
+        type=int,
+        metavar="N",
+        help="images per timed round (default --num-samples; the table scales the medians to N)",
     )
     ap.add_argument(
         "--table",
@@ -305,14 +368,15 @@ def main() -> None:
         )
         if args.time_rounds:
             seconds: dict = {f"{s}:{k}": [] for s, k in configs}
+            n_time = args.time_samples or args.num_samples
             for r in range(args.time_rounds):
                 for sampler, steps in configs:
                     t0 = time.perf_counter()
                     generate(
                         model,
                         schedule,
-                        args.num_samples,
-                        labels,
+                        n_time,
+                        labels[:n_time],
                         sampler=sampler,
                         steps=steps,
                         seed=r,
@@ -326,7 +390,7 @@ def main() -> None:
             report["timing"] = dict(
                 session=session,
                 rounds=args.time_rounds,
-                n=args.num_samples,
+                n=n_time,
                 guidance=args.guidance,
                 threads=torch.get_num_threads(),
                 batch_size=batch,
@@ -335,7 +399,7 @@ def main() -> None:
                 hardware=hardware_description(device),
             )
             runs = store(out, report, runs)
-            print(timing_table(report["timing"]))
+            print(timing_table(report["timing"], args.num_samples))
         for seed in [] if args.time_rounds else args.seeds:
             for sampler, steps in configs:
                 rid = run_id(sampler, steps, seed, args.num_samples, args.guidance)
@@ -376,12 +440,13 @@ def main() -> None:
     if not summary:
         raise SystemExit(f"no runs with N = {args.num_samples} and w = {args.guidance:g} in {out}")
     timing = report.get("timing")
-    if timing and (timing["n"], timing["guidance"]) != (args.num_samples, args.guidance):
+    if timing and timing["guidance"] != args.guidance:
         timing = None
+    summary = apply_timing(summary, timing, args.num_samples)
     print("\n" + table(summary, args.num_samples, args.guidance), flush=True)
     if timing:
-        print("\n" + timing_table(timing))
-    print("\n" + verdict(apply_timing(summary, timing)), flush=True)
+        print("\n" + timing_table(timing, args.num_samples))
+    print("\n" + verdict(summary), flush=True)
     if args.plot:
         plot(summary, Path(args.plot), args.num_samples, args.guidance)
 

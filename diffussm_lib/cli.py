@@ -42,6 +42,7 @@ import torch
 from .atomic import atomic_write_text
 from .config import load_config
 from .diffusion import (
+    DEFAULT_SAMPLER,
     DDIM_DEFAULT_STEPS,
     DPM_SOLVER_DEFAULT_STEPS,
     SAMPLERS,
@@ -208,7 +209,12 @@ def add_sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
     p.add_argument("--output-dir", required=True, help="where samples.npz and grid.png go")
     p.add_argument("--num-samples", type=int, default=8, help="number of images N (default 8)")
-    p.add_argument("--sampler", choices=tuple(SAMPLERS), default="ddim", help="default ddim")
+    p.add_argument(
+        "--sampler",
+        choices=tuple(SAMPLERS),
+        default=DEFAULT_SAMPLER,
+        help=f"default {DEFAULT_SAMPLER}",
+    )
     p.add_argument("--steps", type=int, help=STEPS_HELP)
     p.add_argument(
         "--guidance",
@@ -399,7 +405,12 @@ def add_evaluate_args(p: argparse.ArgumentParser) -> None:
         default=10000,
         help="N (default 10000); FID is compared at equal N",
     )
-    p.add_argument("--sampler", choices=tuple(SAMPLERS), default="ddim", help="default ddim")
+    p.add_argument(
+        "--sampler",
+        choices=tuple(SAMPLERS),
+        default=DEFAULT_SAMPLER,
+        help=f"default {DEFAULT_SAMPLER}",
+    )
     p.add_argument("--steps", type=int, help=STEPS_HELP)
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale w")
     p.add_argument(

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..config import ExperimentConfig, ModelConfig, config_to_dict
+from ..diffusion import DEFAULT_SAMPLER, default_steps
 from ..models import count_params
 from ..training import Trainer
 from .evaluate import sample_and_evaluate
@@ -118,8 +119,8 @@ def evaluate_run(
     n: int,
     *,
     guidance: float = 1.0,
-    sampler: str = "ddim",
-    steps: int = 25,
+    sampler: str = DEFAULT_SAMPLER,
+    steps: Optional[int] = None,
     seed: int = 0,
     batch_size: Optional[int] = None,
 ) -> Dict:
@@ -140,7 +141,7 @@ def evaluate_run(
     out = dict(
         report.as_dict(),
         sampler=sampler,
-        steps=steps,
+        steps=default_steps(sampler, run.config.diffusion.timesteps, steps),
         guidance=guidance,
         seed=seed,
         sample_seconds=round(time.perf_counter() - t0, 1),

@@ -26,7 +26,7 @@ from typing import Callable, Optional
 import torch
 
 from ..data import dataset_from_config, mnist_dataset
-from ..diffusion import NoiseSchedule
+from ..diffusion import DEFAULT_SAMPLER, NoiseSchedule
 from ..env import resolve_device
 from ..errors import UserError
 from ..sampling import generate, parse_labels
@@ -95,7 +95,7 @@ def sample_and_evaluate(
     n: int,
     *,
     conditional: bool = True,
-    sampler: str = "ddim",
+    sampler: str = DEFAULT_SAMPLER,
     steps: Optional[int] = None,
     guidance: float = 1.0,
     seed: int = 0,
@@ -156,7 +156,7 @@ def evaluate_checkpoint(
     n: int,
     *,
     conditional: bool = True,
-    sampler: str = "ddim",
+    sampler: str = DEFAULT_SAMPLER,
     steps: Optional[int] = None,
     guidance: float = 1.0,
     seed: int = 0,

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from ..diffusion import (
+    DEFAULT_SAMPLER,
     NoiseSchedule,
     SampleResult,
     check_sampler,
@@ -66,7 +67,7 @@ class ViewerFrames:
     xs: Tensor
     x0_preds: Tensor
     labels: Optional[Tensor] = None
-    sampler: str = "ddim"
+    sampler: str = DEFAULT_SAMPLER
     guidance: float = 1.0
     steps: int = 0
     step_index: Optional[Tensor] = None
@@ -132,7 +133,7 @@ def check_frames_args(sampler: str, steps: Optional[int], guidance: float) -> No
 def frames_from_result(
     result: SampleResult,
     *,
-    sampler: str = "ddim",
+    sampler: str = DEFAULT_SAMPLER,
     guidance: float = 1.0,
     steps: int = 0,
     stride: Optional[int] = None,
@@ -214,7 +215,7 @@ def compute_frames(
     *,
     image_size: int = 28,
     channels: Optional[int] = None,
-    sampler: str = "ddim",
+    sampler: str = DEFAULT_SAMPLER,
     steps: Optional[int] = None,
     guidance: float = 1.0,
     seed: int = 0,

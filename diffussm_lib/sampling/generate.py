@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..diffusion import NoiseSchedule, check_sampler, null_class_of, run_sampler
+from ..diffusion import DEFAULT_SAMPLER, NoiseSchedule, check_sampler, null_class_of, run_sampler
 from ..env import model_device
 from ..errors import UserError
 
@@ -86,7 +86,7 @@ def generate(
     *,
     image_size: int,
     channels: int,
-    sampler: str = "ddim",
+    sampler: str = DEFAULT_SAMPLER,
     steps: Optional[int] = None,
     guidance: float = 1.0,
     seed: int = 0,

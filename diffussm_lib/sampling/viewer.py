@@ -33,7 +33,7 @@ from typing import Optional, Union
 
 import torch
 
-from ..diffusion import SAMPLERS, NoiseSchedule, default_steps
+from ..diffusion import DEFAULT_SAMPLER, SAMPLERS, NoiseSchedule, default_steps
 from ..env import model_device
 from .frames import (
     ALL_CLASSES,
@@ -109,7 +109,7 @@ class DenoisingViewer:
         class_choice: Optional[int] = None,
         guidance: Optional[float] = None,
         guidance_max: float = 6.0,
-        sampler: str = "ddim",
+        sampler: str = DEFAULT_SAMPLER,
         steps: Optional[int] = None,
         image_size: int = 28,
         channels: Optional[int] = None,
