@@ -120,7 +120,7 @@ def table(summary: dict, n: int, w: float) -> str:
     for (sampler, steps), s in summary.items():
         rel = f"{s['seconds'] / base['seconds']:.0%}" if base else "-"
         t = tests[(sampler, steps)]
-        vs = f"{t['diff']:+.3f} (p = {t['p']:.3f})" if t else "-"
+        vs = f"{t['diff']:+.3f} ({fmt_p(t['p'])})" if t else "-"
         lines.append(
             f"{sampler:<13} {steps:>13} {s['fid']:>8.3f} +- {s['fid_sd']:<5.3f} {s['floor']:>6.3f} "
             f"{100 * s['acc']:>7.2f}% +- {100 * s['acc_sd']:<4.2f} {s['seconds']:>8.1f} {rel:>10} "
@@ -167,7 +167,12 @@ def apply_timing(summary: dict, timing: dict | None, n: int) -> dict:
         med = timing["median"].get(f"{sampler}:{steps}")
         if med is not None:
             s["seconds"], s["sessions"] = med * n / timing["n"], [timing["session"]]
+            s["timed"] = True
     return summary
+
+
+def fmt_p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
 def versus_baseline(summary: dict) -> dict:
@@ -232,12 +237,44 @@ def verdict(summary: dict) -> str:
         + (
             f" (FID-LeNet {s['fid']:.3f} +- {s['fid_sd']:.3f}, within DDIM 25's {bar:.3f}; "
             f"{steps / BASELINE[1]:.0%} of its model evaluations, {s['seconds'] / base['seconds']:.0%} of "
-            f"its time; paired difference {t['diff']:+.3f}, p = {t['p']:.3f} over {t['seeds']} seeds)"
+            f"its time; paired difference {t['diff']:+.3f}, {fmt_p(t['p'])} over {t['seeds']} seeds)"
             if (sampler, steps) != BASELINE and t
             else " (no cheaper config within DDIM 25's mean + SD)"
         )
     )
     return "\n".join(lines)
+
+
+def markdown(summary: dict, report: dict, timing: dict | None, n: int, w: float) -> str:
+    """The README's block (and benchmarks/results/samplers.md): the table as markdown, then the
+    verdict, all from the stored runs."""
+    base, tests = summary.get(BASELINE), versus_baseline(summary)
+    seconds = (
+        f"time for N (median of {timing['rounds']} interleaved rounds of {timing['n']} images, "
+        f"{timing['threads']} threads, scaled to N)"
+        if timing
+        else "time for N (one-off, from the quality runs)"
+    )
+    lines = [
+        f"Pretrained checkpoint (step {report.get('checkpoint_step')}), N = {n} class-balanced "
+        f"samples per run, guidance w = {w:g}, every config sampled from the same x_T per seed; "
+        f"{report.get('hardware', '?')}. Mean +- SD over seeds; the difference to DDIM 25 is paired "
+        "by seed, with its two-sided p.\n",
+        f"| sampler | steps = model evaluations | seeds | FID-LeNet | floor | class accuracy | {seconds} "
+        "| FID - DDIM 25 (paired p) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (sampler, steps), s in summary.items():
+        t = tests[(sampler, steps)]
+        rel = f" ({s['seconds'] / base['seconds']:.0%})" if base else ""
+        time_cell = f"{s['seconds']:.0f} s{rel}" if s.get("timed") or not timing else "not timed"
+        lines.append(
+            f"| {sampler} | {steps} | {len(s['seeds'])} | {s['fid']:.2f} +- {nan0(s['fid_sd']):.2f} "
+            f"| {s['floor']:.2f} | {100 * s['acc']:.1f}% | {time_cell} | "
+            + (f"{t['diff']:+.2f} ({fmt_p(t['p'])})" if t else "-")
+            + " |"
+        )
+    return "\n".join(lines) + "\n\n" + verdict(summary).replace("\n", "  \n") + "\n"
 
 
 def plot(summary: dict, path: Path, n: int, w: float) -> None:
@@ -321,6 +358,11 @@ def main() -> None:
         help="print the stored runs' table and verdict; sample nothing",
     )
     ap.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the stored runs as the README's block (markdown); sample nothing",
+    )
+    ap.add_argument(
         "--plot",
         nargs="?",
         const=str(REPO / "benchmarks" / "results" / "samplers.png"),
@@ -332,7 +374,7 @@ def main() -> None:
     out = Path(args.out)
     report = json.loads(out.read_text()) if out.is_file() else {}
     runs = report.setdefault("runs", {})
-    if not args.table:
+    if not (args.table or args.markdown):
         if args.threads:
             torch.set_num_threads(args.threads)
         device = resolve_device(args.device)
@@ -443,6 +485,9 @@ def main() -> None:
     if timing and timing["guidance"] != args.guidance:
         timing = None
     summary = apply_timing(summary, timing, args.num_samples)
+    if args.markdown:
+        print(markdown(summary, report, timing, args.num_samples, args.guidance), end="")
+        return
     print("\n" + table(summary, args.num_samples, args.guidance), flush=True)
     if timing:
         print("\n" + timing_table(timing, args.num_samples))
