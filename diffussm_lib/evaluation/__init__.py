@@ -6,6 +6,8 @@ lenet       the fixed MNIST feature extractor (99.31% test accuracy, 128-d featu
 fid         ``FeatureStats``, ``frechet_distance``, ``class_accuracy``, ``histogram_deviation``
 report      ``EvalReport`` (FID-LeNet), ``FolderReport`` (FD-classifier), ``report_from_dict``
 evaluate    ``evaluate_images``, ``sample_and_evaluate``, ``evaluate_checkpoint`` (the CLI's)
+precision_recall  precision / recall, density / coverage of two feature sets (k-NN balls);
+            ``evaluate_manifold`` and ``real_manifold`` (evaluate) apply them to LeNet features
 folder_metric  FD-classifier for an image folder: a classifier trained (once, cached) on the folder itself
 targets     the pretrained model's quality targets, ``target_check``, report fields
 comparison  equal-training-time comparisons: ``train_for_budget``, ``evaluate_run``, ``ABLATIONS``
@@ -25,7 +27,14 @@ from .comparison import (
     train_for_budget,
     variant,
 )
-from .evaluate import evaluate_checkpoint, evaluate_images, real_floor, sample_and_evaluate
+from .evaluate import (
+    evaluate_checkpoint,
+    evaluate_images,
+    evaluate_manifold,
+    real_floor,
+    real_manifold,
+    sample_and_evaluate,
+)
 from .folder_metric import FolderNet, dataset_classifier, evaluate_folder_images, split_halves
 from .fid import FeatureStats, class_accuracy, frechet_distance, histogram_deviation
 from .lenet import (
@@ -38,6 +47,13 @@ from .lenet import (
     load_lenet,
     train_classifier,
     train_lenet,
+)
+from .precision_recall import (
+    ManifoldMetrics,
+    density_and_coverage,
+    knn_radii,
+    manifold_metrics,
+    precision_and_recall,
 )
 from .report import EvalReport, FolderReport, report_from_dict
 from .scaling import scaling_rows, scaling_table
@@ -56,7 +72,9 @@ __all__ = [
     "report_from_dict",
     "evaluate_checkpoint",
     "evaluate_images",
+    "evaluate_manifold",
     "real_floor",
+    "real_manifold",
     "sample_and_evaluate",
     "FolderNet",
     "dataset_classifier",
@@ -75,6 +93,11 @@ __all__ = [
     "load_lenet",
     "train_classifier",
     "train_lenet",
+    "ManifoldMetrics",
+    "density_and_coverage",
+    "knn_radii",
+    "manifold_metrics",
+    "precision_and_recall",
     "scaling_rows",
     "scaling_table",
     "REPORT_FIELDS",

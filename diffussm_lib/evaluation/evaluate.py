@@ -10,6 +10,11 @@
 * ``histogram_deviation``: max |frequency of a predicted class - 1/10|: catches dropped modes that
   FID and confidence can miss.
 
+``evaluate_manifold`` adds precision, recall, density and coverage of the samples on the same LeNet
+features against the same test set (``precision_recall.py``), and ``real_manifold`` their values for
+the floor's N real training images: they tell fidelity (precision, density) from variety
+(recall, coverage), which FID-LeNet folds into one number.
+
 ``sample_and_evaluate`` draws the samples from a model first (every class in equal numbers, or
 unconditional): what the comparisons of notebook 07 run; ``evaluate_checkpoint`` does the same
 from a checkpoint file: what ``diffussm evaluate`` runs. For a model trained on an image folder
@@ -39,6 +44,12 @@ from .folder_metric import (
     evaluate_folder_images,
 )
 from .lenet import classify, load_lenet
+from .precision_recall import (
+    DENSITY_COVERAGE_K,
+    PRECISION_RECALL_K,
+    ManifoldMetrics,
+    manifold_metrics,
+)
 from .report import EvalReport
 
 
@@ -49,17 +60,61 @@ def _extractor():
 
 
 @lru_cache(maxsize=2)
-def _test_stats(root: Optional[str]) -> FeatureStats:
+def _test_features(root: Optional[str]) -> torch.Tensor:
+    """LeNet features (10000, 128) float64 of the MNIST test set, computed once per process."""
     feats, _ = classify(_extractor(), mnist_dataset("test", pad_to=32, root=root).x)
-    return FeatureStats.of(feats)
+    return feats
+
+
+@lru_cache(maxsize=2)
+def _test_stats(root: Optional[str]) -> FeatureStats:
+    return FeatureStats.of(_test_features(root))
+
+
+def _train_features(n: int, seed: int, root: Optional[str]) -> torch.Tensor:
+    """LeNet features (n, 128) of ``n`` random MNIST training images (drawn with ``seed``)."""
+    train = mnist_dataset("train", pad_to=32, root=root)
+    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]
+    return classify(_extractor(), train.x[idx])[0]
 
 
 def real_floor(n: int, seed: int = 0, root: Optional[str] = None) -> float:
     """FID-LeNet of ``n`` random MNIST training images (seeded) against the test set."""
-    train = mnist_dataset("train", pad_to=32, root=root)
-    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]
-    feats, _ = classify(_extractor(), train.x[idx])
+    feats = _train_features(n, seed, root)
     return frechet_distance(_test_stats(root), FeatureStats.of(feats))
+
+
+def evaluate_manifold(
+    images: torch.Tensor,
+    *,
+    k_pr: int = PRECISION_RECALL_K,
+    k_dc: int = DENSITY_COVERAGE_K,
+    root: Optional[str] = None,
+) -> ManifoldMetrics:
+    """Precision, recall (k-NN radii, k = ``k_pr``), density and coverage (k = ``k_dc``) of images
+    (N, 1, H, W) in [-1, 1], H, W <= 32, on FID-LeNet's features against the 10,000 MNIST test
+    images. Like FID they depend on N: compare at equal N, beside ``real_manifold`` at that N."""
+    if images.dim() != 4 or images.shape[1] != 1:
+        raise UserError(
+            f"LeNet features need grey MNIST-like images (N, 1, H, W); got {tuple(images.shape)}"
+        )
+    feats, _ = classify(_extractor(), images)
+    return manifold_metrics(_test_features(root), feats, k_pr=k_pr, k_dc=k_dc)
+
+
+def real_manifold(
+    n: int,
+    seed: int = 0,
+    *,
+    k_pr: int = PRECISION_RECALL_K,
+    k_dc: int = DENSITY_COVERAGE_K,
+    root: Optional[str] = None,
+) -> ManifoldMetrics:
+    """``evaluate_manifold``'s four numbers for ``n`` real MNIST training images (the seeded draw
+    ``real_floor`` uses) against the test set: what real data (a perfect model) scores at this N."""
+    return manifold_metrics(
+        _test_features(root), _train_features(n, seed, root), k_pr=k_pr, k_dc=k_dc
+    )
 
 
 def evaluate_images(
