@@ -30,7 +30,7 @@
 # 4. save the same frames as a GIF and a static strip for readers without widgets;
 # 5. explain what classifier-free guidance does as its scale w goes from 0 to 6;
 # 6. compare DDPM and DDIM trajectories started from the same noise;
-# 7. derive DPM-Solver++(2M) from the probability-flow ODE, check each piece numerically, compare it with DDIM at equal cost, and read the measured quality-against-steps curve that chose the course's default sampler.
+# 7. derive DPM-Solver++(2M) from the probability-flow ODE, check each piece numerically, and compare it with DDIM at equal cost.
 #
 # *Outputs shown: executed in full mode on 2026-12-03, CPU AMD EPYC, 2 torch threads, in 1.4 min.*
 
@@ -152,11 +152,9 @@ print(f"{sum(p.numel() for p in model.parameters()):,} parameters | {IMAGE}x{IMA
 #   1000-step schedule it is usually *respaced* to fewer steps (the paper's ImageNet FIDs use 250
 #   DDPM steps, and so does this cell; 40 in fast mode); every step costs one forward pass (a batch
 #   of 2B with guidance, for w other than 0 and 1).
-# * **DDIM** (eta = 0) is deterministic and tolerates far fewer steps: 25 here, the setting of the
-#   course's stored evaluations (the README's tables, the model cards and notebook 07 name their
-#   sampler; most used DDIM with 25 steps). The course's *default* sampling, what `generate`,
-#   `diffussm sample / evaluate` and the viewer use when no sampler is named, is chosen at the end of
-#   this notebook from a measured study.
+# * **DDIM** (eta = 0) is deterministic and tolerates far fewer steps: 25 here, the setting of every
+#   number the course reports (the README, the model card and notebook 07 all use DDIM with 25
+#   steps).
 #
 # The cost of sampling is (number of steps) x (cost of one forward pass), so the ratio of the two
 # timings should be close to the ratio of their step counts; the printed milliseconds per step show
@@ -649,42 +647,12 @@ for t, s in zip(dpm_ts[:-1], dpm_ts[1:]):
 assert max(weights) <= 1.0
 
 # %% [markdown]
-# ## How many steps? The measured curve, and the course's default
-#
-# RMS distances to a reference say how far a few-step run is from the ODE's solution; what a student
-# cares about is whether the *samples* are as good. `python benchmarks/bench_samplers.py` measured
-# that on the pretrained checkpoint: 2,000 class-balanced samples per setting at the course's guidance
-# w = 1.2, FID-LeNet (notebook 07) and class accuracy, each setting run with several sampling seeds.
-# For one seed every setting starts from the same x_T, so each setting is compared with DDIM 25
-# seed by seed (a paired t-test), which removes the part of the noise that comes from the draw of x_T.
-# The rule for the default, written before the runs: the setting with the fewest model evaluations
-# whose mean FID-LeNet is within DDIM 25's mean + one SD over seeds; the issue's target was such a
-# setting at 10 steps or fewer. The cell reads the stored runs, prints the table and the verdict,
-# draws FID-LeNet against model evaluations, and checks that the library's default is the one the
-# runs support.
-
-# %%
-import json
-
-from diffussm_lib.diffusion import DEFAULT_SAMPLER, DEFAULT_STEPS
-from diffussm_lib.evaluation.sampler_study import apply_timing, chosen_default, markdown, plot, summarise
-
-study = json.loads((ROOT / "benchmarks" / "results" / "samplers.json").read_text())
-study_summary = apply_timing(summarise(study["runs"], 2000, 1.2), study.get("timing"), 2000)
-print(markdown(study_summary, study, study.get("timing"), 2000, 1.2))
-plot(study_summary, OUT / "samplers.png", 2000, 1.2)
-plt.figure(figsize=(6, 4)); plt.imshow(plt.imread(OUT / "samplers.png")); plt.axis("off"); plt.show()
-print(f"the library's default: {DEFAULT_SAMPLER} with {DEFAULT_STEPS} steps")
-assert chosen_default(study_summary) == (DEFAULT_SAMPLER, DEFAULT_STEPS)
-
-# %% [markdown]
 # ## Summary
 #
 # * Sampling costs one forward pass per step (with guidance w other than 0 and 1, one pass on a
-#   batch of 2B). DDPM needs many more steps (the paper's ImageNet FIDs use 250) and draws fresh
-#   noise at each one; DDIM and DPM-Solver++ are deterministic given x_T. The course's default
-#   (`diffussm_lib.diffusion.DEFAULT_SAMPLER`, `DEFAULT_STEPS`) is the cheapest setting the measured
-#   curve puts within DDIM 25's sampling noise; stored evaluations name the sampler they used.
+#   batch of 2B). DDIM with 25 steps is the sampler behind every number the course reports (the
+#   README, the model card, notebook 07); DDPM needs many more steps (the paper's ImageNet FIDs use
+#   250) and draws fresh noise at each one.
 # * The predicted x_0 shows what the model is aiming at from the first steps on; the viewer puts it
 #   beside x_t. Its frames come from the sampler's own trajectory, so the last one *is* the sample.
 # * Guidance pushes samples towards their class and, at large w, thickens the strokes; its cost in

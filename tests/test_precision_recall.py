@@ -184,22 +184,18 @@ def test_evaluate_manifold_rejects_colour_images():
 
 @pytest.mark.slow
 def test_test_images_are_on_the_manifold_and_noise_is_not():
-    """The reference set is as large as the sample set (300 test images drawn with ``ref_seed``):
-    the same 300 test images as samples are points of the reference set itself, each in its own
-    ball, so precision is exactly 1. Uniform noise looks like no digit: it recalls and covers
-    nothing. Its precision stays above 0 (odd real digits far from the rest have big balls that
-    catch some noise: the outlier weakness density was made to soften), but far below real
-    images'."""
+    """Test images are points of the reference set itself: each lies in its own ball, so precision
+    is exactly 1. Uniform noise looks like no digit: it recalls and covers nothing. Its precision
+    stays above 0 (odd real digits far from the rest have big balls that catch some noise: the
+    outlier weakness density was made to soften), but far below real images'."""
     from diffussm_lib.data import mnist_dataset
 
     test = mnist_dataset("test", pad_to=None)  # 28x28: padded to 32 inside, like samples
-    ref = torch.randperm(len(test.x), generator=torch.Generator().manual_seed(0))[:300]
-    assert evaluate_manifold(test.x[ref]).precision == 1.0
-    assert evaluate_manifold(test.x[ref]).coverage == 1.0  # every ball holds its own centre
+    assert evaluate_manifold(test.x[:300]).precision == 1.0
     noise = torch.rand(300, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
     bad, real = evaluate_manifold(noise), real_manifold(300, seed=0)
-    assert bad.recall < 0.01 and bad.coverage < 0.1 < real.coverage
+    assert bad.recall < 0.01 and bad.coverage < 0.01
     assert bad.precision < real.precision / 2 and bad.density < real.density / 2
     # training and test images come from one distribution: coverage as two draws of one predicts
-    assert real.coverage == pytest.approx(expected_coverage(300, 300, 5), abs=0.05)
+    assert real.coverage == pytest.approx(expected_coverage(10000, 300, 5), abs=0.03)
     assert real.recall > 0.5

@@ -84,52 +84,36 @@ def real_floor(n: int, seed: int = 0, root: Optional[str] = None) -> float:
     return frechet_distance(_test_stats(root), FeatureStats.of(feats))
 
 
-def _test_subset(n: int, seed: int, root: Optional[str]) -> torch.Tensor:
-    """LeNet features (n, 128) of ``n`` MNIST test images drawn with ``seed`` (all 10,000 if n is
-    larger): the reference set of the manifold metrics, as large as the set it is compared with."""
-    feats = _test_features(root)
-    idx = torch.randperm(len(feats), generator=torch.Generator().manual_seed(seed))[:n]
-    return feats[idx]
-
-
 def evaluate_manifold(
     images: torch.Tensor,
     *,
-    ref_seed: int = 0,
     k_pr: int = PRECISION_RECALL_K,
     k_dc: int = DENSITY_COVERAGE_K,
     root: Optional[str] = None,
 ) -> ManifoldMetrics:
     """Precision, recall (k-NN radii, k = ``k_pr``), density and coverage (k = ``k_dc``) of images
-    (N, 1, H, W) in [-1, 1], H, W <= 32, on FID-LeNet's features against N MNIST test images
-    (drawn with ``ref_seed``): equal sizes, as both papers compare. They depend on N: compare at
-    equal N, beside ``real_manifold`` at that N."""
+    (N, 1, H, W) in [-1, 1], H, W <= 32, on FID-LeNet's features against the 10,000 MNIST test
+    images. Like FID they depend on N: compare at equal N, beside ``real_manifold`` at that N."""
     if images.dim() != 4 or images.shape[1] != 1:
         raise UserError(
             f"LeNet features need grey MNIST-like images (N, 1, H, W); got {tuple(images.shape)}"
         )
     feats, _ = classify(_extractor(), images)
-    real = _test_subset(len(images), ref_seed, root)
-    return manifold_metrics(real, feats, k_pr=k_pr, k_dc=k_dc)
+    return manifold_metrics(_test_features(root), feats, k_pr=k_pr, k_dc=k_dc)
 
 
 def real_manifold(
     n: int,
     seed: int = 0,
     *,
-    ref_seed: int = 0,
     k_pr: int = PRECISION_RECALL_K,
     k_dc: int = DENSITY_COVERAGE_K,
     root: Optional[str] = None,
 ) -> ManifoldMetrics:
     """``evaluate_manifold``'s four numbers for ``n`` real MNIST training images (the seeded draw
-    ``real_floor`` uses) against the same ``n`` test images: what real data (a perfect model)
-    scores at this N."""
+    ``real_floor`` uses) against the test set: what real data (a perfect model) scores at this N."""
     return manifold_metrics(
-        _test_subset(n, ref_seed, root),
-        _train_features(n, seed, root),
-        k_pr=k_pr,
-        k_dc=k_dc,
+        _test_features(root), _train_features(n, seed, root), k_pr=k_pr, k_dc=k_dc
     )
 
 
