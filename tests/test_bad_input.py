@@ -359,7 +359,10 @@ def test_too_many_dpm_solver_steps(run, tmp_path, capsys):
     [
         (["--sampler", "ddpm", "--eta", 0.5], ["--eta is DDIM's noise", "ddpm"]),
         (["--eta", -1], ["--eta must be >= 0"]),
-        (["--steps", 101], ["--steps of ddim must be in [1, T = 100]", "got 101"]),
+        (
+            ["--sampler", "ddim", "--steps", 101],
+            ["--steps of ddim must be in [1, T = 100]", "got 101"],
+        ),
         (["--guidance", 3], ["--guidance 3 needs class labels", "--labels"]),
     ],
 )

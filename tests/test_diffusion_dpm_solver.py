@@ -227,10 +227,10 @@ def test_trajectory_guidance_and_determinism():
 def test_registry_generate_and_viewer_frames():
     s, y = NoiseSchedule.cosine(100), torch.tensor([0, 3, 7, 9, 2, 5])
     assert "dpm_solver++" in SAMPLERS and check_sampler("dpm_solver++") == "dpm_solver++"
-    assert default_steps("dpm_solver++", 100) == 20 and steps_label("dpm_solver++", None) == "20"
+    assert default_steps("dpm_solver++", 100) == 15 and steps_label("dpm_solver++", None) == "15"
     assert default_steps("ddim", 100) == 50, "the defaults are unchanged"
     x_T = rand(3, (6, 1, 8, 8)).float()
-    direct = dpm_solver_sample(Toy(), s, None, y, x_T=x_T, steps=20, guidance=2.0, clip_x0=True)
+    direct = dpm_solver_sample(Toy(), s, None, y, x_T=x_T, steps=15, guidance=2.0, clip_x0=True)
     via = run_sampler("dpm_solver++", Toy(), s, None, y, x_T=x_T, guidance=2.0, clip_x0=True)
     assert torch.equal(direct, via)
     with pytest.raises(

@@ -16,7 +16,7 @@ from diffussm_lib.sampling import parse_labels
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 CHEAP = [  # run as written, in a scratch folder beside the repository's checkpoints
-    "diffussm sample --checkpoint checkpoints/mnist_diffussm --num-samples 20 --labels all --steps 25 "
+    "diffussm sample --checkpoint checkpoints/mnist_diffussm --num-samples 20 --labels all "
     "--guidance 1.2 --output-dir samples/",
 ]
 
@@ -164,3 +164,18 @@ def test_the_readme_speedrun_result_is_the_stored_one():
     assert md.split("<!-- table -->\n", 1)[1].strip() == table.strip(), (
         "run `python benchmarks/bench_speedrun.py --table` into benchmarks/results/speedrun.md"
     )
+
+
+@pytest.mark.slow
+def test_the_readme_sampler_study_is_the_stored_one():
+    """The README's sampler block and benchmarks/results/samplers.md are what
+    ``bench_samplers.py --markdown`` prints from the stored runs."""
+    block = README.split("<!-- samplers -->\n", 1)[1].split("<!-- /samplers -->", 1)[0].strip()
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_samplers.py"), "--markdown"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert block == out, "put `python benchmarks/bench_samplers.py --markdown` into the README"
+    assert out in (REPO / "benchmarks" / "results" / "samplers.md").read_text()

@@ -117,3 +117,17 @@ def test_the_target_is_judged_at_ten_steps_or_fewer():
     assert verdict(s).splitlines()[-2] == "met at 10 steps (the fewest)"
     s = summarise(runs_of(fids, seconds={BASELINE: 100.0, ("dpm_solver++", 10): 50.0}), N, W)
     assert verdict(s).splitlines()[-2] == "not met"
+
+
+def test_the_library_default_is_the_one_the_stored_study_supports():
+    """DEFAULT_SAMPLER / DEFAULT_STEPS are what benchmarks/results/samplers.json supports by the
+    rule above (change one, and the other must follow)."""
+    import json
+    from pathlib import Path
+
+    from diffussm_lib.diffusion import DEFAULT_SAMPLER, DEFAULT_STEPS
+
+    stored = json.loads(
+        (Path(__file__).resolve().parents[1] / "benchmarks/results/samplers.json").read_text()
+    )
+    assert chosen_default(summarise(stored["runs"], 2000, 1.2)) == (DEFAULT_SAMPLER, DEFAULT_STEPS)

@@ -139,7 +139,9 @@ def test_last_frame_equals_sampler_output(model, sched, sampler):
 
 
 def test_frames_are_the_trajectory(model, sched):
-    f = compute_frames(model, sched, torch.tensor([1, 2]), image_size=SIZE, steps=5, seed=0)
+    f = compute_frames(
+        model, sched, torch.tensor([1, 2]), image_size=SIZE, sampler="ddim", steps=5, seed=0
+    )
     res = ddim_sample(
         model,
         sched,
@@ -343,7 +345,9 @@ def test_viewer_frames_live_in_the_page(model, sched):
 
 
 def test_sampler_steps_and_new_noise_recompute_frames(model, sched):
-    v = denoising_viewer(model, sched, n=3, image_size=SIZE, steps=8, guidance=2.0, scale=1).viewer
+    v = denoising_viewer(
+        model, sched, n=3, image_size=SIZE, sampler="ddim", steps=8, guidance=2.0, scale=1
+    ).viewer
     t_before, x_T = int(v.frames.timesteps[v.step.index]), v.x_T.clone()
     pngs_before = list(v.pngs)
     v.sampler.value = "dpm_solver++"
@@ -379,7 +383,9 @@ def test_sampler_steps_and_new_noise_recompute_frames(model, sched):
 
 
 def test_class_and_guidance_recompute_frames_from_the_same_noise(model, sched):
-    v = denoising_viewer(model, sched, n=3, image_size=SIZE, steps=6, guidance=1.0, scale=1).viewer
+    v = denoising_viewer(
+        model, sched, n=3, image_size=SIZE, sampler="ddim", steps=6, guidance=1.0, scale=1
+    ).viewer
     v.show(-1)
     before = v.pngs[-1]
     v.class_select.value = 7

@@ -20,7 +20,7 @@ samplers          ``ddpm_step`` / ``ddpm_sample``, ``ddim_step`` / ``ddim_sample
 dpm_solver        ``dpm_solver_step`` / ``dpm_solver_sample``, ``dpm_solver_step_times``:
                   DPM-Solver++(2M) (notebook 06)
 sampler_base      what the samplers share: step times, the entry checks, ``SampleResult``
-registry          ``SAMPLERS`` by name, ``default_steps`` (DDIM 50, DPM-Solver++ 20, DDPM all T),
+registry          ``SAMPLERS`` by name, ``default_steps`` (DDIM 50, DPM-Solver++ 15, DDPM all T),
                   ``run_sampler``
 
 The denoiser interface everywhere: ``model(x (B, C, H, W), t long (B,), y long (B,) or None)``

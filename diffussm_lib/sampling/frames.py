@@ -232,7 +232,7 @@ def compute_frames(
     labels: long (B,) or None (unconditional: then ``guidance`` must be 1). The batch is
     (B, C, image_size, image_size) with C = ``channels`` (default ``model.in_channels``, else 1);
     with labels None, B = 1 unless ``x_T`` (B, C, H, W) is given. sampler "ddim" (default 50
-    steps, ``eta`` 0 = deterministic), "dpm_solver++" (default 20 steps, deterministic) or "ddpm"
+    steps, ``eta`` 0 = deterministic), "dpm_solver++" (default 15 steps, deterministic) or "ddpm"
     (default all T steps; fewer = respaced). All randomness comes from a ``torch.Generator`` seeded
     with ``seed`` on the sampling device and is consumed exactly as the sampling function called with
     that generator consumes it, so the last frame equals its output. At most about ``max_frames`` steps

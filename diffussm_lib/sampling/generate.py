@@ -101,9 +101,9 @@ def generate(
     """``n`` samples from ``model`` as float (n, C, H, W) in [-1, 1] (clipped), on CPU.
 
     labels: long (n,) or None (unconditional; then ``guidance`` must be 1), each a class of the
-    model. sampler "ddim" (default 50 steps, deterministic with eta = 0), "dpm_solver++"
-    (DPM-Solver++(2M), default 20 steps, deterministic) or "ddpm" (default all T steps; fewer =
-    respaced). variance: DDPM's reverse variance (default: "learned_range" for a ``learn_sigma``
+    model. sampler "dpm_solver++" (DPM-Solver++(2M), default 15 steps, deterministic: the course's
+    default, ``DEFAULT_SAMPLER``), "ddim" (default 50 steps, deterministic with eta = 0) or "ddpm"
+    (default all T steps; fewer = respaced). variance: DDPM's reverse variance (default: "learned_range" for a ``learn_sigma``
     model, else "fixed_small"). batch_size: images per sampler run; None = ``fastest_batch_size``
     (measured once per model and machine).
 
