@@ -13,6 +13,7 @@ scaling     forward FLOPs and time of both backbones from 28x28 to 256x256
 seeds       results over seeds (notebook 08): mean, spread, the spread rule, verdicts on claims
 stats       Welch's and the paired two-sided t-test (``welch``, ``paired``), written out
 speedrun    the CPU recipe's results over seeds (notebook 05): ``tables``, ``target_summary``
+backbones   DiffuSSM against DiT on the CPU recipe: best rates, equal steps and time, verdicts
 """
 
 from .comparison import (
