@@ -16,6 +16,7 @@ seeds       results over seeds (notebook 08): mean, spread, the spread rule, ver
 stats       Welch's and the paired two-sided t-test (``welch``, ``paired``), written out
 speedrun    the CPU recipe's results over seeds (notebook 05): ``tables``, ``target_summary``
 sampler_study  the sampler study (notebook 06): FID-LeNet against model evaluations, the default it supports
+backbones   DiffuSSM against DiT on the CPU recipe: best rates, equal steps and time, verdicts
 """
 
 from .comparison import (

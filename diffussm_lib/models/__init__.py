@@ -7,7 +7,7 @@ diffussm    conditioning (timestep, class, adaLN-Zero), patchify and the output 
             block, the ``Denoiser`` skeleton and ``DiffuSSM``
 dit         the DiT baseline of the same interface
 factory     ``build_model(cfg)``, ``build_block(cfg)``, ``count_params``
-flops       ``count_flops``, ``block_flops`` and the closed-form FLOP counts
+flops       ``count_flops``, ``block_flops``, ``flop_split`` and the closed-form FLOP counts
 scan_orders ``scan_order(name, h, w)``: raster, snake, column, column_snake, hilbert, random
             (notebook 08)
 
@@ -45,6 +45,7 @@ from .flops import (
     diffussm_block_flops_formula,
     dit_block_flops_formula,
     flop_counts,
+    flop_split,
 )
 from .scan_orders import ORDERS, layer_orders, scan_order
 
@@ -86,4 +87,5 @@ __all__ = [
     "diffussm_block_flops_formula",
     "dit_block_flops_formula",
     "flop_counts",
+    "flop_split",
 ]

@@ -7,6 +7,8 @@ form.
   the CUDA kernels torch does know) and FFTs (the conventional 2.5 n log2 n per real transform of
   length n, 5 n log2 n per complex one). Element-wise ops are not counted, as in torch.
 * ``block_flops(cfg, L)``: one block of a config on L tokens.
+* ``flop_split(model, *inputs)``: a model's forward FLOPs by part: attention (QK^T and AV, the part
+  that grows as L^2), the SSM, and the dense layers (everything else).
 * ``diffussm_block_flops_formula`` / ``dit_block_flops_formula``: the closed forms, for comparison.
 """
 
@@ -17,9 +19,12 @@ from typing import Callable
 
 import torch
 from torch.utils import flop_counter as _fc
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import ModelConfig
+from ..ssm import BidirectionalSSM
+from .dit import Attention
 from .factory import build_block
 
 aten = torch.ops.aten
@@ -87,6 +92,42 @@ def flop_counts(fn: Callable, *inputs, backward: bool = False, fft: bool = True)
 def count_flops(fn: Callable, *inputs, backward: bool = False, fft: bool = True) -> int:
     """Total FLOPs of ``fn(*inputs)`` (see ``flop_counts``)."""
     return sum(flop_counts(fn, *inputs, backward=backward, fft=fft).values())
+
+
+def flop_split(model: nn.Module, *inputs) -> dict[str, int]:
+    """Forward FLOPs of ``model(*inputs)`` (no grad), by part, as ``count_flops`` counts them:
+
+    * ``attention``: inside every ``Attention`` module but outside its linear layers (qkv, proj):
+      the products QK^T and AV, 4 L^2 D per sample and block, the part that grows as L^2;
+    * ``ssm``: inside every ``BidirectionalSSM`` module: the FFT convolutions (per sample) and
+      the S4D kernel (once per forward, whatever the batch);
+    * ``dense``: the rest: every linear layer (patch embedding, conditioning, adaLN, the DiT's
+      qkv / proj / MLP, the hourglass's projections, the output head);
+    * ``total``: their sum (= ``count_flops``).
+    """
+    mapping = {**EXTRA_FLOP_FORMULAS, **FFT_FLOP_FORMULAS}
+    root = type(model).__name__
+    attention, ssm = [], []  # the counter's module names: "DiT.blocks.0.attn", ...
+    for name, m in model.named_modules():
+        if isinstance(m, Attention):
+            linears = [
+                f"{root}.{name}.{c}" for c, sub in m.named_children() if len(list(sub.parameters()))
+            ]
+            attention.append((f"{root}.{name}", linears))
+        elif isinstance(m, BidirectionalSSM):
+            ssm.append(f"{root}.{name}")
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        model(*inputs)
+    by_module = {k: sum(v.values()) for k, v in counter.get_flop_counts().items()}
+    total = by_module.get("Global", 0)
+    missing = [n for n, _ in attention if n not in by_module] + [
+        n for n in ssm if n not in by_module
+    ]
+    if missing:  # a module that ran must appear: else the counter names modules differently
+        raise RuntimeError(f"flop_split: the FLOP counter has no entry for modules {missing}")
+    att = sum(by_module[n] - sum(by_module.get(c, 0) for c in cs) for n, cs in attention)
+    s = sum(by_module[n] for n in ssm)
+    return {"attention": att, "ssm": s, "dense": total - att - s, "total": total}
 
 
 def block_flops(

@@ -7,7 +7,7 @@ step          ``lr_at``, ``step_generator``, ``epoch_batches``, ``autocast_conte
 ema           ``EMA``: the exponential moving average of the weights diffusion models sample with
 distributed   ``torchrun`` process groups and collectives on the training device
 callbacks     ``Callback`` and the default ones: ``ProgressBar``, ``MetricsLog`` (the run's one
-              record, ``metrics.jsonl``; ``read_metrics``), ``SampleGrids``
+              record, ``metrics.jsonl``; ``read_metrics``), ``SampleGrids``; ``EMASnapshots``
 trainer       ``Trainer``: the loop (resumable, time budgets, DDP-ready, one host sync per log)
 checkpoint    the checkpoint file: safetensors, atomic, no pickle
 loading       does a checkpoint fit a model or a config; ``load_model``
@@ -18,6 +18,7 @@ from .callbacks import (
     METRICS_NAME,
     SAMPLES_DIR,
     Callback,
+    EMASnapshots,
     MetricsLog,
     ProgressBar,
     SampleGrids,
@@ -70,6 +71,7 @@ __all__ = [
     "METRICS_NAME",
     "SAMPLES_DIR",
     "Callback",
+    "EMASnapshots",
     "MetricsLog",
     "ProgressBar",
     "SampleGrids",

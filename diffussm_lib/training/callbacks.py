@@ -13,7 +13,8 @@ The loop (``Trainer.train``) calls, on rank 0 only:
 
 The trainer installs ``ProgressBar`` (with ``progress=True``), ``MetricsLog`` (the one record of the
 run: ``metrics.jsonl`` in the output folder, in memory without one) and ``SampleGrids`` (when
-``train.sample_every > 0``); ``Trainer(callbacks=[...])`` adds more.
+``train.sample_every > 0``); ``Trainer(callbacks=[...])`` adds more, e.g. ``EMASnapshots`` (the EMA
+weights at chosen steps, to evaluate along a run without stopping it).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
 from ..sampling import make_grid, save_png
+from .checkpoint import save_checkpoint
 
 METRICS_NAME = "metrics.jsonl"
 SAMPLES_DIR = "samples"
@@ -177,3 +179,34 @@ class SampleGrids(Callback):
             grid = make_grid(images, ncol=min(10, len(images)))
             save_png(grid, self.folder / f"step_{step:07d}.png", scale=2)
         trainer.emit("on_sample", step, images)
+
+
+class EMASnapshots(Callback):
+    """After each of ``steps``: the EMA weights, as ``folder/ema_step_NNNNNNN.safetensors`` (a
+    checkpoint file with EMA weights only, and ``train_seconds`` / ``images_seen`` of that step in
+    its extra), so that a run can be evaluated along the way (``load_model(path)``) after it ends.
+    Stopping a run at step k and continuing it would not do: ``train(max_steps=k)`` moves the end
+    of a decaying learning-rate schedule to k. Writing a snapshot changes nothing in the run."""
+
+    def __init__(self, steps, folder: str | Path):
+        self.steps, self.folder = set(int(s) for s in steps), Path(folder)
+
+    @staticmethod
+    def path(folder: str | Path, step: int) -> Path:
+        return Path(folder) / f"ema_step_{step:07d}.safetensors"
+
+    def on_step(self, trainer, step):
+        if step not in self.steps:
+            return
+        save_checkpoint(
+            self.path(self.folder, step),
+            config=trainer.cfg,
+            step=step,
+            ema=trainer.ema.state_dict(),
+            extra={
+                "ema_updates": trainer.ema.num_updates,
+                "train_seconds": trainer.train_seconds,
+                "images_seen": step * trainer.cfg.train.batch_size,
+                "precision": trainer.precision,
+            },
+        )
