@@ -1,38 +1,64 @@
-"""Scan orders and the paper's claims at course scale (notebook 08, issue 17).
+"""Scan orders and the paper's claims on the course's CPU recipe (notebook 08, issues 17 and 29).
 
-    python benchmarks/bench_scan_orders.py --minutes 20 --seeds 0 1       # the stored run (hours; resumable)
-    python benchmarks/bench_scan_orders.py --table                        # the README's table and verdicts of the stored runs
-    python benchmarks/bench_scan_orders.py --merge runs/scan_orders/seed1.json   # add runs made elsewhere
-    python benchmarks/bench_scan_orders.py --minutes 0.2 --seeds 0 --num-samples 100 --variants raster snake \
-        --out /tmp/s.json --runs /tmp/s                                   # a smoke run
+    python benchmarks/bench_scan_orders.py --steps 3000 --seeds 0 1 2 --threads 1   # equal steps
+    python benchmarks/bench_scan_orders.py --minutes 10 --calibrate-only --threads 1
+    python benchmarks/bench_scan_orders.py --minutes 10 --seeds 0 1 2 --threads 1   # equal time
+    python benchmarks/bench_scan_orders.py --table          # the README's tables and verdicts
+    python benchmarks/bench_scan_orders.py --plot fig.png   # every seed, per budget
+    python benchmarks/bench_scan_orders.py --merge other.json   # add runs stored in another report
+    python benchmarks/bench_scan_orders.py --steps 3 --num-samples 20 --seeds 0 1 2 \\
+        --variants raster snake --out /tmp/s.json --runs /tmp/s         # a smoke run
 
-Every variant changes one thing of a small DiffuSSM (``--width`` 64, depth 4, 2x2 patches, M = 2,
-bidirectional S4D, raster order, 28x28 MNIST): the scan order (snake, raster/column alternating per
-layer, Hilbert, random), and the paper's three claims (patch 1 at a width that costs the same per
-image as the base, causal instead of bidirectional, M = 1 instead of 2).
+Every variant changes one thing of the CPU training recipe (``configs/mnist_speedrun.yaml``: 32x32
+padded MNIST, 4x4 patches, an 8x8 grid of L = 64 tokens, width 128, depth 4, M = 2, bidirectional
+S4D, raster order, a cosine learning rate to the end of the run): the scan order (snake,
+raster/column alternating per layer, Hilbert, random), and the paper's claims (causal instead of
+bidirectional, M = 1 instead of 2, 2x2 patches). Two kinds of budget, the kind in the budget's name:
 
-Equal CPU time, reproducibly: a calibration first measures every variant's training images/s on
-this machine, interleaved (``--calibrate-steps`` steps per variant, ``--calibrate-rounds`` rounds,
-median); each run then trains for ``minutes x 60 x its rate`` images, a number of steps that no
-later load on the machine can change. Runs write checkpoints (every 250 steps) into
-``--runs/<variant>_s<seed>``; run the same command again to continue (``--resume`` is implied).
-Each finished run is evaluated once: FID-LeNet of ``--num-samples`` class-balanced EMA samples
-(DDIM 25 steps, no guidance, sampling seed 0), its real-vs-real floor at the same count, class
-accuracy and the final training loss, and written into the JSON report as it is on disk then (so
-runs another process stored there meanwhile are kept). ``--table`` trains nothing: it prints the
-stored runs' table and the verdict on each claim (``diffussm_lib.evaluation.seeds``) for the README.
-Runs can be made in parallel (say one process per seed, ``--threads 1`` each, on a copy of the JSON,
-so that the calibration is shared: ``--out`` the copy) and then added with ``--merge``, which refuses a
-file whose calibration differs, or whose run of the same id has other results.
+* ``--steps S`` (default 3000, about 10 minutes of the recipe on one thread here): equal steps, for
+  the variants of (nearly) the same cost per step, the scan orders (same FLOPs and parameters; a
+  gather and a scatter of the tokens per layer) and causal, and for the paper's own comparisons of
+  patch 2 with patch 4 at equal width and M = 1 with M = 2 (``STEPS_VARIANTS``);
+* ``--minutes X``: equal training time, only where the cost per step differs (``TIME_VARIANTS``):
+  M = 1, 2x2 patches narrowed to the recipe's forward FLOPs per image ("patch 2 (same cost)", its
+  width stored as ``matched_width``), and raster. A calibration measures the training images/s of
+  these variants on this machine, interleaved (``--calibrate-steps`` per variant and round,
+  ``--calibrate-rounds`` rounds, the median; with ``--threads 1`` per second of the process's CPU
+  time, which the load of other processes barely changes), once per budget; each run then trains
+  ``minutes x 60 x its rate / batch`` steps, a number no later load on the machine can change (and
+  the one the cosine schedule decays to). Calibrate alone (``--calibrate-only``) before starting
+  parallel runs.
+
+Each run trains into ``--runs/<budget>/<variant>_s<seed>`` with checkpoints every 250 steps (run the
+same command again to continue), then is evaluated once: FID-LeNet of ``--num-samples``
+class-balanced EMA samples (``--sampler`` / ``--sample-steps``, default the course's
+``diffussm_lib.diffusion.DEFAULT_SAMPLER`` / ``DEFAULT_STEPS``; ``--guidance`` 1.25, the recipe's),
+every run sampled with its own seed (1000 + training seed), with its real-vs-real floor at the same
+count, class accuracy and the final training loss. The result, with the evaluation setting, the
+precision and the config, goes into ``--out`` as the run finishes; runs another process stored
+there meanwhile are kept, so two one-thread processes can share one file. ``--merge`` adds the runs
+of a report made elsewhere (refusing another calibration of a time budget, or the same run id with
+other results). ``--table`` trains nothing: it prints the stored runs' tables and the verdicts on
+the claims (``diffussm_lib.evaluation.seeds``: mean ± SD over seeds, Welch's two-sided test against
+raster, Holm's correction over the budget's comparisons; a verdict needs 3 seeds per arm).
+
+The earlier study (issue 17: a width-64 DiffuSSM on 28x28 digits with 2x2 patches, two seeds, at
+20 CPU-minutes, judged by a spread rule) is kept in
+``benchmarks/results/scan_orders_2025_width64.json``; ``--table --out`` that file prints it by
+today's rule (two seeds per arm: tests, but no verdict).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import re
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,27 +70,42 @@ sys.path.insert(0, str(REPO))
 from diffussm_lib.atomic import atomic_write_text
 from diffussm_lib.config import config_to_dict, load_config
 from diffussm_lib.data import dataset_from_config
+from diffussm_lib.diffusion import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 from diffussm_lib.env import environment_report, hardware_description
 from diffussm_lib.evaluation import sample_and_evaluate, variant
-from diffussm_lib.evaluation.seeds import budget_of, markdown_table, markdown_verdicts, summarise
+from diffussm_lib.evaluation.seeds import (
+    BASE,
+    KINDS,
+    budget_kind,
+    budget_name,
+    budget_of,
+    markdown_table,
+    markdown_verdicts,
+    summarise,
+)
 from diffussm_lib.models import build_model, count_flops, count_params
 from diffussm_lib.training import Trainer, load_model
 
-ORDER_VARIANTS = {
-    "raster": {},  # the paper (and the base of every variant)
+RECIPE = REPO / "configs" / "mnist_speedrun.yaml"
+DEFAULT_BUDGET_STEPS = 3000  # about 10 minutes of the recipe on one thread here
+SAME_COST = "patch 2 (same cost)"
+VARIANTS = {  # name -> the model keys that differ from the recipe (SAME_COST: + its matched width)
+    BASE: {},  # the paper's order, and the base of every comparison
     "snake": {"scan_order": "snake"},
     "raster/column": {"scan_order": ["raster", "column"]},
     "hilbert": {"scan_order": "hilbert"},
     "random": {"scan_order": "random"},
-}
-CLAIM_VARIANTS = {
-    "patch 1 (same cost)": {"patch_size": 1},  # width set by matched_width()
     "causal": {"bidirectional": False},
     "M = 1": {"hourglass_ratio": 1},
+    "patch 2": {"patch_size": 2},  # equal width: L = 256 tokens, about 3.5x the recipe's time
+    SAME_COST: {"patch_size": 2},  # narrowed by matched_width()
 }
+STEPS_VARIANTS = [BASE, "snake", "raster/column", "hilbert", "random", "causal", "M = 1", "patch 2"]
+TIME_VARIANTS = [BASE, "M = 1", SAME_COST]
 
 
 def per_image_flops(mc) -> int:
+    """Forward FLOPs of one image through the model ``mc`` describes."""
     x = torch.zeros(1, mc.in_channels, mc.image_size, mc.image_size)
     with torch.no_grad():
         return count_flops(
@@ -76,13 +117,17 @@ def per_image_flops(mc) -> int:
 
 
 def matched_width(base_mc, keys: dict) -> int:
-    """The width (a multiple of 8) at which the variant's forward FLOPs per image are closest to the base's."""
+    """The width (a multiple of 8) at which the variant's forward FLOPs per image are closest to the
+    base's."""
     target = per_image_flops(base_mc)
-    best = min(
+    return min(
         range(8, base_mc.hidden_dim + 1, 8),
         key=lambda d: abs(per_image_flops(replace(base_mc, hidden_dim=d, **keys)) - target),
     )
-    return best
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")
 
 
 def fold_runs(report: dict, runs: dict, source: Path | None = None) -> list[str]:
@@ -96,32 +141,71 @@ def fold_runs(report: dict, runs: dict, source: Path | None = None) -> list[str]
             added.append(rid)
         elif source is not None and mine[rid] != result:
             raise SystemExit(
-                f"--merge: run {rid!r} is in both reports ({source} and --out) with different results"
+                f"--merge: run {rid!r} is in both reports ({source} and --out) with different "
+                "results"
             )
     return added
 
 
+@contextmanager
+def report_lock(out: Path):
+    """Hold an exclusive lock (``flock`` on the report's folder) while a process reads, folds and
+    writes the report ``out``, so that two processes storing at the same moment lose no run.
+    Where ``fcntl`` is missing (Windows) there is no lock."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def fold_stored(report: dict, out: Path) -> None:
+    """Take into ``report`` what another process stored in ``out`` meanwhile: its runs, and the
+    calibrations (per budget) and ``matched_width`` that ``report`` lacks."""
+    if not out.is_file():
+        return
+    disk = json.loads(out.read_text())
+    fold_runs(report, disk.get("runs", {}))
+    for budget, cal in disk.get("calibration", {}).items():
+        report.setdefault("calibration", {}).setdefault(budget, cal)
+    if "matched_width" in disk:
+        report.setdefault("matched_width", disk["matched_width"])
+
+
 def store_run(out: Path, report: dict, rid: str, result: dict) -> None:
-    """Write ``report`` with the run ``rid`` to ``out`` (atomically), first taking in the runs that
-    another process (``--merge``, or a second run of this script) stored there meanwhile."""
+    """Write ``report`` with the run ``rid`` to ``out`` (atomically, under ``report_lock``), first
+    taking in what another process (``--merge``, or a second run of this script) stored there
+    meanwhile (``fold_stored``)."""
     report.setdefault("runs", {})[rid] = result
-    if out.is_file():
-        fold_runs(report, json.loads(out.read_text()).get("runs", {}))
-    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+    with report_lock(out):
+        fold_stored(report, out)
+        atomic_write_text(out, json.dumps(report, indent=2) + "\n")
 
 
 def merge_reports(out: Path, others: list[Path]) -> None:
-    """Add the runs of ``others`` to the report ``out`` (written atomically); every budget a merged run
-    belongs to must have the same calibration in both reports, and a run id in both the same results."""
+    """Add the runs of ``others`` to the report ``out`` (written atomically); every time budget a
+    merged run belongs to must have the same calibration in both reports (one ``out`` lacks is
+    taken over), and a run id in both the same results."""
     report = json.loads(out.read_text())
     for path in others:
         if not path.is_file():
             raise SystemExit(f"--merge: no such report: {path}")
         other = json.loads(path.read_text())
         for budget in {budget_of(rid) for rid in other.get("runs", {})}:
-            if other.get("calibration", {}).get(budget) != report.get("calibration", {}).get(
-                budget
-            ):
+            if budget_kind(budget) == "steps":
+                continue  # equal steps: no calibration
+            mine = report.get("calibration", {}).get(budget)
+            theirs = other.get("calibration", {}).get(budget)
+            if mine is None and theirs is not None:  # a budget new to --out: take its calibration
+                report.setdefault("calibration", {})[budget] = mine = theirs
+            if theirs != mine:
                 raise SystemExit(
                     f"--merge: {path} was calibrated differently for {budget!r}: its steps are not "
                     f"the same CPU time as those of {out}"
@@ -131,27 +215,174 @@ def merge_reports(out: Path, others: list[Path]) -> None:
     atomic_write_text(out, json.dumps(report, indent=2) + "\n")
 
 
+def calibrate(cfgs: dict, dataset, steps: int, rounds: int) -> dict:
+    """{variant: {"images_per_sec" (the median), "rounds", "clock", "wall_rounds", "params",
+    "gflop_per_image", "precision", "threads"}}: the training speed of every config, measured
+    interleaved (a warm-up step each, then ``rounds`` rounds of ``steps`` steps per variant). With
+    one thread the rate is per second of the process's CPU time (``clock`` "cpu": what a second of
+    an idle core gives, which other processes on the machine barely change); with more, per second
+    of wall-clock time (``clock`` "wall"). ``wall_rounds``: the wall-clock rates, for reference."""
+    trainers = {
+        n: Trainer(
+            replace(cfg, train=replace(cfg.train, checkpoint_every=0)),
+            None,
+            dataset=dataset,
+            progress=False,
+            log=lambda m: None,
+        )
+        for n, cfg in cfgs.items()
+    }
+    threads = torch.get_num_threads()
+    clock = "cpu" if threads == 1 else "wall"
+    rates: dict = {n: [] for n in cfgs}
+    wall: dict = {n: [] for n in cfgs}
+    for tr in trainers.values():
+        tr.train(max_steps=1)  # warm-up (and the precision pick)
+    for _ in range(rounds):
+        for n, tr in trainers.items():
+            s0, t0, c0 = tr.step, tr.train_seconds, time.process_time()
+            tr.train(max_steps=s0 + steps)
+            images = steps * cfgs[n].train.batch_size
+            wall[n].append(images / (tr.train_seconds - t0))
+            rates[n].append(images / (time.process_time() - c0) if clock == "cpu" else wall[n][-1])
+    return {
+        n: {
+            "images_per_sec": statistics.median(rates[n]),
+            "rounds": rates[n],
+            "clock": clock,
+            "wall_rounds": wall[n],
+            "params": count_params(trainers[n].bare_model),
+            "gflop_per_image": per_image_flops(cfgs[n].model) / 1e9,
+            "precision": trainers[n].precision,
+            "threads": threads,
+        }
+        for n in cfgs
+    }
+
+
+def train_and_evaluate(args, cfg, name: str, seed: int, steps: int, budget: str, dataset) -> dict:
+    """Train ``cfg`` (seed ``seed``) for ``steps`` steps (resumable), evaluate its EMA weights once;
+    the stored result."""
+    folder = Path(args.runs) / slug(budget) / f"{slug(name)}_s{seed}"
+    cfg = replace(cfg, train=replace(cfg.train, seed=seed, max_steps=steps))
+    print(f"\n{name} | seed {seed} | {budget}: {steps} steps -> {folder}", flush=True)
+    tr = Trainer(
+        cfg, folder, dataset=dataset, progress=False, log=lambda m: print("  " + m, flush=True)
+    )
+    res = tr.train(resume=True)
+    if res.step < steps:
+        raise SystemExit(f"{name} s{seed}: stopped at step {res.step} of {steps}; run again")
+    metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    tail = [m["loss"] for m in metrics[-10:]]
+    model, mcfg, _ = load_model(folder)
+    t0 = time.perf_counter()
+    sample_seed = 1000 + seed
+    ev, _ = sample_and_evaluate(
+        model,
+        mcfg,
+        args.num_samples,
+        sampler=args.sampler,
+        steps=args.sample_steps,
+        guidance=args.guidance,
+        seed=sample_seed,
+    )
+    result = dict(
+        ev.as_dict(),
+        variant=name,
+        seed=seed,
+        steps=steps,
+        images=steps * cfg.train.batch_size,
+        train_seconds=round(res.train_seconds, 1),
+        images_per_sec=round(res.images_per_sec, 1),
+        precision=tr.precision,
+        threads=torch.get_num_threads(),
+        final_loss=sum(tail) / len(tail),
+        sampler=args.sampler,
+        sample_steps=args.sample_steps,
+        guidance=args.guidance,
+        sample_seed=sample_seed,
+        eval_seconds=round(time.perf_counter() - t0, 1),
+        hardware=hardware_description(torch.device("cpu")),
+        config=config_to_dict(cfg),
+    )
+    print(
+        f"  FID-LeNet {ev.fid:.2f} (floor {ev.floor:.2f}), class accuracy "
+        f"{ev.class_accuracy:.3f}, final loss {result['final_loss']:.4f}, evaluation "
+        f"{result['eval_seconds']:.0f} s",
+        flush=True,
+    )
+    return result
+
+
+def plot(table: dict, path: Path) -> None:
+    """One panel per budget: FID-LeNet of every seed (dots), the mean (a bar) ± SD (error bar) per
+    variant, the base's mean ± SD as a grey band, and the real-vs-real floor dotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    widths = [len(rows) for rows in table.values()]
+    fig, axes = plt.subplots(
+        1, len(table), figsize=(1.5 + 0.9 * sum(widths), 4), gridspec_kw={"width_ratios": widths}
+    )
+    axes = axes if len(table) > 1 else [axes]
+    for ax, (budget, rows) in zip(axes, table.items()):
+        names = list(rows)
+        for i, n in enumerate(names):
+            s = rows[n]
+            mean, sd = s["fid"]
+            ax.bar(i, mean, width=0.6, color="tab:blue" if n != BASE else "grey", alpha=0.35)
+            if not math.isnan(sd):
+                ax.errorbar(i, mean, yerr=sd, color="k", capsize=4, lw=1)
+            ax.plot([i] * s["seeds"], s["per_seed"]["fid"], "k.", ms=8)
+        if BASE in rows and rows[BASE]["seeds"] > 1:
+            mean, sd = rows[BASE]["fid"]
+            ax.axhspan(mean - sd, mean + sd, color="grey", alpha=0.25, lw=0)
+        floor = statistics.mean(s["floor"] for s in rows.values())
+        ax.axhline(floor, color="k", ls=":", lw=1, label=f"real-vs-real floor {floor:.2f}")
+        ax.set_xticks(range(len(names)), names, rotation=35, ha="right")
+        ax.set_title(f"{budget}\n({KINDS.get(budget_kind(budget), '?')})", fontsize=10)
+        ax.set_ylabel("FID-LeNet (lower is better)")
+        ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--config", default=str(REPO / "configs" / "mnist_diffussm.yaml"))
-    ap.add_argument("--width", type=int, default=64)
-    ap.add_argument(
-        "--minutes", type=float, default=20.0, help="training CPU minutes per run (2 cores)"
+    ap.add_argument("--config", default=str(RECIPE))
+    budget_group = ap.add_mutually_exclusive_group()
+    budget_group.add_argument(
+        "--steps", type=int, help=f"equal steps per run (the default: {DEFAULT_BUDGET_STEPS})"
     )
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--variants", nargs="+", help="a subset of the variant names")
+    budget_group.add_argument(
+        "--minutes", type=float, help="equal training time per run (calibrated steps)"
+    )
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--variants", nargs="+", help="a subset of the budget kind's variants")
     ap.add_argument("--num-samples", type=int, default=2000)
-    ap.add_argument("--calibrate-steps", type=int, default=3)
-    ap.add_argument("--calibrate-rounds", type=int, default=3)
+    ap.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=sorted(SAMPLERS))
+    ap.add_argument("--sample-steps", type=int, default=DEFAULT_STEPS)
+    ap.add_argument("--guidance", type=float, default=1.25, help="the recipe's scale: 1.25")
+    ap.add_argument("--calibrate-steps", type=int, default=5)
+    ap.add_argument("--calibrate-rounds", type=int, default=5)
+    ap.add_argument(
+        "--calibrate-only", action="store_true", help="(--minutes) calibrate, store, stop"
+    )
     ap.add_argument("--runs", default=str(REPO / "runs" / "scan_orders"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "scan_orders.json"))
     ap.add_argument("--threads", type=int)
     ap.add_argument(
         "--table",
         action="store_true",
-        help="print the stored runs as the README's table; train nothing",
+        help="print the stored runs as the README's tables and verdicts; train nothing",
+    )
+    ap.add_argument(
+        "--plot", metavar="PNG", help="plot the stored runs (a panel per budget); train nothing"
     )
     ap.add_argument(
         "--merge",
@@ -160,143 +391,102 @@ def main() -> None:
         help="add the runs of these reports to --out; train nothing",
     )
     args = ap.parse_args()
+    out = Path(args.out)
     if args.merge:
-        merge_reports(Path(args.out), [Path(m) for m in args.merge])
+        merge_reports(out, [Path(m) for m in args.merge])
         return
-    if args.table:
-        runs = (
-            json.loads(Path(args.out).read_text()).get("runs", {})
-            if Path(args.out).is_file()
-            else {}
-        )
-        table = summarise(runs, order={**ORDER_VARIANTS, **CLAIM_VARIANTS})
-        print(
-            markdown_table(table) + "\n" + markdown_verdicts(table)
-            if runs
-            else f"no stored runs in {args.out}"
-        )
+    if args.table or args.plot:
+        runs = json.loads(out.read_text()).get("runs", {}) if out.is_file() else {}
+        if not runs:
+            print(f"no stored runs in {out}")
+            return
+        table = summarise(runs, order=VARIANTS)
+        if args.table:
+            print(markdown_table(table) + "\n" + markdown_verdicts(table))
+        if args.plot:
+            plot(table, Path(args.plot))
         return
     if args.threads:
         torch.set_num_threads(args.threads)
+    steps_budget = args.steps or (None if args.minutes else DEFAULT_BUDGET_STEPS)
+    base_label = "recipe" if Path(args.config).resolve() == RECIPE else Path(args.config).stem
+    budget = budget_name(steps=steps_budget, minutes=args.minutes, base=base_label)
+    kind_variants = STEPS_VARIANTS if steps_budget else TIME_VARIANTS
+    names = args.variants or kind_variants
+    wrong = [n for n in names if n not in kind_variants]
+    if wrong:
+        raise SystemExit(
+            f"variants {wrong} are not run at {'equal steps' if steps_budget else 'equal time'}; "
+            f"those are: {kind_variants}"
+        )
     print(environment_report(), flush=True)
-    out = Path(args.out)
-    report = json.loads(out.read_text()) if out.exists() else {}
+    report = json.loads(out.read_text()) if out.is_file() else {}
     base = load_config(args.config)
     base = replace(
-        base,
-        model=replace(base.model, hidden_dim=args.width),
-        train=replace(
-            base.train, max_steps=10**9, sample_every=0, checkpoint_every=250, log_every=50
-        ),
+        base, train=replace(base.train, sample_every=0, checkpoint_every=250, log_every=100)
     )
-    variants = {**ORDER_VARIANTS, **CLAIM_VARIANTS}
-    if args.variants:
-        unknown = sorted(set(args.variants) - set(variants))
-        if unknown:
-            raise SystemExit(f"unknown variants {unknown}; known: {sorted(variants)}")
-        variants = {k: v for k, v in variants.items() if k in args.variants}
     cfgs = {}
-    for name, keys in variants.items():
-        keys = dict(keys)
-        if name.startswith("patch 1"):
+    for name in names:
+        keys = dict(VARIANTS[name])
+        if name == SAME_COST:
             keys["hidden_dim"] = report.get("matched_width") or matched_width(base.model, keys)
             report["matched_width"] = keys["hidden_dim"]
         cfgs[name] = variant(base, name=name, **keys)
     dataset = dataset_from_config(base.data, "train")
 
-    # 1. calibration: training images/s of every variant, interleaved, on this machine
-    key = f"{args.minutes} min, width {args.width}, batch {base.train.batch_size}"
-    cal = report.setdefault("calibration", {}).setdefault(key, {})
-    missing = [n for n in cfgs if n not in cal]
-    if missing:
-        trainers = {
-            n: Trainer(
-                replace(cfgs[n], train=replace(cfgs[n].train, checkpoint_every=0)),
-                None,
-                dataset=dataset,
-                progress=False,
-                log=lambda m: None,
-            )
-            for n in missing
-        }
-        rates = {n: [] for n in missing}
-        for n, tr in trainers.items():
-            tr.train(max_steps=1)  # warm-up
-        for _ in range(args.calibrate_rounds):
-            for n, tr in trainers.items():
-                s0, t0 = tr.step, tr.train_seconds
-                tr.train(max_steps=s0 + args.calibrate_steps)
-                rates[n].append(
-                    args.calibrate_steps * base.train.batch_size / (tr.train_seconds - t0)
+    # equal time: the calibrated steps of each variant, measured once per budget on this machine
+    steps_of = {n: steps_budget for n in cfgs}
+    if args.minutes:
+        cal = report.setdefault("calibration", {}).setdefault(budget, {})
+        missing = [n for n in cfgs if n not in cal]
+        if missing:
+            print(f"calibrating {missing} ...", flush=True)
+            cal.update(
+                calibrate(
+                    {n: cfgs[n] for n in missing},
+                    dataset,
+                    args.calibrate_steps,
+                    args.calibrate_rounds,
                 )
-        for n in missing:
-            cal[n] = {
-                "images_per_sec": statistics.median(rates[n]),
-                "rounds": rates[n],
-                "params": count_params(trainers[n].bare_model),
-                "gflop_per_image": per_image_flops(cfgs[n].model) / 1e9,
-            }
-        report.update(
-            environment=environment_report(), hardware=hardware_description(torch.device("cpu"))
-        )
-        atomic_write_text(out, json.dumps(report, indent=2) + "\n")
-    for n in cfgs:
-        print(
-            f"{n:<22} {cal[n]['images_per_sec']:7.1f} images/s  {cal[n]['params']:>9,} parameters  "
-            f"{cal[n]['gflop_per_image']:.3f} GFLOP/image",
-            flush=True,
-        )
-
-    # 2. the runs: equal CPU time = the calibrated number of steps; resumable; evaluated once
-    results = report.setdefault("runs", {})
-    for seed in args.seeds:
-        for n, cfg in cfgs.items():
-            rid = f"{n} | seed {seed} | {key}"
-            if rid in results:
-                continue
-            steps = max(
-                1, round(args.minutes * 60 * cal[n]["images_per_sec"] / cfg.train.batch_size)
             )
-            cfg = replace(cfg, train=replace(cfg.train, seed=seed, max_steps=steps))
-            folder = Path(args.runs) / f"{n.replace(' ', '_').replace('/', '-')}_s{seed}"
-            print(f"\n{rid}: {steps} steps -> {folder}", flush=True)
-            tr = Trainer(
-                cfg,
-                folder,
-                dataset=dataset,
-                progress=False,
-                log=lambda m: print("  " + m, flush=True),
+            report.update(
+                environment=environment_report(),
+                hardware=hardware_description(torch.device("cpu")),
             )
-            res = tr.train(resume=True)
-            if res.step < steps:
-                raise SystemExit(
-                    f"{rid}: stopped at step {res.step} of {steps}; run again to continue"
-                )
-            metrics = [
-                json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()
-            ]
-            tail = [m["loss"] for m in metrics[-10:]]
-            model, mcfg, _ = load_model(folder)
-            t0 = time.perf_counter()
-            ev, _ = sample_and_evaluate(
-                model, mcfg, args.num_samples, sampler="ddim", steps=25, guidance=1.0, seed=0
-            )
-            results[rid] = dict(
-                ev.as_dict(),
-                variant=n,
-                seed=seed,
-                steps=steps,
-                minutes=args.minutes,
-                final_loss=sum(tail) / len(tail),
-                eval_seconds=round(time.perf_counter() - t0, 1),
-                config=config_to_dict(cfg),
+            with report_lock(out):
+                fold_stored(report, out)
+                atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+        for n in cfgs:
+            c = cal[n]
+            steps_of[n] = max(
+                1, round(args.minutes * 60 * c["images_per_sec"] / cfgs[n].train.batch_size)
             )
             print(
-                f"  FID-LeNet {ev.fid:.2f} (floor {ev.floor:.2f}), class accuracy {ev.class_accuracy:.3f}, "
-                f"final loss {results[rid]['final_loss']:.4f}",
+                f"{n:<22} {c['images_per_sec']:7.1f} images/s ({c.get('clock', 'wall')} clock, "
+                f"{c['precision']}, {c['threads']} thread(s))  {c['params']:>9,} parameters  "
+                f"{c['gflop_per_image']:.3f} GFLOP/image -> {steps_of[n]} steps",
                 flush=True,
             )
-            store_run(out, report, rid, results[rid])
+        if args.calibrate_only:
+            print(f"wrote {out}")
+            return
+
+    for seed in args.seeds:
+        for n, cfg in cfgs.items():
+            rid = f"{n} | seed {seed} | {budget}"
+            stored = json.loads(out.read_text()).get("runs", {}) if out.is_file() else {}
+            if rid in stored or rid in report.get("runs", {}):
+                continue
+            result = train_and_evaluate(args, cfg, n, seed, steps_of[n], budget, dataset)
+            if args.minutes:
+                result["minutes"] = args.minutes
+                if result["precision"] != report["calibration"][budget][n]["precision"]:
+                    print(
+                        f"  note: trained in {result['precision']}, calibrated in "
+                        f"{report['calibration'][budget][n]['precision']}",
+                        flush=True,
+                    )
+            store_run(out, report, rid, result)
     print(f"wrote {out}")
 
 

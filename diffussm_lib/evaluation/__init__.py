@@ -12,7 +12,8 @@ folder_metric  FD-classifier for an image folder: a classifier trained (once, ca
 targets     the pretrained model's quality targets, ``target_check``, report fields
 comparison  equal-training-time comparisons: ``train_for_budget``, ``evaluate_run``, ``ABLATIONS``
 scaling     forward FLOPs and time of both backbones from 28x28 to 256x256
-seeds       results over seeds (notebook 08): mean, spread, the spread rule, verdicts on claims
+seeds       results over seeds (notebook 08): mean ± SD, Welch tests against the base with Holm's
+            correction over a budget's comparisons, verdicts on claims
 stats       Welch's and the paired two-sided t-test (``welch``, ``paired``), written out
 speedrun    the CPU recipe's results over seeds (notebook 05): ``tables``, ``target_summary``
 sampler_study  the sampler study (notebook 06): FID-LeNet against model evaluations, the default it supports
