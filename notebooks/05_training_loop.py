@@ -787,7 +787,8 @@ print(f"{len(recs)} records: the gradient norm was above the clip threshold at {
 
 # %% [markdown]
 # **Your model, measured.** FID-LeNet and class accuracy (notebook 07) of your EMA model and of the
-# same run's live (last) weights, sampled from the same noise, beside the stored evaluations of the
+# same run's live (last) weights, sampled from the same noise with DDIM 25 steps (the sampler of the
+# stored evaluations, not the course's default DPM-Solver++ 15: notebook 06), beside the stored evaluations of the
 # 20-minute model the course ships (`checkpoints/mnist_speedrun/`, made by the same recipe) and of the
 # GPU-trained model (`checkpoints/mnist_diffussm/`, 2 M images). FID depends on the number of samples
 # N, so each number comes with its real-vs-real floor at its own N. One run and one sampling seed:
@@ -801,7 +802,7 @@ W_EVAL = 1.25                                   # the guidance scale of the reci
 n_eval = by_mode(full=2000, fast=20)                  # the N of the stored evaluations
 rows = []
 for name, weights in (("your model (EMA weights)", real.ema.module), ("your model (live weights)", real.bare_model)):
-    ev, _ = sample_and_evaluate(weights.eval(), real_cfg, n_eval, steps=by_mode(full=25, fast=3), guidance=W_EVAL,
+    ev, _ = sample_and_evaluate(weights.eval(), real_cfg, n_eval, sampler="ddim", steps=by_mode(full=25, fast=3), guidance=W_EVAL,
                                 seed=1)
     rows.append((name, ev.n, W_EVAL, ev.fid, ev.floor, ev.class_accuracy))
 for name, folder in (("the shipped 20-minute model", ROOT / "checkpoints" / "mnist_speedrun"),

@@ -408,7 +408,7 @@ def budget_run(cfg, name, s):
         cfg = replace(cfg, train=replace(cfg.train, batch_size=s["batch"]))
     run = train_for_budget(cfg, s["seconds"], max_steps=s["max_steps"], dataset=train28, name=name)
     for w in s["guidance"]:
-        evaluate_run(run, s["num_samples"], guidance=w, steps=s["steps"])
+        evaluate_run(run, s["num_samples"], guidance=w, sampler="ddim", steps=s["steps"])   # the stored runs' sampler
     return run
 
 
@@ -599,7 +599,7 @@ if HAVE_PRETRAINED:
     pre = BudgetRun("pretrained DiffuSSM (GPU-trained)", cfg_pre, model, count_params(model), ck.step, seconds,
                     ck.extra.get("images_seen", 0) / max(seconds, 1e-9), log[-1]["loss"] if log else None)
     PRE = by_mode(full=dict(n=cpu["n"] if RECOMPUTE else 200, steps=cpu["steps"]), fast=dict(n=10, steps=2))
-    evaluate_run(pre, PRE["n"], guidance=cpu["guidance"], steps=PRE["steps"])
+    evaluate_run(pre, PRE["n"], guidance=cpu["guidance"], sampler="ddim", steps=PRE["steps"])
     print(results_table([pre]))
     plt.figure(figsize=(6, 6 * min(100, PRE["n"]) / 100 + 0.5))
     plt.imshow(make_grid(pre.last_images[:100], ncol=10).squeeze(-1), cmap="gray"); plt.axis("off"); plt.show()
@@ -666,7 +666,7 @@ else:
 # at w = 1 and at w = 3 (DDIM, 25 steps) and evaluate both with `evaluate_images`. Compare FID-LeNet
 # (beside the floor at 200 samples), class accuracy and the histogram deviation, and relate them to
 # the stored reports of the step-8,361 checkpoint.
-# *Hint:* `sample_and_evaluate(model, cfg, 200, guidance=w, steps=25)` from
+# *Hint:* `sample_and_evaluate(model, cfg, 200, guidance=w, sampler="ddim", steps=25)` from
 # `diffussm_lib.evaluation` does the sampling and the measuring; 200 guided samples take a few
 # minutes on a 2-core CPU.
 

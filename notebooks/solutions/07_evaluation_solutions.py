@@ -166,7 +166,7 @@ COUNT = by_mode(full=200, fast=20)
 STEPS = by_mode(full=25, fast=5)
 reports = {}
 for w in (1.0, 3.0):
-    reports[w], _ = sample_and_evaluate(model, cfg, COUNT, guidance=w, steps=STEPS)
+    reports[w], _ = sample_and_evaluate(model, cfg, COUNT, guidance=w, sampler="ddim", steps=STEPS)
     r = reports[w]
     print(f"w = {w:g}: {r.n} samples, FID-LeNet {r.fid:6.2f} (floor {r.floor:.2f}), class accuracy "
           f"{100 * r.class_accuracy:.1f}%, histogram deviation {r.histogram_deviation:.3f}")
