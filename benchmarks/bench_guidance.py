@@ -9,13 +9,14 @@ Every guidance scale w (``--guidance``; default 0, 1, 1.25, 1.5, 2, 3, 4: 0 is t
 model, the null label; 1 the plain conditional one; above 1 guided) samples ``--num-samples``
 class-balanced digits (every class equally often) from the EMA weights of ``--checkpoint`` with each
 of ``--seeds`` (the seed draws x_T), with ``--sampler`` and ``--steps`` (default: the course's
-setting, ``diffusion.DEFAULT_SAMPLER`` and ``DEFAULT_STEPS``). Each run measures, on FID-LeNet's
-features against the 10,000 MNIST test images: FID-LeNet with its real-vs-real floor at the same N,
-class accuracy (the fraction LeNet reads as the digit asked for; at w = 0 the label is ignored, so
-about 1/10), improved precision and recall (k = 3) and density and coverage (k = 5)
-(``evaluation.precision_recall``), the same four for N real training images (the floor's draw: what
-real data scores at this N), and the seconds spent sampling (w = 0 and 1 take one forward pass per
-step, other w two, in one batch of 2B). The batch size is measured once, before the first run
+setting, ``diffussm_lib.diffusion.DEFAULT_SAMPLER`` and ``DEFAULT_STEPS``). Each run measures, on
+FID-LeNet's features: FID-LeNet (against the 10,000 MNIST test images) with its real-vs-real floor
+at the same N, class accuracy (the fraction LeNet reads as the digit asked for; at w = 0 the label
+is ignored, so about 1/10), improved precision and recall (k = 3) and density and coverage (k = 5)
+against the 10,000 test images (``evaluation.precision_recall``; ``evaluate_manifold`` says why not
+N of them), the same four for N real training images (the floor's draw: what real data scores at
+this N), and the seconds spent sampling (w = 0 and 1 take one forward pass per step, other w two,
+in one batch of 2B). The batch size is measured once, before the first run
 (``fastest_batch_size``), and used for all; an untimed one-step run warms the model up.
 
 The JSON report (``--out``, default benchmarks/results/guidance.json) is written atomically after
@@ -28,10 +29,10 @@ metric moves from the smallest w >= 1 (by default 1, the conditional model) to t
 from w = 0 to that smallest w, each difference with a two-sided Welch t-test over seeds
 (``evaluation.stats.welch``).
 
-Cost (1 CPU thread, N = 2000, DDIM 25): a guided run samples in about 15-20 min, a run at w = 0 or 1
-in about half that (one forward pass per step); evaluating takes under a minute (the k-NN radii of
-the 10,000 test features are computed per run). The default sweep, 7 w x 3 seeds, takes about
-5-6 h; on a machine busy with other work, more.
+Cost (1 CPU thread, N = 2000): a guided run samples in about 15-20 min with DDIM 25 (about 60% of
+that with DPM-Solver++ 15), a run at w = 0 or 1 in about half that (one forward pass per step);
+evaluating takes under a minute. The default sweep, 7 w x 3 seeds, takes hours: run it in the
+background, one process per seed if you like (they share the JSON).
 """
 
 from __future__ import annotations
