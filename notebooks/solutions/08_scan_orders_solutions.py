@@ -283,10 +283,12 @@ if HAVE_PRETRAINED:
 #    below. Both directions see the token below at the same lag, w, so bidirectionality gives access
 #    to the whole image, not locality: what it does not change is how far apart in the sequence, and
 #    so how strongly weighted by a decaying kernel, vertical neighbours are.
-# 3. Whether the difference exceeds the spread between seeds of each variant (at least two seeds;
-#    one seed gives no spread); how many steps each run took in its budget (a variant that trains
-#    faster gets more steps at equal time, which is a cost effect, not a quality effect at convergence);
-#    that both were evaluated with the same number of samples, sampler and seed, next to the
-#    real-vs-real floor at that count (FID is biased by the count, and a difference small against the
-#    gap to the floor says little); and, for the paper's claim, whether the budget is long enough for
-#    the models to be near convergence.
+# 3. How many seeds each variant has (at least 3, each sampled with its own seed, so that the spread
+#    includes training and sampling noise) and what a test says: Welch's two-sided p for the
+#    difference of means, and, since every variant is compared with the same base, Holm's adjusted p
+#    over that family (seven comparisons at 0.05 each give a false verdict somewhere about 30% of the
+#    time); that the comparison is at equal steps when the costs are equal (at equal time the step
+#    counts would differ by calibration noise only); that both were evaluated with the same number of
+#    samples, sampler and guidance, next to the real-vs-real floor at that count (FID is biased by the
+#    count); and, for the paper's claim, whether the budget is long enough for the models to be near
+#    convergence. A p above 0.05 says "not shown", never "equal".
