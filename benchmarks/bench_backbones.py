@@ -46,15 +46,11 @@ FID-LeNet against steps and against seconds.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
-import hashlib
 import json
 import os
 import re
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -66,7 +62,7 @@ sys.path.insert(0, str(REPO))
 
 from bench_scan_orders import store_run
 
-from diffussm_lib.atomic import atomic_write_text
+from diffussm_lib.atomic import atomic_write_text, file_lock
 from diffussm_lib.config import config_to_dict, load_config
 from diffussm_lib.data import dataset_from_config
 from diffussm_lib.diffusion import DEFAULT_SAMPLER, DEFAULT_STEPS
@@ -108,33 +104,20 @@ FLOP_BATCH = 64  # FLOPs per image in a batch of this size (the S4D kernel is ma
 
 
 # ---------------------------------------------------------------------------- the report file
-@contextlib.contextmanager
-def locked(out: Path):
-    """An exclusive lock for ``out``'s read-modify-write, shared by every process writing it (a lock
-    file in the temporary folder, named by the report's path: nothing lands in the repository)."""
-    key = hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:16]
-    with open(Path(tempfile.gettempdir()) / f"bench_backbones_{key}.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def read_report(out: Path) -> dict:
     return json.loads(out.read_text()) if out.is_file() else {}
 
 
 def store(out: Path, rid: str, result: dict) -> None:
     """Store one run's result (new or extended), keeping every run other processes stored."""
-    with locked(out):
-        store_run(out, read_report(out), rid, result)
+    # store_run takes file_lock(out) and joins the runs stored meanwhile
+    store_run(out, read_report(out), rid, result)
 
 
 def store_section(out: Path, path: tuple[str, ...], value, keep_stored: bool) -> object:
     """Set ``report[path[0]]...[path[-1]] = value`` in ``out`` and return what is stored there: with
     ``keep_stored``, a value another process stored first wins (one calibration for all)."""
-    with locked(out):
+    with file_lock(out):
         report = read_report(out)
         section = report
         for key in path[:-1]:

@@ -50,7 +50,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from diffussm_lib.atomic import atomic_write_text
+from diffussm_lib.atomic import atomic_write_text, store_runs
 from diffussm_lib.diffusion import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, NoiseSchedule
 from diffussm_lib.env import environment_report, hardware_description, resolve_device
 from diffussm_lib.evaluation import evaluate_images, evaluate_manifold, real_manifold
@@ -278,16 +278,6 @@ Environment (last session): {report.get("environment", "?")}
     print(f"wrote {path}")
 
 
-def store(out: Path, report: dict, runs: dict) -> dict:
-    """Write ``report`` to ``out`` atomically, its runs joined with those another process stored
-    there meanwhile; returns the joined runs."""
-    if out.is_file():
-        runs = {**json.loads(out.read_text()).get("runs", {}), **runs}
-    report["runs"] = runs
-    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
-    return runs
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -408,7 +398,7 @@ def main() -> None:
                     f"{seconds:.1f} s sampling",
                     flush=True,
                 )
-                runs = store(out, report, runs)
+                runs = store_runs(out, report, runs)
                 groups = select(runs, *key)
                 write_markdown(md, out, report, groups, settings(report, *key), args.plot)
     groups = select(runs, *key)

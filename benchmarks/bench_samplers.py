@@ -45,7 +45,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from diffussm_lib.atomic import atomic_write_text
+from diffussm_lib.atomic import store_runs
 from diffussm_lib.diffusion import SAMPLERS, NoiseSchedule
 from diffussm_lib.env import environment_report, hardware_description, resolve_device
 from diffussm_lib.evaluation import evaluate_images
@@ -85,16 +85,6 @@ def parse_config(text: str) -> tuple[str, int]:
 
 def run_id(sampler: str, steps: int, seed: int, n: int, w: float) -> str:
     return f"{sampler} {steps} | seed {seed} | n {n} | w {w:g}"
-
-
-def store(out: Path, report: dict, runs: dict) -> dict:
-    """Write ``report`` to ``out`` atomically, its runs joined with those another process stored
-    there meanwhile; returns the joined runs."""
-    if out.is_file():
-        runs = {**json.loads(out.read_text()).get("runs", {}), **runs}
-    report["runs"] = runs
-    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
-    return runs
 
 
 def main() -> None:
@@ -214,7 +204,7 @@ def main() -> None:
                 median={c: statistics.median(v) for c, v in seconds.items()},
                 hardware=hardware_description(device),
             )
-            runs = store(out, report, runs)
+            runs = store_runs(out, report, runs)
             print(timing_table(report["timing"], args.num_samples))
         for seed in [] if args.time_rounds else args.seeds:
             for sampler, steps in configs:
@@ -251,7 +241,7 @@ def main() -> None:
                     f"{seconds:.1f} s sampling",
                     flush=True,
                 )
-                runs = store(out, report, runs)
+                runs = store_runs(out, report, runs)
     summary = summarise(runs, args.num_samples, args.guidance)
     if not summary:
         raise SystemExit(f"no runs with N = {args.num_samples} and w = {args.guidance:g} in {out}")

@@ -53,12 +53,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import statistics
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -67,7 +65,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from diffussm_lib.atomic import atomic_write_text
+from diffussm_lib.atomic import atomic_write_text, file_lock
 from diffussm_lib.config import config_to_dict, load_config
 from diffussm_lib.data import dataset_from_config
 from diffussm_lib.diffusion import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
@@ -147,25 +145,6 @@ def fold_runs(report: dict, runs: dict, source: Path | None = None) -> list[str]
     return added
 
 
-@contextmanager
-def report_lock(out: Path):
-    """Hold an exclusive lock (``flock`` on the report's folder) while a process reads, folds and
-    writes the report ``out``, so that two processes storing at the same moment lose no run.
-    Where ``fcntl`` is missing (Windows) there is no lock."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out.parent, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
 def fold_stored(report: dict, out: Path) -> None:
     """Take into ``report`` what another process stored in ``out`` meanwhile: its runs, and the
     calibrations (per budget) and ``matched_width`` that ``report`` lacks."""
@@ -180,11 +159,11 @@ def fold_stored(report: dict, out: Path) -> None:
 
 
 def store_run(out: Path, report: dict, rid: str, result: dict) -> None:
-    """Write ``report`` with the run ``rid`` to ``out`` (atomically, under ``report_lock``), first
+    """Write ``report`` with the run ``rid`` to ``out`` (atomically, under ``file_lock``), first
     taking in what another process (``--merge``, or a second run of this script) stored there
     meanwhile (``fold_stored``)."""
     report.setdefault("runs", {})[rid] = result
-    with report_lock(out):
+    with file_lock(out):
         fold_stored(report, out)
         atomic_write_text(out, json.dumps(report, indent=2) + "\n")
 
@@ -453,7 +432,7 @@ def main() -> None:
                 environment=environment_report(),
                 hardware=hardware_description(torch.device("cpu")),
             )
-            with report_lock(out):
+            with file_lock(out):
                 fold_stored(report, out)
                 atomic_write_text(out, json.dumps(report, indent=2) + "\n")
         for n in cfgs:

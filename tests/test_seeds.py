@@ -403,7 +403,7 @@ def test_a_finished_run_keeps_the_runs_stored_meanwhile(tmp_path):
 
 
 def test_processes_storing_at_once_lose_no_run(tmp_path):
-    """Four writers store 25 runs each into one report at the same time (``report_lock``): every
+    """Four writers store 25 runs each into one report at the same time (``file_lock``): every
     run is there at the end (without the lock, one writer's read-fold-write overwrites
     another's)."""
     import threading
