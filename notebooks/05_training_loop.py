@@ -860,7 +860,7 @@ from diffussm_lib.cli import main as diffussm
 
 out_dir = RUNS / "05_samples"
 rc = diffussm(["sample", "--checkpoint", str(real.output_dir), "--labels", "all", "--num-samples", "20",
-               "--guidance", "2", "--steps", str(by_mode(full=50, fast=5)), "--output-dir", str(out_dir),
+               "--guidance", "2", "--sampler", "ddim", "--steps", str(by_mode(full=50, fast=5)), "--output-dir", str(out_dir),
                "--no-progress"])
 s = np.load(out_dir / "samples.npz")
 print("exit status", rc, "| images", s["images"].shape, s["images"].dtype, "| labels", s["labels"].tolist())
