@@ -224,7 +224,7 @@ print(f"{len(xs)} steps recorded; x_T: mean {xs[0].mean():+.3f}, std {xs[0].std(
 # returns. We check both against the loop above:
 
 # %%
-from diffussm_lib.sampling import compute_frames, denoising_viewer, save_gif, strip_figure
+from diffussm_lib.sampling import compute_frames, denoising_viewer, render_frames, save_gif, strip_figure
 
 frames = compute_frames(model, schedule, y_demo, x_T=x_T, sampler="ddim", steps=S_demo, guidance=w_demo,
                         prediction=PRED, clip_x0=True)
@@ -285,8 +285,9 @@ viewer
 # %% [markdown]
 # ## The same frames as a GIF and a strip
 #
-# `save_gif` writes the viewer's current frames as an animated GIF (one GIF frame per frame, the
-# final sample held a little longer), with the same panels, caption and timeline, and
+# `save_gif` writes frames as an animated GIF (one GIF frame per picture, the last held a little
+# longer), here every other frame of the viewer's run and the final sample, with the same panels,
+# caption and timeline (a GIF of all frames is `save_gif(frames_v, path, schedule=schedule)`), and
 # `strip_figure` draws a few of them in a row: x_t on top, the predicted x_0 below.
 
 # %%
@@ -294,8 +295,10 @@ from IPython.display import Image as ShowImage, display
 from PIL import Image as PILImage
 
 frames_v = viewer.viewer.frames
-gif = save_gif(frames_v, OUT / "denoising_viewer.gif", fps=4, scale=1, schedule=schedule)   # 1 pixel per pixel: small
-print(f"wrote {gif.relative_to(ROOT)} ({gif.stat().st_size / 1024:.0f} KiB, {len(frames_v)} frames)")
+pictures = render_frames(frames_v, scale=1, schedule=schedule)          # 1 pixel per pixel: small
+keep = list(range(0, len(pictures) - 1, 2)) + [len(pictures) - 1]     # every other frame, and the sample
+gif = save_gif([pictures[k] for k in keep], OUT / "denoising_viewer.gif", fps=3)
+print(f"wrote {gif.relative_to(ROOT)} ({gif.stat().st_size / 1024:.0f} KiB, {len(keep)} of the {len(frames_v)} frames)")
 display(ShowImage(filename=str(gif), width=2 * PILImage.open(gif).width))       # shown twice as large
 fig = strip_figure(frames_v, num=6, digits=range(4), schedule=schedule,
                    title=f"{frames_v.sampler}, {frames_v.steps} steps: x_t (top) and predicted x_0 (bottom)")
