@@ -296,15 +296,11 @@ def train_and_evaluate(args, cfg, name: str, seed: int, steps: int, budget: str,
 def plot(table: dict, path: Path) -> None:
     """One panel per budget: FID-LeNet of every seed (dots), the mean (a bar) ± SD (error bar) per
     variant, the base's mean ± SD as a grey band, and the real-vs-real floor dotted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: notebook 08 calls this and keeps its backend
 
     widths = [len(rows) for rows in table.values()]
-    fig, axes = plt.subplots(
-        1, len(table), figsize=(1.5 + 0.9 * sum(widths), 4), gridspec_kw={"width_ratios": widths}
-    )
+    fig = Figure(figsize=(1.5 + 0.9 * sum(widths), 4))
+    axes = fig.subplots(1, len(table), gridspec_kw={"width_ratios": widths})
     axes = axes if len(table) > 1 else [axes]
     for ax, (budget, rows) in zip(axes, table.items()):
         names = list(rows)

@@ -214,13 +214,13 @@ def markdown(summary: dict, report: dict, timing: dict | None, n: int, w: float)
 
 
 def plot(summary: dict, path: Path, n: int, w: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import (
+        Figure,
+    )  # no pyplot: the caller's backend and figures stay as they are
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for sampler, marker in (("ddim", "o"), ("dpm_solver++", "s"), ("ddpm", "^")):
         rows = [(steps, s) for (name, steps), s in summary.items() if name == sampler]
         if rows:
