@@ -44,7 +44,7 @@
 # more on a busy one; set `RUN_LIVE = False` to skip them); with `DIFFUSSM_FAST=1` the live runs take
 # a few steps each, which only shows the machinery.
 #
-# *Outputs shown: executed in full mode on 2026-12-02, CPU AMD EPYC, 2 torch threads, in 11.4 min.*
+# *Outputs shown: executed in full mode on 2026-12-03, CPU AMD EPYC, 2 torch threads, in 11.6 min.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is one folder up; in Colab this cell
