@@ -19,6 +19,7 @@ from PIL import Image
 from _train_helpers import REPO, cli_env, one_thread, run_cli, tiny_config, with_model, write_config  # noqa: F401 (one_thread: a fixture)
 from diffussm_lib import training as C
 from diffussm_lib.cli import main
+from diffussm_lib.diffusion import DEFAULT_SAMPLER
 from diffussm_lib.errors import ISSUES_URL, UserError
 from diffussm_lib.training import Trainer
 
@@ -404,7 +405,9 @@ def test_time_budget_flag_and_export_with_an_evaluation(trained, tmp_path, capsy
     )
     card = (tmp_path / "exp" / "README.md").read_text()
     fid = json.loads(ev.read_text())["fid"]
-    assert f"| 20 | ddim | 2 | 2.0 | {fid:.3f} |" in card
+    assert (
+        f"| 20 | {DEFAULT_SAMPLER} | 2 | 2.0 | {fid:.3f} |" in card
+    )  # evaluate used the default sampler
     bad = tmp_path / "bad.json"
     bad.write_text('{"fid": 1}')
     assert (
