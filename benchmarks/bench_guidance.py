@@ -50,14 +50,14 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_samplers import sampling_setup
 from diffussm_lib.atomic import atomic_write_text, store_runs
-from diffussm_lib.diffusion import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, NoiseSchedule
-from diffussm_lib.env import environment_report, hardware_description, resolve_device
+from diffussm_lib.diffusion import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
+from diffussm_lib.env import environment_report, hardware_description
 from diffussm_lib.evaluation import evaluate_images, evaluate_manifold, real_manifold
 from diffussm_lib.evaluation.precision_recall import DENSITY_COVERAGE_K, PRECISION_RECALL_K
 from diffussm_lib.evaluation.stats import welch
-from diffussm_lib.sampling import fastest_batch_size, generate, parse_labels
-from diffussm_lib.training import load_model
+from diffussm_lib.sampling import generate
 
 DEFAULT_GUIDANCE = [0.0, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0]
 RESULTS = REPO / "benchmarks" / "results"
@@ -318,29 +318,9 @@ def main() -> None:
     runs = report.setdefault("runs", {})
     key = (args.num_samples, args.sampler, args.steps)
     if not args.table:
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        device = resolve_device(args.device)
-        print(environment_report(), f"| torch threads: {torch.get_num_threads()}", flush=True)
-        model, cfg, ckpt = load_model(args.checkpoint, device=device)
-        if report.get("checkpoint", str(ckpt.path)) != str(ckpt.path):
-            raise SystemExit(
-                f"{out} holds runs of {report['checkpoint']}, not {ckpt.path}: give another --out"
-            )
-        schedule = NoiseSchedule.from_config(cfg.diffusion)
-        labels = parse_labels("all", args.num_samples, cfg.model.num_classes)
-        shape = (cfg.model.in_channels, cfg.model.image_size, cfg.model.image_size)
         guided = any(w not in (0, 1) for w in args.guidance)
-        batch = args.batch_size or fastest_batch_size(
-            model, shape, args.num_samples, guided=guided, device=device
-        )
-        kw = dict(
-            image_size=cfg.model.image_size,
-            channels=cfg.model.in_channels,
-            prediction=cfg.diffusion.prediction,
-            batch_size=batch,
-            device=device,
-        )
+        model, ckpt, device, schedule, labels, kw = sampling_setup(args, report, out, guided)
+        batch = kw["batch_size"]
         warm = max(args.guidance)  # warm-up, not timed
         generate(
             model, schedule, batch, labels[:batch], sampler="ddim", steps=1, guidance=warm, **kw

@@ -87,6 +87,37 @@ def run_id(sampler: str, steps: int, seed: int, n: int, w: float) -> str:
     return f"{sampler} {steps} | seed {seed} | n {n} | w {w:g}"
 
 
+def sampling_setup(args, report: dict, out: Path, guided: bool) -> tuple:
+    """What a sampling benchmark needs before its runs (also bench_guidance's): torch threads, the
+    environment line, the EMA model of ``args.checkpoint`` (refused if ``out`` holds runs of another
+    checkpoint), its schedule, ``args.num_samples`` class-balanced labels, and ``generate``'s keyword
+    arguments with the batch size (``args.batch_size``, else measured once: ``fastest_batch_size``).
+    Returns (model, ckpt, device, schedule, labels, kw)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    print(environment_report(), f"| torch threads: {torch.get_num_threads()}", flush=True)
+    model, cfg, ckpt = load_model(args.checkpoint, device=device)
+    if report.get("checkpoint", str(ckpt.path)) != str(ckpt.path):
+        raise SystemExit(
+            f"{out} holds runs of {report['checkpoint']}, not {ckpt.path}: give another --out"
+        )
+    schedule = NoiseSchedule.from_config(cfg.diffusion)
+    labels = parse_labels("all", args.num_samples, cfg.model.num_classes)
+    shape = (cfg.model.in_channels, cfg.model.image_size, cfg.model.image_size)
+    batch = args.batch_size or fastest_batch_size(
+        model, shape, args.num_samples, guided=guided, device=device
+    )
+    kw = dict(
+        image_size=cfg.model.image_size,
+        channels=cfg.model.in_channels,
+        prediction=cfg.diffusion.prediction,
+        batch_size=batch,
+        device=device,
+    )
+    return model, ckpt, device, schedule, labels, kw
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -139,29 +170,11 @@ def main() -> None:
     report = json.loads(out.read_text()) if out.is_file() else {}
     runs = report.setdefault("runs", {})
     if not (args.table or args.markdown):
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        device = resolve_device(args.device)
-        print(environment_report(), f"| torch threads: {torch.get_num_threads()}", flush=True)
-        model, cfg, ckpt = load_model(args.checkpoint, device=device)
-        if report.get("checkpoint", str(ckpt.path)) != str(ckpt.path):
-            raise SystemExit(
-                f"{out} holds runs of {report['checkpoint']}, not {ckpt.path}: give another --out"
-            )
-        schedule = NoiseSchedule.from_config(cfg.diffusion)
-        labels = parse_labels("all", args.num_samples, cfg.model.num_classes)
-        shape = (cfg.model.in_channels, cfg.model.image_size, cfg.model.image_size)
-        batch = args.batch_size or fastest_batch_size(
-            model, shape, args.num_samples, guided=args.guidance not in (0, 1), device=device
+        model, ckpt, device, schedule, labels, kw = sampling_setup(
+            args, report, out, guided=args.guidance not in (0, 1)
         )
-        kw = dict(
-            image_size=cfg.model.image_size,
-            channels=cfg.model.in_channels,
-            guidance=args.guidance,
-            prediction=cfg.diffusion.prediction,
-            batch_size=batch,
-            device=device,
-        )
+        batch = kw["batch_size"]
+        kw["guidance"] = args.guidance
         generate(
             model, schedule, batch, labels[:batch], sampler="ddim", steps=1, **kw
         )  # warm-up, not timed
