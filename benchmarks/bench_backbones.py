@@ -513,10 +513,7 @@ def curve_mean(series: list[list[tuple[float, float, float]]]) -> tuple[list, li
 def plot(report: dict, steps: int, threads: int, path: Path) -> None:
     """2 x 2 panels: loss against steps and seconds, FID-LeNet (curve points) against steps and
     seconds; each arm's seeds as thin lines, their mean bold."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a notebook that calls this keeps its backend
     from matplotlib.ticker import FormatStrFormatter
 
     runs = report.get("runs", {})
@@ -530,7 +527,8 @@ def plot(report: dict, steps: int, threads: int, path: Path) -> None:
     if len(comps) > 1 and comps[1]["steps"]["dit"] != comps[0]["steps"]["dit"]:
         arms.append(("dit", comps[1], "--"))
     colours = {"diffussm": "tab:blue", "dit": "tab:red"}
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    fig = Figure(figsize=(11, 8))
+    axes = fig.subplots(2, 2)
     ns = set()
     for m, c, style in arms:
         rs = c["runs"][m]

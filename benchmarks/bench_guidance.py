@@ -56,7 +56,7 @@ from diffussm_lib.diffusion import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 from diffussm_lib.env import environment_report, hardware_description
 from diffussm_lib.evaluation import evaluate_images, evaluate_manifold, real_manifold
 from diffussm_lib.evaluation.precision_recall import DENSITY_COVERAGE_K, PRECISION_RECALL_K
-from diffussm_lib.evaluation.stats import welch
+from diffussm_lib.evaluation.stats import mean_sd, welch
 from diffussm_lib.sampling import generate
 
 DEFAULT_GUIDANCE = [0.0, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0]
@@ -82,11 +82,6 @@ def run_id(w: float, seed: int, sampler: str, steps: int, n: int) -> str:
 def value(run: dict, key: str) -> float:
     """A run's number for the table (class accuracy in percent)."""
     return 100 * run[key] if key == "class_accuracy" else run[key]
-
-
-def mean_sd(values: list) -> tuple[float, float]:
-    """Mean and sample SD (nan for one value)."""
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else math.nan
 
 
 def select(runs: dict, n: int, sampler: str, steps: int) -> dict:
@@ -176,17 +171,15 @@ def plot(groups: dict, path: Path, title: str) -> None:
     """FID-LeNet with its floor (left); precision, recall, density, coverage and class accuracy
     (right), each against w with error bars of one SD over seeds; dotted: the real-data reference.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a notebook that calls this keeps its backend
 
     ws = list(groups)
     every = [r for rs in groups.values() for r in rs]
     real = list({r["seed"]: r for r in every}.values())  # one reference per seed
     stats = lambda key: [mean_sd([value(r, key) for r in groups[w]]) for w in ws]  # noqa: E731
     nan0 = lambda x: 0.0 if math.isnan(x) else x  # noqa: E731
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.2))
+    fig = Figure(figsize=(12, 5.2))
+    left, right = fig.subplots(1, 2)
     fid = stats("fid")
     left.errorbar(ws, [m for m, _ in fid], yerr=[nan0(s) for _, s in fid], marker="o", capsize=3)
     floor = statistics.mean(r["floor"] for r in real)
@@ -223,7 +216,6 @@ def plot(groups: dict, path: Path, title: str) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     print(f"wrote {path}")
 
 

@@ -44,7 +44,13 @@ from diffussm_lib.config import config_from_dict, config_to_dict, load_config
 from diffussm_lib.data import dataset_from_config
 from diffussm_lib.env import environment_report, hardware_description
 from diffussm_lib.evaluation import sample_and_evaluate
-from diffussm_lib.evaluation.speedrun import lever_verdicts, summary_budget, tables, target_summary
+from diffussm_lib.evaluation.speedrun import (
+    lever_verdicts,
+    recipe_changes,
+    summary_budget,
+    tables,
+    target_summary,
+)
 from diffussm_lib.training import Trainer, export_weights, load_checkpoint, load_model
 
 ARMS = {  # name -> the keys that differ from the recipe
@@ -307,6 +313,7 @@ def main() -> None:
                     x
                     for x in (
                         target_summary(runs) if args.summary else tables(runs).rstrip(),
+                        recipe_changes(runs),
                         levers,
                     )
                     if x

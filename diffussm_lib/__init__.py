@@ -28,7 +28,7 @@ One meaning per letter, in every module, docstring and notebook (the paper's nam
     G   channels of an S4D bank: D, or 2D when one bank holds both directions
     N   SSM state size (ssm_state; S4D keeps N/2 complex modes)            [N]
     T   diffusion steps of the noise schedule (1000)                        [T]
-    S   sampling steps of a sampler run (DDIM 50 by default)
+    S   sampling steps of a sampler run (DPM-Solver++ 15 by default)
     F   feature width of a token (C p^2 after patchify)
     K   an SSM's convolution kernel (K_0 ... K_{L-1}); k, l, j, n, t are indices
     E   the SSM's skip (feed-through) term, y = K * u + E u (the code keeps the S4 / mamba-ssm

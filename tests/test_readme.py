@@ -172,6 +172,27 @@ def test_the_readme_speedrun_result_is_the_stored_one():
     )
 
 
+def test_the_readme_other_machine_numbers_are_the_stored_run():
+    """The "Intel Xeon kind" paragraph quotes the stored run at that machine's image count."""
+    runs = json.loads((REPO / "benchmarks" / "results" / "speedrun.json").read_text())["runs"]
+    m = re.search(
+        r"`--max-steps` to that count \(([\d,]+) steps = ([\d,]+) images.*?gave FID-LeNet ([\d.]+)\s+"
+        r"\(floor ([\d.]+) at this N\) and class accuracy ([\d.]+)% at\s+w = ([\d.]+)",
+        README,
+        re.S,
+    )
+    assert m, "the README's other-machine paragraph changed: update this test"
+    steps, images, fid, floor, acc, w = m.groups()
+    run = runs[f"recipe | seed 0 | {steps.replace(',', '')} steps, 1 thread, train.lr=0.001"]
+    ev = run["eval"][f"ema w={float(w):g}"]
+    assert run["images"] == int(images.replace(",", ""))
+    assert (fid, floor, acc) == (
+        f"{ev['fid']:.2f}",
+        f"{ev['floor']:.2f}",
+        f"{100 * ev['class_accuracy']:.1f}",
+    )
+
+
 @pytest.mark.slow
 def test_the_readme_sampler_study_is_the_stored_one():
     """The README's sampler block and benchmarks/results/samplers.md are what

@@ -6,9 +6,18 @@ import random
 
 import pytest
 
-from diffussm_lib.evaluation.speedrun import lever_verdicts, summary_budget, tables, target_summary
+from diffussm_lib.evaluation.speedrun import (
+    base_keys,
+    lever_verdicts,
+    recipe_changes,
+    summary_budget,
+    tables,
+    target_summary,
+)
 from diffussm_lib.evaluation.stats import (
     betainc,
+    fmt_p,
+    mean_sd,
     bootstrap_diff_interval,
     familywise_rate,
     holm,
@@ -245,3 +254,60 @@ def test_lever_verdicts_say_shown_only_below_the_threshold():
         and "no difference shown" in text
     )
     assert "logit-normal" not in text and text.startswith("Levers at 800 steps, 1 thread")
+
+
+def test_mean_sd_and_fmt_p():
+    m, sd = mean_sd([5.0, 5.4, 5.2])
+    assert m == pytest.approx(5.2) and sd == pytest.approx(0.2)  # n - 1 in the denominator
+    m, sd = mean_sd([3.0])
+    assert m == 3.0 and math.isnan(sd)
+    assert [fmt_p(p) for p in (0.0042, 0.0004, 1.0, None)] == [
+        "p = 0.004",
+        "p < 0.001",
+        "p = 1.000",
+        "p n/a",
+    ]
+
+
+def test_an_earlier_form_of_the_recipe_is_compared_not_summarised():
+    """Runs stored under "20 min, 2 threads, train.lr=0.001" are the recipe before a change of lr:
+    the target verdict judges the recipe as it is, and recipe_changes sets the two side by side."""
+    runs = {
+        f"recipe | seed {s} | 20 min, 2 threads": _run("recipe", s, f, a)
+        for s, (f, a) in enumerate([(4.8, 0.98), (4.9, 0.982), (5.4, 0.975)])
+    }
+    old = [(5.7, 0.975), (6.0, 0.973), (6.0, 0.97)]
+    runs.update(
+        {
+            f"recipe | seed {s} | 20 min, 2 threads, train.lr=0.001": _run("recipe", s, f, a)
+            for s, (f, a) in enumerate(old)
+        }
+    )
+    assert base_keys("20 min, 2 threads, train.lr=0.001") == ["train.lr=0.001"]
+    assert base_keys("1500 steps, 1 thread") == []
+    assert summary_budget(runs) == "20 min, 2 threads"
+    assert "FID-LeNet 5.03 +- 0.32" in target_summary(runs)
+    text = recipe_changes(runs)
+    t = welch([4.8, 4.9, 5.4], [5.7, 6.0, 6.0])
+    ta = welch([98.0, 98.2, 97.5], [97.5, 97.3, 97.0])
+    assert text.startswith(
+        "The recipe against its earlier form with train.lr=0.001, both at 20 min, 2 threads"
+    )
+    assert (
+        f"- ema w=1.25 (3 vs 3 seeds): FID-LeNet {t['diff']:+.2f} (Welch p = {t['p']:.3f}: "
+        f"lower FID-LeNet, shown), class accuracy {ta['diff']:+.1f} points (p = {ta['p']:.3f})"
+    ) in text
+    assert t["p"] < 0.05
+    only_old = {k: v for k, v in runs.items() if "train.lr" in k}
+    assert summary_budget(only_old) is None and recipe_changes(only_old) == ""
+    lever_runs = {k.replace("20 min, 2 threads", "800 steps, 1 thread"): v for k, v in runs.items()}
+    lever_runs.update(
+        {
+            f"lr 2e-3 | seed {s} | 800 steps, 1 thread, train.lr=0.001": _run("lr 2e-3", s, f, 0.98)
+            for s, f in enumerate([4.0, 4.2])
+        }
+    )
+    assert (
+        "Levers at 800 steps, 1 thread, each against the recipe with train.lr=0.001"
+        in lever_verdicts(lever_runs)
+    )

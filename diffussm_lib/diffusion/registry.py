@@ -44,8 +44,8 @@ def check_sampler(sampler: str) -> str:
 
 
 def default_steps(sampler: str, T: int, steps: Optional[int] = None) -> int:
-    """The number of sampling steps S: ``steps`` when given, else 50 for DDIM, 20 for DPM-Solver++
-    and T for DDPM."""
+    """The number of sampling steps S: ``steps`` when given, else ``FIXED_STEPS`` (DDIM 50,
+    DPM-Solver++ 15) and T for DDPM."""
     check_sampler(sampler)
     if steps is not None:
         return int(steps)

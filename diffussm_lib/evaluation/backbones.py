@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import statistics
 
-from .speedrun import mean_sd, pm
-from .stats import holm, welch
+from .speedrun import pm
+from .stats import holm, mean_sd, welch
 
 MODELS = {"diffussm": "DiffuSSM", "dit": "DiT"}  # key -> name; DiT minus DiffuSSM in every test
 MIN_SEEDS = 3  # seeds per model before a comparison is decided

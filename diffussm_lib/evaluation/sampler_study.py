@@ -20,7 +20,7 @@ import math
 import statistics
 from pathlib import Path
 
-from .stats import paired
+from .stats import fmt_p, paired
 
 BASELINE = ("ddim", 25)
 TARGET_STEPS, TARGET_TIME = 10, 0.40  # DPM-Solver++ at <= 10 steps, <= 40% of DDIM 25's time
@@ -105,10 +105,6 @@ def apply_timing(summary: dict, timing: dict | None, n: int) -> dict:
             s["seconds"], s["sessions"] = med * n / timing["n"], [timing["session"]]
             s["timed"] = True
     return summary
-
-
-def fmt_p(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
 def versus_baseline(summary: dict) -> dict:

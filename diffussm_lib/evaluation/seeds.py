@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from typing import Iterable, NamedTuple
 
-from .stats import familywise_rate, holm, welch
+from .stats import familywise_rate, fmt_p, holm, mean_sd, welch
 
 METRICS = {  # key in a stored result -> (label, lower is better)
     "fid": ("FID-LeNet", True),
@@ -188,20 +188,6 @@ def budget_kind(budget: str) -> str | None:
 # ----------------------------------------------------------------------------- numbers
 
 
-def mean_sd(values: list[float]) -> tuple[float, float]:
-    """(mean, sample standard deviation, n - 1 in the denominator); the SD is nan for one value."""
-    n = len(values)
-    mean = math.fsum(values) / n
-    if n < 2:
-        return mean, math.nan
-    return mean, math.sqrt(math.fsum((x - mean) ** 2 for x in values) / (n - 1))
-
-
-def fmt_p(p: float | None) -> str:
-    """0.0042 -> "= 0.004", 2e-5 -> "< 0.001", None -> "n/a"."""
-    return "n/a" if p is None else "< 0.001" if p < 0.001 else f"= {p:.3f}"
-
-
 def _pm(mean: float, sd: float, fmt: str, scale: float = 1.0, unit: str = "") -> str:
     """ "mean ± SD" (one seed: the value)."""
     text = f"{scale * mean:{fmt}}{unit}"
@@ -338,8 +324,8 @@ def _test_text(test: dict | None) -> str:
     """ "Welch p = 0.004, Holm p = 0.020" (Holm only inside the family)."""
     if test is None:
         return "no test"
-    return f"Welch p {fmt_p(test['p'])}" + (
-        f", Holm p {fmt_p(test['holm'])}" if test["holm"] is not None else ""
+    return f"Welch {fmt_p(test['p'])}" + (
+        f", Holm {fmt_p(test['holm'])}" if test["holm"] is not None else ""
     )
 
 

@@ -6,6 +6,11 @@
                          the worst seed, and a Welch t-test of its FID against the recipe's
       -> target_summary  the recipe at its longest time budget against the target, in words
       -> lever_verdicts  each arm against the recipe at the same budget: what the test shows, in words
+      -> recipe_changes  the recipe against its earlier forms at the same time budget, in words
+
+A budget reads "1500 steps, 1 thread" or "20 min, 2 threads", followed by the config keys the runs
+changed in every arm (``bench_speedrun.py --base-set``): "20 min, 2 threads, train.lr=0.001" holds
+runs of the recipe with lr 1e-3, the recipe before it moved to 2e-3 (each run stores its config).
 
 A result holds ``arm``, ``seed``, ``steps``, ``images``, ``images_per_sec``, ``precision``, ``threads``,
 ``hardware`` and ``eval``: {"ema w=1": EvalReport dict, ..., "live w=1": ...}.
@@ -16,17 +21,12 @@ from __future__ import annotations
 import statistics
 
 from .seeds import budget_of
-from .stats import paired, welch
+from .stats import mean_sd, paired, welch
 
 
 def _eval_order(key: str) -> tuple:
     """EMA evaluations first, each by guidance scale: "ema w=1", "ema w=1.25", ..., "live w=1"."""
     return key.startswith("live"), float(key.split("=")[1])
-
-
-def mean_sd(vals: list[float]) -> tuple[float, float]:
-    """(mean, sample standard deviation; nan for one value)."""
-    return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else float("nan"))
 
 
 def pm(mean: float, sd: float, fmt: str = ".2f", unit: str = "") -> str:
@@ -90,13 +90,22 @@ TARGET = (
 STRETCH = (4.0, 0.98)
 
 
+def base_keys(budget: str) -> list[str]:
+    """The config keys a budget's runs changed in every arm: "20 min, 2 threads, train.lr=0.001" ->
+    ["train.lr=0.001"]; [] for the recipe as it is."""
+    return budget.split(", ")[2:]
+
+
 def summary_budget(runs: dict, arm: str = "recipe") -> str | None:
     """The budget ``target_summary`` judges ``arm`` at: its longest time budget ("20 min, ..."), and
-    among equal times the one with the most threads per run (a student's single run); None if none."""
+    among equal times the one with the most threads per run (a student's single run); budgets with
+    changed keys (earlier forms of the recipe) do not count. None if none."""
     timed = {
         rid: r
         for rid, r in runs.items()
-        if r["arm"] == arm and budget_of(rid).split(",")[0].endswith(" min")
+        if r["arm"] == arm
+        and budget_of(rid).split(",")[0].endswith(" min")
+        and not base_keys(budget_of(rid))
     }
     if not timed:
         return None
@@ -181,6 +190,14 @@ def target_summary(runs: dict, arm: str = "recipe") -> str:
 ALPHA = 0.05  # a difference is "shown" when Welch's two-sided p is below this
 
 
+def verdict(test: dict) -> str:
+    """A FID-LeNet test in words: "lower FID-LeNet, shown" / "higher ..." at p < ALPHA, else "no
+    difference shown" (a p above ALPHA never says "equal")."""
+    if test["p"] >= ALPHA:
+        return "no difference shown"
+    return ("lower" if test["diff"] < 0 else "higher") + " FID-LeNet, shown"
+
+
 def lever_verdicts(runs: dict, base_arm: str = "recipe") -> str:
     """For every budget where ``base_arm`` has at least 2 seeds, each other arm with at least 2 seeds
     against it at the first EMA evaluation both have: the FID-LeNet and class-accuracy differences
@@ -209,12 +226,7 @@ def lever_verdicts(runs: dict, base_arm: str = "recipe") -> str:
             acc = statistics.mean(
                 100 * r["eval"][k]["class_accuracy"] for r in rs
             ) - statistics.mean(100 * r["eval"][k]["class_accuracy"] for r in base)
-            shown = t["p"] < ALPHA
-            word = (
-                (("lower" if t["diff"] < 0 else "higher") + " FID-LeNet, shown")
-                if shown
-                else "no difference shown"
-            )
+            word = verdict(t)
             lines.append(
                 f"- {arm} ({len(rs)} vs {len(base)} seeds, {k}): FID-LeNet {t['diff']:+.2f}, class accuracy "
                 f"{acc:+.1f} points; Welch p = {t['p']:.3f}: {word}"
@@ -222,7 +234,9 @@ def lever_verdicts(runs: dict, base_arm: str = "recipe") -> str:
         if lines:
             out += (
                 [
-                    f"Levers at {budget}, each against the {base_arm} (arm minus {base_arm}, means over seeds; "
+                    f"Levers at {', '.join(budget.split(', ')[:2])}, each against the {base_arm}"
+                    + (f" with {', '.join(base_keys(budget))}" if base_keys(budget) else "")
+                    + f" (arm minus {base_arm}, means over seeds; "
                     f'"shown" at p < {ALPHA:g}):',
                     "",
                 ]
@@ -230,3 +244,43 @@ def lever_verdicts(runs: dict, base_arm: str = "recipe") -> str:
                 + [""]
             )
     return "\n".join(out).rstrip()
+
+
+def recipe_changes(runs: dict, arm: str = "recipe") -> str:
+    """``arm`` at its summary budget against each earlier form of it stored at the same time budget
+    ("20 min, 2 threads" against "20 min, 2 threads, train.lr=0.001"), both with at least 2 seeds,
+    at every EMA evaluation both have: the FID-LeNet and class-accuracy differences (now minus then),
+    Welch's p of each, and the verdict on the FID as in ``lever_verdicts``."""
+    budget = summary_budget(runs, arm)
+    if budget is None:
+        return ""
+    groups = by_budget(runs)
+    now = groups[budget].get(arm, [])
+    lines = []
+    for other, arms in groups.items():
+        then = arms.get(arm, [])
+        if not other.startswith(budget + ", ") or len(then) < 2 or len(now) < 2:
+            continue
+        shared = [
+            k
+            for k in sorted({k for r in now for k in r["eval"]}, key=_eval_order)
+            if k.startswith("ema") and all(k in r["eval"] for r in now + then)
+        ]
+        if not shared:
+            continue
+        lines.append(
+            f"The {arm} against its earlier form with {', '.join(base_keys(other))}, both at "
+            f"{budget} (now minus then, means over seeds):"
+        )
+        for k in shared:
+            t = welch([r["eval"][k]["fid"] for r in now], [r["eval"][k]["fid"] for r in then])
+            ta = welch(
+                [100 * r["eval"][k]["class_accuracy"] for r in now],
+                [100 * r["eval"][k]["class_accuracy"] for r in then],
+            )
+            word = verdict(t)
+            lines.append(
+                f"- {k} ({len(now)} vs {len(then)} seeds): FID-LeNet {t['diff']:+.2f} (Welch p = "
+                f"{t['p']:.3f}: {word}), class accuracy {ta['diff']:+.1f} points (p = {ta['p']:.3f})"
+            )
+    return "\n".join(lines)

@@ -1,5 +1,7 @@
 """Statistics for results over seeds: Welch's two-sided t-test, written out (no SciPy needed).
 
+    mean_sd(values) -> (mean, sample SD; nan for one value)
+    fmt_p(p)     -> "p = 0.004", "p < 0.001" ("p n/a" for None): a p-value in words for reports
     welch(a, b)  -> {"diff": mean(a) - mean(b), "t", "df", "p"}
     paired(a, b) -> the same for paired values (a[i], b[i] measured on one seed's model)
     holm(pvalues, alpha) -> {"adjusted": Holm-adjusted p-values, "rejected": booleans}, input order
@@ -24,6 +26,20 @@ import math
 import random
 import statistics
 from typing import Sequence
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, sample standard deviation, n - 1 in the denominator); the SD is nan for one value."""
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n < 2:
+        return mean, math.nan
+    return mean, math.sqrt(math.fsum((x - mean) ** 2 for x in values) / (n - 1))
+
+
+def fmt_p(p: float | None) -> str:
+    """0.0042 -> "p = 0.004", 2e-5 -> "p < 0.001", None -> "p n/a"."""
+    return "p n/a" if p is None else "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
 def _beta_cf(a: float, b: float, x: float, iters: int = 300, eps: float = 1e-15) -> float:

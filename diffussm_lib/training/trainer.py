@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 from ..config import ConfigError, ExperimentConfig, ModelConfig
 from ..data import DataError, dataset_from_config
 from ..diffusion import (
-    DDIM_DEFAULT_STEPS,
+    DEFAULT_SAMPLER,
+    DEFAULT_STEPS,
     NoiseSchedule,
     diffusion_loss,
     drop_labels,
@@ -180,8 +181,9 @@ class Trainer:
     and ``build_model`` of the config. ``init_from``: a checkpoint whose EMA (else model) weights
     start model and EMA (optimizer and step start fresh). ``callbacks`` are added to the defaults
     (``ProgressBar`` if ``progress``, ``MetricsLog`` (``metrics.jsonl`` with an output folder),
-    ``SampleGrids`` if ``train.sample_every > 0``: ``grid_size`` EMA images, DDIM ``grid_steps``
-    steps, guidance ``grid_guidance``, always the same noise). ``log``: text messages (default
+    ``SampleGrids`` if ``train.sample_every > 0``: ``grid_size`` EMA images, ``grid_sampler`` at
+    ``grid_steps`` steps (the course's default sampler), guidance ``grid_guidance``, always the same
+    noise). ``log``: text messages (default
     ``tqdm.write``)."""
 
     def __init__(
@@ -196,13 +198,15 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         progress: bool = True,
         grid_size: int = 20,
-        grid_steps: int = DDIM_DEFAULT_STEPS,
+        grid_sampler: str = DEFAULT_SAMPLER,
+        grid_steps: int = DEFAULT_STEPS,
         grid_guidance: float = 2.0,
         log: Optional[Callable[[str], None]] = None,
     ):
         self.cfg = cfg
         self.output_dir = Path(output_dir) if output_dir is not None else None
-        self.grid_size, self.grid_steps, self.grid_guidance = grid_size, grid_steps, grid_guidance
+        self.grid_size, self.grid_guidance = grid_size, grid_guidance
+        self.grid_sampler, self.grid_steps = grid_sampler, grid_steps
         self._log = log
         self.dist, self.device = init_distributed(device)
         self.local_batch = self._local_batch_size()
@@ -514,7 +518,7 @@ class Trainer:
             labels,
             image_size=m.image_size,
             channels=m.in_channels,
-            sampler="ddim",
+            sampler=self.grid_sampler,
             steps=self.grid_steps,
             guidance=self.grid_guidance if labels is not None else 1.0,
             seed=self.cfg.train.seed,
