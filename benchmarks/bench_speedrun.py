@@ -133,7 +133,12 @@ def evaluate_run(
                 model, mcfg, n, sampler="ddim", steps=sample_steps, guidance=w, seed=1000 + seed
             )
             key = f"{'ema' if which == 'ema' else 'live'} w={w:g}"
-            out[key] = dict(ev.as_dict(), seconds=round(time.perf_counter() - t0, 1))
+            out[key] = dict(
+                ev.as_dict(),
+                sampler="ddim",
+                steps=sample_steps,
+                seconds=round(time.perf_counter() - t0, 1),
+            )
             print(
                 f"  {key}: FID-LeNet {ev.fid:.2f} (floor {ev.floor:.2f}), class accuracy "
                 f"{ev.class_accuracy:.4f}",
@@ -212,14 +217,12 @@ def export_run(runs: dict, seed: int, out_dir: Path, runs_dir: Path) -> None:
             {k: v for k, v in ev.items() if k != "seconds"},
             checkpoint=str(where),
             step=ckpt.step,
-            sampler="ddim",
-            steps=25,
             guidance=w,
             seed=1000 + seed,
             conditional=True,
         )
         atomic_write_text(
-            out_dir / "evaluations" / f"ddim25_w{w:g}_n{ev['n']}.json",
+            out_dir / "evaluations" / f"{ev['sampler']}{ev['steps']}_w{w:g}_n{ev['n']}.json",
             json.dumps(rep, indent=2) + "\n",
         )
         reports.append(rep)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import statistics
 
 from .seeds import budget_of
-from .stats import mean_sd, paired, welch
+from .stats import fmt_p, mean_sd, paired, welch
 
 
 def _eval_order(key: str) -> tuple:
@@ -66,7 +66,7 @@ def tables(runs: dict, base_arm: str = "recipe") -> str:
                 base = [r["eval"][k]["fid"] for r in arms.get(base_arm, []) if k in r["eval"]]
                 if arm != base_arm and len(base) >= 2 and len(ev) >= 2:
                     t = welch([e["fid"] for e in ev], base)
-                    test = f"{t['diff']:+.2f}, p = {t['p']:.3f}"
+                    test = f"{t['diff']:+.2f}, {fmt_p(t['p'])}"
                 head = (
                     (
                         f"| {arm} | {len(rs)} | {statistics.mean(r['steps'] for r in rs):.0f} | "
@@ -125,14 +125,18 @@ def target_summary(runs: dict, arm: str = "recipe") -> str:
     if budget is None:
         return f"no timed runs of {arm!r} stored"
     rs = [r for rid, r in runs.items() if r["arm"] == arm and budget_of(rid) == budget]
+    settings = {
+        f"{e['n']:,} class-balanced samples per run, {e['sampler'].upper()} {e['steps']} steps"
+        for r in rs
+        for e in r["eval"].values()
+    }
     lines = [
         f"{arm} at {budget} of training time per run, {len(rs)} seed{'s' if len(rs) > 1 else ''}; "
         f"{'; '.join(sorted({r['hardware'] for r in rs}))}; precision "
         f"{'/'.join(sorted({r['precision'] for r in rs}))}; "
         f"{statistics.mean(r['images_per_sec'] for r in rs):.0f} images/s, "
         f"{statistics.mean(r['images'] for r in rs):,.0f} images seen (mean over seeds); "
-        f"FID-LeNet on {rs[0]['eval']['ema w=1.25' if 'ema w=1.25' in rs[0]['eval'] else next(iter(rs[0]['eval']))]['n']:,} "
-        "class-balanced samples per run, DDIM 25 steps, each run sampled with its own seed",
+        f"FID-LeNet on {'; '.join(sorted(settings))}, each run sampled with its own seed",
         "",
     ]
     meets = []
@@ -155,7 +159,7 @@ def target_summary(runs: dict, arm: str = "recipe") -> str:
             t = paired([r["eval"][k]["fid"] for r in both], [r["eval"][ema]["fid"] for r in both])
             lines.append(
                 f"- live minus EMA weights at {k[len('live ') :]}, same runs: FID-LeNet {t['diff']:+.2f} "
-                f"(paired t-test over {len(both)} seeds, p = {t['p']:.3f})"
+                f"(paired t-test over {len(both)} seeds, {fmt_p(t['p'])})"
             )
     ok = [(k, f, a) for k, f, a in meets if f <= TARGET[0] and a >= TARGET[1]]
     stretch = [(k, f, a) for k, f, a in ok if f <= STRETCH[0] and a >= STRETCH[1]]
@@ -198,6 +202,24 @@ def verdict(test: dict) -> str:
     return ("lower" if test["diff"] < 0 else "higher") + " FID-LeNet, shown"
 
 
+def shared_ema_keys(a: list[dict], b: list[dict]) -> list[str]:
+    """The EMA evaluations ("ema w=1.25", ...) that every run of both groups has, by guidance scale."""
+    every = a + b
+    keys = {k for r in every for k in r["eval"] if k.startswith("ema")}
+    return sorted((k for k in keys if all(k in r["eval"] for r in every)), key=_eval_order)
+
+
+def compare_at(a: list[dict], b: list[dict], key: str) -> tuple[dict, dict]:
+    """Welch's two-sided tests of ``a`` minus ``b`` at the evaluation ``key``: FID-LeNet, and class
+    accuracy in percentage points."""
+    fid = welch([r["eval"][key]["fid"] for r in a], [r["eval"][key]["fid"] for r in b])
+    acc = welch(
+        [100 * r["eval"][key]["class_accuracy"] for r in a],
+        [100 * r["eval"][key]["class_accuracy"] for r in b],
+    )
+    return fid, acc
+
+
 def lever_verdicts(runs: dict, base_arm: str = "recipe") -> str:
     """For every budget where ``base_arm`` has at least 2 seeds, each other arm with at least 2 seeds
     against it at the first EMA evaluation both have: the FID-LeNet and class-accuracy differences
@@ -210,26 +232,15 @@ def lever_verdicts(runs: dict, base_arm: str = "recipe") -> str:
         for arm, rs in sorted(arms.items()):
             if arm == base_arm or len(rs) < 2 or len(base) < 2:
                 continue
-            keys = sorted(
-                {
-                    k
-                    for r in rs + base
-                    for k in r["eval"]
-                    if k.startswith("ema") and all(k in x["eval"] for x in rs + base)
-                },
-                key=_eval_order,
-            )
+            keys = shared_ema_keys(rs, base)
             if not keys:
                 continue
             k = keys[0]
-            t = welch([r["eval"][k]["fid"] for r in rs], [r["eval"][k]["fid"] for r in base])
-            acc = statistics.mean(
-                100 * r["eval"][k]["class_accuracy"] for r in rs
-            ) - statistics.mean(100 * r["eval"][k]["class_accuracy"] for r in base)
+            t, ta = compare_at(rs, base, k)
             word = verdict(t)
             lines.append(
                 f"- {arm} ({len(rs)} vs {len(base)} seeds, {k}): FID-LeNet {t['diff']:+.2f}, class accuracy "
-                f"{acc:+.1f} points; Welch p = {t['p']:.3f}: {word}"
+                f"{ta['diff']:+.1f} points; Welch {fmt_p(t['p'])}: {word}"
             )
         if lines:
             out += (
@@ -261,11 +272,7 @@ def recipe_changes(runs: dict, arm: str = "recipe") -> str:
         then = arms.get(arm, [])
         if not other.startswith(budget + ", ") or len(then) < 2 or len(now) < 2:
             continue
-        shared = [
-            k
-            for k in sorted({k for r in now for k in r["eval"]}, key=_eval_order)
-            if k.startswith("ema") and all(k in r["eval"] for r in now + then)
-        ]
+        shared = shared_ema_keys(now, then)
         if not shared:
             continue
         lines.append(
@@ -273,14 +280,10 @@ def recipe_changes(runs: dict, arm: str = "recipe") -> str:
             f"{budget} (now minus then, means over seeds):"
         )
         for k in shared:
-            t = welch([r["eval"][k]["fid"] for r in now], [r["eval"][k]["fid"] for r in then])
-            ta = welch(
-                [100 * r["eval"][k]["class_accuracy"] for r in now],
-                [100 * r["eval"][k]["class_accuracy"] for r in then],
-            )
+            t, ta = compare_at(now, then, k)
             word = verdict(t)
             lines.append(
-                f"- {k} ({len(now)} vs {len(then)} seeds): FID-LeNet {t['diff']:+.2f} (Welch p = "
-                f"{t['p']:.3f}: {word}), class accuracy {ta['diff']:+.1f} points (p = {ta['p']:.3f})"
+                f"- {k} ({len(now)} vs {len(then)} seeds): FID-LeNet {t['diff']:+.2f} (Welch "
+                f"{fmt_p(t['p'])}: {word}), class accuracy {ta['diff']:+.1f} points ({fmt_p(ta['p'])})"
             )
     return "\n".join(lines)
