@@ -47,6 +47,7 @@ from .diffusion import (
     DPM_SOLVER_DEFAULT_STEPS,
     SAMPLERS,
     NoiseSchedule,
+    step_times,
     steps_label,
 )
 from .env import resolve_device
@@ -315,16 +316,16 @@ def labels_arg(spec: Optional[str], n: int, num_classes: int):
 
 
 def check_steps_fit(args: argparse.Namespace, T: int) -> None:
-    """``--steps`` against the checkpoint's T (``diffusion.timesteps``): DDIM and DDPM take 1..T
-    steps, DPM-Solver++ 1..T-1 (its grid leaves out t = 0); ``--eta`` is DDIM's alone."""
+    """``--steps`` against the checkpoint's T (``diffusion.timesteps``), by the sampler's own rule
+    (``diffusion.step_times``); ``--eta`` is DDIM's alone."""
     if args.steps is not None:
-        dpm = args.sampler == "dpm_solver++"
-        top, name = (T - 1, f"T-1 = {T - 1}") if dpm else (T, f"T = {T}")
-        if args.steps > top:
+        try:
+            step_times(args.sampler, T, args.steps)
+        except ValueError as e:
             raise UsageError(
-                f"--steps of {args.sampler} must be in [1, {name}] (T: the "
-                f"checkpoint's diffusion.timesteps), got {args.steps}"
-            )
+                f"--steps {args.steps} does not fit {args.sampler} on this checkpoint "
+                f"(diffusion.timesteps T = {T}): {e}"
+            ) from None
     if getattr(args, "eta", 0.0) and args.sampler != "ddim":
         raise UsageError(
             f"--eta is DDIM's noise; the {args.sampler} sampler takes none (drop --eta)"

@@ -349,7 +349,8 @@ def test_too_many_dpm_solver_steps(run, tmp_path, capsys):
             "--steps",
             100,
         ],
-        "--steps of dpm_solver++ must be in [1, T-1 = 99]",
+        "--steps 100 does not fit dpm_solver++ on this checkpoint (diffusion.timesteps T = 100)",
+        "[1, T-1 = 99]",
         "got 100",
     )
 
@@ -361,7 +362,7 @@ def test_too_many_dpm_solver_steps(run, tmp_path, capsys):
         (["--eta", -1], ["--eta must be >= 0"]),
         (
             ["--sampler", "ddim", "--steps", 101],
-            ["--steps of ddim must be in [1, T = 100]", "got 101"],
+            ["--steps 101 does not fit ddim", "[1, T=100]", "got 101"],
         ),
         (["--guidance", 3], ["--guidance 3 needs class labels", "--labels"]),
     ],

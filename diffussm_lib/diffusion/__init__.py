@@ -21,6 +21,7 @@ dpm_solver        ``dpm_solver_step`` / ``dpm_solver_sample``, ``dpm_solver_step
                   DPM-Solver++(2M) (notebook 06)
 sampler_base      what the samplers share: step times, the entry checks, ``SampleResult``
 registry          ``SAMPLERS`` by name, ``default_steps`` (DDIM 50, DPM-Solver++ 15, DDPM all T),
+                  ``step_times`` (the steps a sampler visits; its error when S does not fit T),
                   ``run_sampler``
 
 The denoiser interface everywhere: ``model(x (B, C, H, W), t long (B,), y long (B,) or None)``
@@ -67,6 +68,7 @@ from .registry import (
     check_sampler,
     default_steps,
     run_sampler,
+    step_times,
     steps_label,
 )
 from .sampler_base import SampleResult, StepOutput, check_step_times, spaced_step_times
@@ -134,6 +136,7 @@ __all__ = [
     "DEFAULT_SAMPLER",
     "DEFAULT_STEPS",
     "SAMPLERS",
+    "step_times",
     "check_sampler",
     "default_steps",
     "run_sampler",

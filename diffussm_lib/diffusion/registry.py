@@ -7,6 +7,8 @@ that "which samplers exist" and "how many steps when none are given" are said on
 * ``default_steps(sampler, T)``: DDIM ``DDIM_DEFAULT_STEPS`` (50), DPM-Solver++
   ``DPM_SOLVER_DEFAULT_STEPS`` (15), DDPM all T;
 * ``DEFAULT_SAMPLER`` / ``DEFAULT_STEPS``: the course's sampling where none is asked for;
+* ``step_times(sampler, T, steps)``: the step times a sampler takes (its own error when ``steps``
+  does not fit T: the range is said once, in each sampler's step-time function);
 * ``steps_label(sampler, steps)``: the same as text for reports ("50", "20", "all", or the number);
 * ``run_sampler(sampler, model, schedule, shape, y, steps=..., eta=..., variance=..., **options)``.
 """
@@ -16,7 +18,10 @@ from __future__ import annotations
 from typing import Callable, Dict, Optional
 
 from ..errors import UserError
-from .dpm_solver import DPM_SOLVER_DEFAULT_STEPS, dpm_solver_sample
+from torch import Tensor
+
+from .dpm_solver import DPM_SOLVER_DEFAULT_STEPS, dpm_solver_sample, dpm_solver_step_times
+from .sampler_base import spaced_step_times
 from .samplers import DDIM_DEFAULT_STEPS, ddim_sample, ddpm_sample
 from .schedule import NoiseSchedule
 
@@ -24,6 +29,11 @@ SAMPLERS: Dict[str, Callable] = {
     "ddim": ddim_sample,
     "ddpm": ddpm_sample,
     "dpm_solver++": dpm_solver_sample,
+}
+STEP_TIMES: Dict[str, Callable] = {  # name -> (T, steps) -> its step times, long (steps,)
+    "ddim": spaced_step_times,
+    "ddpm": spaced_step_times,
+    "dpm_solver++": dpm_solver_step_times,
 }
 FIXED_STEPS = {"ddim": DDIM_DEFAULT_STEPS, "dpm_solver++": DPM_SOLVER_DEFAULT_STEPS}  # DDPM: all T
 
@@ -50,6 +60,13 @@ def default_steps(sampler: str, T: int, steps: Optional[int] = None) -> int:
     if steps is not None:
         return int(steps)
     return FIXED_STEPS.get(sampler, int(T))
+
+
+def step_times(sampler: str, T: int, steps: int) -> Tensor:
+    """The step times ``sampler`` visits with ``steps`` steps on a schedule of T timesteps, long
+    (steps,), decreasing; a ``ValueError`` naming the allowed range when ``steps`` does not fit (DDIM
+    and DDPM: 1..T; DPM-Solver++: 1..T-1, its grid leaves out t = 0)."""
+    return STEP_TIMES[check_sampler(sampler)](T, steps)
 
 
 def steps_label(sampler: Optional[str], steps: Optional[int]) -> str:
