@@ -829,7 +829,9 @@ for name, n, w, fid, floor, acc in rows:
 # spread in section 13's table (mean and standard deviation over three seeds, and the worst seed), not
 # beside a single number: the recipe meets the course's target on the mean of its seeds, and the
 # spread says how far one run can land from that mean. A slower machine sees fewer images in the same
-# 20 minutes (the tables print the images/s of every run), and the stored runs say what that costs.
+# 20 minutes (the tables print the images/s of every run); the one-thread run in section 13's tables
+# (one seed of the earlier recipe, about 70% of the images of its two-thread runs) hints at what that
+# costs, without measuring it.
 
 # %% [markdown]
 # ## 15. The same from the command line
