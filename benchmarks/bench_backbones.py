@@ -40,7 +40,12 @@ several one-thread processes can share one file. ``--table`` writes the markdown
 (``--md``) from the stored runs: the FLOP split, the calibration, the sweep, each budget's mean
 +- SD over seeds and worst seed, and Welch's test of DiT minus DiffuSSM (FID-LeNet, final loss),
 Holm-adjusted over the comparisons made, with a verdict in words; ``--plot`` draws loss and
-FID-LeNet against steps and against seconds.
+FID-LeNet against steps and against seconds: the seconds at the calibrated speed (step x batch /
+the model's calibrated images/s), the time the equal-time budget is defined in. A run is a number of
+steps in the calibrated precision, so any machine can run it (each stores its ``hardware`` and
+measured seconds; the same code and precision on another CPU differs only in how its kernels round
+float sums); its place on the time axis is that of the calibration's machine, not what a loaded or
+different machine measured.
 """
 
 from __future__ import annotations
@@ -510,6 +515,17 @@ def curve_mean(series: list[list[tuple[float, float, float]]]) -> tuple[list, li
     )
 
 
+def seconds_of(run: dict, cal: dict | None, model: str):
+    """(step, measured seconds) -> the seconds the plots put on their time axis: with a calibration,
+    step x batch / the model's calibrated images/s (the time on the calibration's machine, the
+    one the equal-time budget is defined on, whatever machine ran the steps and however loaded it
+    was); without one, the measured seconds."""
+    if not cal:
+        return lambda step, measured: measured
+    rate = cal[model]["images_per_sec"] / run["config"]["train"]["batch_size"]  # steps per second
+    return lambda step, measured: step / rate
+
+
 def plot(report: dict, steps: int, threads: int, path: Path) -> None:
     """2 x 2 panels: loss against steps and seconds, FID-LeNet (curve points) against steps and
     seconds; each arm's seeds as thin lines, their mean bold."""
@@ -535,10 +551,15 @@ def plot(report: dict, steps: int, threads: int, path: Path) -> None:
         if not rs:
             continue
         label = f"{MODELS[m]} lr {c['lr'][m]:g}, {c['steps'][m]} steps ({len(rs)} seed{'s' if len(rs) > 1 else ''})"
-        loss = [[tuple(p) for p in r["loss_curve"]] for r in rs]
+        secs = seconds_of(rs[0], cal, m)
+        loss = [[(p[0], secs(p[0], p[1]), p[2]) for p in r["loss_curve"]] for r in rs]
         n = max((p["n"] for r in rs for p in r["curve"]), default=None)
         fid = [
-            [(p["step"], p["train_seconds"], p["fid"]) for p in r["curve"] if p["n"] == n]
+            [
+                (p["step"], secs(p["step"], p["train_seconds"]), p["fid"])
+                for p in r["curve"]
+                if p["n"] == n
+            ]
             for r in rs
         ]
         fid = [f for f in fid if f]
@@ -577,7 +598,12 @@ def plot(report: dict, steps: int, threads: int, path: Path) -> None:
             f"FID-LeNet (N = {', '.join(str(n) for n in sorted(ns - {None}))})",
         )
     ):
-        for col, x in enumerate(("steps", "training seconds (measured)")):
+        seconds_axis = (
+            f"training seconds at the calibrated speed ({cal['hardware']})"
+            if cal
+            else "training seconds (measured)"
+        )
+        for col, x in enumerate(("steps", seconds_axis)):
             ax = axes[row][col]
             ax.set_xlabel(x)
             ax.set_ylabel(name)

@@ -284,3 +284,62 @@ def test_verdicts_name_the_better_model_only_after_holm():
     fid = decide(comps)[0]
     assert fid["family"] == 4 and fid["adjusted"] > 0.05
     assert "no difference shown" in verdict(fid, comps[0], 1)
+
+
+# ---------------------------------------------------------------------------- the plot
+def _fake_run(model, seed, ips, steps=40, batch=8):
+    """A stored result of ``model`` with its loss and FID curves; measured seconds at ``ips``."""
+    secs = lambda s: s * batch / ips  # noqa: E731
+    return {
+        "model": model,
+        "lr": 1e-3,
+        "seed": seed,
+        "steps": steps,
+        "threads": 1,
+        "hardware": "CPU test",
+        "train_seconds": secs(steps),
+        "images_per_sec": ips,
+        "precision": "fp32",
+        "final_loss": 0.1 + 0.01 * seed,
+        "eval": {"fid": 10.0 + seed + (5 if model == "dit" else 0), "n": 20},
+        "config": {
+            "train": {"batch_size": batch, "log_every": 10},
+            "model": {"image_size": 32, "patch_size": 4},
+        },
+        "loss_curve": [[s, secs(s), 1.0 / s] for s in (10, 20, 30, 40)],
+        "curve": [
+            {"step": s, "train_seconds": secs(s), "n": 20, "fid": 100.0 / s} for s in (20, 40)
+        ],
+    }
+
+
+def test_the_plot_puts_runs_at_their_calibrated_time(tmp_path):
+    """--plot's time axis: step x batch / the model's calibrated images/s, not the seconds a run
+    measured (here measured at another speed, as on another or a loaded machine)."""
+    import importlib.util
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(
+        "bench_backbones", REPO / "benchmarks" / "bench_backbones.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cal = {
+        "diffussm": {"images_per_sec": 16.0},
+        "dit": {"images_per_sec": 8.0},
+        "hardware": "CPU ref",
+    }
+    run = _fake_run("dit", 0, ips=100.0)
+    assert bench.seconds_of(run, cal, "dit")(40, run["train_seconds"]) == pytest.approx(
+        40 * 8 / 8.0
+    )
+    assert bench.seconds_of(run, None, "dit")(40, 3.2) == 3.2  # no calibration: measured
+    runs = {
+        run_id(m, 1e-3, s, 40, 1): _fake_run(m, s, ips=100.0)
+        for m in ("diffussm", "dit")
+        for s in range(3)
+    }
+    report = {"runs": runs, "calibration": {"1 thread": cal}}
+    bench.plot(report, 40, 1, tmp_path / "b.png")
+    assert (tmp_path / "b.png").stat().st_size > 20_000
