@@ -338,9 +338,10 @@ plt.tight_layout(); plt.show()
 # 19.2% at w = 6): the strokes get bolder. The pixel distance falls from w = 0 (19.4), where the
 # label is ignored and the row need not even be 3s, to w = 1 (16.9), and then barely moves (16.3,
 # 16.0 and 16.2 at w = 2, 4 and 6): on 8 samples of one class this crude measure does not show
-# guidance making the digits less varied. FID-LeNet, which compares the spread of the samples'
-# features with that of real digits, is the measure for that: notebook 07 (section 8) reports it for
-# this checkpoint and an earlier one of the same run at several w, and it climbs as w grows.
+# guidance making the digits less varied. Measures on a classifier's features do: notebook 07
+# (section 9) samples this checkpoint at a sweep of w with three seeds each and reports FID-LeNet
+# beside recall and coverage (does every kind of real digit appear among the samples?) and
+# precision and density (do the samples look like real digits?).
 #
 # ## The same noise under DDPM and DDIM
 #
@@ -691,8 +692,8 @@ assert chosen_default(study_summary) == (DEFAULT_SAMPLER, DEFAULT_STEPS)
 # * The predicted x_0 shows what the model is aiming at from the first steps on; the viewer puts it
 #   beside x_t. Its frames come from the sampler's own trajectory, so the last one *is* the sample.
 # * Guidance pushes samples towards their class and, at large w, thickens the strokes; its cost in
-#   diversity is measured by FID-LeNet in notebook 07, which this notebook's pixel distance is too
-#   crude to show.
+#   variety is measured in notebook 07 (section 9: recall and coverage on LeNet features, over
+#   seeds), which this notebook's pixel distance is too crude to show.
 # * Deterministic DDIM is the first-order exponential integrator of the probability-flow ODE written
 #   with the data prediction $\hat x_0$. DPM-Solver++(2M) adds a second-order correction built from the
 #   previous step's $\hat x_0$, at no extra model call: sampler `"dpm_solver++"` everywhere a sampler

@@ -18,6 +18,7 @@ stats       Welch's and the paired two-sided t-test (``welch``, ``paired``), wri
 speedrun    the CPU recipe's results over seeds (notebook 05): ``tables``, ``target_summary``
 sampler_study  the sampler study (notebook 06): FID-LeNet against model evaluations, the default it supports
 backbones   DiffuSSM against DiT on the CPU recipe: best rates, equal steps and time, verdicts
+guidance_study  what the guidance scale trades (notebook 07): fidelity and variety over a sweep of w
 """
 
 from .comparison import (
