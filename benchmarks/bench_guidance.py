@@ -222,6 +222,7 @@ def main() -> None:
     write_markdown(md, out, report, groups, line, args.plot)
     if args.plot:
         plot(groups, Path(args.plot), line)
+        print(f"wrote {args.plot}")
 
 
 if __name__ == "__main__":

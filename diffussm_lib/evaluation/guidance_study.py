@@ -286,7 +286,6 @@ def plot(groups: dict, path: Path, title: str) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    print(f"wrote {path}")
 
 
 def markdown(out_name: str, settings_line: str, groups: dict, figure: str | None) -> str:
