@@ -28,6 +28,7 @@ import textwrap
 from pathlib import Path
 
 from .precision_recall import DENSITY_COVERAGE_K, PRECISION_RECALL_K
+from .sampler_study import nan0
 from .stats import fmt_p, holm, mean_sd, paired
 
 MANIFOLD = ("precision", "recall", "density", "coverage")
@@ -244,9 +245,6 @@ def plot(groups: dict, path: Path, title: str) -> None:
 
     def stats(key: str) -> list[tuple[float, float]]:
         return [mean_sd([value(r, key) for r in groups[w]]) for w in ws]
-
-    def nan0(x: float) -> float:
-        return 0.0 if math.isnan(x) else x
 
     fig = Figure(figsize=(12, 5.2))
     left, right = fig.subplots(1, 2)
