@@ -83,7 +83,9 @@ from diffussm_lib.evaluation.backbones import (
     curve_steps,
     decide,
     flops_table,
+    groups,
     mechanism,
+    plot,
     run_id,
     sweep_runs,
     sweep_table,
@@ -410,15 +412,6 @@ def main_runs(args, cfgs, dataset, threads: int) -> None:
 
 
 # ---------------------------------------------------------------------------- report
-def groups(runs: dict) -> list[tuple[int, int]]:
-    """(steps, threads) of every sweep: both models have seed-0 runs there."""
-    have = {
-        m: {(r["steps"], r["threads"]) for r in runs.values() if r["model"] == m and r["seed"] == 0}
-        for m in MODELS
-    }
-    return sorted(have["diffussm"] & have["dit"])
-
-
 def markdown(report: dict, out: Path, plot: Path, md: Path) -> str:
     """The report: FLOP split, then per sweep (steps, threads) the calibration, the sweep, each
     budget's table and the verdicts, and the figure if ``plot`` exists."""
@@ -502,131 +495,6 @@ def markdown(report: dict, out: Path, plot: Path, md: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def curve_mean(series: list[list[tuple[float, float, float]]]) -> tuple[list, list, list]:
-    """Per-seed series of (step, seconds, y) -> (steps, mean seconds, mean y) at the steps every
-    seed has."""
-    common = set.intersection(*[{p[0] for p in s} for s in series])
-    by = [{p[0]: p for p in s} for s in series]
-    xs = sorted(common)
-    return (
-        xs,
-        [statistics.mean(b[x][1] for b in by) for x in xs],
-        [statistics.mean(b[x][2] for b in by) for x in xs],
-    )
-
-
-def seconds_of(run: dict, cal: dict | None, model: str):
-    """(step, measured seconds) -> the seconds the plots put on their time axis: with a calibration,
-    step x batch / the model's calibrated images/s (the time on the calibration's machine, the
-    one the equal-time budget is defined on, whatever machine ran the steps and however loaded it
-    was); without one, the measured seconds."""
-    if not cal:
-        return lambda step, measured: measured
-    rate = cal[model]["images_per_sec"] / run["config"]["train"]["batch_size"]  # steps per second
-    return lambda step, measured: step / rate
-
-
-def plot(report: dict, steps: int, threads: int, path: Path) -> None:
-    """2 x 2 panels: loss against steps and seconds, FID-LeNet (curve points) against steps and
-    seconds; each arm's seeds as thin lines, their mean bold."""
-    from matplotlib.figure import Figure  # no pyplot: a notebook that calls this keeps its backend
-    from matplotlib.ticker import FormatStrFormatter
-
-    runs = report.get("runs", {})
-    cal = report.get("calibration", {}).get(threads_label(threads))
-    comps = budgets(runs, steps, threads, cal)
-    if not comps:
-        raise SystemExit(
-            f"--plot: no sweep of both models at {steps} steps, {threads_label(threads)}"
-        )
-    arms = [("diffussm", comps[0], "-"), ("dit", comps[0], "-")]
-    if len(comps) > 1 and comps[1]["steps"]["dit"] != comps[0]["steps"]["dit"]:
-        arms.append(("dit", comps[1], "--"))
-    colours = {"diffussm": "tab:blue", "dit": "tab:red"}
-    fig = Figure(figsize=(11, 8))
-    axes = fig.subplots(2, 2)
-    ns = set()
-    for m, c, style in arms:
-        rs = c["runs"][m]
-        if not rs:
-            continue
-        label = f"{MODELS[m]} lr {c['lr'][m]:g}, {c['steps'][m]} steps ({len(rs)} seed{'s' if len(rs) > 1 else ''})"
-        secs = seconds_of(rs[0], cal, m)
-        loss = [[(p[0], secs(p[0], p[1]), p[2]) for p in r["loss_curve"]] for r in rs]
-        n = max((p["n"] for r in rs for p in r["curve"]), default=None)
-        fid = [
-            [
-                (p["step"], secs(p["step"], p["train_seconds"]), p["fid"])
-                for p in r["curve"]
-                if p["n"] == n
-            ]
-            for r in rs
-        ]
-        fid = [f for f in fid if f]
-        ns.add(n)
-        for row, series, marker in ((0, loss, "." if len(loss[0]) < 5 else None), (1, fid, "o")):
-            if not series:
-                continue
-            for col in (0, 1):
-                ax = axes[row][col]
-                for s in series:
-                    ax.plot(
-                        [p[col] for p in s],
-                        [p[2] for p in s],
-                        style,
-                        color=colours[m],
-                        lw=0.7,
-                        alpha=0.35,
-                        marker=marker,
-                        ms=3,
-                    )
-                xs, secs, ys = curve_mean(series)
-                ax.plot(
-                    xs if col == 0 else secs,
-                    ys,
-                    style,
-                    color=colours[m],
-                    lw=2,
-                    marker=marker,
-                    label=label if (row, col) == (0, 0) else None,
-                )
-    first = comps[0]["runs"]["diffussm"] or comps[0]["runs"]["dit"]
-    cfg = first[0]["config"] if first else None
-    for row, name in enumerate(
-        (
-            "training loss" + (f" (mean of {cfg['train']['log_every']} steps)" if cfg else ""),
-            f"FID-LeNet (N = {', '.join(str(n) for n in sorted(ns - {None}))})",
-        )
-    ):
-        seconds_axis = (
-            f"training seconds at the calibrated speed ({cal['hardware']})"
-            if cal
-            else "training seconds (measured)"
-        )
-        for col, x in enumerate(("steps", seconds_axis)):
-            ax = axes[row][col]
-            ax.set_xlabel(x)
-            ax.set_ylabel(name)
-            ax.set_yscale("log")
-            ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-            ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
-            ax.tick_params(axis="y", which="minor", labelsize=7)
-            ax.grid(alpha=0.3, which="both")
-    axes[0][0].legend(fontsize=8)
-    tokens = (
-        f" (L = {(cfg['model']['image_size'] // cfg['model']['patch_size']) ** 2})" if cfg else ""
-    )
-    fig.suptitle(
-        f"DiffuSSM vs DiT, CPU recipe{tokens}, {threads_label(threads)} per run: bold = mean over "
-        "seeds, thin = each seed; dashed = DiT at DiffuSSM's time",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    print(f"wrote {path}")
-
-
 # ---------------------------------------------------------------------------- main
 def main() -> None:
     ap = argparse.ArgumentParser(
@@ -676,6 +544,7 @@ def main() -> None:
         pick = [g for g in found if g[0] == args.steps and (not args.threads or g[1] == threads)]
         if args.plot and (pick or found):
             plot(report, *(pick or found)[0], Path(args.plot))
+            print(f"wrote {args.plot}")
         if args.table:
             md = Path(args.md) if args.md else out.with_suffix(".md")
             png = Path(args.plot) if args.plot else md.with_suffix(".png")

@@ -314,17 +314,10 @@ def _fake_run(model, seed, ips, steps=40, batch=8):
 
 
 def test_the_plot_puts_runs_at_their_calibrated_time(tmp_path):
-    """--plot's time axis: step x batch / the model's calibrated images/s, not the seconds a run
+    """The plot's time axis: step x batch / the model's calibrated images/s, not the seconds a run
     measured (here measured at another speed, as on another or a loaded machine)."""
-    import importlib.util
-    import sys
+    from diffussm_lib.evaluation import backbones as bench
 
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(
-        "bench_backbones", REPO / "benchmarks" / "bench_backbones.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     cal = {
         "diffussm": {"images_per_sec": 16.0},
         "dit": {"images_per_sec": 8.0},
