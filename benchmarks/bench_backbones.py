@@ -10,6 +10,7 @@ equal time, curves, and where the FLOPs go.
     python benchmarks/bench_backbones.py --seeds 0 --models dit --threads 1        # } the sweep's runs
     python benchmarks/bench_backbones.py --table --plot                     # backbones.md and .png
     python benchmarks/bench_backbones.py --flops                            # the FLOP split only
+    python benchmarks/bench_backbones.py --readme                           # the README's block
     python benchmarks/bench_backbones.py --sweep --rates 1e-3 2e-3 --steps 4 --num-samples 20 \
         --curve-samples 10 --out /tmp/b.json --runs /tmp/b --threads 1     # a smoke run (then
                                                                             # --seeds 0 1 2, --table)
@@ -76,21 +77,20 @@ from diffussm_lib.evaluation import sample_and_evaluate
 from diffussm_lib.evaluation.backbones import (
     MIN_RATES,
     MODELS,
-    budget_table,
     budget_words,
     budgets,
     best_rate,
     curve_steps,
-    decide,
     flops_table,
     groups,
     mechanism,
     plot,
+    readme_block,
     run_id,
+    study_lines,
     sweep_runs,
     sweep_table,
     threads_label,
-    verdict,
 )
 from diffussm_lib.models import build_model, count_params, flop_split
 from diffussm_lib.training import (
@@ -467,26 +467,7 @@ def markdown(report: dict, out: Path, plot: Path, md: Path) -> str:
             )
         else:
             lines.append("No calibration stored: no equal-time budget yet.")
-        lines += [
-            "",
-            f"### Learning-rate sweep (seed 0 only: one seed per rate; {steps} steps each; the "
-            "best rate has the lowest final FID-LeNet)",
-            "",
-            sweep_table(runs, steps, threads),
-        ]
-        comps = budgets(runs, steps, threads, cal)
-        tests = decide(comps)
-        for c in comps:
-            lines += [
-                "",
-                f"### At {budget_words(c, threads)}",
-                "",
-                budget_table(c),
-            ]
-        lines += ["", "### Verdicts (DiT minus DiffuSSM; lower is better for both metrics)", ""]
-        for d in tests:
-            c = next(c for c in comps if c["budget"] == d["budget"])
-            lines.append("- " + verdict(d, c, threads))
+        lines += [""] + study_lines(runs, steps, threads, cal)
     if plot.is_file():
         lines += [
             "",
@@ -521,6 +502,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "backbones.json"))
     ap.add_argument("--md", help="the markdown report (default: --out with .md)")
     ap.add_argument("--table", action="store_true", help="write --md from the stored runs")
+    ap.add_argument("--readme", action="store_true", help="print the README's block; train nothing")
     ap.add_argument(
         "--plot",
         nargs="?",
@@ -550,7 +532,9 @@ def main() -> None:
             png = Path(args.plot) if args.plot else md.with_suffix(".png")
             atomic_write_text(md, markdown(report, out, png, md))
             print("\n" + md.read_text() + f"\nwrote {md}")
-    if args.flops or args.table or args.plot:
+    if args.readme:
+        print(readme_block(read_report(out)))
+    if args.flops or args.table or args.plot or args.readme:
         return
     print(environment_report(), flush=True)
     cfgs = load_pair(args)

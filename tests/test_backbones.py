@@ -2,6 +2,7 @@
 the FLOP split, and the pure pieces of benchmarks/bench_backbones.py (diffussm_lib.evaluation.backbones):
 best rate, curve steps, equal-time steps, budgets, the tests and the verdicts in words."""
 
+import json
 import math
 from dataclasses import replace
 
@@ -17,7 +18,12 @@ from diffussm_lib.evaluation.backbones import (
     curve_steps,
     decide,
     equal_time_steps,
+    machine,
+    mechanism,
+    readme_block,
     run_id,
+    seconds_cells,
+    study_lines,
     sweep_table,
     verdict,
 )
@@ -230,6 +236,19 @@ def test_budgets_pair_the_best_rates_at_equal_steps_and_equal_time():
     assert "| DiT | 0.002 | 3000 | 2 | 12.50 +- 0.71 (2.50) | 13.00 |" in table
 
 
+def test_seconds_are_averaged_within_one_machine_only():
+    epyc = {
+        "hardware": "CPU AMD EPYC, 1 torch threads",
+        "train_seconds": 30.0,
+        "images_per_sec": 2.0,
+    }
+    xeon = {"hardware": "CPU Intel(R) Xeon(R) Processor, 1 torch threads"}
+    xeon |= {"train_seconds": 10.0, "images_per_sec": 6.0}
+    assert machine(xeon) == "Intel Xeon" and machine(epyc) == "AMD EPYC"
+    assert seconds_cells([xeon, dict(xeon, train_seconds=20.0)]) == "15 | 6 | Intel Xeon"
+    assert seconds_cells([epyc, xeon]) == "machines differ | | AMD EPYC, Intel Xeon"
+
+
 def test_fewer_than_3_seeds_is_not_decided():
     runs = study([10.0, 11.0, 12.0], [12.0, 13.0])
     comps = budgets(runs, 3000, 1, CAL)
@@ -284,6 +303,37 @@ def test_verdicts_name_the_better_model_only_after_holm():
     fid = decide(comps)[0]
     assert fid["family"] == 4 and fid["adjusted"] > 0.05
     assert "no difference shown" in verdict(fid, comps[0], 1)
+
+
+def test_the_report_and_the_readme_block_hold_the_sweep_the_budgets_and_the_verdicts():
+    runs = study([10.0, 10.5, 11.0], [14.0, 14.5, 15.2], [20.0, 21.0, 22.0])
+    lines = study_lines(runs, 3000, 1, CAL, head="####")
+    text = "\n".join(lines)
+    comps = budgets(runs, 3000, 1, CAL)
+    assert sweep_table(runs, 3000, 1) in text
+    assert all(budget_table(c) in text for c in comps)
+    verdicts = [line for line in lines if line.startswith("- For this MNIST recipe")]
+    assert verdicts == ["- " + verdict(d, comps[i // 2], 1) for i, d in enumerate(decide(comps))]
+    assert "#### At DiffuSSM's training time for 3000 steps, 1 thread (DiT: 2000 steps" in text
+    flops = {"L = 64 (test)": {"DiffuSSM": _split(60, 0, 4), "DiT": _split(100, 8, 0)}}
+    block = readme_block({"runs": runs, "calibration": {"1 thread": CAL}, "flops": flops})
+    assert block.startswith("#### Learning-rate sweep") and text in block
+    assert block.endswith(mechanism(flops))
+    assert readme_block({"runs": runs}).count("#### At ") == 1  # no calibration: equal steps only
+
+
+def _split(dense, attention, ssm):
+    return {"dense": dense, "attention": attention, "ssm": ssm, "total": dense + attention + ssm}
+
+
+def test_the_readme_backbones_block_is_the_stored_runs():
+    """The README's DiT block is ``bench_backbones.py --readme`` of the stored report."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("<!-- backbones -->\n", 1)[1].split("<!-- /backbones -->", 1)[0]
+    report = json.loads((REPO / "benchmarks" / "results" / "backbones.json").read_text())
+    assert block.strip() == readme_block(report).strip(), (
+        "run `python benchmarks/bench_backbones.py --readme` into the README"
+    )
 
 
 # ---------------------------------------------------------------------------- the plot

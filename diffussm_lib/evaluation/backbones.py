@@ -187,12 +187,30 @@ def verdict(d: dict, c: dict, threads: int, alpha: float = ALPHA) -> str:
 
 
 # ---------------------------------------------------------------------------- markdown tables
+def machine(result: dict) -> str:
+    """The CPU (or GPU) a run trained on, short: "CPU AMD EPYC, 1 torch threads" -> "AMD EPYC"."""
+    name = result.get("hardware", "unknown machine").split(",")[0].removeprefix("CPU ")
+    return name.replace("(R)", "").replace(" Processor", "")
+
+
+def seconds_cells(rs: list[dict]) -> str:
+    """The mean measured training seconds and images/s of ``rs`` and their machine: seconds are
+    compared within one machine only, so runs of several machines get no mean."""
+    machines = sorted({machine(r) for r in rs})
+    if len(machines) > 1:
+        return f"machines differ | | {', '.join(machines)}"
+    return (
+        f"{statistics.mean(r['train_seconds'] for r in rs):.0f} | "
+        f"{statistics.mean(r['images_per_sec'] for r in rs):.0f} | {machines[0]}"
+    )
+
+
 def sweep_table(runs: dict, steps: int, threads: int) -> str:
     """The sweep at ``steps``: every model's rates (seed 0 only), the best marked."""
     lines = [
-        "| model | lr | FID-LeNet (floor) | class acc. | final loss | train s | images/s | "
+        "| model | lr | FID-LeNet (floor) | class acc. | final loss | train s | images/s | machine | "
         "precision |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     notes = []
     for m, name in MODELS.items():
@@ -204,7 +222,7 @@ def sweep_table(runs: dict, steps: int, threads: int) -> str:
             lines.append(
                 f"| {name} | {r['lr']:g}{mark} | {ev['fid']:.2f} ({ev['floor']:.2f}) | "
                 f"{100 * ev['class_accuracy']:.1f}% | {r['final_loss']:.4f} | "
-                f"{r['train_seconds']:.0f} | {r['images_per_sec']:.0f} | {r['precision']} |"
+                f"{seconds_cells([r])} | {r['precision']} |"
             )
         if len(rows) < MIN_RATES:
             notes.append(
@@ -216,16 +234,17 @@ def sweep_table(runs: dict, steps: int, threads: int) -> str:
 
 def budget_table(c: dict) -> str:
     """One budget: per model its rate, steps, seeds, FID-LeNet and final loss (mean +- SD, worst
-    seed), class accuracy, measured training seconds and images/s (means), precision."""
+    seed), class accuracy, measured training seconds and images/s (means, within one machine),
+    the machine, precision."""
     lines = [
         "| model | lr | steps | seeds | FID-LeNet (floor) | worst | class acc. | final loss | worst "
-        "| train s | images/s | precision |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| train s | images/s | machine | precision |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m, name in MODELS.items():
         rs = c["runs"][m]
         if not rs:
-            lines.append(f"| {name} | {c['lr'][m]:g} | {c['steps'][m]} | 0 | | | | | | | | |")
+            lines.append(f"| {name} | {c['lr'][m]:g} | {c['steps'][m]} | 0 | | | | | | | | | |")
             continue
         f, fsd = mean_sd([value(r, "fid") for r in rs])
         lo, losd = mean_sd([value(r, "final_loss") for r in rs])
@@ -235,11 +254,41 @@ def budget_table(c: dict) -> str:
             f"({statistics.mean(r['eval']['floor'] for r in rs):.2f}) | "
             f"{max(value(r, 'fid') for r in rs):.2f} | {pm(a, asd, '.1f', '%')} | "
             f"{pm(lo, losd, '.4f')} | {max(value(r, 'final_loss') for r in rs):.4f} | "
-            f"{statistics.mean(r['train_seconds'] for r in rs):.0f} | "
-            f"{statistics.mean(r['images_per_sec'] for r in rs):.0f} | "
-            f"{'/'.join(sorted({r['precision'] for r in rs}))} |"
+            f"{seconds_cells(rs)} | {'/'.join(sorted({r['precision'] for r in rs}))} |"
         )
     return "\n".join(lines)
+
+
+def study_lines(
+    runs: dict, steps: int, threads: int, calibration: dict | None, head: str = "###"
+) -> list:
+    """The markdown of one study (S = ``steps``, ``threads`` per run): the sweep, each budget's
+    table, then the verdicts; ``head`` is the heading level of its parts."""
+    lines = [
+        f"{head} Learning-rate sweep (seed 0 only: one seed per rate; {steps} steps each; the best "
+        "rate has the lowest final FID-LeNet)",
+        "",
+        sweep_table(runs, steps, threads),
+    ]
+    comps = budgets(runs, steps, threads, calibration)
+    for c in comps:
+        lines += ["", f"{head} At {budget_words(c, threads)}", "", budget_table(c)]
+    lines += ["", f"{head} Verdicts (DiT minus DiffuSSM; lower is better for both metrics)", ""]
+    for d in decide(comps):
+        c = next(c for c in comps if c["budget"] == d["budget"])
+        lines.append("- " + verdict(d, c, threads))
+    return lines
+
+
+def readme_block(report: dict) -> str:
+    """The README's block: every study of ``report`` (``study_lines``, level-4 headings), then what
+    the FLOP split of the recipe says."""
+    runs, cals = report.get("runs", {}), report.get("calibration", {})
+    lines = []
+    for steps, threads in groups(runs):
+        lines += study_lines(runs, steps, threads, cals.get(threads_label(threads)), "####") + [""]
+    flops = {k: v for k, v in report.get("flops", {}).items() if k.startswith("L = 64")}
+    return "\n".join(lines + [mechanism(flops)] if flops else lines).strip()
 
 
 def flops_table(flops: dict) -> str:
@@ -408,5 +457,3 @@ def plot(report: dict, steps: int, threads: int, path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-
-
