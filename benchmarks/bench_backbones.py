@@ -2,12 +2,15 @@
 equal time, curves, and where the FLOPs go.
 
     python benchmarks/bench_backbones.py --calibrate --threads 1            # both speeds, stored once
-    python benchmarks/bench_backbones.py --sweep --rates 5e-4 1e-3 --threads 1   # } two processes
-    python benchmarks/bench_backbones.py --sweep --rates 2e-3 3e-3 --threads 1   # } side by side
-    python benchmarks/bench_backbones.py --seeds 1 --threads 1              # } the main runs, one
-    python benchmarks/bench_backbones.py --seeds 2 --threads 1              # } process per seed
-    python benchmarks/bench_backbones.py --seeds 0 --models diffussm --threads 1   # } seed 0 reuses
-    python benchmarks/bench_backbones.py --seeds 0 --models dit --threads 1        # } the sweep's runs
+    python benchmarks/bench_backbones.py --sweep --models dit --rates 1e-3 2e-3 3e-3 --threads 1
+    python benchmarks/bench_backbones.py --sweep --models diffussm --rates 1e-3 2e-3 3e-3 --threads 1
+        # one process per line, side by side, as many as there are cores; where the best rate is
+        # the largest swept, sweep further (the stored sweep: 1e-3 2e-3 3e-3 5e-3 8e-3)
+    python benchmarks/bench_backbones.py --seeds 1 --models dit --threads 1      # } the main runs,
+    python benchmarks/bench_backbones.py --seeds 2 --models dit --threads 1      # } one process per
+    python benchmarks/bench_backbones.py --seeds 0 --models dit --threads 1      # } (seed, model);
+    python benchmarks/bench_backbones.py --seeds 1 2 --models diffussm --threads 1   # } seed 0 reuses
+    python benchmarks/bench_backbones.py --seeds 0 --models diffussm --threads 1     # } the sweep's run
     python benchmarks/bench_backbones.py --table --plot                     # backbones.md and .png
     python benchmarks/bench_backbones.py --flops                            # the FLOP split only
     python benchmarks/bench_backbones.py --readme                           # the README's block
@@ -486,7 +489,7 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true", help="the learning-rate sweep (seed 0)")
     ap.add_argument("--calibrate", action="store_true", help="measure both speeds; train nothing")
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    ap.add_argument("--rates", type=float, nargs="+", default=[5e-4, 1e-3, 2e-3, 3e-3])
+    ap.add_argument("--rates", type=float, nargs="+", default=[1e-3, 2e-3, 3e-3, 5e-3, 8e-3])
     ap.add_argument("--steps", type=int, default=3000, help="S: the sweep's and equal steps' steps")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--curve-points", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])

@@ -432,7 +432,7 @@ def plot(report: dict, steps: int, threads: int, path: Path) -> None:
         )
     ):
         seconds_axis = (
-            f"training seconds at the calibrated speed ({cal['hardware']})"
+            f"training seconds at the calibrated speed\n({cal['hardware']})"
             if cal
             else "training seconds (measured)"
         )
