@@ -271,6 +271,7 @@ def main() -> None:
     print("\n" + verdict(summary), flush=True)
     if args.plot:
         plot(summary, Path(args.plot), args.num_samples, args.guidance)
+        print(f"wrote {args.plot}")
 
 
 if __name__ == "__main__":

@@ -322,7 +322,6 @@ def plot(table: dict, path: Path) -> None:
         ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    print(f"wrote {path}")
 
 
 def main() -> None:
@@ -380,6 +379,7 @@ def main() -> None:
             print(markdown_table(table) + "\n" + markdown_verdicts(table))
         if args.plot:
             plot(table, Path(args.plot))
+            print(f"wrote {args.plot}")
         return
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -252,4 +252,3 @@ def plot(summary: dict, path: Path, n: int, w: float) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    print(f"wrote {path}")
