@@ -43,7 +43,7 @@
 # in the cell marked THE SWITCH below to train and sample here what fits in a notebook. With `DIFFUSSM_FAST=1` (CI)
 # the same code runs at tiny sizes, which only shows the machinery.
 #
-# *Outputs shown: executed in full mode on 2026-12-04, CPU Intel(R) Xeon(R) Processor, 2 torch threads, in 3.4 min.*
+# *Outputs shown: executed in full mode on 2026-12-04, CPU Intel(R) Xeon(R) Processor, 2 torch threads, in 35 s.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is one folder up; in Colab this cell

@@ -44,7 +44,7 @@
 # more on a busy one; set `RUN_LIVE = False` to skip them); with `DIFFUSSM_FAST=1` the live runs take
 # a few steps each, which only shows the machinery.
 #
-# *Outputs shown: executed in full mode on 2026-12-03, CPU Intel(R) Xeon(R) Processor, 2 torch threads, in 11.1 min.*
+# *Outputs shown: executed in full mode on 2026-12-04, CPU Intel(R) Xeon(R) Processor, 2 torch threads, in 11.1 min.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is one folder up; in Colab this cell
@@ -560,7 +560,8 @@ if live_runs:
 #   ablations) is only approximated.
 # * **Few seeds.** Three seeds per arm make a test possible but weak: Welch's t with about 4 degrees
 #   of freedom detects only differences several SDs wide, so "not shown" is common and never means
-#   "equal". Holm's correction over a family of comparisons (six at equal steps here) makes each one stricter still.
+#   "equal". Holm's correction over a family of comparisons (every variant against raster at one budget, counted in the
+#   table's note) makes each one stricter still.
 # * **MNIST, not ImageNet or CelebA.** Grey digits on an 8 x 8 token grid (the earlier study: 14 x 14):
 #   short sequences (L = 64; 196) that a long S4D kernel spans in one layer (section 2), so locality may matter less
 #   than on DiffuSSM's unpatched latents (1,024 tokens at 256 px, 4,096 at 512 px).
