@@ -43,7 +43,7 @@
 # in the cell marked THE SWITCH below to train and sample here what fits in a notebook. With `DIFFUSSM_FAST=1` (CI)
 # the same code runs at tiny sizes, which only shows the machinery.
 #
-# *Outputs shown: executed in full mode on 2026-12-04, CPU Intel(R) Xeon(R) Processor, 2 torch threads, in 35 s.*
+# *Outputs shown: executed in full mode on 2026-12-04, CPU Intel(R) Xeon(R) Processor, 2 torch threads, in 36 s.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is one folder up; in Colab this cell
@@ -360,11 +360,12 @@ BB_STEPS, BB_THREADS = backbones.groups(bb["runs"])[0]                  # the st
 bb_cal = bb["calibration"][backbones.threads_label(BB_THREADS)]
 bb_comps = backbones.budgets(bb["runs"], BB_STEPS, BB_THREADS, bb_cal)  # equal steps, equal time
 bb_tests = backbones.decide(bb_comps)                                   # Welch + Holm, DiT minus DiffuSSM
+bb_step_ratio = bb_cal["diffussm"]["images_per_sec"] / bb_cal["dit"]["images_per_sec"]   # DiT's step / DiffuSSM's
 print(f"benchmarks/results/backbones.json: {len(bb['runs'])} runs, {backbones.threads_label(BB_THREADS)} each, on "
       f"{'; '.join(sorted({r['hardware'] for r in bb['runs'].values()}))}")
 print(f"calibration ({bb_cal['hardware']}): " + ", ".join(
     f"{name} {bb_cal[m]['images_per_sec']:.0f} images/s ({bb_cal[m]['precision']})" for m, name in backbones.MODELS.items())
-    + f": DiT's step costs {bb_cal['diffussm']['images_per_sec'] / bb_cal['dit']['images_per_sec']:.2f}x DiffuSSM's")
+    + f": DiT's step costs {bb_step_ratio:.2f}x DiffuSSM's")
 display(Markdown("\n".join(backbones.study_lines(bb["runs"], BB_STEPS, BB_THREADS, bb_cal, head="####"))))
 
 bb_png = ROOT / "outputs" / "07" / "backbones.png"
@@ -405,7 +406,7 @@ fid_s, loss_s = by_test["equal steps", "fid"], by_test["equal steps", "final_los
 assert fid_s["adjusted"] >= backbones.ALPHA and fid_s["test"]["diff"] > 0 and 0.05 < fid_s["test"]["p"] < 0.1
 assert loss_s["adjusted"] >= backbones.ALPHA and loss_s["test"]["diff"] < 0
 assert [c["steps"]["dit"] for c in bb_comps] == [BB_STEPS, 1636] and bb_comps[1]["steps"]["diffussm"] == BB_STEPS
-assert 1.75 <= bb_cal["diffussm"]["images_per_sec"] / bb_cal["dit"]["images_per_sec"] < 1.85
+assert 1.75 <= bb_step_ratio < 1.85
 def fid_at(runs, step):                                               # mean FID-LeNet of the curves at `step`
     return backbones.mean_sd([p["fid"] for r in runs for p in r["curve"] if p["step"] == step])[0]
 assert fid_at(bb_comps[1]["runs"]["dit"], 1636) > fid_at(bb_comps[0]["runs"]["dit"], 1500)
@@ -447,7 +448,7 @@ if LIVE:
         evaluate_run(duel[-1], DUEL["n"], guidance=1.25)
     print(results_table(duel))
     print(f"DiT's step took {duel[0].images_per_sec / duel[1].images_per_sec:.2f}x DiffuSSM's on this machine "
-          f"(calibration: {bb_cal['diffussm']['images_per_sec'] / bb_cal['dit']['images_per_sec']:.2f}x)")
+          f"(calibration: {bb_step_ratio:.2f}x)")
     side_by_side([make_grid(run.last_images[:50], ncol=10).squeeze(-1) for run in duel],
                  [f"live: {run.name}, {run.steps} steps in {run.train_seconds / 60:.1f} min" for run in duel])
     assert all(r.steps == DUEL["steps"] and len(r.evaluations) == 1 for r in duel)   # smoke check
