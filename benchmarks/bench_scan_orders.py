@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import statistics
 import sys
@@ -73,12 +72,12 @@ from diffussm_lib.env import environment_report, hardware_description
 from diffussm_lib.evaluation import sample_and_evaluate, variant
 from diffussm_lib.evaluation.seeds import (
     BASE,
-    KINDS,
     budget_kind,
     budget_name,
     budget_of,
     markdown_table,
     markdown_verdicts,
+    plot,
     summarise,
 )
 from diffussm_lib.models import build_model, count_flops, count_params
@@ -291,37 +290,6 @@ def train_and_evaluate(args, cfg, name: str, seed: int, steps: int, budget: str,
         flush=True,
     )
     return result
-
-
-def plot(table: dict, path: Path) -> None:
-    """One panel per budget: FID-LeNet of every seed (dots), the mean (a bar) ± SD (error bar) per
-    variant, the base's mean ± SD as a grey band, and the real-vs-real floor dotted."""
-    from matplotlib.figure import Figure  # no pyplot: notebook 08 calls this and keeps its backend
-
-    widths = [len(rows) for rows in table.values()]
-    fig = Figure(figsize=(1.5 + 0.9 * sum(widths), 4))
-    axes = fig.subplots(1, len(table), gridspec_kw={"width_ratios": widths})
-    axes = axes if len(table) > 1 else [axes]
-    for ax, (budget, rows) in zip(axes, table.items()):
-        names = list(rows)
-        for i, n in enumerate(names):
-            s = rows[n]
-            mean, sd = s["fid"]
-            ax.bar(i, mean, width=0.6, color="tab:blue" if n != BASE else "grey", alpha=0.35)
-            if not math.isnan(sd):
-                ax.errorbar(i, mean, yerr=sd, color="k", capsize=4, lw=1)
-            ax.plot([i] * s["seeds"], s["per_seed"]["fid"], "k.", ms=8)
-        if BASE in rows and rows[BASE]["seeds"] > 1:
-            mean, sd = rows[BASE]["fid"]
-            ax.axhspan(mean - sd, mean + sd, color="grey", alpha=0.25, lw=0)
-        floor = statistics.mean(s["floor"] for s in rows.values())
-        ax.axhline(floor, color="k", ls=":", lw=1, label=f"real-vs-real floor {floor:.2f}")
-        ax.set_xticks(range(len(names)), names, rotation=35, ha="right")
-        ax.set_title(f"{budget}\n({KINDS.get(budget_kind(budget), '?')})", fontsize=10)
-        ax.set_ylabel("FID-LeNet (lower is better)")
-        ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from diffussm_lib.evaluation.seeds import (
     main_budget,
     markdown_table,
     markdown_verdicts,
+    plot,
     summarise,
     summary_text,
     verdict,
@@ -158,7 +159,9 @@ def test_holm_runs_over_the_family_of_one_budget():
 def test_a_significant_difference_against_the_prediction_is_the_other_way():
     rows = rows_of(arm(BASE, BASE_FIDS), arm("random", (15.0, 15.5, 16.0)))
     text = verdict(rows, RANDOM)[0]
-    assert text.startswith("the other way at this budget (FID-LeNet 15.50 ± 0.50 vs 18.50")
+    assert text.startswith(
+        "the other way for this S4D model on MNIST at this budget (FID-LeNet 15.50 ± 0.50 vs 18.50"
+    )
     assert verdict(rows_of(arm(BASE, BASE_FIDS), arm("random", (25, 26, 27))), RANDOM)[
         0
     ].startswith("holds for this S4D model on MNIST at this budget")
@@ -191,7 +194,7 @@ def test_higher_class_accuracy_and_lower_loss_are_better():
         (
             (15.0, 15.5, 16.0),
             "M = 1 better (FID-LeNet 15.50 ± 0.50 vs 18.50 ± 0.50, 3 vs 3 seeds, Welch p = 0.002",
-            "): the claim does not hold at this budget",
+            "): the claim does not hold for this S4D model on MNIST at this budget",
         ),
         ((18.2, 18.9, 18.4), "no difference shown (FID-LeNet 18.50 ± 0.36 vs 18.50 ± 0.50", ")"),
     ],
@@ -444,6 +447,12 @@ def test_each_budget_kind_runs_only_its_variants(monkeypatch, tmp_path, argv, wr
 def test_the_plot_has_a_panel_per_budget(tmp_path):
     pytest.importorskip("matplotlib")
     runs = dict(arm(BASE, BASE_FIDS) + arm("snake", (15.0,)) + arm(BASE, (20, 21, 22), budget=TIME))
+    runs["snake | seed 0 | " + STEPS]["floor"] = 5.0  # another variant's seeds, another floor
     path = tmp_path / "p.png"
-    load_bench().plot(summarise(runs), path)
+    fig = plot(summarise(runs), path)
     assert path.stat().st_size > 1000
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(titles) == 2 and "steps" in titles[0] and "equal training time" in titles[1]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == [BASE, "snake"]
+    # the floor drawn is the tables' (the base's seeds), not a mean over every variant
+    assert fig.axes[0].get_legend_handles_labels()[1] == ["real-vs-real floor 2.70"]

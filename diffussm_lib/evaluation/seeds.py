@@ -6,6 +6,7 @@ test of each variant against the base, Holm's correction over the family, a verd
       -> compare      one budget's family: {variant: {metric: {"diff", "t", "df", "p", "holm"}}}
       -> summary_text / markdown_table (the README's): every variant, with its test against the base
       -> conclusions / markdown_verdicts: each of CLAIMS, at the budget of its kind
+      -> plot         a panel per budget: every seed, the mean ± SD, the base's band, the floor
 
 Budgets. A budget's name says its kind (``budget_name``, ``budget_kind``): "3000 steps, recipe" is
 equal steps (every variant trains as many updates), "10.0 min, recipe" equal training time (each
@@ -38,6 +39,7 @@ scoped: for this S4D model on MNIST, at this budget.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Iterable, NamedTuple
 
 from .stats import familywise_rate, fmt_p, holm, mean_sd, welch
@@ -440,7 +442,7 @@ def verdict(rows: dict, claim: Claim, tests: dict | None = None) -> tuple[str, d
             return f"no difference shown {detail}", test
         if variant_better:
             return (
-                f"{claim.labels[0]} better {detail}: the claim does not hold at this budget",
+                f"{claim.labels[0]} better {detail}: the claim does not hold {SCOPE} at this budget",
                 test,
             )
         return f"{claim.labels[1]} better {detail}: the claim holds {SCOPE} at this budget", test
@@ -448,7 +450,7 @@ def verdict(rows: dict, claim: Claim, tests: dict | None = None) -> tuple[str, d
         return f"not shown at this budget {detail}", test
     if variant_better == (claim.prediction == "variant better"):
         return f"holds {SCOPE} at this budget {detail}", test
-    return f"the other way at this budget {detail}", test
+    return f"the other way {SCOPE} at this budget {detail}", test
 
 
 def main_budget(table: dict, kind: str | None = None) -> str | None:
@@ -521,3 +523,37 @@ def markdown_verdicts(table: dict) -> str:
         out.append("")
     out += [f"- {c.source}: {c.claim}: {text}." for c, b, text in judged if b is None]
     return "\n".join(out).rstrip() + "\n"
+
+
+def plot(table: dict, path: Path):
+    """One panel per budget: FID-LeNet of every seed (dots), the mean (a bar) ± SD (error bar) per
+    variant, the base's mean ± SD as a grey band, and the real-vs-real floor dotted; written to
+    ``path``, and returned (a matplotlib Figure)."""
+    from matplotlib.figure import Figure  # no pyplot: notebook 08 calls this and keeps its backend
+
+    widths = [len(rows) for rows in table.values()]
+    fig = Figure(figsize=(1.5 + 0.9 * sum(widths), 4))
+    axes = fig.subplots(1, len(table), gridspec_kw={"width_ratios": widths})
+    axes = axes if len(table) > 1 else [axes]
+    for ax, (budget, rows) in zip(axes, table.items()):
+        names = list(rows)
+        for i, n in enumerate(names):
+            s = rows[n]
+            mean, sd = s["fid"]
+            ax.bar(i, mean, width=0.6, color="tab:blue" if n != BASE else "grey", alpha=0.35)
+            if not math.isnan(sd):
+                ax.errorbar(i, mean, yerr=sd, color="k", capsize=4, lw=1)
+            ax.plot([i] * s["seeds"], s["per_seed"]["fid"], "k.", ms=8)
+        if BASE in rows and rows[BASE]["seeds"] > 1:
+            mean, sd = rows[BASE]["fid"]
+            ax.axhspan(mean - sd, mean + sd, color="grey", alpha=0.25, lw=0)
+        # the tables' floor: the mean over the first (base) variant's seeds
+        floor = next(iter(rows.values()))["floor"]
+        ax.axhline(floor, color="k", ls=":", lw=1, label=f"real-vs-real floor {floor:.2f}")
+        ax.set_xticks(range(len(names)), names, rotation=35, ha="right")
+        ax.set_title(f"{budget}\n({KINDS.get(budget_kind(budget), '?')})", fontsize=10)
+        ax.set_ylabel("FID-LeNet (lower is better)")
+        ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return fig
