@@ -31,7 +31,7 @@
 # 5. state in one page what the paper does, how the course's setting differs from it, and the letters
 #    every notebook uses.
 #
-# *Outputs shown: executed in full mode on 2026-12-03, CPU AMD EPYC, 2 torch threads, in 8 s.*
+# *Outputs shown: executed in full mode on 2026-12-04, CPU Intel(R) Xeon(R) Processor, 2 torch threads, in 8 s.*
 
 # %%
 # Setup (the same in every notebook). In a clone the library is one folder up; in Colab this cell
@@ -451,7 +451,10 @@ times = json.loads((ROOT / "benchmarks" / "results" / "notebook_times.json").rea
 minutes = lambda row, mode: f"{row[mode]['seconds'] / 60:.1f} min" if mode in row else "not measured"
 print(f"{'notebook':<36} {'fast mode':>12} {'full mode':>12}   measured on")
 for name, row in sorted(times.items()):
-    print(f"{name:<36} {minutes(row, 'fast'):>12} {minutes(row, 'full'):>12}   {row[next(iter(row))]['hardware']}")
+    machines = {mode: r["hardware"] for mode, r in row.items()}   # one machine, or one per mode
+    where = next(iter(machines.values())) if len(set(machines.values())) == 1 else \
+        "; ".join(f"{mode}: {hw}" for mode, hw in machines.items())
+    print(f"{name:<36} {minutes(row, 'fast'):>12} {minutes(row, 'full'):>12}   {where}")
 
 # %% [markdown]
 # ## Exercises
