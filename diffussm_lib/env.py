@@ -108,6 +108,15 @@ def hardware_description(device: torch.device, world_size: int = 1) -> str:
     return f"CPU {cpu_name()}, {torch.get_num_threads()} torch threads{procs}"
 
 
+def measured_on(records: dict) -> str:
+    """Where timings were measured, from {mode: {"hardware": ...}} (``notebook_times.json``'s rows):
+    the machine, or "fast: <machine>; full: <machine>" when the modes ran on different ones."""
+    machines = {mode: r["hardware"] for mode, r in records.items()}
+    if len(set(machines.values())) == 1:
+        return next(iter(machines.values()))
+    return "; ".join(f"{mode}: {hw}" for mode, hw in machines.items())
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch; return a CPU ``torch.Generator`` seeded the same way."""
     random.seed(seed)

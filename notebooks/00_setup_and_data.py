@@ -447,14 +447,13 @@ assert base / p1 > 3
 # run; full mode is what you get when you open a notebook). The machine is named in each row.
 
 # %%
+from diffussm_lib.env import measured_on   # the machine, or one per mode where they differ
+
 times = json.loads((ROOT / "benchmarks" / "results" / "notebook_times.json").read_text())
 minutes = lambda row, mode: f"{row[mode]['seconds'] / 60:.1f} min" if mode in row else "not measured"
 print(f"{'notebook':<36} {'fast mode':>12} {'full mode':>12}   measured on")
 for name, row in sorted(times.items()):
-    machines = {mode: r["hardware"] for mode, r in row.items()}   # one machine, or one per mode
-    where = next(iter(machines.values())) if len(set(machines.values())) == 1 else \
-        "; ".join(f"{mode}: {hw}" for mode, hw in machines.items())
-    print(f"{name:<36} {minutes(row, 'fast'):>12} {minutes(row, 'full'):>12}   {where}")
+    print(f"{name:<36} {minutes(row, 'fast'):>12} {minutes(row, 'full'):>12}   {measured_on(row)}")
 
 # %% [markdown]
 # ## Exercises

@@ -50,7 +50,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from diffussm_lib.atomic import atomic_write_text
-from diffussm_lib.env import hardware_description, resolve_device
+from diffussm_lib.env import hardware_description, measured_on, resolve_device
 
 NOTEBOOKS = REPO / "notebooks"
 SOLUTIONS = NOTEBOOKS / "solutions"
@@ -170,8 +170,7 @@ def times_table(times: dict) -> str:
     ]
     for name, row in sorted(times.items()):
         cell = lambda mode: duration(row[mode]["seconds"]) if mode in row else "not measured"
-        machines = sorted({r["hardware"] for r in row.values()})
-        rows.append(f"| {name[:2]} | {cell('fast')} | {cell('full')} | {'; '.join(machines)} |")
+        rows.append(f"| {name[:2]} | {cell('fast')} | {cell('full')} | {measured_on(row)} |")
     return "\n".join(rows)
 
 

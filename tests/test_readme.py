@@ -131,6 +131,14 @@ def test_the_readme_table_of_notebook_times_is_the_measured_one():
     assert set(load_times()) == names, "every notebook has a measured time"
 
 
+def test_notebook_times_name_the_machine_of_each_mode():
+    """``measured_on``: one machine once; machines that differ by mode, each with its mode."""
+    from diffussm_lib.env import measured_on
+
+    assert measured_on({"fast": {"hardware": "A"}, "full": {"hardware": "A"}}) == "A"
+    assert measured_on({"fast": {"hardware": "B"}, "full": {"hardware": "A"}}) == "fast: B; full: A"
+
+
 @pytest.mark.slow
 def test_the_readme_table_of_scan_orders_is_the_stored_one():
     """The README's scan-order table is what ``bench_scan_orders.py --table`` prints from the stored runs."""

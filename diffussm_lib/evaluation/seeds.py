@@ -379,16 +379,22 @@ def summary_text(table: dict, matched_width: int | None = None) -> str:
     return "\n".join(lines)
 
 
+def reference_row(rows: dict) -> dict:
+    """The row whose sample count and real-vs-real floor a budget's texts and figure print: the
+    base's (the mean floor over its seeds), else the first variant's."""
+    return rows.get(BASE) or next(iter(rows.values()))
+
+
 def markdown_table(table: dict) -> str:
     """The README's table: per budget, one row per variant (mean ± SD over seeds) with its FID-LeNet
     against the base (difference, Welch p, Holm p), and the family's note under it."""
     out = []
     for budget, rows in table.items():
-        first = next(iter(rows.values()))
+        ref = reference_row(rows)
         tests = compare(rows)
         out.append(
             f"Budget: {budget} ({KINDS.get(budget_kind(budget), 'unknown kind')}); FID-LeNet on "
-            f"{evaluation_text(rows)} (real-vs-real floor {first['floor']:.2f}); mean ± SD over "
+            f"{evaluation_text(rows)} (real-vs-real floor {ref['floor']:.2f}); mean ± SD over "
             "seeds (one seed: its value); "
             f"against {BASE}: difference of means, Welch's two-sided p, Holm-adjusted p over the "
             f"comparisons with {MIN_SEEDS}+ seeds per arm.\n"
@@ -478,9 +484,9 @@ def _judged(table: dict) -> list[tuple[Claim, str | None, str]]:
 
 def _budget_note(rows: dict) -> str:
     """Under a budget's verdicts: the sample count, the floor, and the family's note."""
-    first = rows.get(BASE) or next(iter(rows.values()))
+    ref = reference_row(rows)
     return (
-        f"FID-LeNet on {first['n']} samples (floor {first['floor']:.2f}), mean ± SD over seeds. "
+        f"FID-LeNet on {ref['n']} samples (floor {ref['floor']:.2f}), mean ± SD over seeds. "
         + family_note(family_size(compare(rows)))
     )
 
@@ -547,8 +553,7 @@ def plot(table: dict, path: Path):
         if BASE in rows and rows[BASE]["seeds"] > 1:
             mean, sd = rows[BASE]["fid"]
             ax.axhspan(mean - sd, mean + sd, color="grey", alpha=0.25, lw=0)
-        # the tables' floor: the mean over the first (base) variant's seeds
-        floor = next(iter(rows.values()))["floor"]
+        floor = reference_row(rows)["floor"]  # the floor the tables print
         ax.axhline(floor, color="k", ls=":", lw=1, label=f"real-vs-real floor {floor:.2f}")
         ax.set_xticks(range(len(names)), names, rotation=35, ha="right")
         ax.set_title(f"{budget}\n({KINDS.get(budget_kind(budget), '?')})", fontsize=10)
